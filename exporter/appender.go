@@ -1,0 +1,111 @@
+package exporter
+
+import (
+	"errors"
+	"fmt"
+
+	"github.com/prometheus/prometheus/model/histogram"
+	"github.com/prometheus/prometheus/model/labels"
+	promstorage "github.com/prometheus/prometheus/storage"
+)
+
+// rejectReason is why the store refused one sample. Its String is the `reason` attribute of the
+// metricstor_exporter_samples_rejected counter.
+type rejectReason int
+
+const (
+	reasonOutOfOrder rejectReason = iota
+	reasonTooOld
+	reasonDuplicate
+	reasonOutOfBounds
+	reasonInvalidHistogram
+	reasonNativeHistogramsDisabled
+	numRejectReasons
+)
+
+var rejectReasonNames = [numRejectReasons]string{
+	reasonOutOfOrder:               "out_of_order",
+	reasonTooOld:                   "too_old",
+	reasonDuplicate:                "duplicate",
+	reasonOutOfBounds:              "out_of_bounds",
+	reasonInvalidHistogram:         "invalid_histogram",
+	reasonNativeHistogramsDisabled: "native_histograms_disabled",
+}
+
+func (r rejectReason) String() string { return rejectReasonNames[r] }
+
+// classifyAppendError tells whether err rejects just the one sample (ok is true) and why. Any other
+// error is fatal for the batch: the store is not running, a context ended, or something unknown.
+func classifyAppendError(err error) (rejectReason, bool) {
+	var hErr histogram.Error
+	switch {
+	case errors.Is(err, promstorage.ErrOutOfOrderSample):
+		return reasonOutOfOrder, true
+	case errors.Is(err, promstorage.ErrTooOldSample):
+		return reasonTooOld, true
+	case errors.Is(err, promstorage.ErrDuplicateSampleForTimestamp):
+		return reasonDuplicate, true
+	case errors.Is(err, promstorage.ErrOutOfBounds):
+		return reasonOutOfBounds, true
+	case errors.Is(err, promstorage.ErrNativeHistogramsDisabled):
+		return reasonNativeHistogramsDisabled, true
+	case errors.As(err, &hErr):
+		return reasonInvalidHistogram, true
+	}
+	return 0, false
+}
+
+// countingAppender sits between the translator and the store's appender for one push.
+//
+// The translator stops converting the remaining data points of a metric at the first Append error.
+// So that one rejected sample does not drop its neighbours, countingAppender swallows per-sample
+// rejections (counting them and keeping the first for the error message) and hands the translator
+// only fatal errors. After a fatal error every further Append fails fast with the same error.
+// Partial errors (some exemplars refused) count the sample as accepted.
+//
+// It is not safe for concurrent use; one push owns it between reset and the end of the push.
+type countingAppender struct {
+	app promstorage.AppenderV2
+
+	accepted      int
+	rejected      [numRejectReasons]int
+	firstRejected error // the first rejection, with series and timestamp
+	fatal         error // the first fatal error; the batch must be rolled back
+}
+
+var _ promstorage.AppenderV2 = (*countingAppender)(nil)
+
+func (a *countingAppender) reset(app promstorage.AppenderV2) {
+	*a = countingAppender{app: app}
+}
+
+func (a *countingAppender) Append(ref promstorage.SeriesRef, ls labels.Labels, st, t int64, v float64, h *histogram.Histogram, fh *histogram.FloatHistogram, opts promstorage.AOptions) (promstorage.SeriesRef, error) {
+	if a.fatal != nil {
+		return 0, a.fatal
+	}
+	ref, err := a.app.Append(ref, ls, st, t, v, h, fh, opts)
+	if err == nil || errors.Is(err, (*promstorage.AppendPartialError)(nil)) {
+		a.accepted++
+		return ref, nil
+	}
+	if reason, ok := classifyAppendError(err); ok {
+		a.rejected[reason]++
+		if a.firstRejected == nil {
+			a.firstRejected = fmt.Errorf("series %s at %d: %w", ls.String(), t, err)
+		}
+		return 0, nil
+	}
+	a.fatal = err
+	return 0, err
+}
+
+func (a *countingAppender) Commit() error   { return a.app.Commit() }
+func (a *countingAppender) Rollback() error { return a.app.Rollback() }
+
+func (a *countingAppender) totalRejected() int {
+	n := 0
+	for _, c := range a.rejected {
+		n += c
+	}
+	return n
+}

@@ -1,0 +1,218 @@
+package exporter
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+
+	"github.com/prometheus/prometheus/config"
+	prw "github.com/prometheus/prometheus/storage/remote/otlptranslator/prometheusremotewrite"
+	"go.opentelemetry.io/collector/component"
+	"go.opentelemetry.io/collector/consumer/consumererror"
+	"go.opentelemetry.io/collector/pdata/pmetric"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/metric"
+	"go.uber.org/zap"
+
+	"github.com/metricstor/metricstor/exporter/internal/metadata"
+	"github.com/metricstor/metricstor/storage"
+)
+
+const maxLoggedWarnings = 10
+
+// metricstorExporter converts and writes one batch per push, synchronously.
+type metricstorExporter struct {
+	cfg    *Config
+	logger *zap.Logger
+	// settings are built once from cfg at creation and never change.
+	settings prw.Settings
+
+	// store is set by start, before any push, and never changes afterwards.
+	store storage.Store
+
+	// pool holds pushStates (a converter and its counting appender) between pushes.
+	pool sync.Pool
+
+	accepted     metric.Int64Counter
+	rejected     metric.Int64Counter
+	rejectedOpts [numRejectReasons]metric.AddOption
+}
+
+// pushState is what one push needs and can reuse for the next one.
+type pushState struct {
+	conv *prw.PrometheusConverter
+	app  countingAppender
+}
+
+func newMetricstorExporter(cfg *Config, set component.TelemetrySettings) (*metricstorExporter, error) {
+	meter := set.MeterProvider.Meter(metadata.ScopeName)
+	accepted, err := meter.Int64Counter("metricstor_exporter_samples_accepted",
+		metric.WithDescription("Samples written to the store and committed."),
+		metric.WithUnit("{sample}"))
+	if err != nil {
+		return nil, fmt.Errorf("metricstor exporter: create accepted counter: %w", err)
+	}
+	rejected, err := meter.Int64Counter("metricstor_exporter_samples_rejected",
+		metric.WithDescription("Samples the store rejected one by one, by reason."),
+		metric.WithUnit("{sample}"))
+	if err != nil {
+		return nil, fmt.Errorf("metricstor exporter: create rejected counter: %w", err)
+	}
+	e := &metricstorExporter{
+		cfg:      cfg,
+		logger:   set.Logger,
+		settings: translatorSettings(cfg),
+		accepted: accepted,
+		rejected: rejected,
+		pool: sync.Pool{New: func() any {
+			return &pushState{conv: prw.NewPrometheusConverter(nil)}
+		}},
+	}
+	for r := range numRejectReasons {
+		e.rejectedOpts[r] = metric.WithAttributeSet(attribute.NewSet(attribute.String("reason", r.String())))
+	}
+	return e, nil
+}
+
+// translatorSettings maps the configuration onto the translator the way Prometheus's OTLP write
+// handler maps its `otlp:` block.
+func translatorSettings(cfg *Config) prw.Settings {
+	return prw.Settings{
+		AddMetricSuffixes: cfg.TranslationStrategy.ShouldAddSuffixes(),
+		AllowUTF8:         !cfg.TranslationStrategy.ShouldEscape(),
+		PromoteResourceAttributes: prw.NewPromoteResourceAttributes(config.OTLPConfig{
+			PromoteAllResourceAttributes: cfg.PromoteAllResourceAttributes,
+			PromoteResourceAttributes:    trimmed(cfg.PromoteResourceAttributes),
+			IgnoreResourceAttributes:     trimmed(cfg.IgnoreResourceAttributes),
+		}),
+		KeepIdentifyingResourceAttributes:    cfg.KeepIdentifyingResourceAttributes,
+		ConvertHistogramsToNHCB:              cfg.ConvertHistogramsToNHCB,
+		PromoteScopeMetadata:                 cfg.PromoteScopeMetadata,
+		DisableTargetInfo:                    !cfg.TargetInfo,
+		AllowDeltaTemporality:                cfg.AllowDeltaTemporality,
+		LookbackDelta:                        cfg.LookbackDelta,
+		EnableTypeAndUnitLabels:              cfg.EnableTypeAndUnitLabels,
+		LabelNameUnderscoreSanitization:      cfg.LabelNameUnderscoreSanitization,
+		LabelNamePreserveMultipleUnderscores: cfg.LabelNamePreserveMultipleUnderscores,
+	}
+}
+
+// trimmed returns a copy of attrs with surrounding spaces removed, as Prometheus does on load.
+func trimmed(attrs []string) []string {
+	if len(attrs) == 0 {
+		return nil
+	}
+	out := make([]string, len(attrs))
+	for i, a := range attrs {
+		out[i] = strings.TrimSpace(a)
+	}
+	return out
+}
+
+func (e *metricstorExporter) start(_ context.Context, host component.Host) error {
+	ext, ok := host.GetExtensions()[e.cfg.Storage]
+	if !ok {
+		return fmt.Errorf("metricstor exporter: storage extension %q not found", e.cfg.Storage.String())
+	}
+	store, ok := ext.(storage.Store)
+	if !ok {
+		return fmt.Errorf("metricstor exporter: extension %q is not a metricstor storage (it is %T)", e.cfg.Storage.String(), ext)
+	}
+	e.store = store
+	e.logger.Info("Writing metrics to the metricstor store", zap.String("storage", e.cfg.Storage.String()))
+	return nil
+}
+
+func (*metricstorExporter) shutdown(context.Context) error {
+	// Nothing to release: the store belongs to its extension, and every push commits or rolls back
+	// its appender before returning.
+	return nil
+}
+
+// pushMetrics converts md into one appender of the store and commits it.
+//
+// Samples the store rejects one by one are counted and the rest of the batch is committed; the
+// push then returns a permanent error naming what was rejected, so the pipeline does not retry
+// data the store will never take. The same holds for metrics the translator cannot convert (for
+// instance delta temporality when allow_delta_temporality is off). A store that is not running, a
+// failed commit, or a context that ended during conversion rolls the whole batch back and returns
+// a retryable error.
+func (e *metricstorExporter) pushMetrics(ctx context.Context, md pmetric.Metrics) error {
+	if e.store == nil {
+		return errors.New("metricstor exporter: not started")
+	}
+	st := e.pool.Get().(*pushState)
+	defer func() {
+		st.conv.Reset(nil)
+		st.app.reset(nil)
+		e.pool.Put(st)
+	}()
+
+	app := e.store.AppenderV2(ctx)
+	st.app.reset(app)
+	st.conv.Reset(&st.app)
+	annots, convErr := st.conv.FromMetrics(ctx, md, e.settings)
+	if len(annots) > 0 {
+		ws, _ := annots.AsStrings("", maxLoggedWarnings, 0)
+		e.logger.Warn("Warnings translating OTLP metrics to Prometheus series",
+			zap.Int("warnings", len(annots)), zap.Strings("first_warnings", ws))
+	}
+
+	fatal := st.app.fatal
+	if fatal == nil && (errors.Is(convErr, context.Canceled) || errors.Is(convErr, context.DeadlineExceeded)) {
+		fatal = convErr
+	}
+	if fatal != nil {
+		if rbErr := app.Rollback(); rbErr != nil && !errors.Is(rbErr, storage.ErrNotRunning) {
+			e.logger.Debug("Rollback failed", zap.Error(rbErr))
+		}
+		return fmt.Errorf("metricstor exporter: write to storage %q: %w", e.cfg.Storage.String(), fatal)
+	}
+	if err := app.Commit(); err != nil {
+		return fmt.Errorf("metricstor exporter: commit %d samples to storage %q: %w", st.app.accepted, e.cfg.Storage.String(), err)
+	}
+
+	if st.app.accepted > 0 {
+		e.accepted.Add(ctx, int64(st.app.accepted))
+	}
+	rejected := st.app.totalRejected()
+	for r, n := range st.app.rejected {
+		if n > 0 {
+			e.rejected.Add(ctx, int64(n), e.rejectedOpts[r])
+		}
+	}
+	if rejected == 0 && convErr == nil {
+		return nil
+	}
+	return e.partialFailure(&st.app, rejected, convErr)
+}
+
+// partialFailure logs once and builds the permanent error of a push whose good part was committed.
+func (e *metricstorExporter) partialFailure(app *countingAppender, rejected int, convErr error) error {
+	fields := []zap.Field{
+		zap.Int("samples_accepted", app.accepted),
+		zap.Int("samples_rejected", rejected),
+	}
+	var parts []string
+	for r, n := range app.rejected {
+		if n > 0 {
+			name := rejectReason(r).String()
+			fields = append(fields, zap.Int(name, n))
+			parts = append(parts, fmt.Sprintf("%s=%d", name, n))
+		}
+	}
+	var errs []error
+	if rejected > 0 {
+		fields = append(fields, zap.NamedError("first_rejection", app.firstRejected))
+		errs = append(errs, fmt.Errorf("store rejected %d of %d samples (%s); first: %w",
+			rejected, rejected+app.accepted, strings.Join(parts, ", "), app.firstRejected))
+	}
+	if convErr != nil {
+		fields = append(fields, zap.NamedError("translation_error", convErr))
+		errs = append(errs, fmt.Errorf("untranslatable metrics dropped: %w", convErr))
+	}
+	e.logger.Warn("Part of a batch was not stored; the rest was committed", fields...)
+	return consumererror.NewPermanent(fmt.Errorf("metricstor exporter: %w", errors.Join(errs...)))
+}

@@ -1,0 +1,62 @@
+package exporter
+
+import (
+	"context"
+	"time"
+
+	"github.com/prometheus/otlptranslator"
+	"go.opentelemetry.io/collector/component"
+	"go.opentelemetry.io/collector/config/configretry"
+	"go.opentelemetry.io/collector/consumer"
+	"go.opentelemetry.io/collector/exporter"
+	"go.opentelemetry.io/collector/exporter/exporterhelper"
+
+	"github.com/metricstor/metricstor/exporter/internal/metadata"
+)
+
+// defaultStorageID is the ID of the storage extension the exporter writes to unless told otherwise.
+var defaultStorageID = component.MustNewID("metricstor")
+
+const (
+	defaultTimeout       = 5 * time.Second
+	defaultLookbackDelta = 5 * time.Minute
+)
+
+// NewFactory returns the factory of the metricstor exporter.
+func NewFactory() exporter.Factory {
+	return exporter.NewFactory(
+		metadata.Type,
+		createDefaultConfig,
+		exporter.WithMetrics(createMetrics, metadata.MetricsStability),
+	)
+}
+
+func createDefaultConfig() component.Config {
+	return &Config{
+		TimeoutConfig:                        exporterhelper.TimeoutConfig{Timeout: defaultTimeout},
+		QueueConfig:                          metadata.NewDefaultSendingQueueConfig(),
+		RetryConfig:                          configretry.NewDefaultBackOffConfig(),
+		Storage:                              defaultStorageID,
+		TranslationStrategy:                  otlptranslator.UnderscoreEscapingWithSuffixes,
+		TargetInfo:                           true,
+		LabelNameUnderscoreSanitization:      true,
+		LabelNamePreserveMultipleUnderscores: true,
+		LookbackDelta:                        defaultLookbackDelta,
+	}
+}
+
+func createMetrics(ctx context.Context, set exporter.Settings, cfg component.Config) (exporter.Metrics, error) {
+	c := cfg.(*Config)
+	exp, err := newMetricstorExporter(c, set.TelemetrySettings)
+	if err != nil {
+		return nil, err
+	}
+	return exporterhelper.NewMetrics(ctx, set, cfg, exp.pushMetrics,
+		exporterhelper.WithStart(exp.start),
+		exporterhelper.WithShutdown(exp.shutdown),
+		exporterhelper.WithCapabilities(consumer.Capabilities{MutatesData: false}),
+		exporterhelper.WithTimeout(c.TimeoutConfig),
+		exporterhelper.WithRetry(c.RetryConfig),
+		exporterhelper.WithQueue(c.QueueConfig),
+	)
+}
