@@ -1,0 +1,238 @@
+package queryext // import "github.com/metricstor/metricstor/queryext"
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"os"
+	"runtime"
+	"sync/atomic"
+	"time"
+
+	"github.com/grafana/regexp"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/common/route"
+	"github.com/prometheus/prometheus/config"
+	"github.com/prometheus/prometheus/model/labels"
+	"github.com/prometheus/prometheus/promql"
+	"github.com/prometheus/prometheus/promql/parser"
+	"github.com/prometheus/prometheus/rules"
+	"github.com/prometheus/prometheus/scrape"
+	promstorage "github.com/prometheus/prometheus/storage"
+	"github.com/prometheus/prometheus/tsdb"
+	"github.com/prometheus/prometheus/util/notifications"
+	v1 "github.com/prometheus/prometheus/web/api/v1"
+
+	mstorage "github.com/metricstor/metricstor/storage"
+)
+
+// apiPrefix is where Prometheus serves its HTTP API.
+const apiPrefix = "/api/v1"
+
+// defaultSubqueryStep is the step of a subquery written without one, Prometheus's default
+// evaluation_interval (we run no rules, so there is no evaluation interval of our own).
+const defaultSubqueryStep = time.Minute
+
+// apiSettings is what newAPIHandler needs besides the store.
+type apiSettings struct {
+	cfg     *Config
+	logger  *slog.Logger
+	version string       // Metricstor's version for /api/v1/status/buildinfo
+	ready   *atomic.Bool // false before Start finished and once Shutdown began
+}
+
+// queryAPI is the HTTP handler of the extension and the engine behind it.
+type queryAPI struct {
+	handler http.Handler
+	engine  *promql.Engine
+}
+
+// newAPIHandler builds Prometheus's web/api/v1 API, a promql.Engine with the configured limits,
+// our own /api/v1/metadata and the /-/healthy and /-/ready probes, all over store.
+func newAPIHandler(store mstorage.Store, set apiSettings) *queryAPI {
+	// A registry per instance: Prometheus's code registers metrics and must not collide with a
+	// second instance or with the collector's own registry. /api/v1/status/self_metrics serves it.
+	reg := prometheus.NewRegistry()
+	p := parser.NewParser(parser.Options{})
+
+	engine := promql.NewEngine(promql.EngineOpts{
+		Logger:             set.logger.With("component", "query_engine"),
+		Reg:                reg,
+		MaxSamples:         set.cfg.MaxSamples,
+		Timeout:            set.cfg.Timeout,
+		ActiveQueryTracker: newConcurrencyLimiter(set.cfg.MaxConcurrency),
+		LookbackDelta:      set.cfg.LookbackDelta,
+		NoStepSubqueryIntervalFn: func(int64) int64 {
+			return defaultSubqueryStep.Milliseconds()
+		},
+		// Always on in Prometheus 3.
+		EnableAtModifier:     true,
+		EnableNegativeOffset: true,
+		Parser:               p,
+	})
+
+	queryable := notReadyQueryable{store}
+	buildInfo := &v1.PrometheusVersion{Version: set.version, GoVersion: runtime.Version()}
+	startTime := time.Now()
+	configFunc := func() config.Config { return config.DefaultConfig }
+
+	api := v1.NewAPI(
+		engine,
+		queryable,
+		nil, // appender: remote write and OTLP are received by the pipeline, not here
+		store,
+		func(context.Context) v1.ScrapePoolsRetriever { return noTargets{} },
+		func(context.Context) v1.TargetRetriever { return noTargets{} },
+		func(context.Context) v1.AlertmanagerRetriever { return noAlertmanagers{} },
+		configFunc,
+		map[string]string{},
+		v1.GlobalURLOptions{ListenAddress: set.cfg.NetAddr.Endpoint, Host: set.cfg.NetAddr.Endpoint, Scheme: "http"},
+		func(f http.HandlerFunc) http.HandlerFunc { return f }, // readiness is checked in front of the router
+		unsupportedAdmin{},
+		"",    // no TSDB directory of Prometheus's
+		false, // admin APIs off
+		false, // search API off
+		0,
+		set.logger.With("component", "api"),
+		func(context.Context) v1.RulesRetriever { return noRules{} },
+		0, 0, 0, // remote read: no sample limit, no concurrency limit, default frame size
+		false, // not an agent
+		// CORS is confighttp's job (`cors:`); this pattern matches no Origin, so Prometheus's own
+		// CORS code never allows one.
+		regexp.MustCompile("^$"),
+		func() (v1.RuntimeInfo, error) { return runtimeInfo(startTime, set.cfg), nil },
+		buildInfo,
+		func() []notifications.Notification { return []notifications.Notification{} },
+		func() (<-chan notifications.Notification, func(), bool) { return nil, func() {}, false },
+		reg,
+		reg,
+		nil,   // default stats renderer
+		false, // remote write receiving off
+		nil,
+		false, false, false, // OTLP receiving off
+		set.cfg.LookbackDelta,
+		false, // type and unit labels off
+		false, // append metadata off
+		nil,   // Prometheus's HTTP codes for every error type
+		nil,   // no feature registry
+		v1.OpenAPIOptions{},
+		p,
+		false, // query cost estimation off
+		set.cfg.Timeout,
+	)
+
+	router := route.New().WithPrefix(apiPrefix)
+	api.Register(router)
+
+	md := &metadataHandler{store: store, logger: set.logger}
+	mux := http.NewServeMux()
+	mux.Handle("GET "+apiPrefix+"/metadata", md)
+	mux.HandleFunc("GET /-/healthy", func(w http.ResponseWriter, _ *http.Request) {
+		w.WriteHeader(http.StatusOK)
+		fmt.Fprint(w, "Metricstor is Healthy.\n")
+	})
+	mux.HandleFunc("GET /-/ready", func(w http.ResponseWriter, _ *http.Request) {
+		w.WriteHeader(http.StatusOK)
+		fmt.Fprint(w, "Metricstor is Ready.\n")
+	})
+	mux.Handle("/", router)
+
+	return &queryAPI{handler: readyGate(set.ready, mux), engine: engine}
+}
+
+// readyGate answers 503 like Prometheus does while the extension is not (or no longer) ready;
+// only /-/healthy passes through.
+func readyGate(ready *atomic.Bool, next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !ready.Load() && r.URL.Path != "/-/healthy" {
+			w.WriteHeader(http.StatusServiceUnavailable)
+			fmt.Fprint(w, "Service Unavailable")
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+func runtimeInfo(start time.Time, cfg *Config) v1.RuntimeInfo {
+	cwd, _ := os.Getwd()
+	host, _ := os.Hostname()
+	return v1.RuntimeInfo{
+		StartTime:           start,
+		CWD:                 cwd,
+		Hostname:            host,
+		ServerTime:          time.Now().UTC(),
+		ReloadConfigSuccess: true,
+		LastConfigTime:      start,
+		GoroutineCount:      runtime.NumGoroutine(),
+		GOMAXPROCS:          runtime.GOMAXPROCS(0),
+		GOGC:                os.Getenv("GOGC"),
+		GODEBUG:             os.Getenv("GODEBUG"),
+		StorageRetention:    "see the " + cfg.Storage.String() + " extension",
+	}
+}
+
+// notReadyQueryable marks the store's ErrNotRunning as tsdb.ErrNotReady, which Prometheus's API
+// answers with 503 errorType unavailable, as it does while its own TSDB is not open.
+type notReadyQueryable struct {
+	promstorage.SampleAndChunkQueryable
+}
+
+func notReady(err error) error {
+	if errors.Is(err, mstorage.ErrNotRunning) {
+		return fmt.Errorf("%w: %w", tsdb.ErrNotReady, err)
+	}
+	return err
+}
+
+func (q notReadyQueryable) Querier(mint, maxt int64) (promstorage.Querier, error) {
+	qr, err := q.SampleAndChunkQueryable.Querier(mint, maxt)
+	return qr, notReady(err)
+}
+
+func (q notReadyQueryable) ChunkQuerier(mint, maxt int64) (promstorage.ChunkQuerier, error) {
+	qr, err := q.SampleAndChunkQueryable.ChunkQuerier(mint, maxt)
+	return qr, notReady(err)
+}
+
+// noTargets serves /api/v1/targets and /api/v1/scrape_pools: Metricstor scrapes nothing.
+type noTargets struct{}
+
+func (noTargets) ScrapePools() []string                       { return []string{} }
+func (noTargets) TargetsActive() map[string][]*scrape.Target  { return map[string][]*scrape.Target{} }
+func (noTargets) TargetsDropped() map[string][]*scrape.Target { return map[string][]*scrape.Target{} }
+func (noTargets) TargetsDroppedCounts() map[string]int        { return map[string]int{} }
+func (noTargets) ScrapePoolConfig(name string) (*config.ScrapeConfig, error) {
+	return nil, fmt.Errorf("scrape pool %q not found: metricstor does not scrape", name)
+}
+
+// noAlertmanagers serves /api/v1/alertmanagers: Metricstor sends no alerts.
+type noAlertmanagers struct{}
+
+func (noAlertmanagers) Alertmanagers() []*url.URL        { return []*url.URL{} }
+func (noAlertmanagers) DroppedAlertmanagers() []*url.URL { return []*url.URL{} }
+
+// noRules serves /api/v1/rules and /api/v1/alerts: Metricstor evaluates no rules.
+type noRules struct{}
+
+func (noRules) RuleGroups() []*rules.Group           { return []*rules.Group{} }
+func (noRules) AlertingRules() []*rules.AlertingRule { return []*rules.AlertingRule{} }
+
+// errUnsupported is returned by the TSDB status and admin endpoints, which describe Prometheus's
+// own TSDB; the metricstor store reports its state through its own telemetry.
+var errUnsupported = errors.New("not supported by metricstor: the store is the metricstor storage extension, not a Prometheus TSDB")
+
+type unsupportedAdmin struct{}
+
+func (unsupportedAdmin) CleanTombstones() error { return errUnsupported }
+func (unsupportedAdmin) Delete(context.Context, int64, int64, ...*labels.Matcher) error {
+	return errUnsupported
+}
+func (unsupportedAdmin) Snapshot(string, bool) error            { return errUnsupported }
+func (unsupportedAdmin) Stats(string, int) (*tsdb.Stats, error) { return nil, errUnsupported }
+func (unsupportedAdmin) WALReplayStatus() (tsdb.WALReplayStatus, error) {
+	return tsdb.WALReplayStatus{}, errUnsupported
+}
+func (unsupportedAdmin) BlockMetas() ([]tsdb.BlockMeta, error) { return nil, errUnsupported }

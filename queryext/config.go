@@ -1,0 +1,72 @@
+package queryext // import "github.com/metricstor/metricstor/queryext"
+
+import (
+	"errors"
+	"fmt"
+	"time"
+
+	"go.opentelemetry.io/collector/component"
+	"go.opentelemetry.io/collector/config/confighttp"
+)
+
+// Config is the configuration of the promql extension.
+type Config struct {
+	// ServerConfig is the HTTP server: endpoint (default 127.0.0.1:9090), TLS, auth, CORS, body
+	// limits, timeouts. write_timeout defaults to 0 (none, like Prometheus); when set it must exceed
+	// `timeout` so that a slow query can still send its answer.
+	confighttp.ServerConfig `mapstructure:",squash"`
+
+	// Storage is the ID of the metricstor storage extension to read from. Default: metricstor.
+	Storage component.ID `mapstructure:"storage"`
+
+	// Timeout is the longest a query may run before it fails with errorType timeout (HTTP 503).
+	// A request's own `timeout` parameter can only shorten it. Default: 2m.
+	Timeout time.Duration `mapstructure:"timeout"`
+
+	// MaxSamples is the largest number of samples one query may hold in memory at once; more fails
+	// with errorType execution (HTTP 422). Default: 50000000 (as Prometheus).
+	MaxSamples int `mapstructure:"max_samples"`
+
+	// LookbackDelta is how far back an instant selector looks for the latest sample. A request's
+	// `lookback_delta` parameter overrides it. Default: 5m.
+	LookbackDelta time.Duration `mapstructure:"lookback_delta"`
+
+	// MaxConcurrency is the number of queries evaluated at the same time; more wait for a slot
+	// (their wait counts against their timeout). Default: 20 (as Prometheus).
+	MaxConcurrency int `mapstructure:"max_concurrency"`
+
+	// prevent unkeyed literal initialization
+	_ struct{}
+}
+
+var _ component.Config = (*Config)(nil)
+
+// Validate checks the configuration without touching the outside world. It reports every
+// violation at once, each naming the key and the offending value.
+func (cfg *Config) Validate() error {
+	var errs []error
+	if cfg.NetAddr.Endpoint == "" {
+		errs = append(errs, errors.New("endpoint: must not be empty"))
+	}
+	if cfg.Storage.Type().String() == "" {
+		errs = append(errs, errors.New("storage: must name the metricstor storage extension (got empty)"))
+	}
+	if cfg.Timeout <= 0 {
+		errs = append(errs, fmt.Errorf("timeout: must be positive (got %s)", cfg.Timeout))
+	}
+	if cfg.MaxSamples <= 0 {
+		errs = append(errs, fmt.Errorf("max_samples: must be positive (got %d)", cfg.MaxSamples))
+	}
+	if cfg.LookbackDelta <= 0 {
+		errs = append(errs, fmt.Errorf("lookback_delta: must be positive (got %s)", cfg.LookbackDelta))
+	}
+	if cfg.MaxConcurrency <= 0 {
+		errs = append(errs, fmt.Errorf("max_concurrency: must be positive (got %d)", cfg.MaxConcurrency))
+	}
+	if cfg.WriteTimeout < 0 {
+		errs = append(errs, fmt.Errorf("write_timeout: must not be negative (got %s)", cfg.WriteTimeout))
+	} else if cfg.WriteTimeout > 0 && cfg.Timeout > 0 && cfg.WriteTimeout <= cfg.Timeout {
+		errs = append(errs, fmt.Errorf("write_timeout: must be 0 (none) or longer than timeout %s (got %s)", cfg.Timeout, cfg.WriteTimeout))
+	}
+	return errors.Join(errs...)
+}

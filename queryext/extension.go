@@ -1,0 +1,113 @@
+package queryext // import "github.com/metricstor/metricstor/queryext"
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"sync"
+	"sync/atomic"
+
+	"go.opentelemetry.io/collector/component"
+	"go.opentelemetry.io/collector/component/componentstatus"
+	"go.opentelemetry.io/collector/extension"
+	"go.opentelemetry.io/collector/extension/extensioncapabilities"
+	"go.uber.org/zap"
+
+	mstorage "github.com/metricstor/metricstor/storage"
+)
+
+// promqlExtension serves the Prometheus HTTP API over the store of the storage extension.
+type promqlExtension struct {
+	cfg      *Config            // never changes after construction
+	settings extension.Settings // never changes after construction
+
+	ready atomic.Bool // true between a successful Start and the beginning of Shutdown
+
+	// Set by Start, read by Shutdown; the collector never calls them concurrently.
+	server  *http.Server
+	api     *queryAPI
+	serveWG sync.WaitGroup // the serve goroutine
+}
+
+var _ extensioncapabilities.Dependent = (*promqlExtension)(nil)
+
+func newExtension(cfg *Config, set extension.Settings) *promqlExtension {
+	return &promqlExtension{cfg: cfg, settings: set}
+}
+
+// Dependencies makes the collector start the storage extension before this one and stop it after.
+func (e *promqlExtension) Dependencies() []component.ID {
+	return []component.ID{e.cfg.Storage}
+}
+
+// Start finds the store, binds the listener (so a busy port fails here) and serves the API.
+func (e *promqlExtension) Start(ctx context.Context, host component.Host) error {
+	store, err := findStore(host, e.cfg.Storage)
+	if err != nil {
+		return err
+	}
+	logger := e.settings.Logger
+	api := newAPIHandler(store, apiSettings{
+		cfg:     e.cfg,
+		logger:  newSlogLogger(logger),
+		version: e.settings.BuildInfo.Version,
+		ready:   &e.ready,
+	})
+
+	ln, err := e.cfg.ToListener(ctx)
+	if err != nil {
+		_ = api.engine.Close()
+		return fmt.Errorf("promql: listen on %q: %w", e.cfg.NetAddr.Endpoint, err)
+	}
+	srv, err := e.cfg.ToServer(ctx, host.GetExtensions(), e.settings.TelemetrySettings, api.handler)
+	if err != nil {
+		_ = ln.Close()
+		_ = api.engine.Close()
+		return fmt.Errorf("promql: create http server: %w", err)
+	}
+	e.server, e.api = srv, api
+
+	e.serveWG.Add(1)
+	go func() {
+		defer e.serveWG.Done()
+		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			componentstatus.ReportStatus(host, componentstatus.NewFatalErrorEvent(err))
+		}
+	}()
+	e.ready.Store(true)
+	logger.Info("Prometheus HTTP API listening",
+		zap.String("endpoint", ln.Addr().String()),
+		zap.String("storage", e.cfg.Storage.String()))
+	return nil
+}
+
+// Shutdown stops accepting requests, lets running ones finish until ctx is done, and closes the
+// engine. It is safe to call without a prior Start.
+func (e *promqlExtension) Shutdown(ctx context.Context) error {
+	e.ready.Store(false)
+	var err error
+	if e.server != nil {
+		if err = e.server.Shutdown(ctx); err != nil {
+			err = errors.Join(err, e.server.Close())
+		}
+		e.serveWG.Wait()
+	}
+	if e.api != nil {
+		err = errors.Join(err, e.api.engine.Close())
+	}
+	return err
+}
+
+// findStore looks the storage extension up by id and checks that it offers a Store.
+func findStore(host component.Host, id component.ID) (mstorage.Store, error) {
+	ext, ok := host.GetExtensions()[id]
+	if !ok {
+		return nil, fmt.Errorf("promql: storage extension %q not found", id)
+	}
+	store, ok := ext.(mstorage.Store)
+	if !ok {
+		return nil, fmt.Errorf("promql: extension %q is not a metricstor storage extension (it is a %T)", id, ext)
+	}
+	return store, nil
+}
