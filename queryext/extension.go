@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"net/http"
 	"sync"
 	"sync/atomic"
@@ -26,6 +27,7 @@ type promqlExtension struct {
 
 	// Set by Start, read by Shutdown; the collector never calls them concurrently.
 	server  *http.Server
+	addr    net.Addr // the bound address (the real port when the endpoint says :0)
 	api     *queryAPI
 	serveWG sync.WaitGroup // the serve goroutine
 }
@@ -66,7 +68,7 @@ func (e *promqlExtension) Start(ctx context.Context, host component.Host) error 
 		_ = api.engine.Close()
 		return fmt.Errorf("promql: create http server: %w", err)
 	}
-	e.server, e.api = srv, api
+	e.server, e.addr, e.api = srv, ln.Addr(), api
 
 	e.serveWG.Add(1)
 	go func() {

@@ -2,6 +2,9 @@ package queryext // import "github.com/metricstor/metricstor/queryext"
 
 import (
 	"context"
+	"errors"
+
+	"github.com/prometheus/prometheus/promql"
 )
 
 // concurrencyLimiter is a promql.QueryTracker that only bounds how many queries the engine
@@ -18,17 +21,30 @@ func newConcurrencyLimiter(n int) *concurrencyLimiter {
 // GetMaxConcurrent implements promql.QueryTracker.
 func (l *concurrencyLimiter) GetMaxConcurrent() int { return cap(l.slots) }
 
-// Insert blocks until a slot is free or ctx is done. The engine turns ctx's error into
-// a timeout or cancellation of the query.
+// Insert blocks until a slot is free or ctx is done. A query that runs out of time (or is
+// canceled) while waiting fails as promql.ErrQueryTimeout (or ErrQueryCanceled), which the API
+// answers with errorType timeout, 503 (or canceled, 499). The engine passes our error through
+// unchanged, so a bare context error would be answered as execution, 422.
 func (l *concurrencyLimiter) Insert(ctx context.Context, _ string) (int, error) {
 	if err := ctx.Err(); err != nil {
-		return 0, err
+		return 0, queueErr(err)
 	}
 	select {
 	case l.slots <- struct{}{}:
 		return 0, nil
 	case <-ctx.Done():
-		return 0, ctx.Err()
+		return 0, queueErr(ctx.Err())
+	}
+}
+
+func queueErr(err error) error {
+	switch {
+	case errors.Is(err, context.DeadlineExceeded):
+		return promql.ErrQueryTimeout("query queue")
+	case errors.Is(err, context.Canceled):
+		return promql.ErrQueryCanceled("query queue")
+	default:
+		return err
 	}
 }
 
