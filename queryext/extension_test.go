@@ -2,12 +2,15 @@ package queryext
 
 import (
 	"context"
+	"errors"
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"runtime"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -16,6 +19,7 @@ import (
 	"github.com/prometheus/prometheus/model/labels"
 	promdata "github.com/prometheus/prometheus/model/metadata"
 	promstorage "github.com/prometheus/prometheus/storage"
+	"github.com/prometheus/prometheus/tsdb"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"go.opentelemetry.io/collector/component"
@@ -23,6 +27,7 @@ import (
 	"go.opentelemetry.io/collector/extension"
 
 	"github.com/metricstor/metricstor/queryext/internal/metadata"
+	mstorage "github.com/metricstor/metricstor/storage"
 )
 
 // t0 is the time of the first test sample: 2023-11-14T22:13:20Z, 1700000000 in the API's seconds.
@@ -497,4 +502,44 @@ func nopSettings() extension.Settings {
 		TelemetrySettings: componenttest.NewNopTelemetrySettings(),
 		BuildInfo:         component.NewDefaultBuildInfo(),
 	}
+}
+
+func TestNotReadyAfterShutdownBegins(t *testing.T) {
+	var ready atomic.Bool
+	h := readyGate(&ready, http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		w.WriteHeader(http.StatusOK)
+	}))
+	for path, want := range map[string]int{"/-/healthy": 200, "/-/ready": 503, "/api/v1/query": 503} {
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, path, nil))
+		assert.Equal(t, want, rec.Code, path)
+	}
+	ready.Store(true)
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/-/ready", nil))
+	assert.Equal(t, 200, rec.Code)
+}
+
+func TestStoreNotRunningIsUnavailable(t *testing.T) {
+	store := newTestStore(t, nil)
+	q := notReadyQueryable{failingQueryable{store, mstorage.ErrNotRunning}}
+	_, err := q.Querier(0, 1)
+	require.ErrorIs(t, err, tsdb.ErrNotReady)
+	require.ErrorIs(t, err, mstorage.ErrNotRunning)
+	_, err = q.ChunkQuerier(0, 1)
+	require.ErrorIs(t, err, tsdb.ErrNotReady)
+
+	other := errors.New("disk on fire")
+	_, err = notReadyQueryable{failingQueryable{store, other}}.Querier(0, 1)
+	require.Equal(t, other, err)
+}
+
+type failingQueryable struct {
+	promstorage.SampleAndChunkQueryable
+	err error
+}
+
+func (f failingQueryable) Querier(int64, int64) (promstorage.Querier, error) { return nil, f.err }
+func (f failingQueryable) ChunkQuerier(int64, int64) (promstorage.ChunkQuerier, error) {
+	return nil, f.err
 }

@@ -125,15 +125,18 @@ func toSnake(s string) string {
 		return s
 	}
 	var b strings.Builder
-	for i, c := range s {
+	prevLower := false // the previous character was a lowercase letter or a digit
+	for _, c := range s {
 		if c >= 'A' && c <= 'Z' {
-			if i > 0 {
+			if prevLower {
 				b.WriteByte('_')
 			}
 			b.WriteRune(c + ('a' - 'A'))
+			prevLower = false
 			continue
 		}
 		b.WriteRune(c)
+		prevLower = c >= 'a' && c <= 'z' || c >= '0' && c <= '9'
 	}
 	return b.String()
 }
