@@ -1,0 +1,67 @@
+# Metricstor build, run and test entry points. Everything needed is installed by this file
+# (only Go and the module proxy are assumed), into ./bin (git-ignored).
+
+GO          ?= go
+OCB_VERSION := v0.165.0
+# The builder is installed per version, so bumping OCB_VERSION installs the new one.
+OCB_DIR     := $(CURDIR)/bin/tools/ocb-$(OCB_VERSION)
+OCB         := $(OCB_DIR)/builder
+DIST_DIR    := $(CURDIR)/build
+BINARY      := $(CURDIR)/bin/otelcol-metricstor
+E2E_TIMEOUT ?= 15m
+
+# Modules whose version in the generated distribution must equal the root go.mod's.
+PINNED_MODULES := github.com/prometheus/prometheus \
+                  go.opentelemetry.io/collector/component \
+                  go.opentelemetry.io/collector/pdata \
+                  go.opentelemetry.io/collector/exporter/exporterhelper \
+                  go.opentelemetry.io/collector/extension/extensioncapabilities
+
+.PHONY: all build run test unit e2e vet fmt-check check-versions clean
+
+all: build
+
+$(OCB):
+	GOBIN=$(OCB_DIR) $(GO) install go.opentelemetry.io/collector/cmd/builder@$(OCB_VERSION)
+
+# ocb generates ./build (sources, go.mod, binary) from builder-config.yaml and compiles it;
+# the binary is then copied to ./bin. Go's build cache makes a rebuild with few changes quick.
+build: $(OCB)
+	$(OCB) --config=builder-config.yaml
+	$(MAKE) --no-print-directory check-versions
+	mkdir -p $(dir $(BINARY))
+	cp $(DIST_DIR)/otelcol-metricstor $(BINARY)
+	@echo "built $(BINARY)"
+
+# Fails when the generated go.mod resolved a different version of a pinned module than ours.
+check-versions:
+	@for m in $(PINNED_MODULES); do \
+		root=$$($(GO) list -m -f '{{.Version}}' $$m) || exit 1; \
+		dist=$$(cd $(DIST_DIR) && $(GO) list -m -f '{{.Version}}' $$m) || exit 1; \
+		if [ "$$root" != "$$dist" ]; then \
+			echo "version mismatch for $$m: root go.mod has $$root, build/go.mod has $$dist" >&2; exit 1; \
+		fi; \
+	done
+
+run: build
+	$(BINARY) --config=config.yaml
+
+# Unit tests of every package except the end-to-end tests, then the end-to-end tests.
+test: build unit e2e
+
+unit:
+	$(GO) test -race $$($(GO) list ./... | grep -v '/testbed/')
+
+# End-to-end tests against the built binary.
+e2e: build
+	METRICSTOR_BINARY=$(BINARY) $(GO) test -count=1 -timeout=$(E2E_TIMEOUT) ./testbed/...
+
+vet: fmt-check
+	$(GO) vet ./...
+
+fmt-check:
+	@out=$$(find . -name '*.go' -not -path './build/*' -not -path './bin/*' | xargs gofmt -l); \
+	if [ -n "$$out" ]; then echo "gofmt needed:" >&2; echo "$$out" >&2; exit 1; fi
+
+clean:
+	rm -rf $(DIST_DIR) $(BINARY)

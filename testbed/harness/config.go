@@ -1,0 +1,103 @@
+package harness
+
+import (
+	"bytes"
+	"os"
+	"path/filepath"
+	"testing"
+	"text/template"
+)
+
+// Config describes the collector configuration the tests run: the default pipeline of
+// config.yaml (otlp -> metricstor exporter, no batch, no queue) on free loopback ports.
+type Config struct {
+	Ports   Ports
+	DataDir string // the storage extension's directory
+
+	// MaxSamples sets the promql extension's max_samples when positive.
+	MaxSamples int
+
+	// ExporterStorage and PromQLStorage are the `storage:` IDs of the exporter and the promql
+	// extension; empty means "metricstor", the ID of the storage extension.
+	ExporterStorage string
+	PromQLStorage   string
+}
+
+// NewConfig returns the default test configuration with fresh ports and a t.TempDir() data
+// directory.
+func NewConfig(t testing.TB) Config {
+	t.Helper()
+	return Config{Ports: NewPorts(t), DataDir: filepath.Join(t.TempDir(), "data")}
+}
+
+var configTemplate = template.Must(template.New("config").Parse(`receivers:
+  otlp:
+    protocols:
+      grpc:
+        endpoint: 127.0.0.1:{{.Ports.OTLPGRPC}}
+      http:
+        endpoint: 127.0.0.1:{{.Ports.OTLPHTTP}}
+
+exporters:
+  metricstor:
+    storage: {{or .ExporterStorage "metricstor"}}
+    sending_queue:
+      enabled: false
+
+extensions:
+  metricstor:
+    directory: {{printf "%q" .DataDir}}
+  promql:
+    endpoint: 127.0.0.1:{{.Ports.PromQL}}
+    storage: {{or .PromQLStorage "metricstor"}}
+{{- if gt .MaxSamples 0}}
+    max_samples: {{.MaxSamples}}
+{{- end}}
+
+service:
+  extensions: [metricstor, promql]
+  pipelines:
+    metrics:
+      receivers: [otlp]
+      exporters: [metricstor]
+  telemetry:
+    logs:
+      level: info
+    metrics:
+      level: normal
+      readers:
+        - pull:
+            exporter:
+              prometheus:
+                host: 127.0.0.1
+                port: {{.Ports.Telemetry}}
+`))
+
+// YAML renders the configuration.
+func (c Config) YAML() (string, error) {
+	var buf bytes.Buffer
+	if err := configTemplate.Execute(&buf, c); err != nil {
+		return "", err
+	}
+	return buf.String(), nil
+}
+
+// Write renders the configuration into a file in a temporary directory and returns its path.
+func (c Config) Write(t testing.TB) string {
+	t.Helper()
+	text, err := c.YAML()
+	if err != nil {
+		t.Fatalf("render config: %v", err)
+	}
+	return WriteFile(t, "config.yaml", text)
+}
+
+// WriteFile writes text to a file named name in a new temporary directory and returns its path.
+func WriteFile(t testing.TB, name, text string) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), name)
+	if err := os.WriteFile(path, []byte(text), 0o600); err != nil {
+		t.Fatalf("write %s: %v", path, err)
+	}
+	return path
+}
