@@ -135,7 +135,9 @@ type point = struct {
 
 // allKinds builds one batch with a gauge, a monotonic cumulative sum, a histogram, an exponential
 // histogram and a summary.
-func allKinds() pmetric.Metrics {
+func allKinds() pmetric.Metrics { return allKindsAt(t0) }
+
+func allKindsAt(t0 int64) pmetric.Metrics {
 	md := pmetric.NewMetrics()
 	sm := newResource(md)
 

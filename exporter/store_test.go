@@ -33,7 +33,7 @@ type tsdbStore struct {
 
 var _ storage.Store = (*tsdbStore)(nil)
 
-func newTSDBStore(t *testing.T) *tsdbStore {
+func newTSDBStore(t testing.TB) *tsdbStore {
 	t.Helper()
 	opts := tsdb.DefaultOptions()
 	db, err := tsdb.Open(t.TempDir(), promslog.NewNopLogger(), nil, opts, nil)
@@ -137,7 +137,7 @@ type sample struct {
 }
 
 // dump reads every series of the store, keyed by the series' labels in PromQL notation.
-func dump(t *testing.T, s *tsdbStore) map[string][]sample {
+func dump(t testing.TB, s *tsdbStore) map[string][]sample {
 	t.Helper()
 	q, err := s.Querier(math.MinInt64, math.MaxInt64)
 	require.NoError(t, err)
