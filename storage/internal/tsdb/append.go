@@ -1,0 +1,377 @@
+package tsdb
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+
+	"github.com/cockroachdb/pebble/v2"
+	"github.com/prometheus/prometheus/model/exemplar"
+	"github.com/prometheus/prometheus/model/histogram"
+	"github.com/prometheus/prometheus/model/labels"
+	"github.com/prometheus/prometheus/model/metadata"
+	"github.com/prometheus/prometheus/storage"
+	"go.uber.org/zap"
+)
+
+// Appender buffers samples, metadata and exemplars and writes them in one Pebble batch on
+// Commit. It validates each sample on Append, so the caller learns at once which samples are
+// rejected; a sample that was valid on Append but raced with another commit is handled on
+// Commit (merged if it falls in the out-of-order window, otherwise dropped and counted).
+// An Appender is not safe for concurrent use and must not be reused after Commit or Rollback.
+type Appender struct {
+	db        *DB
+	samples   []pendingSample
+	newest    map[*memSeries]sample // newest buffered sample per series, for validation
+	meta      map[string]metadata.Metadata
+	exemplars []pendingExemplar
+}
+
+type pendingSample struct {
+	s   *memSeries
+	smp sample
+}
+
+type pendingExemplar struct {
+	s *memSeries
+	e exemplar.Exemplar
+}
+
+var _ storage.AppenderV2 = (*Appender)(nil)
+
+// AppenderV2 returns a new appender.
+func (db *DB) AppenderV2(context.Context) storage.AppenderV2 { return db.NewAppender() }
+
+// NewAppender returns a new appender.
+func (db *DB) NewAppender() *Appender { return &Appender{db: db} }
+
+// Append implements storage.AppenderV2. It never fails for a metadata or exemplar problem:
+// those are reported as *storage.AppendPartialError after the sample was buffered.
+func (a *Appender) Append(ref storage.SeriesRef, ls labels.Labels, st, t int64, v float64, h *histogram.Histogram, fh *histogram.FloatHistogram, opts storage.AppendV2Options) (storage.SeriesRef, error) {
+	s, err := a.series(ref, ls)
+	if err != nil {
+		return 0, err
+	}
+	smp := sample{st: st, t: t, f: v, h: h, fh: fh}
+	if err := validateHistogram(smp); err != nil {
+		a.db.stats.RejectedInvalid.Add(1)
+		return 0, err
+	}
+	if err := a.admit(s, smp, opts.RejectOutOfOrder); err != nil {
+		if errors.Is(err, errIgnoredDuplicate) {
+			return storage.SeriesRef(s.ref), nil
+		}
+		return 0, err
+	}
+	a.samples = append(a.samples, pendingSample{s: s, smp: smp})
+	if newest, ok := a.newest[s]; !ok || t > newest.t {
+		if a.newest == nil {
+			a.newest = map[*memSeries]sample{}
+		}
+		a.newest[s] = smp
+	}
+	a.addMetadata(s.lset, opts.MetricFamilyName, opts.Metadata)
+	if len(opts.Exemplars) > 0 {
+		var partial *storage.AppendPartialError
+		for i, e := range opts.Exemplars {
+			if err := a.addExemplar(s, e); err != nil {
+				if partial == nil {
+					partial = &storage.AppendPartialError{}
+				}
+				partial.ExemplarErrors = append(partial.ExemplarErrors, storage.ExemplarError{Index: i, Err: err})
+			}
+		}
+		if err := partial.ToError(); err != nil {
+			return storage.SeriesRef(s.ref), err
+		}
+	}
+	return storage.SeriesRef(s.ref), nil
+}
+
+// series resolves the series of a sample, preferring the caller's ref when it still names ls.
+func (a *Appender) series(ref storage.SeriesRef, ls labels.Labels) (*memSeries, error) {
+	if ref != 0 {
+		if s := a.db.series.getByRef(uint64(ref)); s != nil && (ls.IsEmpty() || labels.Equal(s.lset, ls)) {
+			return s, nil
+		}
+	}
+	if ls.IsEmpty() {
+		a.db.stats.RejectedInvalid.Add(1)
+		return nil, fmt.Errorf("empty label set: %w", ErrInvalidSample)
+	}
+	if name, dup := ls.HasDuplicateLabelNames(); dup {
+		a.db.stats.RejectedInvalid.Add(1)
+		return nil, fmt.Errorf("label name %q is not unique: %w", name, ErrInvalidSample)
+	}
+	if err := a.db.acquire(); err != nil {
+		return nil, err
+	}
+	defer a.db.release()
+	return a.db.getOrCreate(ls)
+}
+
+func validateHistogram(s sample) error {
+	switch {
+	case s.fh != nil:
+		return s.fh.Validate()
+	case s.h != nil:
+		return s.h.Validate()
+	}
+	return nil
+}
+
+// errIgnoredDuplicate marks a sample equal to the one already stored at its timestamp.
+var errIgnoredDuplicate = errors.New("duplicate sample with the same value")
+
+// admit decides whether smp can be appended to s: in order, out of order within the window,
+// a harmless duplicate (errIgnoredDuplicate), or rejected with Prometheus's sentinel errors.
+func (a *Appender) admit(s *memSeries, smp sample, rejectOOO bool) error {
+	if err := a.db.acquire(); err != nil {
+		return err
+	}
+	defer a.db.release()
+	if err := a.db.ensureLoaded(s); err != nil {
+		return fmt.Errorf("load series head: %w", err)
+	}
+	s.mu.Lock()
+	maxT, last := s.maxT, s.last
+	s.mu.Unlock()
+	if newest, ok := a.newest[s]; ok && newest.t >= maxT {
+		maxT, last = newest.t, newest
+	}
+	return a.db.checkSample(smp, maxT, last, rejectOOO)
+}
+
+// checkSample classifies a sample against its series' newest sample (maxT, last).
+func (db *DB) checkSample(smp sample, maxT int64, last sample, rejectOOO bool) error {
+	dbMaxT := db.maxT.Load()
+	if db.opts.Retention > 0 && dbMaxT != math.MinInt64 && smp.t < dbMaxT-db.opts.Retention.Milliseconds() {
+		db.stats.RejectedTooOld.Add(1)
+		return storage.ErrTooOldSample
+	}
+	switch {
+	case maxT == math.MinInt64 || smp.t > maxT:
+		return nil
+	case smp.t == maxT:
+		if smp.sameValue(last) {
+			return errIgnoredDuplicate
+		}
+		db.stats.RejectedDuplicate.Add(1)
+		return storage.ErrDuplicateSampleForTimestamp
+	case rejectOOO || db.opts.OutOfOrderWindow <= 0:
+		db.stats.RejectedOutOfOrder.Add(1)
+		return storage.ErrOutOfOrderSample
+	case smp.t < max(dbMaxT, maxT)-db.opts.OutOfOrderWindow.Milliseconds():
+		db.stats.RejectedTooOld.Add(1)
+		return storage.ErrTooOldSample
+	}
+	return nil
+}
+
+func (a *Appender) addMetadata(ls labels.Labels, family string, m metadata.Metadata) {
+	if m == (metadata.Metadata{}) {
+		return
+	}
+	if family == "" {
+		family = ls.Get(labels.MetricName)
+	}
+	if family == "" {
+		return
+	}
+	a.db.metaMu.RLock()
+	cur, ok := a.db.meta[family]
+	a.db.metaMu.RUnlock()
+	if ok && cur == m {
+		return
+	}
+	if a.meta == nil {
+		a.meta = map[string]metadata.Metadata{}
+	}
+	a.meta[family] = m
+}
+
+// Commit writes everything buffered in one Pebble batch, synced to the WAL before it returns.
+func (a *Appender) Commit() error {
+	defer a.reset()
+	if len(a.samples) == 0 && len(a.meta) == 0 && len(a.exemplars) == 0 {
+		return nil
+	}
+	db := a.db
+	if err := db.acquire(); err != nil {
+		return err
+	}
+	defer db.release()
+
+	db.writeMu.Lock()
+	b, ooo, err := db.writeInOrder(a)
+	if err != nil {
+		db.writeMu.Unlock()
+		_ = b.Close()
+		return err
+	}
+	if err := db.pdb.ApplyNoSyncWait(b, pebble.Sync); err != nil {
+		db.forgetHeads(a)
+		db.writeMu.Unlock()
+		_ = b.Close()
+		return fmt.Errorf("commit batch: %w", err)
+	}
+	db.publishMetadata(a.meta)
+	if len(ooo) > 0 {
+		err = db.writeOutOfOrder(ooo)
+	}
+	db.writeMu.Unlock()
+	// Wait for the fsync outside writeMu, so concurrent commits share one WAL sync.
+	err = errors.Join(err, b.SyncWait())
+	return errors.Join(err, b.Close())
+}
+
+// writeInOrder encodes the buffered in-order samples into head chunks and returns the batch to
+// apply and the samples that must be merged out of order. Caller holds writeMu.
+func (db *DB) writeInOrder(a *Appender) (*pebble.Batch, []pendingSample, error) {
+	b := db.pdb.NewBatch()
+	var (
+		ooo   []pendingSample
+		dirty []*memSeries
+		buf   []byte
+		maxT  = db.maxT.Load()
+		added int64
+	)
+	emit := func(c *chunkBuilder, ref uint64) {
+		buf = encodeChunkValue(buf[:0], c)
+		_ = b.Set(chunkKey(nil, c.part, ref, c.mint), buf, nil)
+		c.dirty = false
+	}
+	for i := range a.samples {
+		ps := &a.samples[i]
+		if ps.s.removed {
+			s, err := db.getOrCreate(ps.s.lset)
+			if err != nil {
+				return b, nil, err
+			}
+			ps.s = s
+		}
+		s := ps.s
+		if err := db.loadHeadLocked(s); err != nil {
+			return b, nil, fmt.Errorf("load series head: %w", err)
+		}
+		if ps.smp.t <= s.maxT {
+			// Another commit got there first, or the sample was out of order from the start.
+			if err := db.checkSample(ps.smp, s.maxT, s.last, false); err == nil {
+				ooo = append(ooo, *ps)
+			}
+			continue
+		}
+		part := db.partition(ps.smp.t)
+		db.ensurePersisted(b, s)
+		if err := db.ensureIndexed(b, s, part); err != nil {
+			return b, nil, err
+		}
+		if err := s.head.append(ps.smp, part, func(c *chunkBuilder) { emit(c, s.ref) }); err != nil {
+			db.stats.RejectedInvalid.Add(1)
+			db.logger.Debug("Dropped a sample the chunk encoder refused", zap.Uint64("series_ref", s.ref), zap.Error(err))
+			continue
+		}
+		s.mu.Lock()
+		s.maxT, s.last = ps.smp.t, ps.smp
+		s.mu.Unlock()
+		if !s.inDirty {
+			s.inDirty = true
+			dirty = append(dirty, s)
+		}
+		maxT = max(maxT, ps.smp.t)
+		added++
+	}
+	for _, s := range dirty {
+		s.inDirty = false
+		if s.head.dirty {
+			emit(&s.head, s.ref)
+		}
+	}
+	for family, m := range a.meta {
+		_ = b.Set(metadataKey(nil, family), encodeMetadata(m), nil)
+	}
+	if err := db.writeExemplars(b, a.exemplars); err != nil {
+		return b, nil, err
+	}
+	db.maxT.Store(maxT)
+	db.stats.SamplesAppended.Add(added)
+	return b, ooo, nil
+}
+
+// forgetHeads marks the heads an unapplied batch touched as unknown, so that they are
+// reloaded from what Pebble really holds. Caller holds writeMu.
+func (db *DB) forgetHeads(a *Appender) {
+	for _, ps := range a.samples {
+		s := ps.s
+		s.mu.Lock()
+		s.loaded = false
+		s.mu.Unlock()
+		s.indexed = nil
+		s.persisted = true // re-checked lazily: writing the series keys again is harmless
+	}
+}
+
+// ensurePersisted adds the series keys of a series new to disk to the batch.
+func (db *DB) ensurePersisted(b *pebble.Batch, s *memSeries) {
+	if s.persisted {
+		return
+	}
+	var ref [8]byte
+	putRef(ref[:0], s.ref)
+	_ = b.Set(seriesByLabelsKey(nil, s.lset), ref[:], nil)
+	_ = b.Set(labelsByRefKey(nil, s.ref), encodeLabels(nil, s.lset), nil)
+	s.persisted = true
+}
+
+// maxIndexedKept bounds memSeries.indexed; older partitions are checked on disk if needed.
+const maxIndexedKept = 4
+
+// ensureIndexed writes the index entries of s for a partition once per partition.
+func (db *DB) ensureIndexed(b *pebble.Batch, s *memSeries, part int64) error {
+	for _, p := range s.indexed {
+		if p == part {
+			return nil
+		}
+	}
+	key := partSeriesKey(nil, part, s.ref)
+	var err error
+	if s.fresh {
+		// Created by this process: every index entry it has was written by it, and rewriting
+		// one that fell out of s.indexed is harmless.
+		err = pebble.ErrNotFound
+	} else {
+		var closer io.Closer
+		_, closer, err = db.pdb.Get(key)
+		if err == nil {
+			_ = closer.Close()
+		}
+	}
+	switch {
+	case err == nil:
+	case errors.Is(err, pebble.ErrNotFound):
+		_ = b.Set(key, nil, nil)
+		s.lset.Range(func(l labels.Label) {
+			_ = b.Set(putRef(postingsValuePrefix(nil, part, l.Name, l.Value), s.ref), nil, nil)
+		})
+		db.addPartition(part)
+	default:
+		return err
+	}
+	s.indexed = append(s.indexed, part)
+	if len(s.indexed) > maxIndexedKept {
+		s.indexed = s.indexed[1:]
+	}
+	return nil
+}
+
+// Rollback discards everything buffered.
+func (a *Appender) Rollback() error {
+	a.reset()
+	return nil
+}
+
+func (a *Appender) reset() {
+	a.samples, a.newest, a.meta, a.exemplars = nil, nil, nil, nil
+}

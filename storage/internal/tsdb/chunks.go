@@ -1,0 +1,217 @@
+package tsdb
+
+import (
+	"encoding/binary"
+	"fmt"
+	"math"
+
+	"github.com/prometheus/prometheus/model/histogram"
+	"github.com/prometheus/prometheus/model/value"
+	"github.com/prometheus/prometheus/tsdb/chunkenc"
+)
+
+// samplesPerChunk is where float chunks are cut, as in Prometheus's head: past ~120 samples the
+// XOR encoding gains little and a query that needs one sample decodes more.
+const samplesPerChunk = 120
+
+// sample is one value of any kind. Exactly one of f, h, fh is meaningful: fh if non-nil, else h
+// if non-nil, else f.
+type sample struct {
+	st int64 // start timestamp; 0 when unknown
+	t  int64
+	f  float64
+	h  *histogram.Histogram
+	fh *histogram.FloatHistogram
+}
+
+func (s sample) valueType() chunkenc.ValueType {
+	switch {
+	case s.fh != nil:
+		return chunkenc.ValFloatHistogram
+	case s.h != nil:
+		return chunkenc.ValHistogram
+	default:
+		return chunkenc.ValFloat
+	}
+}
+
+// sameValue reports whether two samples at the same timestamp carry the same value, which makes
+// the second one a harmless duplicate rather than a conflict.
+func (s sample) sameValue(o sample) bool {
+	switch {
+	case s.fh != nil:
+		return o.fh != nil && s.fh.Equals(o.fh)
+	case s.h != nil:
+		return o.h != nil && s.h.Equals(o.h)
+	default:
+		if o.h != nil || o.fh != nil {
+			return false
+		}
+		return math.Float64bits(s.f) == math.Float64bits(o.f) ||
+			(value.IsStaleNaN(s.f) && value.IsStaleNaN(o.f))
+	}
+}
+
+// chunkBuilder holds one chunk being appended to: the head chunk of a series, or a chunk being
+// rebuilt when out-of-order samples are merged in.
+type chunkBuilder struct {
+	part       int64
+	mint, maxt int64
+	chunk      chunkenc.Chunk // nil when no chunk is open
+	app        chunkenc.Appender
+	dirty      bool // holds samples not yet written to a batch
+}
+
+// full reports whether the next sample must start a new chunk.
+func (c *chunkBuilder) full() bool {
+	if e := c.chunk.Encoding(); e == chunkenc.EncXOR || e == chunkenc.EncXOR2 {
+		return c.chunk.NumSamples() >= samplesPerChunk
+	}
+	return len(c.chunk.Bytes()) >= chunkenc.TargetBytesPerHistogramChunk && c.chunk.NumSamples() >= 10
+}
+
+// append adds s, which must be later than every sample of the open chunk. Before it leaves a
+// chunk behind, it calls emit with the builder so the caller can write that chunk out.
+func (c *chunkBuilder) append(s sample, part int64, emit func(*chunkBuilder)) error {
+	vt := s.valueType()
+	// The ST-capable encodings cost one header byte and no bits per sample when no start
+	// timestamps are given, so they are used always.
+	enc := vt.ChunkEncoding(true, true)
+	var prev chunkenc.Appender
+	if c.chunk == nil || c.part != part || c.chunk.Encoding() != enc || c.full() {
+		if c.chunk != nil {
+			if c.chunk.Encoding() == enc {
+				prev = c.app
+			}
+			if c.dirty {
+				emit(c)
+			}
+		}
+		chk, err := chunkenc.NewEmptyChunk(enc)
+		if err != nil {
+			return err
+		}
+		app, err := chk.Appender()
+		if err != nil {
+			return err
+		}
+		*c = chunkBuilder{part: part, mint: s.t, maxt: s.t, chunk: chk, app: app}
+	}
+	switch vt {
+	case chunkenc.ValFloat:
+		c.app.Append(s.st, s.t, s.f)
+	case chunkenc.ValHistogram, chunkenc.ValFloatHistogram:
+		var (
+			newChunk chunkenc.Chunk
+			recoded  bool
+			app      chunkenc.Appender
+			err      error
+		)
+		if vt == chunkenc.ValHistogram {
+			newChunk, recoded, app, err = c.app.AppendHistogram(prev, s.st, s.t, s.h, false)
+		} else {
+			newChunk, recoded, app, err = c.app.AppendFloatHistogram(prev, s.st, s.t, s.fh, false)
+		}
+		if err != nil {
+			return fmt.Errorf("append histogram at %d: %w", s.t, err)
+		}
+		if newChunk != nil && !recoded {
+			// The appender could not extend the chunk (counter reset, schema change): the
+			// old chunk is finished and the sample starts the new one.
+			if c.dirty {
+				emit(c)
+			}
+			*c = chunkBuilder{part: part, mint: s.t, chunk: newChunk}
+		} else if newChunk != nil {
+			c.chunk = newChunk // recoded in place: same chunk, same key
+		}
+		c.app = app
+	}
+	c.maxt = s.t
+	c.dirty = true
+	return nil
+}
+
+// encodeChunkValue is the value stored under a chunk key: encoding, maxt-mint, chunk bytes.
+func encodeChunkValue(b []byte, c *chunkBuilder) []byte {
+	b = append(b, byte(c.chunk.Encoding()))
+	b = binary.AppendUvarint(b, uint64(c.maxt-c.mint))
+	return append(b, c.chunk.Bytes()...)
+}
+
+// storedChunk is a chunk read back from Pebble. data is owned by the storedChunk.
+type storedChunk struct {
+	mint, maxt int64
+	enc        chunkenc.Encoding
+	data       []byte
+}
+
+func decodeChunkValue(mint int64, v []byte, copyData bool) (storedChunk, error) {
+	if len(v) < 2 {
+		return storedChunk{}, fmt.Errorf("chunk value of %d bytes", len(v))
+	}
+	enc := chunkenc.Encoding(v[0])
+	if !chunkenc.IsValidEncoding(enc) {
+		return storedChunk{}, fmt.Errorf("chunk encoding %d unknown", v[0])
+	}
+	d, w := binary.Uvarint(v[1:])
+	if w <= 0 {
+		return storedChunk{}, fmt.Errorf("chunk value has a corrupt max time")
+	}
+	data := v[1+w:]
+	if copyData {
+		data = append([]byte(nil), data...)
+	}
+	return storedChunk{mint: mint, maxt: mint + int64(d), enc: enc, data: data}, nil
+}
+
+// samples decodes every sample of the chunk, copying histograms.
+func (c storedChunk) samples(dst []sample) ([]sample, error) {
+	chk, err := chunkenc.FromData(c.enc, c.data)
+	if err != nil {
+		return dst, err
+	}
+	it := chk.Iterator(nil)
+	for vt := it.Next(); vt != chunkenc.ValNone; vt = it.Next() {
+		switch vt {
+		case chunkenc.ValFloat:
+			t, f := it.At()
+			dst = append(dst, sample{st: it.AtST(), t: t, f: f})
+		case chunkenc.ValHistogram:
+			t, h := it.AtHistogram(nil)
+			dst = append(dst, sample{st: it.AtST(), t: t, h: h})
+		case chunkenc.ValFloatHistogram:
+			t, fh := it.AtFloatHistogram(nil)
+			dst = append(dst, sample{st: it.AtST(), t: t, fh: fh})
+		}
+	}
+	return dst, it.Err()
+}
+
+// builderFromStored reopens a stored chunk for appending, and returns its last sample.
+func builderFromStored(part int64, c storedChunk) (chunkBuilder, sample, error) {
+	chk, err := chunkenc.FromData(c.enc, c.data)
+	if err != nil {
+		return chunkBuilder{}, sample{}, err
+	}
+	var last sample
+	it := chk.Iterator(nil)
+	for vt := it.Next(); vt != chunkenc.ValNone; vt = it.Next() {
+		switch vt {
+		case chunkenc.ValFloat:
+			last.t, last.f = it.At()
+		case chunkenc.ValHistogram:
+			last.t, last.h = it.AtHistogram(nil)
+		case chunkenc.ValFloatHistogram:
+			last.t, last.fh = it.AtFloatHistogram(nil)
+		}
+	}
+	if err := it.Err(); err != nil {
+		return chunkBuilder{}, sample{}, err
+	}
+	app, err := chk.Appender()
+	if err != nil {
+		return chunkBuilder{}, sample{}, err
+	}
+	return chunkBuilder{part: part, mint: c.mint, maxt: c.maxt, chunk: chk, app: app}, last, nil
+}

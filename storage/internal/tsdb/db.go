@@ -1,0 +1,369 @@
+// Package tsdb is Metricstor's time-series database: Prometheus's data model (series of float
+// and histogram samples identified by label sets) laid over Pebble's keyspace. The key layout is
+// documented in storage/FORMAT.md.
+//
+// Writes go through Appender (append.go) into per-series head chunks (head.go) whose bytes are
+// rewritten into Pebble on every commit, so Pebble's WAL is the only log and a reopened database
+// needs no replay: the head is rebuilt lazily from the last stored chunk of each series. Reads
+// (querier.go) only ever look at Pebble, through a snapshot per querier.
+package tsdb
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/cockroachdb/pebble/v2"
+	"github.com/cockroachdb/pebble/v2/vfs"
+	"github.com/prometheus/prometheus/model/metadata"
+	"go.uber.org/zap"
+)
+
+// Options configure a DB. The zero value of a field means its default.
+type Options struct {
+	// Retention is how long samples are kept, measured back from the newest sample stored
+	// (as Prometheus does), not from the wall clock. Whole partitions older than that are
+	// dropped. 0 keeps everything.
+	Retention time.Duration
+	// PartitionDuration is the time span of one partition. Default 24h.
+	PartitionDuration time.Duration
+	// OutOfOrderWindow is how far behind the newest sample of the database a sample that is
+	// older than its series' newest sample may be and still be accepted. 0 rejects every
+	// out-of-order sample with storage.ErrOutOfOrderSample.
+	OutOfOrderWindow time.Duration
+	// CacheSize is Pebble's block cache in bytes. Default 32 MiB.
+	CacheSize int64
+	// MemTableSize is the size of one Pebble memtable in bytes. Default 16 MiB.
+	MemTableSize uint64
+	// RetentionInterval is how often retention and head garbage collection run. Default 1m.
+	RetentionInterval time.Duration
+	// Logger receives lifecycle and degradation messages. Default: no logging.
+	Logger *zap.Logger
+	// FS replaces the OS filesystem (tests use vfs.NewMem and crash clones).
+	FS vfs.FS
+}
+
+func (o *Options) withDefaults() Options {
+	r := *o
+	if r.PartitionDuration <= 0 {
+		r.PartitionDuration = 24 * time.Hour
+	}
+	if r.CacheSize <= 0 {
+		r.CacheSize = 32 << 20
+	}
+	if r.MemTableSize == 0 {
+		r.MemTableSize = 16 << 20
+	}
+	if r.RetentionInterval <= 0 {
+		r.RetentionInterval = time.Minute
+	}
+	if r.Logger == nil {
+		r.Logger = zap.NewNop()
+	}
+	return r
+}
+
+// Errors of this package; the others come from Prometheus's storage package.
+var (
+	// ErrClosed is returned by operations on a DB that is closed or closing.
+	ErrClosed = errors.New("metricstor storage is not running")
+	// ErrInvalidSample wraps why a sample can never be stored (empty or duplicate labels).
+	ErrInvalidSample = errors.New("invalid sample")
+)
+
+// DB is the database. All methods are safe for concurrent use.
+type DB struct {
+	opts   Options
+	partMs int64 // partition duration in milliseconds; never changes
+	pdb    *pebble.DB
+	cache  *pebble.Cache
+	logger *zap.Logger
+
+	// lifecycle: closed is set under lifeMu; every operation that touches pdb holds inflight.
+	lifeMu   sync.RWMutex
+	closed   bool
+	inflight sync.WaitGroup
+
+	// writeMu serialises the encoding and application of commits, so that the chunk bytes a
+	// commit writes are always a superset of those of the commit before it. It also guards the
+	// head state of every memSeries and the partition list's additions.
+	writeMu sync.Mutex
+
+	series  seriesRegistry
+	nextRef atomic.Uint64 // last series ref handed out
+	maxT    atomic.Int64  // newest sample timestamp in the DB; math.MinInt64 when empty
+
+	partsMu sync.RWMutex
+	parts   []int64 // partitions that hold data, ascending
+
+	metaMu sync.RWMutex
+	meta   map[string]metadata.Metadata // by metric family name; mirrors the d family
+
+	stats Stats
+
+	stop chan struct{}
+	done chan struct{}
+}
+
+// Stats are cumulative counters for self-observability.
+type Stats struct {
+	SamplesAppended   atomic.Int64
+	SamplesOutOfOrder atomic.Int64 // accepted out-of-order samples
+	RejectedOutOfOrder,
+	RejectedTooOld,
+	RejectedDuplicate,
+	RejectedInvalid atomic.Int64
+	SeriesCreated       atomic.Int64
+	ExemplarsAppended   atomic.Int64
+	PartitionsDropped   atomic.Int64
+	RetentionRuns       atomic.Int64
+	HeadSeriesCollected atomic.Int64
+}
+
+// Open opens or creates the database in dir.
+func Open(dir string, o Options) (*DB, error) {
+	opts := o.withDefaults()
+	db := &DB{
+		opts:   opts,
+		partMs: opts.PartitionDuration.Milliseconds(),
+		logger: opts.Logger,
+		meta:   map[string]metadata.Metadata{},
+		stop:   make(chan struct{}),
+		done:   make(chan struct{}),
+	}
+	if db.partMs <= 0 {
+		return nil, fmt.Errorf("partition duration %v is below 1ms", opts.PartitionDuration)
+	}
+	db.series.init()
+	db.maxT.Store(math.MinInt64)
+
+	db.cache = pebble.NewCache(opts.CacheSize)
+	popts := &pebble.Options{
+		Cache:        db.cache,
+		MemTableSize: opts.MemTableSize,
+		Logger:       pebbleLogger{opts.Logger.Sugar()},
+		FS:           opts.FS,
+	}
+	popts.EnsureDefaults()
+	pdb, err := pebble.Open(dir, popts)
+	if err != nil {
+		db.cache.Unref()
+		return nil, fmt.Errorf("open pebble at %q: %w", dir, err)
+	}
+	db.pdb = pdb
+	if err := db.load(); err != nil {
+		_ = pdb.Close()
+		db.cache.Unref()
+		return nil, fmt.Errorf("load %q: %w", dir, err)
+	}
+	go db.background()
+	db.logger.Info("Opened time-series database",
+		zap.String("directory", dir),
+		zap.Int("partitions", len(db.parts)),
+		zap.Uint64("last_series_ref", db.nextRef.Load()),
+		zap.Int64("max_time", db.maxT.Load()))
+	return db, nil
+}
+
+// load restores what the in-memory state needs from disk: the last series ref, the partition
+// list, the newest timestamp and the metadata. Heads are not loaded here but on first append.
+func (db *DB) load() error {
+	it, err := db.pdb.NewIter(&pebble.IterOptions{
+		LowerBound: []byte{famLabelsByRef}, UpperBound: []byte{famLabelsByRef + 1}})
+	if err != nil {
+		return err
+	}
+	if it.Last() {
+		if len(it.Key()) != 9 {
+			_ = it.Close()
+			return fmt.Errorf("%w: series key of %d bytes", errCorruptKey, len(it.Key()))
+		}
+		db.nextRef.Store(binaryRef(it.Key()[1:]))
+	}
+	if err := it.Close(); err != nil {
+		return err
+	}
+
+	// Partitions: one seek per partition in the p family.
+	it, err = db.pdb.NewIter(&pebble.IterOptions{
+		LowerBound: []byte{famPartSeries}, UpperBound: []byte{famPartSeries + 1}})
+	if err != nil {
+		return err
+	}
+	for valid := it.First(); valid; {
+		if len(it.Key()) < 9 {
+			_ = it.Close()
+			return errCorruptKey
+		}
+		p := getInt64(it.Key()[1:9])
+		db.parts = append(db.parts, p)
+		valid = it.SeekGE(partSeriesPrefix(nil, p+1))
+	}
+	if err := it.Close(); err != nil {
+		return err
+	}
+
+	// The newest timestamp is the largest chunk maxt in the newest partition.
+	if n := len(db.parts); n > 0 {
+		maxT := int64(math.MinInt64)
+		err := db.scanChunks(db.pdb, db.parts[n-1], func(_ uint64, c storedChunk) error {
+			maxT = max(maxT, c.maxt)
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		db.maxT.Store(maxT)
+	}
+	return db.loadMetadata()
+}
+
+// scanChunks calls f for every chunk of a partition, in key order.
+func (db *DB) scanChunks(r interface {
+	NewIter(*pebble.IterOptions) (*pebble.Iterator, error)
+}, part int64, f func(ref uint64, c storedChunk) error) error {
+	lower := chunkPartPrefix(nil, part)
+	it, err := r.NewIter(&pebble.IterOptions{LowerBound: lower, UpperBound: prefixEnd(lower)})
+	if err != nil {
+		return err
+	}
+	for it.First(); it.Valid(); it.Next() {
+		_, ref, mint, err := parseChunkKey(it.Key())
+		if err != nil {
+			_ = it.Close()
+			return err
+		}
+		c, err := decodeChunkValue(mint, it.Value(), false)
+		if err != nil {
+			_ = it.Close()
+			return err
+		}
+		if err := f(ref, c); err != nil {
+			_ = it.Close()
+			return err
+		}
+	}
+	return it.Close()
+}
+
+// acquire registers an operation that uses Pebble; it fails once Close has begun.
+func (db *DB) acquire() error {
+	db.lifeMu.RLock()
+	defer db.lifeMu.RUnlock()
+	if db.closed {
+		return ErrClosed
+	}
+	db.inflight.Add(1)
+	return nil
+}
+
+func (db *DB) release() { db.inflight.Done() }
+
+// Close waits for in-flight operations (commits, open queriers) and closes Pebble, flushing
+// memtables so that the next Open has nothing to replay.
+func (db *DB) Close() error {
+	db.lifeMu.Lock()
+	if db.closed {
+		db.lifeMu.Unlock()
+		return nil
+	}
+	db.closed = true
+	db.lifeMu.Unlock()
+	close(db.stop)
+	<-db.done
+	db.inflight.Wait()
+	err := db.pdb.Flush()
+	err = errors.Join(err, db.pdb.Close())
+	db.cache.Unref()
+	db.logger.Info("Closed time-series database")
+	return err
+}
+
+// partition returns the partition that holds timestamp t.
+func (db *DB) partition(t int64) int64 {
+	p := t / db.partMs
+	if t%db.partMs < 0 {
+		p--
+	}
+	return p
+}
+
+// partitionsBetween returns the partitions with data that overlap [mint, maxt], ascending.
+func (db *DB) partitionsBetween(mint, maxt int64) []int64 {
+	lo, hi := db.partition(mint), db.partition(maxt)
+	db.partsMu.RLock()
+	defer db.partsMu.RUnlock()
+	var out []int64
+	for _, p := range db.parts {
+		if p >= lo && p <= hi {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+// addPartition records that p holds data. Caller holds writeMu.
+func (db *DB) addPartition(p int64) {
+	db.partsMu.Lock()
+	defer db.partsMu.Unlock()
+	i, found := slices.BinarySearch(db.parts, p)
+	if !found {
+		db.parts = slices.Insert(db.parts, i, p)
+	}
+}
+
+// MaxTime is the newest sample timestamp stored, or math.MinInt64 when the DB is empty.
+func (db *DB) MaxTime() int64 { return db.maxT.Load() }
+
+// MinTime is the start of the oldest partition, or math.MaxInt64 when the DB is empty.
+func (db *DB) MinTime() int64 {
+	db.partsMu.RLock()
+	defer db.partsMu.RUnlock()
+	if len(db.parts) == 0 {
+		return math.MaxInt64
+	}
+	return db.parts[0] * db.partMs
+}
+
+// Stats returns the DB's counters.
+func (db *DB) Stats() *Stats { return &db.stats }
+
+// HeadSeries is the number of series held in memory.
+func (db *DB) HeadSeries() int { return db.series.count() }
+
+// DiskUsage is Pebble's estimate of the bytes it uses on disk.
+func (db *DB) DiskUsage() uint64 {
+	if db.acquire() != nil {
+		return 0
+	}
+	defer db.release()
+	return db.pdb.Metrics().DiskSpaceUsage()
+}
+
+func (db *DB) background() {
+	defer close(db.done)
+	t := time.NewTicker(db.opts.RetentionInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-db.stop:
+			return
+		case <-t.C:
+			if err := db.ApplyRetention(context.Background()); err != nil {
+				db.logger.Warn("Retention failed", zap.Error(err))
+			}
+			db.collectHead()
+		}
+	}
+}
+
+type pebbleLogger struct{ s *zap.SugaredLogger }
+
+func (l pebbleLogger) Infof(format string, args ...any)  { l.s.Debugf(format, args...) }
+func (l pebbleLogger) Errorf(format string, args ...any) { l.s.Errorf(format, args...) }
+func (l pebbleLogger) Fatalf(format string, args ...any) { l.s.Fatalf(format, args...) }

@@ -1,0 +1,261 @@
+package tsdb
+
+import (
+	"encoding/binary"
+	"errors"
+	"math"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/cockroachdb/pebble/v2"
+	"github.com/prometheus/prometheus/model/labels"
+)
+
+// memSeries is the in-memory state of one series: its identity and its head chunk.
+// Everything here can be rebuilt from Pebble, so head garbage collection may drop a memSeries
+// at any time between commits.
+type memSeries struct {
+	ref  uint64        // never changes
+	lset labels.Labels // never changes
+
+	// mu guards the fields that appenders read before they commit.
+	mu     sync.Mutex
+	loaded bool   // head, maxT and last reflect what is stored
+	maxT   int64  // newest committed sample; math.MinInt64 when none
+	last   sample // the committed sample at maxT
+
+	// The fields below are guarded by DB.writeMu.
+	persisted bool // the s and l keys are stored (or in the batch being committed)
+	fresh     bool // created by this process: nothing of it was on disk before
+	head      chunkBuilder
+	indexed   []int64 // partitions known to hold this series' index entries, newest last
+	inDirty   bool    // listed in the current commit's dirty list
+	removed   bool    // dropped from the registry by head GC; appenders must look up again
+}
+
+const seriesStripes = 64
+
+// seriesRegistry maps label sets and refs to memSeries. Lock order: a hash stripe before a ref
+// stripe; DB.writeMu before either.
+type seriesRegistry struct {
+	byHash [seriesStripes]struct {
+		sync.RWMutex
+		m map[uint64][]*memSeries
+	}
+	byRef [seriesStripes]struct {
+		sync.RWMutex
+		m map[uint64]*memSeries
+	}
+}
+
+func (r *seriesRegistry) init() {
+	for i := range r.byHash {
+		r.byHash[i].m = map[uint64][]*memSeries{}
+		r.byRef[i].m = map[uint64]*memSeries{}
+	}
+}
+
+func (r *seriesRegistry) count() int {
+	n := 0
+	for i := range r.byRef {
+		r.byRef[i].RLock()
+		n += len(r.byRef[i].m)
+		r.byRef[i].RUnlock()
+	}
+	return n
+}
+
+func (r *seriesRegistry) getByRef(ref uint64) *memSeries {
+	st := &r.byRef[ref%seriesStripes]
+	st.RLock()
+	defer st.RUnlock()
+	return st.m[ref]
+}
+
+func findSeries(list []*memSeries, lset labels.Labels) *memSeries {
+	for _, s := range list {
+		if labels.Equal(s.lset, lset) {
+			return s
+		}
+	}
+	return nil
+}
+
+// getOrCreate returns the memSeries of lset, looking it up on disk, or giving it a new ref,
+// when it is not in memory.
+func (db *DB) getOrCreate(lset labels.Labels) (*memSeries, error) {
+	h := lset.Hash()
+	st := &db.series.byHash[h%seriesStripes]
+	st.RLock()
+	s := findSeries(st.m[h], lset)
+	st.RUnlock()
+	if s != nil {
+		return s, nil
+	}
+
+	st.Lock()
+	defer st.Unlock()
+	if s := findSeries(st.m[h], lset); s != nil {
+		return s, nil
+	}
+	s = &memSeries{lset: lset, maxT: math.MinInt64}
+	v, closer, err := db.pdb.Get(seriesByLabelsKey(nil, lset))
+	switch {
+	case err == nil:
+		if len(v) != 8 {
+			_ = closer.Close()
+			return nil, errCorruptKey
+		}
+		s.ref = binary.BigEndian.Uint64(v)
+		s.persisted = true
+		_ = closer.Close()
+	case errors.Is(err, pebble.ErrNotFound):
+		s.ref = db.nextRef.Add(1)
+		s.loaded = true // nothing stored yet
+		s.fresh = true
+		db.stats.SeriesCreated.Add(1)
+	default:
+		return nil, err
+	}
+	st.m[h] = append(st.m[h], s)
+	rst := &db.series.byRef[s.ref%seriesStripes]
+	rst.Lock()
+	rst.m[s.ref] = s
+	rst.Unlock()
+	return s, nil
+}
+
+// removeSeries drops s from the registry. Caller holds writeMu.
+func (db *DB) removeSeries(s *memSeries) {
+	h := s.lset.Hash()
+	st := &db.series.byHash[h%seriesStripes]
+	st.Lock()
+	list := st.m[h]
+	if i := slices.Index(list, s); i >= 0 {
+		list = slices.Delete(list, i, i+1)
+	}
+	if len(list) == 0 {
+		delete(st.m, h)
+	} else {
+		st.m[h] = list
+	}
+	rst := &db.series.byRef[s.ref%seriesStripes]
+	rst.Lock()
+	delete(rst.m, s.ref)
+	rst.Unlock()
+	st.Unlock()
+	s.removed = true
+}
+
+// ensureLoaded makes s.head, s.maxT and s.last reflect what is stored.
+func (db *DB) ensureLoaded(s *memSeries) error {
+	s.mu.Lock()
+	loaded := s.loaded
+	s.mu.Unlock()
+	if loaded {
+		return nil
+	}
+	db.writeMu.Lock()
+	defer db.writeMu.Unlock()
+	return db.loadHeadLocked(s)
+}
+
+// loadHeadLocked reopens the newest stored chunk of s as its head. Caller holds writeMu.
+func (db *DB) loadHeadLocked(s *memSeries) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.loaded {
+		return nil
+	}
+	s.head, s.maxT, s.last = chunkBuilder{}, math.MinInt64, sample{}
+	if s.persisted {
+		db.partsMu.RLock()
+		parts := slices.Clone(db.parts)
+		db.partsMu.RUnlock()
+		for i := len(parts) - 1; i >= 0; i-- {
+			c, found, err := db.lastChunk(parts[i], s.ref)
+			if err != nil {
+				return err
+			}
+			if !found {
+				continue
+			}
+			b, last, err := builderFromStored(parts[i], c)
+			if err != nil {
+				return err
+			}
+			s.head, s.maxT, s.last = b, c.maxt, last
+			break
+		}
+	}
+	s.loaded = true
+	return nil
+}
+
+// lastChunk returns the newest chunk of a series in a partition, with its data copied.
+func (db *DB) lastChunk(part int64, ref uint64) (storedChunk, bool, error) {
+	lower := chunkSeriesPrefix(nil, part, ref)
+	it, err := db.pdb.NewIter(&pebble.IterOptions{LowerBound: lower, UpperBound: prefixEnd(lower)})
+	if err != nil {
+		return storedChunk{}, false, err
+	}
+	defer it.Close()
+	if !it.Last() {
+		return storedChunk{}, false, it.Error()
+	}
+	_, _, mint, err := parseChunkKey(it.Key())
+	if err != nil {
+		return storedChunk{}, false, err
+	}
+	c, err := decodeChunkValue(mint, it.Value(), true)
+	return c, err == nil, err
+}
+
+// collectHead drops from memory the series that have not been appended to for a while, so
+// that churned series cost no memory. They are looked up again from disk if they come back.
+func (db *DB) collectHead() {
+	if db.acquire() != nil {
+		return
+	}
+	defer db.release()
+	maxT := db.maxT.Load()
+	if maxT == math.MinInt64 {
+		return
+	}
+	grace := db.opts.OutOfOrderWindow.Milliseconds() + time.Hour.Milliseconds()
+	cutoff := maxT - grace
+
+	var stale []*memSeries
+	for i := range db.series.byRef {
+		st := &db.series.byRef[i]
+		st.RLock()
+		for _, s := range st.m {
+			s.mu.Lock()
+			if s.loaded && s.maxT < cutoff {
+				stale = append(stale, s)
+			}
+			s.mu.Unlock()
+		}
+		st.RUnlock()
+	}
+	if len(stale) == 0 {
+		return
+	}
+	db.writeMu.Lock()
+	defer db.writeMu.Unlock()
+	n := 0
+	for _, s := range stale {
+		// Re-check under writeMu: a commit may have appended since.
+		s.mu.Lock()
+		old := s.maxT < cutoff
+		s.mu.Unlock()
+		if old && !s.removed {
+			db.removeSeries(s)
+			n++
+		}
+	}
+	db.stats.HeadSeriesCollected.Add(int64(n))
+}
+
+func binaryRef(b []byte) uint64 { return binary.BigEndian.Uint64(b) }

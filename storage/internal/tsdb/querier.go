@@ -1,0 +1,383 @@
+package tsdb
+
+import (
+	"context"
+	"io"
+	"math"
+	"slices"
+	"sync"
+
+	"github.com/cockroachdb/pebble/v2"
+	"github.com/prometheus/prometheus/model/histogram"
+	"github.com/prometheus/prometheus/model/labels"
+	"github.com/prometheus/prometheus/storage"
+	"github.com/prometheus/prometheus/tsdb/chunkenc"
+	"github.com/prometheus/prometheus/util/annotations"
+)
+
+// Querier reads a consistent snapshot of the DB over [mint, maxt]. It holds the DB open
+// until Close.
+type Querier struct {
+	db         *DB
+	snap       *pebble.Snapshot
+	mint, maxt int64
+	closeOnce  sync.Once
+}
+
+var _ storage.Querier = (*Querier)(nil)
+
+// Querier implements storage.Queryable; bounds are inclusive milliseconds.
+func (db *DB) Querier(mint, maxt int64) (storage.Querier, error) {
+	return db.newQuerier(mint, maxt)
+}
+
+func (db *DB) newQuerier(mint, maxt int64) (*Querier, error) {
+	if err := db.acquire(); err != nil {
+		return nil, err
+	}
+	return &Querier{db: db, snap: db.pdb.NewSnapshot(), mint: mint, maxt: maxt}, nil
+}
+
+// Close releases the snapshot.
+func (q *Querier) Close() error {
+	var err error
+	q.closeOnce.Do(func() {
+		err = q.snap.Close()
+		q.db.release()
+	})
+	return err
+}
+
+// postings returns the refs of the series matching ms in any partition of [mint, maxt].
+func (q *Querier) postings(mint, maxt int64, ms []*labels.Matcher) ([]uint64, error) {
+	var refs []uint64
+	for _, part := range q.db.partitionsBetween(mint, maxt) {
+		p, err := postingsForMatchers(q.snap, part, ms)
+		if err != nil {
+			return nil, err
+		}
+		refs = union(refs, p)
+	}
+	return refs, nil
+}
+
+// Select returns the matching series that have data in the range, sorted by labels.
+func (q *Querier) Select(ctx context.Context, _ bool, hints *storage.SelectHints, ms ...*labels.Matcher) storage.SeriesSet {
+	mint, maxt, trim := q.mint, q.maxt, true
+	if hints != nil {
+		mint, maxt, trim = hints.Start, hints.End, !hints.DisableTrimming
+	}
+	refs, err := q.postings(mint, maxt, ms)
+	if err != nil {
+		return storage.ErrSeriesSet(err)
+	}
+	withData := hints == nil || hints.Func != "series"
+	chunks, err := q.loadChunks(ctx, refs, mint, maxt, withData)
+	if err != nil {
+		return storage.ErrSeriesSet(err)
+	}
+	series := make([]storage.Series, 0, len(chunks))
+	for i, ref := range refs {
+		if chunks[i] == nil {
+			continue // indexed in a partition of the range but no sample in the range
+		}
+		ls, err := q.db.seriesLabels(q.snap, ref)
+		if err != nil {
+			return storage.ErrSeriesSet(err)
+		}
+		series = append(series, &chunkSeries{lset: ls, chunks: chunks[i], mint: mint, maxt: maxt, trim: trim})
+	}
+	slices.SortFunc(series, func(a, b storage.Series) int { return labels.Compare(a.Labels(), b.Labels()) })
+	return &listSeriesSet{series: series}
+}
+
+// loadChunks returns, per ref, the chunks that overlap [mint, maxt] in time order, or nil when
+// none does. With withData false the chunks carry only their time range.
+func (q *Querier) loadChunks(ctx context.Context, refs []uint64, mint, maxt int64, withData bool) ([][]storedChunk, error) {
+	out := make([][]storedChunk, len(refs))
+	for _, part := range q.db.partitionsBetween(mint, maxt) {
+		prefix := chunkPartPrefix(nil, part)
+		it, err := q.snap.NewIter(&pebble.IterOptions{LowerBound: prefix, UpperBound: prefixEnd(prefix)})
+		if err != nil {
+			return nil, err
+		}
+		var seek []byte
+		for i, ref := range refs {
+			if i%1024 == 0 && ctx.Err() != nil {
+				_ = it.Close()
+				return nil, ctx.Err()
+			}
+			seek = chunkSeriesPrefix(seek[:0], part, ref)
+			for valid := it.SeekGE(seek); valid; valid = it.Next() {
+				_, r, cmint, err := parseChunkKey(it.Key())
+				if err != nil {
+					_ = it.Close()
+					return nil, err
+				}
+				if r != ref || cmint > maxt {
+					break
+				}
+				c, err := decodeChunkValue(cmint, it.Value(), withData)
+				if err != nil {
+					_ = it.Close()
+					return nil, err
+				}
+				if c.maxt < mint {
+					continue
+				}
+				if !withData {
+					c.data = nil
+				}
+				out[i] = append(out[i], c)
+			}
+		}
+		if err := it.Close(); err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
+}
+
+// seriesLabels returns the labels of a series, from memory when the series is in the head.
+func (db *DB) seriesLabels(r interface {
+	Get([]byte) ([]byte, io.Closer, error)
+}, ref uint64) (labels.Labels, error) {
+	if s := db.series.getByRef(ref); s != nil {
+		return s.lset, nil
+	}
+	v, closer, err := r.Get(labelsByRefKey(nil, ref))
+	if err != nil {
+		return labels.EmptyLabels(), err
+	}
+	defer closer.Close()
+	return decodeLabels(v)
+}
+
+// LabelNames returns the label names of the series matching ms, sorted.
+func (q *Querier) LabelNames(ctx context.Context, hints *storage.LabelHints, ms ...*labels.Matcher) ([]string, annotations.Annotations, error) {
+	names := map[string]struct{}{}
+	if len(ms) == 0 {
+		for _, part := range q.db.partitionsBetween(q.mint, q.maxt) {
+			if err := labelNames(q.snap, part, names); err != nil {
+				return nil, nil, err
+			}
+		}
+	} else if err := q.forEachMatching(ctx, ms, func(ls labels.Labels) {
+		ls.Range(func(l labels.Label) { names[l.Name] = struct{}{} })
+	}); err != nil {
+		return nil, nil, err
+	}
+	return sortedLimited(names, hints), nil, nil
+}
+
+// LabelValues returns the values of a label name among the series matching ms, sorted.
+func (q *Querier) LabelValues(ctx context.Context, name string, hints *storage.LabelHints, ms ...*labels.Matcher) ([]string, annotations.Annotations, error) {
+	values := map[string]struct{}{}
+	if len(ms) == 0 {
+		for _, part := range q.db.partitionsBetween(q.mint, q.maxt) {
+			if err := labelValues(q.snap, part, name, values); err != nil {
+				return nil, nil, err
+			}
+		}
+	} else if err := q.forEachMatching(ctx, ms, func(ls labels.Labels) {
+		if v := ls.Get(name); v != "" {
+			values[v] = struct{}{}
+		}
+	}); err != nil {
+		return nil, nil, err
+	}
+	return sortedLimited(values, hints), nil, nil
+}
+
+func (q *Querier) forEachMatching(ctx context.Context, ms []*labels.Matcher, f func(labels.Labels)) error {
+	refs, err := q.postings(q.mint, q.maxt, ms)
+	if err != nil {
+		return err
+	}
+	for i, ref := range refs {
+		if i%1024 == 0 && ctx.Err() != nil {
+			return ctx.Err()
+		}
+		ls, err := q.db.seriesLabels(q.snap, ref)
+		if err != nil {
+			return err
+		}
+		f(ls)
+	}
+	return nil
+}
+
+func sortedLimited(set map[string]struct{}, hints *storage.LabelHints) []string {
+	out := make([]string, 0, len(set))
+	for v := range set {
+		out = append(out, v)
+	}
+	slices.Sort(out)
+	if hints != nil && hints.Limit > 0 && len(out) > hints.Limit {
+		out = out[:hints.Limit]
+	}
+	return out
+}
+
+// ChunkQuerier implements storage.ChunkQueryable by encoding the samples of Select again;
+// only remote read uses it.
+func (db *DB) ChunkQuerier(mint, maxt int64) (storage.ChunkQuerier, error) {
+	q, err := db.newQuerier(mint, maxt)
+	if err != nil {
+		return nil, err
+	}
+	return chunkQuerier{q}, nil
+}
+
+type chunkQuerier struct{ *Querier }
+
+func (q chunkQuerier) Select(ctx context.Context, sortSeries bool, hints *storage.SelectHints, ms ...*labels.Matcher) storage.ChunkSeriesSet {
+	return storage.NewSeriesSetToChunkSet(q.Querier.Select(ctx, sortSeries, hints, ms...))
+}
+
+type listSeriesSet struct {
+	series []storage.Series
+	i      int
+}
+
+func (s *listSeriesSet) Next() bool {
+	if s.i >= len(s.series) {
+		return false
+	}
+	s.i++
+	return true
+}
+func (s *listSeriesSet) At() storage.Series              { return s.series[s.i-1] }
+func (*listSeriesSet) Err() error                        { return nil }
+func (*listSeriesSet) Warnings() annotations.Annotations { return nil }
+
+// chunkSeries is a series whose samples are decoded lazily from its chunks.
+type chunkSeries struct {
+	lset       labels.Labels
+	chunks     []storedChunk
+	mint, maxt int64
+	trim       bool
+}
+
+func (s *chunkSeries) Labels() labels.Labels { return s.lset }
+
+func (s *chunkSeries) Iterator(it chunkenc.Iterator) chunkenc.Iterator {
+	si, ok := it.(*seriesIterator)
+	if !ok {
+		si = &seriesIterator{}
+	}
+	mint, maxt := s.mint, s.maxt
+	if !s.trim {
+		mint, maxt = math.MinInt64, math.MaxInt64
+	}
+	si.reset(s.chunks, mint, maxt)
+	return si
+}
+
+// seriesIterator walks the samples of consecutive, non-overlapping chunks within [mint, maxt].
+type seriesIterator struct {
+	chunks     []storedChunk
+	next       int // index of the chunk to open next
+	cur        chunkenc.Iterator
+	curType    chunkenc.ValueType
+	mint, maxt int64
+	err        error
+	iters      map[chunkenc.Encoding]chunkenc.Iterator // reused per encoding
+}
+
+func (it *seriesIterator) reset(chunks []storedChunk, mint, maxt int64) {
+	iters := it.iters
+	*it = seriesIterator{chunks: chunks, mint: mint, maxt: maxt, iters: iters}
+	if it.iters == nil {
+		it.iters = map[chunkenc.Encoding]chunkenc.Iterator{}
+	}
+}
+
+// open makes the next chunk current; false when there is none or it cannot be read.
+func (it *seriesIterator) open() bool {
+	if it.next >= len(it.chunks) || it.err != nil {
+		return false
+	}
+	c := it.chunks[it.next]
+	it.next++
+	chk, err := chunkenc.FromData(c.enc, c.data)
+	if err != nil {
+		it.err = err
+		return false
+	}
+	it.cur = chk.Iterator(it.iters[c.enc])
+	it.iters[c.enc] = it.cur
+	return true
+}
+
+func (it *seriesIterator) Next() chunkenc.ValueType {
+	for it.err == nil {
+		if it.cur == nil && !it.open() {
+			break
+		}
+		vt := it.cur.Next()
+		if vt == chunkenc.ValNone {
+			if err := it.cur.Err(); err != nil {
+				it.err = err
+				break
+			}
+			it.cur = nil
+			continue
+		}
+		t := it.cur.AtT()
+		if t < it.mint {
+			continue
+		}
+		if t > it.maxt {
+			break
+		}
+		it.curType = vt
+		return vt
+	}
+	it.curType, it.cur, it.next = chunkenc.ValNone, nil, len(it.chunks)
+	return chunkenc.ValNone
+}
+
+func (it *seriesIterator) Seek(t int64) chunkenc.ValueType {
+	if it.curType != chunkenc.ValNone && it.cur != nil && it.cur.AtT() >= t {
+		return it.curType
+	}
+	t = max(t, it.mint)
+	for it.err == nil {
+		if it.cur == nil {
+			for it.next < len(it.chunks) && it.chunks[it.next].maxt < t {
+				it.next++
+			}
+			if !it.open() {
+				break
+			}
+		}
+		vt := it.cur.Seek(t)
+		if vt == chunkenc.ValNone {
+			if err := it.cur.Err(); err != nil {
+				it.err = err
+				break
+			}
+			it.cur = nil
+			continue
+		}
+		if it.cur.AtT() > it.maxt {
+			break
+		}
+		it.curType = vt
+		return vt
+	}
+	it.curType, it.cur, it.next = chunkenc.ValNone, nil, len(it.chunks)
+	return chunkenc.ValNone
+}
+
+func (it *seriesIterator) At() (int64, float64) { return it.cur.At() }
+func (it *seriesIterator) AtHistogram(h *histogram.Histogram) (int64, *histogram.Histogram) {
+	return it.cur.AtHistogram(h)
+}
+func (it *seriesIterator) AtFloatHistogram(fh *histogram.FloatHistogram) (int64, *histogram.FloatHistogram) {
+	return it.cur.AtFloatHistogram(fh)
+}
+func (it *seriesIterator) AtT() int64  { return it.cur.AtT() }
+func (it *seriesIterator) AtST() int64 { return it.cur.AtST() }
+func (it *seriesIterator) Err() error  { return it.err }
