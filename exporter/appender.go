@@ -7,6 +7,8 @@ import (
 	"github.com/prometheus/prometheus/model/histogram"
 	"github.com/prometheus/prometheus/model/labels"
 	promstorage "github.com/prometheus/prometheus/storage"
+
+	"github.com/metricstor/metricstor/storage"
 )
 
 // rejectReason is why the store refused one sample. Its String is the `reason` attribute of the
@@ -20,6 +22,7 @@ const (
 	reasonOutOfBounds
 	reasonInvalidHistogram
 	reasonNativeHistogramsDisabled
+	reasonInvalidSample
 	numRejectReasons
 )
 
@@ -30,6 +33,7 @@ var rejectReasonNames = [numRejectReasons]string{
 	reasonOutOfBounds:              "out_of_bounds",
 	reasonInvalidHistogram:         "invalid_histogram",
 	reasonNativeHistogramsDisabled: "native_histograms_disabled",
+	reasonInvalidSample:            "invalid_sample",
 }
 
 func (r rejectReason) String() string { return rejectReasonNames[r] }
@@ -49,6 +53,8 @@ func classifyAppendError(err error) (rejectReason, bool) {
 		return reasonOutOfBounds, true
 	case errors.Is(err, promstorage.ErrNativeHistogramsDisabled):
 		return reasonNativeHistogramsDisabled, true
+	case errors.Is(err, storage.ErrInvalidSample):
+		return reasonInvalidSample, true
 	case errors.As(err, &hErr):
 		return reasonInvalidHistogram, true
 	}

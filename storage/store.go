@@ -2,10 +2,11 @@ package storage
 
 import (
 	"context"
-	"errors"
 
 	"github.com/prometheus/prometheus/model/metadata"
 	promstorage "github.com/prometheus/prometheus/storage"
+
+	"github.com/metricstor/metricstor/storage/internal/tsdb"
 )
 
 // Store is what the metricstor extension offers to the other components of the distribution.
@@ -32,5 +33,13 @@ type Store interface {
 	MetricMetadata(ctx context.Context, metric string) (map[string][]metadata.Metadata, error)
 }
 
-// ErrNotRunning is returned by a Store whose extension has not started or has shut down.
-var ErrNotRunning = errors.New("metricstor storage is not running")
+// Errors a Store returns besides Prometheus's storage sentinels (ErrOutOfOrderSample,
+// ErrTooOldSample, ErrDuplicateSampleForTimestamp, ...).
+var (
+	// ErrNotRunning is returned by a Store whose extension has not started or has shut down.
+	// It is retryable: the same data may be accepted once the store runs.
+	ErrNotRunning = tsdb.ErrClosed
+	// ErrInvalidSample wraps why a sample can never be stored (an empty label set, a label name
+	// twice). It is permanent.
+	ErrInvalidSample = tsdb.ErrInvalidSample
+)

@@ -1,0 +1,189 @@
+package storage
+
+import (
+	"context"
+	"fmt"
+	"sync"
+
+	"github.com/prometheus/prometheus/model/histogram"
+	"github.com/prometheus/prometheus/model/labels"
+	"github.com/prometheus/prometheus/model/metadata"
+	promstorage "github.com/prometheus/prometheus/storage"
+	"go.opentelemetry.io/collector/component"
+	"go.opentelemetry.io/collector/extension"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/metric"
+	"go.uber.org/zap"
+
+	compmetadata "github.com/metricstor/metricstor/storage/internal/metadata"
+	"github.com/metricstor/metricstor/storage/internal/tsdb"
+)
+
+// storageExtension owns the database between Start and Shutdown.
+type storageExtension struct {
+	cfg *Config
+	set extension.Settings
+
+	mu           sync.RWMutex
+	db           *tsdb.DB // nil before Start and after Shutdown
+	registration metric.Registration
+}
+
+var (
+	_ extension.Extension = (*storageExtension)(nil)
+	_ Store               = (*storageExtension)(nil)
+)
+
+func newExtension(cfg *Config, set extension.Settings) *storageExtension {
+	return &storageExtension{cfg: cfg, set: set}
+}
+
+// Start opens the database; a directory locked by another process fails here.
+func (e *storageExtension) Start(context.Context, component.Host) error {
+	db, err := tsdb.Open(e.cfg.Directory, tsdb.Options{
+		Retention:         e.cfg.Retention,
+		PartitionDuration: e.cfg.PartitionDuration,
+		OutOfOrderWindow:  e.cfg.OutOfOrderWindow,
+		CacheSize:         int64(e.cfg.CacheSizeMiB) << 20,
+		Logger:            e.set.Logger,
+	})
+	if err != nil {
+		return fmt.Errorf("metricstor storage: %w", err)
+	}
+	reg, err := registerTelemetry(e.set.TelemetrySettings, db)
+	if err != nil {
+		_ = db.Close()
+		return fmt.Errorf("metricstor storage: telemetry: %w", err)
+	}
+	e.mu.Lock()
+	e.db, e.registration = db, reg
+	e.mu.Unlock()
+	return nil
+}
+
+// Shutdown waits for in-flight commits and queries, then closes the database and releases its
+// directory lock. It is safe to call without Start.
+func (e *storageExtension) Shutdown(context.Context) error {
+	e.mu.Lock()
+	db, reg := e.db, e.registration
+	e.db, e.registration = nil, nil
+	e.mu.Unlock()
+	if db == nil {
+		return nil
+	}
+	if reg != nil {
+		_ = reg.Unregister()
+	}
+	return db.Close()
+}
+
+func (e *storageExtension) current() *tsdb.DB {
+	e.mu.RLock()
+	defer e.mu.RUnlock()
+	return e.db
+}
+
+// AppenderV2 implements Store.
+func (e *storageExtension) AppenderV2(ctx context.Context) promstorage.AppenderV2 {
+	if db := e.current(); db != nil {
+		return db.AppenderV2(ctx)
+	}
+	return notRunningAppender{}
+}
+
+// Querier implements Store.
+func (e *storageExtension) Querier(mint, maxt int64) (promstorage.Querier, error) {
+	if db := e.current(); db != nil {
+		return db.Querier(mint, maxt)
+	}
+	return nil, ErrNotRunning
+}
+
+// ChunkQuerier implements Store.
+func (e *storageExtension) ChunkQuerier(mint, maxt int64) (promstorage.ChunkQuerier, error) {
+	if db := e.current(); db != nil {
+		return db.ChunkQuerier(mint, maxt)
+	}
+	return nil, ErrNotRunning
+}
+
+// ExemplarQuerier implements Store.
+func (e *storageExtension) ExemplarQuerier(ctx context.Context) (promstorage.ExemplarQuerier, error) {
+	if db := e.current(); db != nil {
+		return db.ExemplarQuerier(ctx)
+	}
+	return nil, ErrNotRunning
+}
+
+// MetricMetadata implements Store.
+func (e *storageExtension) MetricMetadata(_ context.Context, metric string) (map[string][]metadata.Metadata, error) {
+	db := e.current()
+	if db == nil {
+		return nil, ErrNotRunning
+	}
+	out := map[string][]metadata.Metadata{}
+	for name, m := range db.Metadata(metric) {
+		out[name] = []metadata.Metadata{m}
+	}
+	return out, nil
+}
+
+type notRunningAppender struct{}
+
+func (notRunningAppender) Append(promstorage.SeriesRef, labels.Labels, int64, int64, float64, *histogram.Histogram, *histogram.FloatHistogram, promstorage.AppendV2Options) (promstorage.SeriesRef, error) {
+	return 0, ErrNotRunning
+}
+func (notRunningAppender) Commit() error   { return ErrNotRunning }
+func (notRunningAppender) Rollback() error { return nil }
+
+// registerTelemetry publishes the database's counters as the extension's own metrics.
+func registerTelemetry(set component.TelemetrySettings, db *tsdb.DB) (metric.Registration, error) {
+	m := set.MeterProvider.Meter(compmetadata.ScopeName)
+	var errs []error
+	counter := func(name, desc, unit string) metric.Int64ObservableCounter {
+		c, err := m.Int64ObservableCounter(name, metric.WithDescription(desc), metric.WithUnit(unit))
+		errs = append(errs, err)
+		return c
+	}
+	gauge := func(name, desc, unit string) metric.Int64ObservableGauge {
+		g, err := m.Int64ObservableGauge(name, metric.WithDescription(desc), metric.WithUnit(unit))
+		errs = append(errs, err)
+		return g
+	}
+	appended := counter("metricstor_storage_samples_appended", "Samples committed to the store, out-of-order merges included.", "{sample}")
+	ooo := counter("metricstor_storage_samples_out_of_order", "Samples accepted older than their series' newest sample and merged into stored chunks.", "{sample}")
+	rejected := counter("metricstor_storage_samples_rejected", "Samples refused one by one, by reason.", "{sample}")
+	created := counter("metricstor_storage_series_created", "Series stored for the first time.", "{series}")
+	exemplars := counter("metricstor_storage_exemplars_appended", "Exemplars committed to the store.", "{exemplar}")
+	dropped := counter("metricstor_storage_partitions_dropped", "Time partitions dropped by retention.", "{partition}")
+	head := gauge("metricstor_storage_head_series", "Series held in memory.", "{series}")
+	parts := gauge("metricstor_storage_partitions", "Time partitions that hold data.", "{partition}")
+	disk := gauge("metricstor_storage_disk_usage", "Bytes the database uses on disk.", "By")
+	for _, err := range errs {
+		if err != nil {
+			return nil, err
+		}
+	}
+	reason := func(r string) metric.ObserveOption { return metric.WithAttributes(attribute.String("reason", r)) }
+	reg, err := m.RegisterCallback(func(_ context.Context, o metric.Observer) error {
+		st := db.Stats()
+		o.ObserveInt64(appended, st.SamplesAppended.Load())
+		o.ObserveInt64(ooo, st.SamplesOutOfOrder.Load())
+		o.ObserveInt64(rejected, st.RejectedOutOfOrder.Load(), reason("out_of_order"))
+		o.ObserveInt64(rejected, st.RejectedTooOld.Load(), reason("too_old"))
+		o.ObserveInt64(rejected, st.RejectedDuplicate.Load(), reason("duplicate"))
+		o.ObserveInt64(rejected, st.RejectedInvalid.Load(), reason("invalid"))
+		o.ObserveInt64(created, st.SeriesCreated.Load())
+		o.ObserveInt64(exemplars, st.ExemplarsAppended.Load())
+		o.ObserveInt64(dropped, st.PartitionsDropped.Load())
+		o.ObserveInt64(head, int64(db.HeadSeries()))
+		o.ObserveInt64(parts, int64(db.Partitions()))
+		o.ObserveInt64(disk, int64(db.DiskUsage()))
+		return nil
+	}, appended, ooo, rejected, created, exemplars, dropped, head, parts, disk)
+	if err != nil {
+		return nil, err
+	}
+	set.Logger.Debug("Registered storage telemetry", zap.String("scope", compmetadata.ScopeName))
+	return reg, nil
+}
