@@ -4,22 +4,25 @@ import (
 	"errors"
 	"fmt"
 	"time"
+
+	"github.com/prometheus/common/model"
 )
 
-// Config is the configuration of the metricstor storage extension.
+// Config is the configuration of the metricstor storage extension. Durations are Prometheus
+// durations, so `15d` and `2w` work as well as `360h` or `1h30m`.
 type Config struct {
 	// Directory holds the database. Default "./data". Two processes cannot open the same one.
 	Directory string `mapstructure:"directory"`
 	// Retention is how long samples are kept, measured back from the newest stored sample (as
 	// in Prometheus). Whole partitions past it are dropped. 0 keeps everything. Default 15d.
-	Retention time.Duration `mapstructure:"retention"`
+	Retention model.Duration `mapstructure:"retention"`
 	// PartitionDuration is the time span of one partition: the unit retention drops and the
 	// span of one generation of the inverted index. Default 24h.
-	PartitionDuration time.Duration `mapstructure:"partition_duration"`
+	PartitionDuration model.Duration `mapstructure:"partition_duration"`
 	// OutOfOrderWindow is how far behind the newest stored sample an out-of-order sample may be
 	// and still be accepted; older ones are refused one by one. 0 refuses every sample older
 	// than its series' newest. Default 10m.
-	OutOfOrderWindow time.Duration `mapstructure:"out_of_order_window"`
+	OutOfOrderWindow model.Duration `mapstructure:"out_of_order_window"`
 	// CacheSizeMiB is the size of Pebble's block cache. Default 32.
 	CacheSizeMiB int `mapstructure:"cache_size_mib"`
 
@@ -30,9 +33,9 @@ type Config struct {
 func createDefaultConfig() *Config {
 	return &Config{
 		Directory:         "./data",
-		Retention:         15 * 24 * time.Hour,
-		PartitionDuration: 24 * time.Hour,
-		OutOfOrderWindow:  10 * time.Minute,
+		Retention:         model.Duration(15 * 24 * time.Hour),
+		PartitionDuration: model.Duration(24 * time.Hour),
+		OutOfOrderWindow:  model.Duration(10 * time.Minute),
 		CacheSizeMiB:      32,
 	}
 }
@@ -43,7 +46,7 @@ func (c *Config) Validate() error {
 	if c.Directory == "" {
 		errs = append(errs, errors.New("directory: must not be empty"))
 	}
-	if c.PartitionDuration < time.Minute {
+	if time.Duration(c.PartitionDuration) < time.Minute {
 		errs = append(errs, fmt.Errorf("partition_duration: must be at least 1m (got %v)", c.PartitionDuration))
 	}
 	if c.Retention < 0 {

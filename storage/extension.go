@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"sync"
+	"time"
 
 	"github.com/prometheus/prometheus/model/histogram"
 	"github.com/prometheus/prometheus/model/labels"
@@ -41,9 +42,9 @@ func newExtension(cfg *Config, set extension.Settings) *storageExtension {
 // Start opens the database; a directory locked by another process fails here.
 func (e *storageExtension) Start(context.Context, component.Host) error {
 	db, err := tsdb.Open(e.cfg.Directory, tsdb.Options{
-		Retention:         e.cfg.Retention,
-		PartitionDuration: e.cfg.PartitionDuration,
-		OutOfOrderWindow:  e.cfg.OutOfOrderWindow,
+		Retention:         time.Duration(e.cfg.Retention),
+		PartitionDuration: time.Duration(e.cfg.PartitionDuration),
+		OutOfOrderWindow:  time.Duration(e.cfg.OutOfOrderWindow),
 		CacheSize:         int64(e.cfg.CacheSizeMiB) << 20,
 		Logger:            e.set.Logger,
 	})

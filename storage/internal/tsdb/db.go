@@ -330,6 +330,13 @@ func (db *DB) MinTime() int64 {
 	return db.parts[0] * db.partMs
 }
 
+// Partitions is the number of partitions that hold data.
+func (db *DB) Partitions() int {
+	db.partsMu.RLock()
+	defer db.partsMu.RUnlock()
+	return len(db.parts)
+}
+
 // Stats returns the DB's counters.
 func (db *DB) Stats() *Stats { return &db.stats }
 

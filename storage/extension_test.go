@@ -1,0 +1,166 @@
+package storage
+
+import (
+	"context"
+	"testing"
+
+	"github.com/prometheus/common/model"
+	"github.com/prometheus/prometheus/model/labels"
+	"github.com/prometheus/prometheus/model/metadata"
+	promstorage "github.com/prometheus/prometheus/storage"
+	"github.com/prometheus/prometheus/tsdb/chunkenc"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"go.opentelemetry.io/collector/component"
+	"go.opentelemetry.io/collector/component/componenttest"
+	"go.opentelemetry.io/collector/extension"
+	"go.opentelemetry.io/otel/sdk/metric/metricdata"
+	"go.uber.org/zap/zaptest"
+
+	compmetadata "github.com/metricstor/metricstor/storage/internal/metadata"
+)
+
+func newTestExtension(t *testing.T, dir string, tel *componenttest.Telemetry) *storageExtension {
+	t.Helper()
+	cfg := createDefaultConfig()
+	cfg.Directory = dir
+	set := extension.Settings{
+		ID:                component.NewID(compmetadata.Type),
+		TelemetrySettings: componenttest.NewNopTelemetrySettings(),
+	}
+	if tel != nil {
+		set.TelemetrySettings = tel.NewTelemetrySettings()
+	}
+	set.Logger = zaptest.NewLogger(t)
+	ext, err := NewFactory().Create(context.Background(), set, cfg)
+	require.NoError(t, err)
+	return ext.(*storageExtension)
+}
+
+func appendFloat(t *testing.T, s Store, ls labels.Labels, ts int64, v float64) {
+	t.Helper()
+	app := s.AppenderV2(context.Background())
+	_, err := app.Append(0, ls, 0, ts, v, nil, nil, promstorage.AOptions{
+		Metadata: metadata.Metadata{Type: model.MetricTypeGauge, Help: "test gauge", Unit: "bytes"},
+	})
+	require.NoError(t, err)
+	require.NoError(t, app.Commit())
+}
+
+func readFloats(t *testing.T, s Store, ms ...*labels.Matcher) map[string][]float64 {
+	t.Helper()
+	q, err := s.Querier(0, 1<<62)
+	require.NoError(t, err)
+	defer q.Close()
+	out := map[string][]float64{}
+	set := q.Select(context.Background(), true, nil, ms...)
+	for set.Next() {
+		it := set.At().Iterator(nil)
+		for it.Next() == chunkenc.ValFloat {
+			_, v := it.At()
+			out[set.At().Labels().String()] = append(out[set.At().Labels().String()], v)
+		}
+		require.NoError(t, it.Err())
+	}
+	require.NoError(t, set.Err())
+	return out
+}
+
+func TestExtensionLifecycleKeepsData(t *testing.T) {
+	dir := t.TempDir()
+	ls := labels.FromStrings("__name__", "memory_used_bytes", "job", "api")
+	name := labels.MustNewMatcher(labels.MatchEqual, "__name__", "memory_used_bytes")
+
+	ext := newTestExtension(t, dir, nil)
+	require.NoError(t, ext.Start(context.Background(), componenttest.NewNopHost()))
+	appendFloat(t, ext, ls, 1000, 1.5)
+	appendFloat(t, ext, ls, 2000, 2.5)
+	require.Equal(t, map[string][]float64{ls.String(): {1.5, 2.5}}, readFloats(t, ext, name))
+	require.NoError(t, ext.Shutdown(context.Background()))
+
+	// After shutdown the store refuses work with ErrNotRunning instead of panicking.
+	_, err := ext.Querier(0, 1)
+	require.ErrorIs(t, err, ErrNotRunning)
+	_, err = ext.AppenderV2(context.Background()).Append(0, ls, 0, 3000, 1, nil, nil, promstorage.AOptions{})
+	require.ErrorIs(t, err, ErrNotRunning)
+
+	// A new instance on the same directory sees everything, metadata included.
+	ext2 := newTestExtension(t, dir, nil)
+	require.NoError(t, ext2.Start(context.Background(), componenttest.NewNopHost()))
+	defer func() { require.NoError(t, ext2.Shutdown(context.Background())) }()
+	require.Equal(t, map[string][]float64{ls.String(): {1.5, 2.5}}, readFloats(t, ext2, name))
+	md, err := ext2.MetricMetadata(context.Background(), "")
+	require.NoError(t, err)
+	require.Equal(t, map[string][]metadata.Metadata{
+		"memory_used_bytes": {{Type: model.MetricTypeGauge, Help: "test gauge", Unit: "bytes"}},
+	}, md)
+	md, err = ext2.MetricMetadata(context.Background(), "absent")
+	require.NoError(t, err)
+	require.Empty(t, md)
+}
+
+func TestExtensionDirectoryLocked(t *testing.T) {
+	dir := t.TempDir()
+	first := newTestExtension(t, dir, nil)
+	require.NoError(t, first.Start(context.Background(), componenttest.NewNopHost()))
+	defer func() { require.NoError(t, first.Shutdown(context.Background())) }()
+
+	second := newTestExtension(t, dir, nil)
+	err := second.Start(context.Background(), componenttest.NewNopHost())
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), dir, "the error names the directory")
+	require.NoError(t, second.Shutdown(context.Background()))
+}
+
+func TestExtensionNotStarted(t *testing.T) {
+	ext := newTestExtension(t, t.TempDir(), nil)
+	_, err := ext.Querier(0, 1)
+	require.ErrorIs(t, err, ErrNotRunning)
+	_, err = ext.ChunkQuerier(0, 1)
+	require.ErrorIs(t, err, ErrNotRunning)
+	_, err = ext.ExemplarQuerier(context.Background())
+	require.ErrorIs(t, err, ErrNotRunning)
+	_, err = ext.MetricMetadata(context.Background(), "")
+	require.ErrorIs(t, err, ErrNotRunning)
+	require.ErrorIs(t, ext.AppenderV2(context.Background()).Commit(), ErrNotRunning)
+	require.NoError(t, ext.Shutdown(context.Background()), "shutdown without start")
+}
+
+func TestExtensionTelemetry(t *testing.T) {
+	tel := componenttest.NewTelemetry()
+	defer func() { require.NoError(t, tel.Shutdown(context.Background())) }()
+	ext := newTestExtension(t, t.TempDir(), tel)
+	require.NoError(t, ext.Start(context.Background(), componenttest.NewNopHost()))
+	defer func() { require.NoError(t, ext.Shutdown(context.Background())) }()
+
+	ls := labels.FromStrings("__name__", "up")
+	appendFloat(t, ext, ls, 10_000, 1)
+	appendFloat(t, ext, ls, 20_000, 1)
+	app := ext.AppenderV2(context.Background())
+	_, err := app.Append(0, ls, 0, 20_000, 0, nil, nil, promstorage.AOptions{})
+	require.ErrorIs(t, err, promstorage.ErrDuplicateSampleForTimestamp)
+	require.NoError(t, app.Rollback())
+
+	sum := func(name string) int64 {
+		m, err := tel.GetMetric(name)
+		require.NoError(t, err, name)
+		switch d := m.Data.(type) {
+		case metricdata.Sum[int64]:
+			var total int64
+			for _, p := range d.DataPoints {
+				total += p.Value
+			}
+			return total
+		case metricdata.Gauge[int64]:
+			return d.DataPoints[0].Value
+		}
+		t.Fatalf("%s: unexpected data %T", name, m.Data)
+		return 0
+	}
+	assert.Equal(t, int64(2), sum("metricstor_storage_samples_appended"))
+	assert.Equal(t, int64(1), sum("metricstor_storage_samples_rejected"))
+	assert.Equal(t, int64(1), sum("metricstor_storage_series_created"))
+	assert.Equal(t, int64(1), sum("metricstor_storage_head_series"))
+	assert.Equal(t, int64(1), sum("metricstor_storage_partitions"))
+	assert.Positive(t, sum("metricstor_storage_disk_usage"))
+}
