@@ -42,12 +42,14 @@ func Start(t testing.TB, name, binary string, args ...string) *Process {
 		close(p.done)
 	}()
 	t.Cleanup(func() {
+		state := p.state()
 		if !p.Exited() {
+			state = "still running at the end of the test, killed"
 			_ = cmd.Process.Kill()
 			<-p.done
 		}
 		if t.Failed() {
-			t.Logf("output of %s (pid %d, %s):\n%s", p.name, cmd.Process.Pid, p.state(), p.Output())
+			t.Logf("output of %s (pid %d, %s):\n%s", p.name, cmd.Process.Pid, state, p.Output())
 		}
 	})
 	return p
