@@ -203,7 +203,9 @@ type refModel struct {
 	lsets  map[string]labels.Labels
 }
 
-func newModel() *refModel { return &refModel{series: map[string][]smp{}, lsets: map[string]labels.Labels{}} }
+func newModel() *refModel {
+	return &refModel{series: map[string][]smp{}, lsets: map[string]labels.Labels{}}
+}
 
 // add inserts s unless a sample exists at its timestamp; reports whether it was added.
 func (m *refModel) add(ls labels.Labels, s smp) bool {
@@ -300,3 +302,10 @@ const (
 	hourMs = int64(time.Hour / time.Millisecond)
 	minMs  = int64(time.Minute / time.Millisecond)
 )
+
+// partitionsOf returns the partitions that hold data.
+func partitionsOf(db *DB) []int64 {
+	db.partsMu.RLock()
+	defer db.partsMu.RUnlock()
+	return slices.Clone(db.parts)
+}

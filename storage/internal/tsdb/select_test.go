@@ -37,7 +37,7 @@ func selectFixture(t *testing.T) (*DB, map[string][]smp) {
 			}
 		}
 	}
-	require.Equal(t, 4, db.Partitions())
+	require.Equal(t, []int64{0, 1, 2, 3}, partitionsOf(db))
 	return db, data
 }
 
