@@ -76,6 +76,9 @@ func (a *Appender) Append(ref storage.SeriesRef, ls labels.Labels, st, t int64, 
 	if len(opts.Exemplars) > 0 {
 		var partial *storage.AppendPartialError
 		for i, e := range opts.Exemplars {
+			if !e.HasTs {
+				e.Ts = t // as addExemplar documents: the exemplar takes its sample's timestamp
+			}
 			if err := a.addExemplar(s, e); err != nil {
 				if partial == nil {
 					partial = &storage.AppendPartialError{}
