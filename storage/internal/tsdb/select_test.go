@@ -80,23 +80,23 @@ func TestSelectAcrossChunksAndPartitions(t *testing.T) {
 		{55 * minMs, 56 * minMs},                            // between b's end and the next hour
 		{2*hourMs + 10*minMs, 2*hourMs + 10*minMs + 10_000}, // d's last sample and a's
 	} {
-		got := selectAll(t, db, r[0], r[1], nil, all)
+		got := selectStrict(t, db, r[0], r[1], nil, all)
 		requireSameSeries(t, want(r[0], r[1]), got, "range ", r)
 	}
 
 	// Series with no sample in range are absent even though their partition matches.
-	got := selectAll(t, db, 2*hourMs+30*minMs, 2*hourMs+40*minMs, nil, all)
+	got := selectStrict(t, db, 2*hourMs+30*minMs, 2*hourMs+40*minMs, nil, all)
 	require.Equal(t, `{__name__="a"}`, keys(got))
 
 	// Hints override the querier's range; the iterator trims to them.
 	hints := &storage.SelectHints{Start: hourMs + 1, End: hourMs + 5*minMs}
-	got = selectAll(t, db, 0, 4*hourMs, hints, all)
+	got = selectStrict(t, db, 0, 4*hourMs, hints, all)
 	requireSameSeries(t, want(hourMs+1, hourMs+5*minMs), got)
 
 	// With trimming disabled the iterator returns whole chunks: a superset of the range that
 	// is a contiguous run of the series.
 	hints = &storage.SelectHints{Start: hourMs + 1, End: hourMs + 5*minMs, DisableTrimming: true}
-	got = selectAll(t, db, 0, 4*hourMs, hints, all)
+	got = selectStrict(t, db, 0, 4*hourMs, hints, all)
 	require.Equal(t, `{__name__="a"}`, keys(got))
 	a := got[`{__name__="a"}`]
 	require.Less(t, a[0].T, hourMs+1)
