@@ -1,0 +1,136 @@
+package tsdb
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/prometheus/prometheus/model/exemplar"
+	"github.com/prometheus/prometheus/model/labels"
+	"github.com/prometheus/prometheus/storage"
+	"github.com/stretchr/testify/require"
+)
+
+func TestApplyRetention(t *testing.T) {
+	db, fs := openMem(t, Options{PartitionDuration: time.Hour, Retention: 2 * time.Hour})
+	ctx := context.Background()
+	a, b, c := lbls("__name__", "a"), lbls("__name__", "b"), lbls("__name__", "c")
+	aSamples := floatRange(0, 3*hourMs-1000, 30_000)
+	mustAppend(t, db, b, floatRange(0, 50*minMs, 60_000)...)
+	app := db.AppenderV2(ctx)
+	_, err := app.Append(0, c, 0, 30*minMs, 1, nil, nil, storage.AppendV2Options{
+		Exemplars: []exemplar.Exemplar{{Labels: lbls("trace_id", "old"), Value: 1, Ts: 30 * minMs, HasTs: true}}})
+	require.NoError(t, err)
+	require.NoError(t, app.Commit())
+	mustAppend(t, db, a, aSamples...)
+	bRef, err := db.getOrCreate(b)
+	require.NoError(t, err)
+
+	// Nothing is old enough yet: cutoff = 3h-1s-2h lies inside partition 0.
+	require.NoError(t, db.ApplyRetention(ctx))
+	require.Zero(t, db.Stats().PartitionsDropped.Load())
+	require.Equal(t, []int64{0, 1, 2}, partitionsOf(db))
+
+	// Newer data moves the cutoff to 2h+1ms: partitions 0 and 1 go, 2 and 3 stay.
+	mustAppend(t, db, a, smp{T: 4*hourMs + 1, F: 1})
+	aSamples = append(aSamples, smp{T: 4*hourMs + 1, F: 1})
+	require.NoError(t, db.ApplyRetention(ctx))
+	check := func(db *DB) {
+		t.Helper()
+		require.Equal(t, []int64{2, 4}, partitionsOf(db))
+		require.Equal(t, 2*hourMs, db.MinTime())
+		require.Empty(t, selectAll(t, db, 0, 2*hourMs-1, nil, allSeries))
+		requireSameSeries(t, map[string][]smp{a.String(): trim(aSamples, 2*hourMs, 5*hourMs)}, selectAll(t, db, -1<<62, 1<<62, nil, allSeries))
+		q, err := db.Querier(-1<<62, 1<<62)
+		require.NoError(t, err)
+		v, _, err := q.LabelValues(ctx, "__name__", nil)
+		require.NoError(t, err)
+		require.Equal(t, []string{"a"}, v)
+		require.NoError(t, q.Close())
+		eqr, err := db.ExemplarQuerier(ctx)
+		require.NoError(t, err)
+		res, err := eqr.Select(-1<<62, 1<<62, []*labels.Matcher{allSeries})
+		require.NoError(t, err)
+		require.Empty(t, res)
+	}
+	check(db)
+	require.EqualValues(t, 2, db.Stats().PartitionsDropped.Load())
+	// Samples older than the retention are refused.
+	require.ErrorIs(t, appendAll(t, db, b, smp{T: 2 * hourMs, F: 1})[0], storage.ErrTooOldSample)
+	// Applying it again drops nothing more.
+	require.NoError(t, db.ApplyRetention(ctx))
+	require.EqualValues(t, 2, db.Stats().PartitionsDropped.Load())
+
+	db = reopen(t, db, fs)
+	check(db)
+	// A series whose data was all dropped comes back with its ref, and starts afresh.
+	app = db.AppenderV2(ctx)
+	ref, err := app.Append(0, b, 0, 4*hourMs, 9, nil, nil, storage.AppendV2Options{})
+	require.NoError(t, err)
+	require.Equal(t, storage.SeriesRef(bRef.ref), ref)
+	require.NoError(t, app.Commit())
+	requireSamples(t, []smp{{T: 4 * hourMs, F: 9}}, seriesSamples(t, db, b))
+}
+
+// A head that points into a dropped partition is forgotten: the series goes on from what is
+// left on disk.
+func TestRetentionDropsHeadPartition(t *testing.T) {
+	db, _ := openMem(t, Options{PartitionDuration: time.Hour, Retention: time.Hour})
+	ctx := context.Background()
+	old, cur := lbls("__name__", "old"), lbls("__name__", "cur")
+	mustAppend(t, db, old, floatRange(0, 10*minMs, minMs)...)
+	mustAppend(t, db, cur, floatRange(0, 3*hourMs, 10*minMs)...)
+	require.NoError(t, db.ApplyRetention(ctx))
+	require.Equal(t, []int64{2, 3}, partitionsOf(db))
+	// The head of "old" was in partition 0; a sample within retention is in order again.
+	mustAppend(t, db, old, smp{T: 3 * hourMs, F: 1})
+	requireSamples(t, []smp{{T: 3 * hourMs, F: 1}}, seriesSamples(t, db, old), "nothing of partition 0 comes back")
+	require.Equal(t, []int64{2, 3}, partitionsOf(db))
+	requireSamples(t, floatRange(2*hourMs, 3*hourMs, 10*minMs), seriesSamples(t, db, cur))
+}
+
+func TestCollectHead(t *testing.T) {
+	db, _ := openMem(t, Options{PartitionDuration: time.Hour})
+	ctx := context.Background()
+	idle, pending, busy := lbls("__name__", "idle"), lbls("__name__", "pending"), lbls("__name__", "busy")
+	refOf := func(ls labels.Labels, s smp) storage.SeriesRef {
+		app := db.AppenderV2(ctx)
+		ref, err := app.Append(0, ls, 0, s.T, s.F, nil, nil, storage.AppendV2Options{})
+		require.NoError(t, err)
+		require.NoError(t, app.Commit())
+		return ref
+	}
+	idleRef := refOf(idle, smp{T: 0, F: 1})
+	pendingRef := refOf(pending, smp{T: 0, F: 1})
+	busyRef := refOf(busy, smp{T: 3 * hourMs, F: 1})
+	require.Equal(t, 3, db.HeadSeries())
+
+	// An appender holds "pending" across the collection.
+	app := db.AppenderV2(ctx)
+	_, err := app.Append(pendingRef, pending, 0, 10, 2, nil, nil, storage.AppendV2Options{})
+	require.NoError(t, err)
+
+	db.collectHead()
+	require.Equal(t, 1, db.HeadSeries(), "idle series leave memory")
+	require.EqualValues(t, 2, db.Stats().HeadSeriesCollected.Load())
+	require.NoError(t, app.Commit())
+	requireSamples(t, []smp{{T: 0, F: 1}, {T: 10, F: 2}}, seriesSamples(t, db, pending))
+
+	// An idle series is found again with its ref and its newest sample.
+	require.Equal(t, idleRef, refOf(idle, smp{T: 20, F: 2}))
+	require.ErrorIs(t, appendAll(t, db, idle, smp{T: 19, F: 1})[0], storage.ErrOutOfOrderSample)
+	require.ErrorIs(t, appendAll(t, db, idle, smp{T: 20, F: 3})[0], storage.ErrDuplicateSampleForTimestamp)
+	requireSamples(t, []smp{{T: 0, F: 1}, {T: 20, F: 2}}, seriesSamples(t, db, idle))
+	require.Equal(t, busyRef, refOf(busy, smp{T: 3*hourMs + 1, F: 2}))
+	// A stale ref of a collected series still works with its labels.
+	db.collectHead()
+	app = db.AppenderV2(ctx)
+	ref, err := app.Append(idleRef, idle, 0, 30, 3, nil, nil, storage.AppendV2Options{})
+	require.NoError(t, err)
+	require.Equal(t, idleRef, ref)
+	require.NoError(t, app.Commit())
+	requireSamples(t, []smp{{T: 0, F: 1}, {T: 20, F: 2}, {T: 30, F: 3}}, seriesSamples(t, db, idle))
+	// Labels come from disk for a series not in memory.
+	db.collectHead()
+	require.Contains(t, selectAll(t, db, 0, 100, nil, eq("__name__", "idle")), idle.String())
+}
