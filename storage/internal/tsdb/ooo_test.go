@@ -195,3 +195,19 @@ func TestRacingAppenders(t *testing.T) {
 		})
 	}
 }
+
+// A sample admitted by Append that another commit pushes out of the window before its own
+// Commit is dropped at Commit and counted, as Prometheus's head does: Commit cannot refuse
+// one sample of a batch.
+func TestSampleTooOldByCommit(t *testing.T) {
+	db, _ := openMem(t, Options{PartitionDuration: time.Hour, OutOfOrderWindow: time.Hour})
+	x, y := lbls("__name__", "x"), lbls("__name__", "y")
+	mustAppend(t, db, x, smp{T: 2 * hourMs, F: 1})
+	a1 := db.AppenderV2(context.Background())
+	require.NoError(t, appendSmp(a1, x, smp{T: hourMs + 1, F: 2}, storage.AppendV2Options{}), "inside the window")
+	mustAppend(t, db, y, smp{T: 3 * hourMs, F: 1})
+	before := db.Stats().RejectedTooOld.Load()
+	require.NoError(t, a1.Commit())
+	requireSamples(t, []smp{{T: 2 * hourMs, F: 1}}, seriesSamples(t, db, x))
+	require.Equal(t, before+1, db.Stats().RejectedTooOld.Load())
+}
