@@ -12,6 +12,7 @@ import (
 	"github.com/cockroachdb/pebble/v2/vfs"
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/storage"
+	"github.com/prometheus/prometheus/tsdb/tsdbutil"
 	"github.com/stretchr/testify/require"
 )
 
@@ -181,21 +182,21 @@ func runDifferential(t *testing.T, seed uint64) {
 				switch k := rng.IntN(10); {
 				case k < 6 || !has:
 					frontier += rng.Int64N(20_000)
-					s = smp{T: frontier, F: float64(rng.IntN(100))}
+					s = randomValue(rng, frontier)
 				case k < 8: // out of order, sometimes outside the window
-					s = smp{T: newest.T - rng.Int64N(window+window/2), F: float64(rng.IntN(100))}
+					s = randomValue(rng, newest.T-rng.Int64N(window+window/2))
 				default: // duplicate of an existing sample, same or other value
 					list := m.series[ls.String()]
 					s = list[rng.IntN(len(list))]
 					if rng.IntN(2) == 0 {
-						s.F++
+						s = randomValue(rng, s.T)
 					}
 				}
 				err := appendSmp(app, ls, s, storage.AppendV2Options{})
 				var want error
 				switch {
 				case has && s.T == newest.T:
-					if s.F != newest.F {
+					if !s.equal(newest) {
 						want = storage.ErrDuplicateSampleForTimestamp
 					}
 				case has && s.T < newest.T && s.T < max(committedMax, newest.T)-window:
@@ -245,4 +246,16 @@ func runDifferential(t *testing.T, seed uint64) {
 	for _, k := range []string{"added", "ooo", "dup", storage.ErrTooOldSample.Error(), storage.ErrDuplicateSampleForTimestamp.Error(), "reopen", "crash"} {
 		require.Positive(t, ops[k], "operation %q never happened: %v", k, ops)
 	}
+}
+
+// randomValue is a float most of the time, else an integer or float histogram; histograms
+// of counters that go up and down, so that merges meet counter resets.
+func randomValue(rng *rand.Rand, t int64) smp {
+	switch rng.IntN(10) {
+	case 0:
+		return smp{T: t, H: tsdbutil.GenerateTestHistogram(rng.Int64N(5))}
+	case 1:
+		return smp{T: t, FH: tsdbutil.GenerateTestFloatHistogram(rng.Int64N(5))}
+	}
+	return smp{T: t, F: float64(rng.IntN(100))}
 }
