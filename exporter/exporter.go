@@ -9,6 +9,7 @@ import (
 
 	"github.com/prometheus/prometheus/config"
 	prw "github.com/prometheus/prometheus/storage/remote/otlptranslator/prometheusremotewrite"
+	"github.com/prometheus/prometheus/util/annotations"
 	"go.opentelemetry.io/collector/component"
 	"go.opentelemetry.io/collector/consumer/consumererror"
 	"go.opentelemetry.io/collector/pdata/pmetric"
@@ -153,7 +154,19 @@ func (e *metricstorExporter) pushMetrics(ctx context.Context, md pmetric.Metrics
 	app := e.store.AppenderV2(ctx)
 	st.app.reset(app)
 	st.conv.Reset(&st.app)
-	annots, convErr := st.conv.FromMetrics(ctx, md, e.settings)
+	// Data of the remote_write receiver is written back as the series it came from; the rest goes
+	// through Prometheus's OTLP translator.
+	rest, hasRW := splitRemoteWrite(md)
+	var rwFatal, rwInvalid error
+	if hasRW {
+		rwFatal, rwInvalid = writeRemoteWrite(ctx, md, &st.app)
+	}
+	var annots annotations.Annotations
+	var convErr error
+	if rwFatal == nil && !(hasRW && rest.ResourceMetrics().Len() == 0) {
+		annots, convErr = st.conv.FromMetrics(ctx, rest, e.settings)
+	}
+	convErr = errors.Join(rwInvalid, convErr)
 	if len(annots) > 0 {
 		ws, _ := annots.AsStrings("", maxLoggedWarnings, 0)
 		e.logger.Warn("Warnings translating OTLP metrics to Prometheus series",
@@ -161,6 +174,9 @@ func (e *metricstorExporter) pushMetrics(ctx context.Context, md pmetric.Metrics
 	}
 
 	fatal := st.app.fatal
+	if fatal == nil {
+		fatal = rwFatal
+	}
 	if fatal == nil && (errors.Is(convErr, context.Canceled) || errors.Is(convErr, context.DeadlineExceeded)) {
 		fatal = convErr
 	}

@@ -1,0 +1,262 @@
+package exporter
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"slices"
+
+	"github.com/prometheus/common/model"
+	"github.com/prometheus/prometheus/model/exemplar"
+	"github.com/prometheus/prometheus/model/labels"
+	"github.com/prometheus/prometheus/model/metadata"
+	"github.com/prometheus/prometheus/model/value"
+	writev2 "github.com/prometheus/prometheus/prompb/io/prometheus/write/v2"
+	promstorage "github.com/prometheus/prometheus/storage"
+	"go.opentelemetry.io/collector/pdata/pcommon"
+	"go.opentelemetry.io/collector/pdata/pmetric"
+)
+
+// The remote_write receiver (../receiver) marks what it produces with its instrumentation scope
+// and these pmetric.Metric.Metadata() keys; see the receiver's README, "Mapping". Such data is
+// written back as the exact series the sender sent, without Prometheus's OTLP translator: the
+// translator cannot restore float histograms, counter reset hints, metadata types other than
+// counter/gauge/histogram/summary, metadata of classic histogram families, or exemplars of gauges.
+const (
+	remoteWriteScope          = "github.com/metricstor/metricstor/receiver"
+	remoteWriteKeyType        = "prometheus.type"
+	remoteWriteKeyFamily      = "prometheus.metric_family_name"
+	remoteWriteKeyHistograms  = "prometheus.native_histograms"
+	serviceNameAttribute      = "service.name"
+	serviceInstanceIDAttibute = "service.instance.id"
+)
+
+// splitRemoteWrite tells whether md holds data of the remote_write receiver and returns the rest,
+// for the translator: md itself when there is none, an empty Metrics when all of it is, a copy of
+// the other scopes otherwise.
+func splitRemoteWrite(md pmetric.Metrics) (rest pmetric.Metrics, has bool) {
+	var rw, other int
+	rms := md.ResourceMetrics()
+	for i := range rms.Len() {
+		sms := rms.At(i).ScopeMetrics()
+		for j := range sms.Len() {
+			if sms.At(j).Scope().Name() == remoteWriteScope {
+				rw++
+			} else {
+				other++
+			}
+		}
+	}
+	switch {
+	case rw == 0:
+		return md, false
+	case other == 0:
+		return pmetric.NewMetrics(), true
+	}
+	rest = pmetric.NewMetrics()
+	for i := range rms.Len() {
+		rm := rms.At(i)
+		var out pmetric.ResourceMetrics
+		sms := rm.ScopeMetrics()
+		for j := range sms.Len() {
+			if sms.At(j).Scope().Name() == remoteWriteScope {
+				continue
+			}
+			if out == (pmetric.ResourceMetrics{}) {
+				out = rest.ResourceMetrics().AppendEmpty()
+				rm.Resource().CopyTo(out.Resource())
+				out.SetSchemaUrl(rm.SchemaUrl())
+			}
+			sms.At(j).CopyTo(out.ScopeMetrics().AppendEmpty())
+		}
+	}
+	return rest, true
+}
+
+// writeRemoteWrite appends the remote_write receiver's scopes of md to app as the series they
+// came from. Per-sample rejections are counted by app; a fatal append error stops and is returned
+// as fatal. Data points that cannot be restored (a native histogram without its exact encoding)
+// are skipped and reported in the returned error, which is permanent.
+func writeRemoteWrite(ctx context.Context, md pmetric.Metrics, app *countingAppender) (fatal, invalid error) {
+	b := labels.NewScratchBuilder(16)
+	var errs []error
+	rms := md.ResourceMetrics()
+	for i := range rms.Len() {
+		rm := rms.At(i)
+		job, _ := rm.Resource().Attributes().Get(serviceNameAttribute)
+		instance, _ := rm.Resource().Attributes().Get(serviceInstanceIDAttibute)
+		sms := rm.ScopeMetrics()
+		for j := range sms.Len() {
+			if sms.At(j).Scope().Name() != remoteWriteScope {
+				continue
+			}
+			ms := sms.At(j).Metrics()
+			for k := range ms.Len() {
+				if err := ctx.Err(); err != nil {
+					return err, nil
+				}
+				w := rwMetric{app: app, b: &b, m: ms.At(k), job: job.Str(), instance: instance.Str()}
+				w.opts = promstorage.AOptions{Metadata: rwMetadata(w.m), MetricFamilyName: w.m.Name()}
+				if fam, ok := w.m.Metadata().Get(remoteWriteKeyFamily); ok && fam.Str() != "" {
+					w.opts.MetricFamilyName = fam.Str()
+				}
+				if err := w.write(); err != nil {
+					if app.fatal != nil {
+						return app.fatal, nil
+					}
+					errs = append(errs, err)
+				}
+			}
+		}
+	}
+	return nil, errors.Join(errs...)
+}
+
+// rwMetadata is the metadata the sender declared; zero when it declared none.
+func rwMetadata(m pmetric.Metric) metadata.Metadata {
+	typ, ok := m.Metadata().Get(remoteWriteKeyType)
+	if !ok && m.Unit() == "" && m.Description() == "" {
+		return metadata.Metadata{}
+	}
+	t := model.MetricType(typ.Str())
+	if t == "" {
+		t = model.MetricTypeUnknown
+	}
+	return metadata.Metadata{Type: t, Unit: m.Unit(), Help: m.Description()}
+}
+
+type rwMetric struct {
+	app           *countingAppender
+	b             *labels.ScratchBuilder
+	m             pmetric.Metric
+	job, instance string
+	opts          promstorage.AOptions
+}
+
+func (w *rwMetric) labels(attrs pcommon.Map) labels.Labels {
+	w.b.Reset()
+	w.b.Add(model.MetricNameLabel, w.m.Name())
+	if w.job != "" {
+		w.b.Add(model.JobLabel, w.job)
+	}
+	if w.instance != "" {
+		w.b.Add(model.InstanceLabel, w.instance)
+	}
+	attrs.Range(func(k string, v pcommon.Value) bool {
+		switch k {
+		case model.MetricNameLabel, model.JobLabel, model.InstanceLabel:
+			return true
+		}
+		if s := v.AsString(); s != "" {
+			w.b.Add(k, s)
+		}
+		return true
+	})
+	w.b.Sort()
+	return w.b.Labels()
+}
+
+func (w *rwMetric) write() error {
+	switch w.m.Type() {
+	case pmetric.MetricTypeGauge:
+		return w.numbers(w.m.Gauge().DataPoints())
+	case pmetric.MetricTypeSum:
+		return w.numbers(w.m.Sum().DataPoints())
+	case pmetric.MetricTypeExponentialHistogram:
+		var errs []error
+		dps := w.m.ExponentialHistogram().DataPoints()
+		for i := range dps.Len() {
+			dp := dps.At(i)
+			if err := w.histogram(i, dp.Attributes(), dp.Timestamp(), dp.Exemplars()); err != nil {
+				if w.app.fatal != nil {
+					return err
+				}
+				errs = append(errs, err)
+			}
+		}
+		return errors.Join(errs...)
+	case pmetric.MetricTypeHistogram:
+		var errs []error
+		dps := w.m.Histogram().DataPoints()
+		for i := range dps.Len() {
+			dp := dps.At(i)
+			if err := w.histogram(i, dp.Attributes(), dp.Timestamp(), dp.Exemplars()); err != nil {
+				if w.app.fatal != nil {
+					return err
+				}
+				errs = append(errs, err)
+			}
+		}
+		return errors.Join(errs...)
+	default:
+		return fmt.Errorf("remote write metric %q: unexpected type %s", w.m.Name(), w.m.Type())
+	}
+}
+
+func (w *rwMetric) numbers(dps pmetric.NumberDataPointSlice) error {
+	for i := range dps.Len() {
+		dp := dps.At(i)
+		v := dp.DoubleValue()
+		if dp.ValueType() == pmetric.NumberDataPointValueTypeInt {
+			v = float64(dp.IntValue())
+		}
+		if dp.Flags().NoRecordedValue() {
+			v = math.Float64frombits(value.StaleNaN)
+		}
+		opts := w.opts
+		opts.Exemplars = rwExemplars(dp.Exemplars())
+		if _, err := w.app.Append(0, w.labels(dp.Attributes()), nsToMs(dp.StartTimestamp()), nsToMs(dp.Timestamp()), v, nil, nil, opts); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// histogram appends data point i of a histogram metric from its exact encoding.
+func (w *rwMetric) histogram(i int, attrs pcommon.Map, ts pcommon.Timestamp, exs pmetric.ExemplarSlice) error {
+	ls := w.labels(attrs)
+	enc, ok := w.m.Metadata().Get(remoteWriteKeyHistograms)
+	if !ok || enc.Type() != pcommon.ValueTypeSlice || i >= enc.Slice().Len() {
+		return fmt.Errorf("remote write series %s at %d: native histogram without its exact encoding", ls.String(), nsToMs(ts))
+	}
+	var h writev2.Histogram
+	if err := h.Unmarshal(enc.Slice().At(i).Bytes().AsRaw()); err != nil || h.Timestamp != nsToMs(ts) {
+		return fmt.Errorf("remote write series %s at %d: native histogram encoding does not match the data point", ls.String(), nsToMs(ts))
+	}
+	opts := w.opts
+	opts.Exemplars = rwExemplars(exs)
+	var err error
+	if h.IsFloatHistogram() {
+		_, err = w.app.Append(0, ls, h.StartTimestamp, h.Timestamp, 0, nil, h.ToFloatHistogram(), opts)
+	} else {
+		_, err = w.app.Append(0, ls, h.StartTimestamp, h.Timestamp, 0, h.ToIntHistogram(), nil, opts)
+	}
+	return err
+}
+
+func rwExemplars(exs pmetric.ExemplarSlice) []exemplar.Exemplar {
+	if exs.Len() == 0 {
+		return nil
+	}
+	out := make([]exemplar.Exemplar, 0, exs.Len())
+	for i := range exs.Len() {
+		e := exs.At(i)
+		b := labels.NewScratchBuilder(e.FilteredAttributes().Len())
+		e.FilteredAttributes().Range(func(k string, v pcommon.Value) bool {
+			b.Add(k, v.AsString())
+			return true
+		})
+		b.Sort()
+		v := e.DoubleValue()
+		if e.ValueType() == pmetric.ExemplarValueTypeInt {
+			v = float64(e.IntValue())
+		}
+		ts := nsToMs(e.Timestamp())
+		out = append(out, exemplar.Exemplar{Labels: b.Labels(), Value: v, Ts: ts, HasTs: ts != 0})
+	}
+	slices.SortFunc(out, exemplar.Compare)
+	return out
+}
+
+func nsToMs(ts pcommon.Timestamp) int64 { return int64(ts / 1e6) }

@@ -1,0 +1,45 @@
+package receiver
+
+import (
+	"errors"
+	"fmt"
+
+	"go.opentelemetry.io/collector/component"
+	"go.opentelemetry.io/collector/config/confighttp"
+)
+
+// Config is the configuration of the remote_write receiver.
+type Config struct {
+	// ServerConfig is the collector's standard HTTP server (endpoint, TLS, auth, CORS,
+	// max_request_body_size, ...). Default endpoint 127.0.0.1:9201. `compression_algorithms`
+	// defaults to ["", "snappy"] and may only contain those two: remote write bodies are snappy
+	// block-compressed, with or without a Content-Encoding header.
+	confighttp.ServerConfig `mapstructure:",squash"`
+
+	// MetadataCacheSize bounds how many metric families of remote write 1.0 metadata the receiver
+	// remembers to attach to later series of the same family (key `metadata_cache_size`, default
+	// 100000). Prometheus sends 1.0 metadata in requests of its own, apart from the samples.
+	MetadataCacheSize int `mapstructure:"metadata_cache_size"`
+
+	// prevent unkeyed literal initialization
+	_ struct{}
+}
+
+var _ component.Config = (*Config)(nil)
+
+// Validate checks the configuration without side effects. Errors name the key and the value.
+func (cfg *Config) Validate() error {
+	var errs []error
+	if cfg.NetAddr.Endpoint == "" {
+		errs = append(errs, errors.New("endpoint: must not be empty"))
+	}
+	for _, alg := range cfg.CompressionAlgorithms {
+		if alg != "" && alg != "snappy" {
+			errs = append(errs, fmt.Errorf(`compression_algorithms: remote write accepts only "" and "snappy" (got %q)`, alg))
+		}
+	}
+	if cfg.MetadataCacheSize < 0 {
+		errs = append(errs, fmt.Errorf("metadata_cache_size: must not be negative (got %d)", cfg.MetadataCacheSize))
+	}
+	return errors.Join(errs...)
+}

@@ -1,0 +1,124 @@
+package receiver
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+
+	remoteapi "github.com/prometheus/client_golang/exp/api/remote"
+	"github.com/prometheus/prometheus/prompb"
+	writev2 "github.com/prometheus/prometheus/prompb/io/prometheus/write/v2"
+	"go.opentelemetry.io/collector/consumer/consumererror"
+	"go.uber.org/zap"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+)
+
+// maxReportedErrors bounds how many rejected series a 400 response names.
+const maxReportedErrors = 10
+
+// Store decodes one remote write request (its body already decompressed by confighttp), sends
+// the valid series into the pipeline and tells Prometheus's handler what to answer:
+//   - 204 when everything was stored;
+//   - 400 when the body is not a valid message, when some series were invalid (the valid ones are
+//     stored: a partial write; the body names the rejected ones), or when the pipeline refused the
+//     data permanently;
+//   - 413 when the decoded body exceeds max_request_body_size;
+//   - 429 when the pipeline throttles, 503 for any other retryable refusal (senders retry).
+//
+// For 2.0 the X-Prometheus-Remote-Write-*-Written headers count what the pipeline accepted:
+// zero when it refused the request.
+func (r *remoteWriteReceiver) Store(req *http.Request, msgType remoteapi.WriteMessageType) (*remoteapi.WriteResponse, error) {
+	wr := remoteapi.NewWriteResponse()
+	body, err := io.ReadAll(req.Body)
+	if err != nil {
+		if mbe, ok := errors.AsType[*http.MaxBytesError](err); ok {
+			wr.SetStatusCode(http.StatusRequestEntityTooLarge)
+			return wr, fmt.Errorf("decoded request body exceeds max_request_body_size (%d bytes)", mbe.Limit)
+		}
+		wr.SetStatusCode(http.StatusBadRequest)
+		return wr, fmt.Errorf("read request body: %w", err)
+	}
+
+	conv := newConverter(r.meta)
+	switch msgType {
+	case remoteapi.WriteV1MessageType:
+		var m prompb.WriteRequest
+		if err := m.Unmarshal(body); err != nil {
+			wr.SetStatusCode(http.StatusBadRequest)
+			return wr, fmt.Errorf("decode remote write 1.0 request (prometheus.WriteRequest): %w", err)
+		}
+		conv.fromV1(&m)
+	default:
+		var m writev2.Request
+		if err := m.Unmarshal(body); err != nil {
+			wr.SetStatusCode(http.StatusBadRequest)
+			return wr, fmt.Errorf("decode remote write 2.0 request (io.prometheus.write.v2.Request): %w", err)
+		}
+		conv.fromV2(&m)
+	}
+
+	ctx := req.Context()
+	if conv.rejectedSamples > 0 {
+		// Invalid data never reaches the pipeline; count it as refused.
+		octx := r.obsrecv.StartMetricsOp(ctx)
+		r.obsrecv.EndMetricsOp(octx, string(msgType), conv.rejectedSamples, consumererror.NewPermanent(errors.New("invalid series")))
+	}
+	if points := conv.md.DataPointCount(); points > 0 {
+		octx := r.obsrecv.StartMetricsOp(ctx)
+		err := r.next.ConsumeMetrics(octx, conv.md)
+		r.obsrecv.EndMetricsOp(octx, string(msgType), points, err)
+		if err != nil {
+			code := pipelineStatus(err)
+			r.settings.Logger.Debug("Pipeline refused remote write data", zap.Int("status", code), zap.Int("points", points), zap.Error(err))
+			wr.SetStatusCode(code)
+			return wr, fmt.Errorf("pipeline refused the data: %w", err)
+		}
+	}
+	wr.Add(remoteapi.WriteResponseStats{Samples: conv.samples, Histograms: conv.histograms, Exemplars: conv.exemplars})
+
+	if len(conv.errs) > 0 {
+		r.settings.Logger.Debug("Remote write request with invalid series",
+			zap.Int("rejected_series", len(conv.errs)), zap.Int("rejected_samples", conv.rejectedSamples), zap.String("first", conv.errs[0]))
+		wr.SetStatusCode(http.StatusBadRequest)
+		return wr, conv.rejectionError()
+	}
+	return wr, nil
+}
+
+// rejectionError is the readable body of a partial write.
+func (c *converter) rejectionError() error {
+	var b strings.Builder
+	fmt.Fprintf(&b, "%d series rejected (%d samples, histograms and exemplars); the other series were written", len(c.errs), c.rejectedSamples)
+	for i, e := range c.errs {
+		if i == maxReportedErrors {
+			fmt.Fprintf(&b, "\nand %d more", len(c.errs)-maxReportedErrors)
+			break
+		}
+		b.WriteString("\n")
+		b.WriteString(e)
+	}
+	return errors.New(b.String())
+}
+
+// pipelineStatus maps an error of the next consumer onto a remote write status code: permanent
+// errors are 400 (senders drop the data), throttling is 429, anything else 503 (senders retry).
+func pipelineStatus(err error) int {
+	if consumererror.IsPermanent(err) {
+		return http.StatusBadRequest
+	}
+	if ce, ok := errors.AsType[*consumererror.Error](err); ok {
+		switch code := consumererror.ToHTTPStatus(ce); {
+		case code == http.StatusTooManyRequests:
+			return http.StatusTooManyRequests
+		case !ce.IsRetryable() && code >= 400 && code < 500:
+			return http.StatusBadRequest
+		}
+	}
+	if st, ok := status.FromError(err); ok && st.Code() == codes.ResourceExhausted {
+		return http.StatusTooManyRequests
+	}
+	return http.StatusServiceUnavailable
+}
