@@ -17,7 +17,7 @@ PINNED_MODULES := github.com/prometheus/prometheus \
                   go.opentelemetry.io/collector/exporter/exporterhelper \
                   go.opentelemetry.io/collector/extension/extensioncapabilities
 
-.PHONY: all build run test unit e2e vet fmt-check check-versions clean
+.PHONY: all build run test unit e2e bench vet fmt-check check-versions clean
 
 all: build
 
@@ -55,6 +55,13 @@ unit:
 # End-to-end tests against the built binary.
 e2e: build
 	METRICSTOR_BINARY=$(BINARY) $(GO) test -count=1 -timeout=$(E2E_TIMEOUT) ./testbed/...
+
+# Benchmarks measure, never assert: each runs Metricstor and Prometheus's own TSDB on the same
+# workload in the same run, so compare the ratio. Results and the command go in BENCHMARKS.md.
+bench:
+	$(GO) test -run '^$$' -bench 'BenchmarkAppend' -benchtime 1000000x -count 3 ./storage/internal/tsdb/
+	$(GO) test -run '^$$' -bench 'BenchmarkDiskAndQuery' -benchtime 10x -count 3 ./storage/internal/tsdb/
+	$(GO) test -run '^$$' -bench . -benchmem ./exporter/
 
 # stdmethods is off: Prometheus's chunkenc.Iterator has a Seek(int64) that our iterators
 # must implement, which vet mistakes for io.Seeker.
