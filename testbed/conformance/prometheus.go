@@ -1,0 +1,150 @@
+package conformance
+
+import (
+	"fmt"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/metricstor/metricstor/testbed/harness"
+)
+
+// PrometheusEnv names the environment variable that overrides the path of the reference
+// Prometheus binary.
+const PrometheusEnv = "PROMETHEUS_BINARY"
+
+// PrometheusVersion is the module version of the reference Prometheus (Prometheus 3.16).
+const PrometheusVersion = "v0.316.0"
+
+// PrometheusBinary returns the reference Prometheus: $PROMETHEUS_BINARY if set, else the one
+// testbed/scripts/install-prometheus.sh installs. It fails the test when the file is missing.
+func PrometheusBinary(t testing.TB) string {
+	t.Helper()
+	path := os.Getenv(PrometheusEnv)
+	if path == "" {
+		root, err := harness.RepoRoot()
+		if err != nil {
+			t.Fatalf("locate prometheus: %v", err)
+		}
+		path = filepath.Join(root, "bin", "tools", "prometheus-"+PrometheusVersion, "prometheus")
+	}
+	if _, err := os.Stat(path); err != nil {
+		t.Fatalf("prometheus binary not found (%v): run testbed/scripts/install-prometheus.sh, or set %s", err, PrometheusEnv)
+	}
+	return path
+}
+
+// Prometheus is a Prometheus server run as a child process on loopback, with its own data
+// directory.
+type Prometheus struct {
+	Name    string
+	Binary  string
+	Port    int
+	DataDir string
+	Config  string // path of prometheus.yml
+	// Args are extra flags, e.g. --web.enable-remote-write-receiver.
+	Args []string
+
+	proc *harness.Process
+}
+
+// NewPrometheus writes config into a fresh temporary directory and returns a server (not yet
+// started) on a free loopback port.
+func NewPrometheus(t testing.TB, name, binary, config string, args ...string) *Prometheus {
+	t.Helper()
+	dir := t.TempDir()
+	path := filepath.Join(dir, "prometheus.yml")
+	if err := os.WriteFile(path, []byte(config), 0o600); err != nil {
+		t.Fatalf("write %s: %v", path, err)
+	}
+	return &Prometheus{
+		Name: name, Binary: binary, Port: harness.FreePorts(t, 1)[0],
+		DataDir: filepath.Join(dir, "data"), Config: path, Args: args,
+	}
+}
+
+// URL is the base URL of its HTTP API.
+func (p *Prometheus) URL() string { return "http://" + harness.Addr(p.Port) }
+
+// Start starts the server and waits until /-/ready answers 200.
+func (p *Prometheus) Start(t testing.TB) {
+	t.Helper()
+	args := append([]string{
+		"--config.file=" + p.Config,
+		"--storage.tsdb.path=" + p.DataDir,
+		"--storage.tsdb.retention.time=1d",
+		"--web.listen-address=" + harness.Addr(p.Port),
+		"--log.level=warn",
+	}, p.Args...)
+	p.proc = harness.Start(t, p.Name, p.Binary, args...)
+	waitHTTP(t, p.proc, p.Name, p.URL()+"/-/ready", time.Minute)
+}
+
+// Stop stops the server with SIGTERM and waits for it to exit cleanly (it first flushes its
+// remote write queues).
+func (p *Prometheus) Stop() { p.proc.Stop(time.Minute) }
+
+// Reconfigure stops the server, replaces its configuration and starts it again on the same data.
+func (p *Prometheus) Reconfigure(t testing.TB, config string) {
+	t.Helper()
+	p.Stop()
+	if err := os.WriteFile(p.Config, []byte(config), 0o600); err != nil {
+		t.Fatalf("write %s: %v", p.Config, err)
+	}
+	p.Start(t)
+}
+
+// QueryOnlyConfig is a configuration with nothing to scrape and nowhere to write.
+const QueryOnlyConfig = "global: {}\n"
+
+// waitHTTP waits until url answers 200, failing the test if proc exits first or timeout passes.
+func waitHTTP(t testing.TB, proc *harness.Process, name, url string, timeout time.Duration) {
+	t.Helper()
+	client := &http.Client{Timeout: time.Second}
+	deadline := time.Now().Add(timeout)
+	for {
+		if proc.Exited() {
+			t.Fatalf("%s exited before it was ready; output:\n%s", name, proc.Output())
+		}
+		resp, err := client.Get(url)
+		if err == nil {
+			_ = resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return
+			}
+			err = fmt.Errorf("GET %s: %s", url, resp.Status)
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s not ready after %s: %v", name, timeout, err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// ScrapeConfig returns the reference Prometheus configuration: the job "demo" scraping targets
+// every interval, each with the instance label the query set expects
+// (demo.promlabs.com:10000, :10001, ...), and remote-writing everything to writeURL.
+func ScrapeConfig(interval time.Duration, targets []string, writeURL string) string {
+	var sb strings.Builder
+	fmt.Fprintf(&sb, "global:\n  scrape_interval: %s\n  evaluation_interval: %s\n\n", interval, interval)
+	sb.WriteString("scrape_configs:\n  - job_name: demo\n    static_configs:\n")
+	for i, target := range targets {
+		fmt.Fprintf(&sb, "      - targets: [%q]\n        labels:\n          instance: \"demo.promlabs.com:%d\"\n", target, 10000+i)
+	}
+	// Small batches sent at least every second keep the system under test close behind; the
+	// short back-off resends quickly after the system under test restarts.
+	fmt.Fprintf(&sb, `
+remote_write:
+  - url: %q
+    queue_config:
+      batch_send_deadline: 1s
+      min_backoff: 50ms
+      max_backoff: 1s
+    metadata_config:
+      send_interval: 10s
+`, writeURL)
+	return sb.String()
+}

@@ -1,0 +1,161 @@
+package conformance
+
+import (
+	"net"
+	"os"
+	"path/filepath"
+	"testing"
+	"text/template"
+	"time"
+
+	"github.com/metricstor/metricstor/testbed/harness"
+)
+
+// System is the system under test: it receives the reference's remote writes and answers the
+// Prometheus HTTP API.
+type System interface {
+	Name() string
+	// WriteURL is the remote write endpoint the reference sends to.
+	WriteURL() string
+	// QueryURL is the base URL of the Prometheus HTTP API.
+	QueryURL() string
+	// Restart stops the system cleanly and starts it again on the same data.
+	Restart(t testing.TB)
+}
+
+// Metricstor runs the otelcol-metricstor binary with the remote_write receiver, a short
+// partition_duration (so that a run crosses partition boundaries) and a retention longer than
+// any run (so that the oldest, closed partitions are still there when queried).
+type Metricstor struct {
+	Binary string
+	Ports  harness.Ports
+	Write  int // port of the remote_write receiver
+	// PartitionDuration and Retention are the storage settings, as Prometheus durations.
+	PartitionDuration, Retention string
+	DataDir                      string
+	config                       string
+	proc                         *harness.Process
+}
+
+var metricstorConfig = template.Must(template.New("config").Parse(`receivers:
+  otlp:
+    protocols:
+      grpc:
+        endpoint: 127.0.0.1:{{.Ports.OTLPGRPC}}
+      http:
+        endpoint: 127.0.0.1:{{.Ports.OTLPHTTP}}
+  remote_write:
+    endpoint: 127.0.0.1:{{.Write}}
+
+exporters:
+  metricstor:
+    storage: metricstor
+    sending_queue:
+      enabled: false
+
+extensions:
+  metricstor:
+    directory: {{printf "%q" .DataDir}}
+    partition_duration: {{.PartitionDuration}}
+    retention: {{.Retention}}
+  promql:
+    endpoint: 127.0.0.1:{{.Ports.PromQL}}
+    storage: metricstor
+
+service:
+  extensions: [metricstor, promql]
+  pipelines:
+    metrics:
+      receivers: [otlp, remote_write]
+      exporters: [metricstor]
+  telemetry:
+    logs:
+      level: warn
+    metrics:
+      level: normal
+      readers:
+        - pull:
+            exporter:
+              prometheus:
+                host: 127.0.0.1
+                port: {{.Ports.Telemetry}}
+`))
+
+// StartMetricstor writes the configuration and starts the binary, waiting until it is ready.
+func StartMetricstor(t testing.TB, binary string) *Metricstor {
+	t.Helper()
+	m := &Metricstor{
+		Binary: binary, Ports: harness.NewPorts(t), Write: harness.FreePorts(t, 1)[0],
+		PartitionDuration: "1m", Retention: "1h",
+		DataDir: filepath.Join(t.TempDir(), "data"),
+	}
+	f, err := os.Create(filepath.Join(t.TempDir(), "config.yaml"))
+	if err != nil {
+		t.Fatalf("write config: %v", err)
+	}
+	defer f.Close()
+	if err := metricstorConfig.Execute(f, m); err != nil {
+		t.Fatalf("write config: %v", err)
+	}
+	m.config = f.Name()
+	m.start(t)
+	return m
+}
+
+func (m *Metricstor) start(t testing.TB) {
+	t.Helper()
+	m.proc = harness.StartReady(t, "otelcol-metricstor", m.Binary, m.config, m.Ports)
+	waitPort(t, m.proc, "remote_write receiver", m.Write)
+}
+
+func (m *Metricstor) Name() string     { return "metricstor" }
+func (m *Metricstor) WriteURL() string { return "http://" + harness.Addr(m.Write) + "/api/v1/write" }
+func (m *Metricstor) QueryURL() string { return m.Ports.PromQLURL() }
+
+func (m *Metricstor) Restart(t testing.TB) {
+	t.Helper()
+	m.proc.Stop(time.Minute)
+	m.start(t)
+}
+
+// PrometheusSUT is a second Prometheus with its remote write receiver enabled and nothing to
+// scrape: the system under test that validates the harness (it must score 100%).
+type PrometheusSUT struct{ *Prometheus }
+
+// StartPrometheusSUT starts it.
+func StartPrometheusSUT(t testing.TB, binary string) *PrometheusSUT {
+	t.Helper()
+	p := NewPrometheus(t, "prometheus (system under test)", binary, "global: {}\n", "--web.enable-remote-write-receiver")
+	p.Start(t)
+	return &PrometheusSUT{p}
+}
+
+func (p *PrometheusSUT) Name() string     { return "prometheus" }
+func (p *PrometheusSUT) WriteURL() string { return p.URL() + "/api/v1/write" }
+func (p *PrometheusSUT) QueryURL() string { return p.URL() }
+
+func (p *PrometheusSUT) Restart(t testing.TB) {
+	t.Helper()
+	p.Stop()
+	p.Start(t)
+}
+
+// waitPort waits until port accepts TCP connections.
+func waitPort(t testing.TB, proc *harness.Process, what string, port int) {
+	t.Helper()
+	deadline := time.Now().Add(time.Minute)
+	for {
+		conn, err := net.DialTimeout("tcp", harness.Addr(port), time.Second)
+		if err == nil {
+			_ = conn.Close()
+			return
+		}
+		if proc.Exited() {
+			t.Fatalf("%s exited; output:\n%s", what, proc.Output())
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s not listening on %d: %v", what, port, err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}

@@ -1,0 +1,24 @@
+#!/bin/sh
+# Installs the reference Prometheus of the conformance tests with `go install`, into
+# <repo>/bin/tools/prometheus-<version>/prometheus, and prints that path. Does nothing but print
+# it when a binary of that module version is already there. Needs only Go and the module proxy.
+#
+#   testbed/scripts/install-prometheus.sh [version]     (default v0.316.0, i.e. Prometheus 3.16)
+set -eu
+
+version=${1:-v0.316.0}
+module=github.com/prometheus/prometheus
+root=$(cd "$(dirname "$0")/../.." && pwd)
+dir="$root/bin/tools/prometheus-$version"
+bin="$dir/prometheus"
+
+if [ -x "$bin" ] && go version -m "$bin" 2>/dev/null | grep -q "^[[:space:]]*mod[[:space:]]*$module[[:space:]]*$version[[:space:]]"; then
+	echo "$bin"
+	exit 0
+fi
+
+start=$(date +%s)
+echo "installing $module/cmd/prometheus@$version into $dir (a few minutes when nothing is cached)" >&2
+GOBIN="$dir" go install "$module/cmd/prometheus@$version"
+echo "installed $bin in $(( $(date +%s) - start ))s" >&2
+echo "$bin"
