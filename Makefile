@@ -9,6 +9,11 @@ OCB         := $(OCB_DIR)/builder
 DIST_DIR    := $(CURDIR)/build
 BINARY      := $(CURDIR)/bin/otelcol-metricstor
 E2E_TIMEOUT ?= 15m
+# The reference Prometheus of the conformance run (module v0.316.0 is Prometheus 3.16).
+PROMETHEUS_VERSION  := v0.316.0
+PROMETHEUS          := $(CURDIR)/bin/tools/prometheus-$(PROMETHEUS_VERSION)/prometheus
+CONFORMANCE_TIMEOUT ?= 30m
+CONFORMANCE_OUT     ?= $(CURDIR)/bin/conformance
 
 # Modules whose version in the generated distribution must equal the root go.mod's.
 PINNED_MODULES := github.com/prometheus/prometheus \
@@ -61,7 +66,25 @@ e2e: build
 bench:
 	$(GO) test -run '^$$' -bench 'BenchmarkAppend' -benchtime 1000000x -count 3 ./storage/internal/tsdb/
 	$(GO) test -run '^$$' -bench 'BenchmarkDiskAndQuery' -benchtime 10x -count 3 ./storage/internal/tsdb/
+	$(GO) test -run '^$$' -bench 'BenchmarkHeadMemory' -benchtime 1x -count 2 ./storage/internal/tsdb/
 	$(GO) test -run '^$$' -bench . -benchmem ./exporter/
+
+# Installs the reference Prometheus (skipped when that version is already there).
+prometheus:
+	@testbed/scripts/install-prometheus.sh $(PROMETHEUS_VERSION) >/dev/null
+
+# PromQL conformance against the reference Prometheus on the compliance query set (see
+# testbed/conformance). Takes about 6 minutes; report in $(CONFORMANCE_OUT)/report.txt. The last
+# line printed is the score, `N passed, M failed`.
+conformance: build prometheus
+	@mkdir -p $(CONFORMANCE_OUT) && rm -f $(CONFORMANCE_OUT)/score
+	@METRICSTOR_CONFORMANCE=1 METRICSTOR_BINARY=$(BINARY) PROMETHEUS_BINARY=$(PROMETHEUS) \
+		CONFORMANCE_OUT=$(CONFORMANCE_OUT) $(GO) test -count=1 -v -timeout=$(CONFORMANCE_TIMEOUT) \
+		-run '^TestConformance$$' ./testbed/conformance/; \
+	rc=$$?; \
+	if [ -s $(CONFORMANCE_OUT)/score ]; then cat $(CONFORMANCE_OUT)/score; \
+	else echo "conformance: no score, the run did not finish (go test exit code $$rc)"; fi; \
+	exit $$rc
 
 # stdmethods is off: Prometheus's chunkenc.Iterator has a Seek(int64) that our iterators
 # must implement, which vet mistakes for io.Seeker.

@@ -3,6 +3,7 @@ package tsdb
 import (
 	"context"
 	"fmt"
+	"runtime"
 	"syscall"
 	"testing"
 	"time"
@@ -208,5 +209,48 @@ func BenchmarkDiskAndQuery(b *testing.B) {
 		}
 		runQueries(b, db)
 		b.ReportMetric(float64(blocks)/float64(n), "disk-B/sample")
+	})
+}
+
+// BenchmarkHeadMemory reports the Go heap each store holds per active series after 100,000
+// series received 10 samples each (DESIGN.md's "peak RSS with 100k active series", minus the
+// runtime and the collector around the store).
+func BenchmarkHeadMemory(b *testing.B) {
+	series := benchSeries(100_000)
+	heap := func() uint64 {
+		runtime.GC()
+		var ms runtime.MemStats
+		runtime.ReadMemStats(&ms)
+		return ms.HeapInuse
+	}
+	measure := func(b *testing.B, open func(dir string) (storage.AppendableV2, func() error)) {
+		for range b.N {
+			before := heap()
+			db, closeDB := open(b.TempDir())
+			fillDataset(b, db, series, 10)
+			after := heap()
+			b.ReportMetric(float64(after-before)/float64(len(series)), "heap-B/series")
+			if err := closeDB(); err != nil {
+				b.Fatal(err)
+			}
+		}
+	}
+	b.Run("metricstor", func(b *testing.B) {
+		measure(b, func(dir string) (storage.AppendableV2, func() error) {
+			db, err := Open(dir, Options{})
+			if err != nil {
+				b.Fatal(err)
+			}
+			return db, db.Close
+		})
+	})
+	b.Run("prometheus", func(b *testing.B) {
+		measure(b, func(dir string) (storage.AppendableV2, func() error) {
+			db, err := promtsdb.Open(dir, nil, nil, promtsdb.DefaultOptions(), nil)
+			if err != nil {
+				b.Fatal(err)
+			}
+			return db, db.Close
+		})
 	})
 }
