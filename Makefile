@@ -22,7 +22,7 @@ PINNED_MODULES := github.com/prometheus/prometheus \
                   go.opentelemetry.io/collector/exporter/exporterhelper \
                   go.opentelemetry.io/collector/extension/extensioncapabilities
 
-.PHONY: all build run test unit e2e bench vet fmt-check check-versions clean
+.PHONY: all build run test unit e2e conformance prometheus bench vet fmt-check check-versions clean
 
 all: build
 
