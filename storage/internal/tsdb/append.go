@@ -325,6 +325,10 @@ func (db *DB) ensurePersisted(b *pebble.Batch, s *memSeries) {
 	putRef(ref[:0], s.ref)
 	_ = b.Set(seriesByLabelsKey(nil, s.lset), ref[:], nil)
 	_ = b.Set(labelsByRefKey(nil, s.ref), encodeLabels(nil, s.lset), nil)
+	hash := s.lset.Hash()
+	_ = b.Set(seriesHashKey(nil, hash, s.ref), nil, nil)
+	// Marked before the batch is applied: a lookup in between only costs a needless Get.
+	db.series.markStored(hash)
 	s.persisted = true
 }
 

@@ -18,10 +18,10 @@ import (
 // Appenders on shared and own series race with queriers, label lookups, head collection and
 // retention; every acknowledged sample must be there exactly once, in order.
 func TestConcurrentAppendAndQuery(t *testing.T) {
-	// The window is wider than the writers can drift apart, so that no sample admitted by
-	// Append becomes too old before its Commit (it would be dropped: see
-	// TestSampleTooOldByCommit).
-	db, _ := openMem(t, Options{PartitionDuration: time.Hour, OutOfOrderWindow: 24 * time.Hour, Retention: 48 * time.Hour})
+	// The window (48h) is wider than the whole span written (~29h), however far apart the
+	// writers drift on a loaded machine, so that no sample admitted by Append becomes too old
+	// before its Commit (it would be dropped: see TestSampleTooOldByCommit).
+	db, _ := openMem(t, Options{PartitionDuration: time.Hour, OutOfOrderWindow: 48 * time.Hour, Retention: 72 * time.Hour})
 	ctx := context.Background()
 	const (
 		writers = 4

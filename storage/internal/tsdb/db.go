@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/cockroachdb/pebble/v2"
+	"github.com/cockroachdb/pebble/v2/bloom"
 	"github.com/cockroachdb/pebble/v2/vfs"
 	"github.com/prometheus/prometheus/model/metadata"
 	"go.uber.org/zap"
@@ -149,6 +150,11 @@ func Open(dir string, o Options) (*DB, error) {
 		Logger:       pebbleLogger{opts.Logger.Sugar()},
 		FS:           opts.FS,
 	}
+	// Bloom filters make the point lookups of the write path cheap when they miss: a label set
+	// never seen before, a series not yet indexed in a partition.
+	for i := range popts.Levels {
+		popts.Levels[i].FilterPolicy = bloom.FilterPolicy(10)
+	}
 	popts.EnsureDefaults()
 	pdb, err := pebble.Open(dir, popts)
 	if err != nil {
@@ -184,6 +190,24 @@ func (db *DB) load() error {
 			return fmt.Errorf("%w: series key of %d bytes", errCorruptKey, len(it.Key()))
 		}
 		db.nextRef.Store(binaryRef(it.Key()[1:]))
+	}
+	if err := it.Close(); err != nil {
+		return err
+	}
+
+	// Label hashes of the stored series.
+	it, err = db.pdb.NewIter(&pebble.IterOptions{
+		LowerBound: []byte{famSeriesHashes}, UpperBound: []byte{famSeriesHashes + 1}})
+	if err != nil {
+		return err
+	}
+	for it.First(); it.Valid(); it.Next() {
+		if len(it.Key()) != 17 {
+			_ = it.Close()
+			return fmt.Errorf("%w: series hash key of %d bytes", errCorruptKey, len(it.Key()))
+		}
+		h := binaryRef(it.Key()[1:9])
+		db.series.byHash[h%seriesStripes].stored[h] = struct{}{}
 	}
 	if err := it.Close(); err != nil {
 		return err

@@ -3,6 +3,7 @@ package tsdb
 import (
 	"encoding/binary"
 	"errors"
+	"io"
 	"math"
 	"slices"
 	"sync"
@@ -42,6 +43,9 @@ type seriesRegistry struct {
 	byHash [seriesStripes]struct {
 		sync.RWMutex
 		m map[uint64][]*memSeries
+		// stored holds the label hashes of every series stored on disk (the h family), so
+		// that a label set never seen before is known to be new without a Pebble lookup.
+		stored map[uint64]struct{}
 	}
 	byRef [seriesStripes]struct {
 		sync.RWMutex
@@ -52,6 +56,7 @@ type seriesRegistry struct {
 func (r *seriesRegistry) init() {
 	for i := range r.byHash {
 		r.byHash[i].m = map[uint64][]*memSeries{}
+		r.byHash[i].stored = map[uint64]struct{}{}
 		r.byRef[i].m = map[uint64]*memSeries{}
 	}
 }
@@ -100,7 +105,14 @@ func (db *DB) getOrCreate(lset labels.Labels) (*memSeries, error) {
 		return s, nil
 	}
 	s = &memSeries{lset: lset, maxT: math.MinInt64}
-	v, closer, err := db.pdb.Get(seriesByLabelsKey(nil, lset))
+	var (
+		v      []byte
+		closer io.Closer
+		err    = pebble.ErrNotFound
+	)
+	if _, maybe := st.stored[h]; maybe {
+		v, closer, err = db.pdb.Get(seriesByLabelsKey(nil, lset))
+	}
 	switch {
 	case err == nil:
 		if len(v) != 8 {
@@ -124,6 +136,14 @@ func (db *DB) getOrCreate(lset labels.Labels) (*memSeries, error) {
 	rst.m[s.ref] = s
 	rst.Unlock()
 	return s, nil
+}
+
+// markStored records that a series with this label hash is on disk.
+func (r *seriesRegistry) markStored(hash uint64) {
+	st := &r.byHash[hash%seriesStripes]
+	st.Lock()
+	st.stored[hash] = struct{}{}
+	st.Unlock()
 }
 
 // removeSeries drops s from the registry. Caller holds writeMu.

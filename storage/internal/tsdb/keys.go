@@ -18,7 +18,8 @@ const (
 	famPostings       byte = 'i' // i | partition | name | value | ref      -> empty (inverted index)
 	famChunks         byte = 'c' // c | partition | ref | chunk mint        -> chunk
 	famMetadata       byte = 'd' // d | metric family name                  -> metadata
-	famExemplars      byte = 'e' // e | partition | ref | ts | seq          -> exemplar
+	famExemplars      byte = 'e' // e | partition | ref | ts                -> exemplar
+	famSeriesHashes   byte = 'h' // h | labels hash | ref                   -> empty
 )
 
 var errCorruptKey = errors.New("corrupt key")
@@ -76,6 +77,10 @@ func decodeLabels(b []byte) (labels.Labels, error) {
 
 func seriesByLabelsKey(b []byte, ls labels.Labels) []byte {
 	return encodeLabels(append(b, famSeriesByLabels), ls)
+}
+
+func seriesHashKey(b []byte, hash, ref uint64) []byte {
+	return putRef(putRef(append(b, famSeriesHashes), hash), ref)
 }
 
 func labelsByRefKey(b []byte, ref uint64) []byte {
