@@ -62,6 +62,13 @@ func startReceiver(t testing.TB, next consumer.Metrics, tel *componenttest.Telem
 // metricstor storage extension on a temporary directory. It returns the write URL and the store.
 func startPipeline(t testing.TB) (string, storage.Store) {
 	t.Helper()
+	return startPipelineWith(t, nil, nil)
+}
+
+// startPipelineWith is startPipeline with a hook that may wrap the store the exporter sees and a
+// hook that may change the exporter's config and put a processor before it.
+func startPipelineWith(t testing.TB, wrapStore func(storage.Store) storage.Store, mutate func(cfg component.Config), before ...func(next consumer.Metrics) consumer.Metrics) (string, storage.Store) {
+	t.Helper()
 	ctx := context.Background()
 	sf := storage.NewFactory()
 	scfg := sf.CreateDefaultConfig()
@@ -69,12 +76,19 @@ func startPipeline(t testing.TB) (string, storage.Store) {
 	sid := component.MustNewID("metricstor")
 	ext, err := sf.Create(ctx, extension.Settings{ID: sid, TelemetrySettings: componenttest.NewNopTelemetrySettings()}, scfg)
 	require.NoError(t, err)
-	host := testHost{sid: ext}
-	require.NoError(t, ext.Start(ctx, host))
+	require.NoError(t, ext.Start(ctx, testHost{sid: ext}))
 	t.Cleanup(func() { require.NoError(t, ext.Shutdown(ctx)) })
+	store := ext.(storage.Store)
+	host := testHost{sid: ext}
+	if wrapStore != nil {
+		host = testHost{sid: storeComponent{Store: wrapStore(store)}}
+	}
 
 	ef := mexporter.NewFactory()
 	ecfg := ef.CreateDefaultConfig()
+	if mutate != nil {
+		mutate(ecfg)
+	}
 	eset := exporter.Settings{ID: component.MustNewID("metricstor"), TelemetrySettings: componenttest.NewNopTelemetrySettings(), BuildInfo: component.NewDefaultBuildInfo()}
 	eset.Logger = zaptest.NewLogger(t)
 	exp, err := ef.CreateMetrics(ctx, eset, ecfg)
@@ -82,7 +96,18 @@ func startPipeline(t testing.TB) (string, storage.Store) {
 	require.NoError(t, exp.Start(ctx, host))
 	t.Cleanup(func() { require.NoError(t, exp.Shutdown(ctx)) })
 
-	return startReceiver(t, exp, nil, nil), ext.(storage.Store)
+	var next consumer.Metrics = exp
+	for _, wrap := range before {
+		next = wrap(next)
+	}
+	return startReceiver(t, next, nil, nil), store
+}
+
+// storeComponent makes a wrapped store a component, as the storage extension is.
+type storeComponent struct {
+	storage.Store
+	component.StartFunc
+	component.ShutdownFunc
 }
 
 type response struct {

@@ -41,8 +41,8 @@ func TestDefaultConfig(t *testing.T) {
 			t.Errorf("config.yaml:%d: %s %s is not on loopback 127.0.0.1", n+1, m[1], m[2])
 		}
 	}
-	// OTLP gRPC, OTLP HTTP, promql, telemetry.
-	if found != 4 {
-		t.Errorf("config.yaml: found %d endpoint/host settings, want 4", found)
+	// OTLP gRPC, OTLP HTTP, remote_write, promql, telemetry.
+	if found != 5 {
+		t.Errorf("config.yaml: found %d endpoint/host settings, want 5", found)
 	}
 }
