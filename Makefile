@@ -35,7 +35,8 @@ build: $(OCB)
 	$(OCB) --config=builder-config.yaml
 	$(MAKE) --no-print-directory check-versions
 	mkdir -p $(dir $(BINARY))
-	cp $(DIST_DIR)/otelcol-metricstor $(BINARY)
+	# Copied, then renamed: a binary that is running cannot be overwritten in place.
+	cp $(DIST_DIR)/otelcol-metricstor $(BINARY).tmp && mv -f $(BINARY).tmp $(BINARY)
 	@echo "built $(BINARY)"
 
 # Fails when the generated go.mod resolved a different version of a pinned module than ours.

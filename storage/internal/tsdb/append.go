@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"time"
 
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/prometheus/prometheus/model/exemplar"
@@ -24,7 +25,6 @@ import (
 type Appender struct {
 	db        *DB
 	samples   []pendingSample
-	newest    map[*memSeries]sample // newest buffered sample per series, for validation
 	meta      map[string]metadata.Metadata
 	exemplars []pendingExemplar
 }
@@ -65,13 +65,10 @@ func (a *Appender) Append(ref storage.SeriesRef, ls labels.Labels, st, t int64, 
 		}
 		return 0, err
 	}
-	a.samples = append(a.samples, pendingSample{s: s, smp: smp})
-	if newest, ok := a.newest[s]; !ok || t > newest.t {
-		if a.newest == nil {
-			a.newest = map[*memSeries]sample{}
-		}
-		a.newest[s] = smp
+	if a.samples == nil {
+		a.samples = a.db.getSampleBuf()
 	}
+	a.samples = append(a.samples, pendingSample{s: s, smp: smp})
 	a.addMetadata(s.lset, opts.MetricFamilyName, opts.Metadata)
 	if len(opts.Exemplars) > 0 {
 		var partial *storage.AppendPartialError
@@ -139,12 +136,21 @@ func (a *Appender) admit(s *memSeries, smp sample, rejectOOO bool) error {
 		return fmt.Errorf("load series head: %w", err)
 	}
 	s.mu.Lock()
+	defer s.mu.Unlock()
 	maxT, last := s.maxT, s.last
-	s.mu.Unlock()
-	if newest, ok := a.newest[s]; ok && newest.t >= maxT {
-		maxT, last = newest.t, newest
+	if s.pendingBy == a && s.pending.t >= maxT {
+		maxT, last = s.pending.t, s.pending
 	}
-	return a.db.checkSample(smp, maxT, last, rejectOOO)
+	if err := a.db.checkSample(smp, maxT, last, rejectOOO); err != nil {
+		return err
+	}
+	// Remember the newest buffered sample so that the next one of this appender is checked
+	// against it. Another appender may take the slot over; the loser's later samples are then
+	// checked at commit instead.
+	if s.pendingBy != a || smp.t > s.pending.t {
+		s.pendingBy, s.pending = a, smp
+	}
+	return nil
 }
 
 // checkSample classifies a sample against its series' newest sample (maxT, last).
@@ -208,6 +214,10 @@ func (a *Appender) Commit() error {
 	defer db.release()
 
 	db.writeMu.Lock()
+	if db.failed != nil {
+		db.writeMu.Unlock()
+		return db.failed
+	}
 	b, ooo, err := db.writeInOrder(a)
 	if err != nil {
 		db.writeMu.Unlock()
@@ -215,14 +225,17 @@ func (a *Appender) Commit() error {
 		return err
 	}
 	if err := db.pdb.ApplyNoSyncWait(b, pebble.Sync); err != nil {
-		db.forgetHeads(a)
+		db.failed = fmt.Errorf("commit batch: %w", err)
 		db.writeMu.Unlock()
 		_ = b.Close()
-		return fmt.Errorf("commit batch: %w", err)
+		return db.failed
 	}
 	db.publishMetadata(a.meta)
 	if len(ooo) > 0 {
 		err = db.writeOutOfOrder(ooo)
+	}
+	if err == nil && db.logBytes >= db.opts.CheckpointBytes {
+		err = db.checkpointLocked()
 	}
 	db.writeMu.Unlock()
 	// Wait for the fsync outside writeMu, so concurrent commits share one WAL sync.
@@ -238,6 +251,7 @@ func (db *DB) writeInOrder(a *Appender) (*pebble.Batch, []pendingSample, error) 
 		ooo   []pendingSample
 		dirty []*memSeries
 		buf   []byte
+		rec   []byte // the log record of this commit's float samples
 		maxT  = db.maxT.Load()
 		added int64
 	)
@@ -246,8 +260,10 @@ func (db *DB) writeInOrder(a *Appender) (*pebble.Batch, []pendingSample, error) 
 		_ = b.Set(chunkKey(nil, c.part, ref, c.mint), buf, nil)
 		c.dirty = false
 	}
+	rec = make([]byte, 0, 20*len(a.samples))
 	for i := range a.samples {
 		ps := &a.samples[i]
+		ps.s.clearPending(a)
 		if ps.s.removed {
 			s, err := db.getOrCreate(ps.s.lset)
 			if err != nil {
@@ -279,6 +295,9 @@ func (db *DB) writeInOrder(a *Appender) (*pebble.Batch, []pendingSample, error) 
 		s.mu.Lock()
 		s.maxT, s.last = ps.smp.t, ps.smp
 		s.mu.Unlock()
+		if ps.smp.h == nil && ps.smp.fh == nil {
+			rec = appendLogSample(rec, s.ref, ps.smp)
+		}
 		if !s.inDirty {
 			s.inDirty = true
 			dirty = append(dirty, s)
@@ -286,11 +305,25 @@ func (db *DB) writeInOrder(a *Appender) (*pebble.Batch, []pendingSample, error) 
 		maxT = max(maxT, ps.smp.t)
 		added++
 	}
+	// Float heads are left to the log and the next checkpoint; histogram heads are written now.
 	for _, s := range dirty {
 		s.inDirty = false
-		if s.head.dirty {
+		if !s.head.dirty {
+			continue
+		}
+		if isFloatChunk(s.head.chunk) {
+			db.unsynced[s] = struct{}{}
+		} else {
 			emit(&s.head, s.ref)
 		}
+	}
+	if len(rec) > 0 {
+		if db.logBytes == 0 {
+			db.logStart = time.Now()
+		}
+		_ = b.Set(logKey(db.logSeq), rec, nil)
+		db.logSeq++
+		db.logBytes += int64(len(rec))
 	}
 	for family, m := range a.meta {
 		_ = b.Set(metadataKey(nil, family), encodeMetadata(m), nil)
@@ -301,19 +334,6 @@ func (db *DB) writeInOrder(a *Appender) (*pebble.Batch, []pendingSample, error) 
 	db.maxT.Store(maxT)
 	db.stats.SamplesAppended.Add(added)
 	return b, ooo, nil
-}
-
-// forgetHeads marks the heads an unapplied batch touched as unknown, so that they are
-// reloaded from what Pebble really holds. Caller holds writeMu.
-func (db *DB) forgetHeads(a *Appender) {
-	for _, ps := range a.samples {
-		s := ps.s
-		s.mu.Lock()
-		s.loaded = false
-		s.mu.Unlock()
-		s.indexed = nil
-		s.persisted = true // re-checked lazily: writing the series keys again is harmless
-	}
 }
 
 // ensurePersisted adds the series keys of a series new to disk to the batch.
@@ -375,10 +395,31 @@ func (db *DB) ensureIndexed(b *pebble.Batch, s *memSeries, part int64) error {
 
 // Rollback discards everything buffered.
 func (a *Appender) Rollback() error {
+	for _, ps := range a.samples {
+		ps.s.clearPending(a)
+	}
 	a.reset()
 	return nil
 }
 
 func (a *Appender) reset() {
-	a.samples, a.newest, a.meta, a.exemplars = nil, nil, nil, nil
+	a.db.putSampleBuf(a.samples)
+	a.samples, a.meta, a.exemplars = nil, nil, nil
+}
+
+// getSampleBuf and putSampleBuf recycle appenders' sample buffers, which grow to a batch's size.
+func (db *DB) getSampleBuf() []pendingSample {
+	if b, ok := db.sampleBufs.Get().(*[]pendingSample); ok {
+		return (*b)[:0]
+	}
+	return make([]pendingSample, 0, 256)
+}
+
+func (db *DB) putSampleBuf(b []pendingSample) {
+	if b == nil || cap(b) > 1<<16 {
+		return
+	}
+	clear(b) // drop the references to series and histograms
+	b = b[:0]
+	db.sampleBufs.Put(&b)
 }

@@ -52,6 +52,11 @@ func (s sample) sameValue(o sample) bool {
 	}
 }
 
+func isFloatChunk(c chunkenc.Chunk) bool {
+	e := c.Encoding()
+	return e == chunkenc.EncXOR || e == chunkenc.EncXOR2
+}
+
 // chunkBuilder holds one chunk being appended to: the head chunk of a series, or a chunk being
 // rebuilt when out-of-order samples are merged in.
 type chunkBuilder struct {
@@ -59,12 +64,12 @@ type chunkBuilder struct {
 	mint, maxt int64
 	chunk      chunkenc.Chunk // nil when no chunk is open
 	app        chunkenc.Appender
-	dirty      bool // holds samples not yet written to a batch
+	dirty      bool // holds samples that the stored chunk (if any) lacks
 }
 
 // full reports whether the next sample must start a new chunk.
 func (c *chunkBuilder) full() bool {
-	if e := c.chunk.Encoding(); e == chunkenc.EncXOR || e == chunkenc.EncXOR2 {
+	if isFloatChunk(c.chunk) {
 		return c.chunk.NumSamples() >= samplesPerChunk
 	}
 	return len(c.chunk.Bytes()) >= chunkenc.TargetBytesPerHistogramChunk && c.chunk.NumSamples() >= 10

@@ -43,6 +43,11 @@ type Options struct {
 	MemTableSize uint64
 	// RetentionInterval is how often retention and head garbage collection run. Default 1m.
 	RetentionInterval time.Duration
+	// CheckpointInterval bounds how long samples stay only in the sample log (wal.go) before
+	// the head chunks are written out; it bounds the replay after a crash. Default 1m.
+	CheckpointInterval time.Duration
+	// CheckpointBytes checkpoints once the sample log holds that many bytes. Default 8 MiB.
+	CheckpointBytes int64
 	// Logger receives lifecycle and degradation messages. Default: no logging.
 	Logger *zap.Logger
 	// FS replaces the OS filesystem (tests use vfs.NewMem and crash clones).
@@ -62,6 +67,12 @@ func (o *Options) withDefaults() Options {
 	}
 	if r.RetentionInterval <= 0 {
 		r.RetentionInterval = time.Minute
+	}
+	if r.CheckpointInterval <= 0 {
+		r.CheckpointInterval = defaultCheckpointInterval
+	}
+	if r.CheckpointBytes <= 0 {
+		r.CheckpointBytes = defaultCheckpointBytes
 	}
 	if r.Logger == nil {
 		r.Logger = zap.NewNop()
@@ -95,6 +106,17 @@ type DB struct {
 	// head state of every memSeries and the partition list's additions.
 	writeMu sync.Mutex
 
+	// The sample log, guarded by writeMu: the next record's sequence number, the bytes and the
+	// time of the first record since the last checkpoint, and the series whose head chunk holds
+	// samples that only the log has.
+	logSeq   uint64
+	logBytes int64
+	logStart time.Time
+	unsynced map[*memSeries]struct{}
+	// failed is set, under writeMu, when a batch could not be applied: memory and disk may then
+	// disagree, so every later commit fails until the DB is reopened.
+	failed error
+
 	series  seriesRegistry
 	nextRef atomic.Uint64 // last series ref handed out
 	maxT    atomic.Int64  // newest sample timestamp in the DB; math.MinInt64 when empty
@@ -105,7 +127,8 @@ type DB struct {
 	metaMu sync.RWMutex
 	meta   map[string]metadata.Metadata // by metric family name; mirrors the d family
 
-	stats Stats
+	stats      Stats
+	sampleBufs sync.Pool // of *[]pendingSample
 
 	stop chan struct{}
 	done chan struct{}
@@ -124,18 +147,20 @@ type Stats struct {
 	PartitionsDropped   atomic.Int64
 	RetentionRuns       atomic.Int64
 	HeadSeriesCollected atomic.Int64
+	Checkpoints         atomic.Int64
 }
 
 // Open opens or creates the database in dir.
 func Open(dir string, o Options) (*DB, error) {
 	opts := o.withDefaults()
 	db := &DB{
-		opts:   opts,
-		partMs: opts.PartitionDuration.Milliseconds(),
-		logger: opts.Logger,
-		meta:   map[string]metadata.Metadata{},
-		stop:   make(chan struct{}),
-		done:   make(chan struct{}),
+		opts:     opts,
+		partMs:   opts.PartitionDuration.Milliseconds(),
+		logger:   opts.Logger,
+		meta:     map[string]metadata.Metadata{},
+		unsynced: map[*memSeries]struct{}{},
+		stop:     make(chan struct{}),
+		done:     make(chan struct{}),
 	}
 	if db.partMs <= 0 {
 		return nil, fmt.Errorf("partition duration %v is below 1ms", opts.PartitionDuration)
@@ -162,7 +187,10 @@ func Open(dir string, o Options) (*DB, error) {
 		return nil, fmt.Errorf("open pebble at %q: %w", dir, err)
 	}
 	db.pdb = pdb
-	if err := db.load(); err != nil {
+	if err = db.load(); err == nil {
+		err = db.replayLog()
+	}
+	if err != nil {
 		_ = pdb.Close()
 		db.cache.Unref()
 		return nil, fmt.Errorf("load %q: %w", dir, err)
@@ -301,7 +329,10 @@ func (db *DB) Close() error {
 	close(db.stop)
 	<-db.done
 	db.inflight.Wait()
-	err := db.pdb.Flush()
+	db.writeMu.Lock()
+	err := db.checkpointLocked()
+	db.writeMu.Unlock()
+	err = errors.Join(err, db.pdb.Flush())
 	err = errors.Join(err, db.pdb.Close())
 	db.cache.Unref()
 	db.logger.Info("Closed time-series database")
@@ -380,10 +411,14 @@ func (db *DB) background() {
 	defer close(db.done)
 	t := time.NewTicker(db.opts.RetentionInterval)
 	defer t.Stop()
+	cp := time.NewTicker(max(db.opts.CheckpointInterval/4, time.Millisecond))
+	defer cp.Stop()
 	for {
 		select {
 		case <-db.stop:
 			return
+		case <-cp.C:
+			db.checkpointIfDue()
 		case <-t.C:
 			if err := db.ApplyRetention(context.Background()); err != nil {
 				db.logger.Warn("Retention failed", zap.Error(err))

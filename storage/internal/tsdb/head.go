@@ -11,6 +11,7 @@ import (
 
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/prometheus/prometheus/model/labels"
+	"go.uber.org/zap"
 )
 
 // memSeries is the in-memory state of one series: its identity and its head chunk.
@@ -25,6 +26,10 @@ type memSeries struct {
 	loaded bool   // head, maxT and last reflect what is stored
 	maxT   int64  // newest committed sample; math.MinInt64 when none
 	last   sample // the committed sample at maxT
+	// pendingBy is an appender that holds an uncommitted sample of this series, pending the
+	// newest of those; see Appender.admit.
+	pendingBy *Appender
+	pending   sample
 
 	// The fields below are guarded by DB.writeMu.
 	persisted bool // the s and l keys are stored (or in the batch being committed)
@@ -36,6 +41,15 @@ type memSeries struct {
 }
 
 const seriesStripes = 64
+
+// clearPending forgets a's uncommitted sample, so that the appender can be collected.
+func (s *memSeries) clearPending(a *Appender) {
+	s.mu.Lock()
+	if s.pendingBy == a {
+		s.pendingBy, s.pending = nil, sample{}
+	}
+	s.mu.Unlock()
+}
 
 // seriesRegistry maps label sets and refs to memSeries. Lock order: a hash stripe before a ref
 // stripe; DB.writeMu before either.
@@ -264,12 +278,25 @@ func (db *DB) collectHead() {
 	}
 	db.writeMu.Lock()
 	defer db.writeMu.Unlock()
+	for _, s := range stale {
+		if _, unsynced := db.unsynced[s]; unsynced {
+			// Its head holds samples only the log has: write the heads out first.
+			if err := db.checkpointLocked(); err != nil {
+				db.logger.Warn("Checkpoint before head collection failed", zap.Error(err))
+				return
+			}
+			break
+		}
+	}
 	n := 0
 	for _, s := range stale {
 		// Re-check under writeMu: a commit may have appended since.
 		s.mu.Lock()
 		old := s.maxT < cutoff
 		s.mu.Unlock()
+		if _, unsynced := db.unsynced[s]; unsynced {
+			continue // appended to since the checkpoint above
+		}
 		if old && !s.removed {
 			db.removeSeries(s)
 			n++

@@ -17,6 +17,9 @@ func (db *DB) writeOutOfOrder(samples []pendingSample) error {
 	slices.SortStableFunc(samples, func(a, b pendingSample) int {
 		return cmp.Or(cmp.Compare(a.s.ref, b.s.ref), cmp.Compare(a.smp.t, b.smp.t))
 	})
+	if err := db.syncHeads(samples); err != nil {
+		return err
+	}
 	b := db.pdb.NewBatch()
 	defer b.Close()
 	var merged int64
@@ -146,4 +149,32 @@ func (db *DB) mergeSamples(existing []sample, add []pendingSample) ([]sample, in
 		}
 	}
 	return append(out, existing[i:]...), added
+}
+
+// syncHeads writes the head chunks of the given samples' series that hold samples only the log
+// has, so that merging can read them from Pebble. Caller holds writeMu.
+func (db *DB) syncHeads(samples []pendingSample) error {
+	b := db.pdb.NewBatch()
+	defer b.Close()
+	var synced []*memSeries
+	for _, ps := range samples {
+		s := ps.s
+		if _, ok := db.unsynced[s]; !ok || !s.head.dirty {
+			continue
+		}
+		_ = b.Set(chunkKey(nil, s.head.part, s.ref, s.head.mint), encodeChunkValue(nil, &s.head), nil)
+		s.head.dirty = false
+		synced = append(synced, s)
+	}
+	if len(synced) == 0 {
+		return nil
+	}
+	if err := b.Commit(pebble.Sync); err != nil {
+		db.failed = fmt.Errorf("write head chunks: %w", err)
+		return db.failed
+	}
+	for _, s := range synced {
+		delete(db.unsynced, s)
+	}
+	return nil
 }

@@ -30,7 +30,7 @@ func requireChunksDisjoint(t testing.TB, db *DB, ls labels.Labels) int {
 	for _, p := range partitionsOf(db) {
 		q, err := db.newQuerier(-1<<62, 1<<62)
 		require.NoError(t, err)
-		chunks, err := q.loadChunks(context.Background(), []uint64{s.ref}, p*db.partMs, (p+1)*db.partMs-1, true)
+		chunks, err := q.chunks(context.Background(), []uint64{s.ref}, p*db.partMs, (p+1)*db.partMs-1, true)
 		require.NoError(t, err)
 		require.NoError(t, q.Close())
 		for _, c := range chunks[0] {

@@ -72,7 +72,7 @@ func (q *Querier) Select(ctx context.Context, _ bool, hints *storage.SelectHints
 		return storage.ErrSeriesSet(err)
 	}
 	withData := hints == nil || hints.Func != "series"
-	chunks, err := q.loadChunks(ctx, refs, mint, maxt, withData)
+	chunks, err := q.chunks(ctx, refs, mint, maxt, withData)
 	if err != nil {
 		return storage.ErrSeriesSet(err)
 	}
@@ -91,13 +91,62 @@ func (q *Querier) Select(ctx context.Context, _ bool, hints *storage.SelectHints
 	return &listSeriesSet{series: series}
 }
 
-// loadChunks returns, per ref, the chunks that overlap [mint, maxt] in time order, or nil when
-// none does. With withData false the chunks carry only their time range.
-func (q *Querier) loadChunks(ctx context.Context, refs []uint64, mint, maxt int64, withData bool) ([][]storedChunk, error) {
+// chunks returns, per ref, the chunks that overlap [mint, maxt] in time order, or nil when none
+// does, open head chunks included. Head chunks whose newest samples only the sample log has are
+// copied from memory together with a fresh snapshot, under writeMu, so that the two agree: a
+// chunk cut after the querier's own snapshot is then in the fresh one.
+func (q *Querier) chunks(ctx context.Context, refs []uint64, mint, maxt int64, withData bool) ([][]storedChunk, error) {
+	db := q.db
+	heads := map[int]storedChunk{}
+	db.writeMu.Lock()
+	snap := db.pdb.NewSnapshot()
+	if len(db.unsynced) > 0 {
+		for i, ref := range refs {
+			s := db.series.getByRef(ref)
+			if s == nil || s.head.chunk == nil || !s.head.dirty {
+				continue
+			}
+			h := storedChunk{mint: s.head.mint, maxt: s.head.maxt, enc: s.head.chunk.Encoding()}
+			if withData {
+				h.data = append([]byte(nil), s.head.chunk.Bytes()...)
+			}
+			heads[i] = h
+		}
+	}
+	db.writeMu.Unlock()
+	defer snap.Close()
+
+	out, err := q.loadChunks(ctx, snap, refs, mint, maxt, withData)
+	if err != nil {
+		return nil, err
+	}
+	for i, h := range heads {
+		// The stored chunk with the head's mint, if any, is an older prefix of the head.
+		cs := out[i]
+		for j := range cs {
+			if cs[j].mint == h.mint {
+				cs = append(cs[:j], cs[j+1:]...)
+				break
+			}
+		}
+		if h.maxt >= mint && h.mint <= maxt {
+			cs = append(cs, h)
+		}
+		if len(cs) == 0 {
+			cs = nil
+		}
+		out[i] = cs
+	}
+	return out, nil
+}
+
+// loadChunks returns, per ref, the stored chunks that overlap [mint, maxt] in time order, or nil
+// when none does. With withData false the chunks carry only their time range.
+func (q *Querier) loadChunks(ctx context.Context, r iterReader, refs []uint64, mint, maxt int64, withData bool) ([][]storedChunk, error) {
 	out := make([][]storedChunk, len(refs))
 	for _, part := range q.db.partitionsBetween(mint, maxt) {
 		prefix := chunkPartPrefix(nil, part)
-		it, err := q.snap.NewIter(&pebble.IterOptions{LowerBound: prefix, UpperBound: prefixEnd(prefix)})
+		it, err := r.NewIter(&pebble.IterOptions{LowerBound: prefix, UpperBound: prefixEnd(prefix)})
 		if err != nil {
 			return nil, err
 		}

@@ -58,6 +58,10 @@ func (db *DB) dropPartitionsLocked(cutoff int64) ([]int64, error) {
 	if len(drop) == 0 {
 		return nil, nil
 	}
+	// Write out the heads first: a crash must not replay logged samples into dropped partitions.
+	if err := db.checkpointLocked(); err != nil {
+		return nil, err
+	}
 	b := db.pdb.NewBatch()
 	defer b.Close()
 	for _, p := range drop {

@@ -59,7 +59,7 @@ func TestSelectAcrossChunksAndPartitions(t *testing.T) {
 	require.NoError(t, err)
 	refs, err := q.postings(0, 4*hourMs, []*labels.Matcher{eq("__name__", "a")})
 	require.NoError(t, err)
-	chunks, err := q.loadChunks(context.Background(), refs, 0, 4*hourMs, true)
+	chunks, err := q.chunks(context.Background(), refs, 0, 4*hourMs, true)
 	require.NoError(t, err)
 	require.NoError(t, q.Close())
 	require.Len(t, chunks, 1)
