@@ -112,8 +112,22 @@ func TestConformance(t *testing.T) {
 		waitIngested(t, ctx, refAPI, sutAPI, first, end)
 		began := time.Now()
 		p.results = Run(ctx, refAPI, sutAPI, cases, v1.Range{Start: p.start, End: p.end, Step: step}, queryParallelism)
-		t.Logf("%s: range %s .. %s step %s: %s (queries took %s)", name, p.start.Format(time.TimeOnly),
-			p.end.Format(time.TimeOnly), step, score(p.results), time.Since(began).Round(time.Second))
+		withData := 0
+		for _, r := range p.results {
+			if r.HasData {
+				withData++
+			}
+		}
+		t.Logf("%s: range %s .. %s step %s: %s (%d cases with data in the reference; queries took %s)", name,
+			p.start.Format(time.TimeOnly), p.end.Format(time.TimeOnly), step, score(p.results), withData,
+			time.Since(began).Round(time.Second))
+		if pc, ok := sut.(interface{ Partitions() (float64, error) }); ok {
+			n, err := pc.Partitions()
+			t.Logf("%s: the store holds %v time partitions (%v)", name, n, err)
+			if err == nil && n < 3 {
+				t.Errorf("%s: the data spans %v partitions, want at least 3 (two boundaries)", name, n)
+			}
+		}
 		return p
 	}
 

@@ -1,9 +1,14 @@
 package conformance
 
 import (
+	"fmt"
+	"io"
 	"net"
+	"net/http"
 	"os"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"testing"
 	"text/template"
 	"time"
@@ -116,6 +121,27 @@ func (m *Metricstor) Restart(t testing.TB) {
 	t.Helper()
 	m.proc.Stop(time.Minute)
 	m.start(t)
+}
+
+// Partitions returns the number of time partitions holding data, from the storage extension's
+// metricstor_storage_partitions gauge on the collector's own metrics endpoint.
+func (m *Metricstor) Partitions() (float64, error) {
+	resp, err := http.Get("http://" + harness.Addr(m.Ports.Telemetry) + "/metrics")
+	if err != nil {
+		return 0, err
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return 0, err
+	}
+	for _, line := range strings.Split(string(body), "\n") {
+		name, value, ok := strings.Cut(line, " ")
+		if ok && (name == "metricstor_storage_partitions" || strings.HasPrefix(name, "metricstor_storage_partitions{")) {
+			return strconv.ParseFloat(strings.TrimSpace(value), 64)
+		}
+	}
+	return 0, fmt.Errorf("no metricstor_storage_partitions in the collector's metrics")
 }
 
 // PrometheusSUT is a second Prometheus with its remote write receiver enabled and nothing to
