@@ -2,10 +2,11 @@
 // and histogram samples identified by label sets) laid over Pebble's keyspace. The key layout is
 // documented in storage/FORMAT.md.
 //
-// Writes go through Appender (append.go) into per-series head chunks (head.go) whose bytes are
-// rewritten into Pebble on every commit, so Pebble's WAL is the only log and a reopened database
-// needs no replay: the head is rebuilt lazily from the last stored chunk of each series. Reads
-// (querier.go) only ever look at Pebble, through a snapshot per querier.
+// Writes go through Appender (append.go) into per-series head chunks (head.go). A commit writes
+// its float samples as one record of the sample log (wal.go); head chunks are written to their
+// keys when they are cut and at checkpoints, and a reopened database replays the log onto the
+// newest stored chunk of each series. Reads (querier.go) look at a Pebble snapshot plus the open
+// head chunks copied from memory.
 package tsdb
 
 import (
