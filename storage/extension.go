@@ -157,6 +157,7 @@ func registerTelemetry(set component.TelemetrySettings, db *tsdb.DB) (metric.Reg
 	created := counter("metricstor_storage_series_created", "Series stored for the first time.", "{series}")
 	exemplars := counter("metricstor_storage_exemplars_appended", "Exemplars committed to the store.", "{exemplar}")
 	dropped := counter("metricstor_storage_partitions_dropped", "Time partitions dropped by retention.", "{partition}")
+	checkpoints := counter("metricstor_storage_checkpoints", "Checkpoints: open head chunks written out and the sample log deleted.", "{checkpoint}")
 	head := gauge("metricstor_storage_head_series", "Series held in memory.", "{series}")
 	parts := gauge("metricstor_storage_partitions", "Time partitions that hold data.", "{partition}")
 	disk := gauge("metricstor_storage_disk_usage", "Bytes the database uses on disk.", "By")
@@ -177,11 +178,12 @@ func registerTelemetry(set component.TelemetrySettings, db *tsdb.DB) (metric.Reg
 		o.ObserveInt64(created, st.SeriesCreated.Load())
 		o.ObserveInt64(exemplars, st.ExemplarsAppended.Load())
 		o.ObserveInt64(dropped, st.PartitionsDropped.Load())
+		o.ObserveInt64(checkpoints, st.Checkpoints.Load())
 		o.ObserveInt64(head, int64(db.HeadSeries()))
 		o.ObserveInt64(parts, int64(db.Partitions()))
 		o.ObserveInt64(disk, int64(db.DiskUsage()))
 		return nil
-	}, appended, ooo, rejected, created, exemplars, dropped, head, parts, disk)
+	}, appended, ooo, rejected, created, exemplars, dropped, checkpoints, head, parts, disk)
 	if err != nil {
 		return nil, err
 	}

@@ -163,4 +163,5 @@ func TestExtensionTelemetry(t *testing.T) {
 	assert.Equal(t, int64(1), sum("metricstor_storage_head_series"))
 	assert.Equal(t, int64(1), sum("metricstor_storage_partitions"))
 	assert.Positive(t, sum("metricstor_storage_disk_usage"))
+	assert.Equal(t, int64(0), sum("metricstor_storage_checkpoints"), "nothing is checkpointed before a minute")
 }
