@@ -53,14 +53,15 @@ run: build
 	$(BINARY) --config=config.yaml
 
 # Unit tests of every package except the end-to-end tests, then the end-to-end tests.
-test: build unit e2e
+# The conformance run comes last: its last line is the score, `N passed, M failed`.
+test: build unit e2e conformance
 
 unit:
 	$(GO) test -race $$($(GO) list ./... | grep -v '/testbed/')
 
-# End-to-end tests against the built binary.
+# End-to-end tests against the built binary (the minutes-long conformance run is `make conformance`).
 e2e: build
-	METRICSTOR_BINARY=$(BINARY) $(GO) test -count=1 -timeout=$(E2E_TIMEOUT) ./testbed/...
+	METRICSTOR_BINARY=$(BINARY) $(GO) test -count=1 -timeout=$(E2E_TIMEOUT) -skip '^TestConformance$$' ./testbed/...
 
 # Benchmarks measure, never assert: each runs Metricstor and Prometheus's own TSDB on the same
 # workload in the same run, so compare the ratio. Results and the command go in BENCHMARKS.md.
