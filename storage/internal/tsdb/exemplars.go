@@ -85,9 +85,12 @@ func (q exemplarQuerier) Select(start, end int64, matchers ...[]*labels.Matcher)
 		}
 		for ref := range refs {
 			prefix := exemplarSeriesPrefix(nil, part, ref)
+			upper := prefixEnd(prefix) // end is inclusive; end+1 would overflow at math.MaxInt64
+			if end < math.MaxInt64 {
+				upper = putInt64(slices.Clone(prefix), end+1)
+			}
 			it, err := snap.NewIter(&pebble.IterOptions{
-				LowerBound: putInt64(slices.Clone(prefix), start),
-				UpperBound: putInt64(slices.Clone(prefix), end+1)})
+				LowerBound: putInt64(slices.Clone(prefix), start), UpperBound: upper})
 			if err != nil {
 				return nil, err
 			}

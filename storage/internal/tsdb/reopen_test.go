@@ -2,6 +2,7 @@ package tsdb
 
 import (
 	"context"
+	"math"
 	"testing"
 	"time"
 
@@ -111,6 +112,11 @@ func TestExemplarWithoutTimestamp(t *testing.T) {
 	require.Equal(t, []exemplar.QueryResult{{SeriesLabels: ls, Exemplars: []exemplar.Exemplar{
 		{Labels: lbls("trace_id", "t"), Value: 1, Ts: 5 * hourMs, HasTs: true}}}}, res)
 	require.Equal(t, 5*hourMs, db.MinTime(), "the exemplar made no partition of its own")
+
+	// Unbounded ranges, as API clients send them, find it too (end+1 must not overflow).
+	res2, err := eqr.Select(math.MinInt64, math.MaxInt64, []*labels.Matcher{eq("__name__", "x")})
+	require.NoError(t, err)
+	require.Equal(t, res, res2)
 }
 
 func TestReopen(t *testing.T) {
