@@ -70,6 +70,7 @@ bench:
 	$(GO) test -run '^$$' -bench 'BenchmarkDiskAndQuery' -benchtime 10x -count 3 ./storage/internal/tsdb/
 	$(GO) test -run '^$$' -bench 'BenchmarkHeadMemory' -benchtime 1x -count 2 ./storage/internal/tsdb/
 	$(GO) test -run '^$$' -bench . -benchmem ./exporter/
+	$(GO) test -run '^$$' -bench 'BenchmarkRemoteWriteIngest' -benchtime 400000x -count 3 ./receiver/
 
 # Installs the reference Prometheus (skipped when that version is already there).
 prometheus:
