@@ -29,6 +29,10 @@ import (
 	mstorage "github.com/metricstor/metricstor/storage"
 )
 
+// prometheusAPIVersion is the Prometheus release whose HTTP API and PromQL engine this extension
+// serves: github.com/prometheus/prometheus v0.316.0 is Prometheus 3.16.
+const prometheusAPIVersion = "3.16.0"
+
 // apiPrefix is where Prometheus serves its HTTP API.
 const apiPrefix = "/api/v1"
 
@@ -75,7 +79,14 @@ func newAPIHandler(store mstorage.Store, set apiSettings) *queryAPI {
 	})
 
 	queryable := notReadyQueryable{store}
-	buildInfo := &v1.PrometheusVersion{Version: set.version, GoVersion: runtime.Version()}
+	// Clients such as Grafana read `version` to decide which Prometheus features they may use,
+	// so it names the Prometheus API this extension serves (the engine and API of
+	// prometheusAPIVersion); Metricstor's own version is in `branch`, as "metricstor/<version>".
+	buildInfo := &v1.PrometheusVersion{
+		Version:   prometheusAPIVersion,
+		Branch:    "metricstor/" + set.version,
+		GoVersion: runtime.Version(),
+	}
 	startTime := time.Now()
 	configFunc := func() config.Config { return config.DefaultConfig }
 

@@ -255,7 +255,7 @@ func TestHTTPAPI(t *testing.T) {
 			name: "buildinfo",
 			do:   func() httpResult { return get(t, base, "/api/v1/status/buildinfo", nil) },
 			code: 200,
-			expect: `{"status":"success","data":{"version":"1.2.3-test","revision":"","branch":"","buildUser":"",` +
+			expect: `{"status":"success","data":{"version":"3.16.0","revision":"","branch":"metricstor/1.2.3-test","buildUser":"",` +
 				`"buildDate":"","goVersion":"` + runtime.Version() + `"}}`,
 		},
 		{
