@@ -132,6 +132,7 @@ type rwMetric struct {
 	m             pmetric.Metric
 	job, instance string
 	opts          promstorage.AOptions
+	ls            labels.Labels // reused for every data point; the store copies what it keeps
 }
 
 func (w *rwMetric) labels(attrs pcommon.Map) labels.Labels {
@@ -154,7 +155,8 @@ func (w *rwMetric) labels(attrs pcommon.Map) labels.Labels {
 		return true
 	})
 	w.b.Sort()
-	return w.b.Labels()
+	w.b.Overwrite(&w.ls)
+	return w.ls
 }
 
 func (w *rwMetric) write() error {

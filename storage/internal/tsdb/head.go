@@ -118,6 +118,8 @@ func (db *DB) getOrCreate(lset labels.Labels) (*memSeries, error) {
 	if s := findSeries(st.m[h], lset); s != nil {
 		return s, nil
 	}
+	// Copied: callers may build label sets in a reused buffer (ScratchBuilder.Overwrite).
+	lset = lset.Copy()
 	s = &memSeries{lset: lset, maxT: math.MinInt64}
 	var (
 		v      []byte
