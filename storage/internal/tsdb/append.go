@@ -220,9 +220,11 @@ func (a *Appender) Commit() error {
 	}
 	b, ooo, err := db.writeInOrder(a)
 	if err != nil {
+		// Heads may already hold samples of the discarded batch: memory and disk disagree.
+		db.failed = fmt.Errorf("encode batch: %w", err)
 		db.writeMu.Unlock()
 		_ = b.Close()
-		return err
+		return db.failed
 	}
 	if err := db.pdb.ApplyNoSyncWait(b, pebble.Sync); err != nil {
 		db.failed = fmt.Errorf("commit batch: %w", err)
