@@ -6,6 +6,8 @@ import (
 	"testing"
 
 	"github.com/prometheus/common/model"
+	"github.com/prometheus/common/promslog"
+	"github.com/prometheus/prometheus/config"
 )
 
 func stream(metric model.Metric, values ...float64) *model.SampleStream {
@@ -73,16 +75,38 @@ func TestDiffHistograms(t *testing.T) {
 }
 
 func TestScrapeConfig(t *testing.T) {
-	got := ScrapeConfig(5e9, []string{"127.0.0.1:1", "127.0.0.1:2"}, "http://127.0.0.1:3/api/v1/write")
+	got := ScrapeConfig(5e9, []string{"127.0.0.1:1", "127.0.0.1:2"},
+		RemoteWrite{Name: "rw1.0", URL: "http://127.0.0.1:3/api/v1/write", Message: MessageV1},
+		RemoteWrite{Name: "rw2.0", URL: "http://127.0.0.1:4/api/v1/write", Message: MessageV2})
 	for _, want := range []string{
 		"scrape_interval: 5s",
 		"job_name: demo",
 		`targets: ["127.0.0.1:2"]`,
 		`instance: "demo.promlabs.com:10001"`,
 		`url: "http://127.0.0.1:3/api/v1/write"`,
+		`url: "http://127.0.0.1:4/api/v1/write"`,
+		`name: "rw2.0"`,
 	} {
 		if !strings.Contains(got, want) {
 			t.Errorf("config lacks %q:\n%s", want, got)
 		}
 	}
+	// Only the second destination sends 2.0, and only the first has 1.0 metadata requests.
+	if n := strings.Count(got, "protobuf_message: io.prometheus.write.v2.Request"); n != 1 {
+		t.Errorf("protobuf_message %d times, want once:\n%s", n, got)
+	}
+	_, second, _ := strings.Cut(got, `url: "http://127.0.0.1:4`)
+	if !strings.Contains(second, "protobuf_message") || strings.Contains(second, "metadata_config") {
+		t.Errorf("the 2.0 destination is not configured as such:\n%s", got)
+	}
+	// The configuration must be one the reference accepts, with 1.0 then 2.0.
+	cfg, err := config.Load(got, promslog.NewNopLogger())
+	if err != nil {
+		t.Fatalf("the reference would not load it: %v\n%s", err, got)
+	}
+	if len(cfg.RemoteWriteConfigs) != 2 || string(cfg.RemoteWriteConfigs[0].ProtobufMessage) != MessageV1 ||
+		string(cfg.RemoteWriteConfigs[1].ProtobufMessage) != MessageV2 {
+		t.Errorf("remote_write: want 1.0 then 2.0:\n%s", got)
+	}
+
 }

@@ -124,27 +124,48 @@ func waitHTTP(t testing.TB, proc *harness.Process, name, url string, timeout tim
 	}
 }
 
+// RemoteWrite is one remote_write destination of the reference.
+type RemoteWrite struct {
+	Name string // the queue's name in the reference's own metrics
+	URL  string
+	// Message is the protobuf_message: MessageV1 (or empty) for remote write 1.0, MessageV2
+	// for 2.0.
+	Message string
+}
+
+// ReferenceFeatures are the feature flags of the reference Prometheus. metadata-wal-records
+// makes a 2.0 queue send each series' metadata (type, unit, help) with it, as a 1.0 queue does
+// in separate requests; without it 2.0 series go without metadata.
+const ReferenceFeatures = "--enable-feature=metadata-wal-records"
+
 // ScrapeConfig returns the reference Prometheus configuration: the job "demo" scraping targets
 // every interval, each with the instance label the query set expects
-// (demo.promlabs.com:10000, :10001, ...), and remote-writing everything to writeURL.
-func ScrapeConfig(interval time.Duration, targets []string, writeURL string) string {
+// (demo.promlabs.com:10000, :10001, ...), and remote-writing everything to each of writes.
+// send_exemplars and send_native_histograms keep their defaults (off): the demo targets expose
+// neither (text format, classic histograms and summaries).
+func ScrapeConfig(interval time.Duration, targets []string, writes ...RemoteWrite) string {
 	var sb strings.Builder
 	fmt.Fprintf(&sb, "global:\n  scrape_interval: %s\n  evaluation_interval: %s\n\n", interval, interval)
 	sb.WriteString("scrape_configs:\n  - job_name: demo\n    static_configs:\n")
 	for i, target := range targets {
 		fmt.Fprintf(&sb, "      - targets: [%q]\n        labels:\n          instance: \"demo.promlabs.com:%d\"\n", target, 10000+i)
 	}
-	// Small batches sent at least every second keep the system under test close behind; the
-	// short back-off resends quickly after the system under test restarts.
-	fmt.Fprintf(&sb, `
-remote_write:
-  - url: %q
-    queue_config:
-      batch_send_deadline: 1s
-      min_backoff: 50ms
-      max_backoff: 1s
-    metadata_config:
-      send_interval: 10s
-`, writeURL)
+	// Small batches sent at least every second keep the systems under test close behind; the
+	// short back-off resends quickly after a system under test restarts. A 1.0 queue sends
+	// metadata in requests of its own (every 10s here); a 2.0 queue sends it with the series.
+	sb.WriteString("\nremote_write:\n")
+	for _, w := range writes {
+		fmt.Fprintf(&sb, "  - url: %q\n", w.URL)
+		if w.Name != "" {
+			fmt.Fprintf(&sb, "    name: %q\n", w.Name)
+		}
+		if w.Message == MessageV2 {
+			fmt.Fprintf(&sb, "    protobuf_message: %s\n", MessageV2)
+		}
+		sb.WriteString("    queue_config:\n      batch_send_deadline: 1s\n      min_backoff: 50ms\n      max_backoff: 1s\n")
+		if w.Message != MessageV2 {
+			sb.WriteString("    metadata_config:\n      send_interval: 10s\n")
+		}
+	}
 	return sb.String()
 }

@@ -33,24 +33,29 @@ type Result struct {
 // Passed reports whether the case passed.
 func (r Result) Passed() bool { return r.Diff == "" }
 
-// Run runs every case as a range query over r against the reference and the system under test,
-// parallel cases at a time, and returns the results in the order of cases.
-func Run(ctx context.Context, ref, sut v1.API, cases []Case, r v1.Range, parallel int) []Result {
-	results := make([]Result, len(cases))
+// Run runs every case as a range query over r against the reference and each system under test,
+// parallel cases at a time. The reference answers each case once; that answer is compared with
+// the answer of every system. results[i] are the results of suts[i], in the order of cases.
+func Run(ctx context.Context, ref v1.API, suts []v1.API, cases []Case, r v1.Range, parallel int) [][]Result {
+	results := make([][]Result, len(suts))
+	for i := range suts {
+		results[i] = make([]Result, len(cases))
+	}
 	work := make(chan int)
 	var wg sync.WaitGroup
 	for range max(parallel, 1) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			for i := range work {
-				diff, hasData := compareCase(ctx, ref, sut, cases[i], r)
-				results[i] = Result{Case: cases[i], Diff: diff, HasData: hasData}
+			for j := range work {
+				for i, diff := range compareCase(ctx, ref, suts, cases[j], r) {
+					results[i][j] = diff
+				}
 			}
 		}()
 	}
-	for i := range cases {
-		work <- i
+	for j := range cases {
+		work <- j
 	}
 	close(work)
 	wg.Wait()
@@ -58,12 +63,19 @@ func Run(ctx context.Context, ref, sut v1.API, cases []Case, r v1.Range, paralle
 }
 
 // compareCase follows prometheus/compliance: the reference must fail exactly when the case says
-// so (else the case fails, naming the reference), the system under test must fail exactly when
-// the reference does, and when both answer the answers must be equal (Diff). It also reports
-// whether the reference's answer holds any sample.
-func compareCase(ctx context.Context, ref, sut v1.API, c Case, r v1.Range) (string, bool) {
-	diff, refVal := compareAnswers(ctx, ref, sut, c, r)
-	return diff, hasSamples(refVal)
+// so (else the case fails, naming the reference), a system under test must fail exactly when
+// the reference does, and when both answer the answers must be equal (Diff). It returns one
+// result per system, each noting whether the reference's answer holds any sample.
+func compareCase(ctx context.Context, ref v1.API, suts []v1.API, c Case, r v1.Range) []Result {
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+	defer cancel()
+	refVal, _, _, refErr := ref.QueryRange(ctx, c.Query, r)
+	results := make([]Result, len(suts))
+	for i, sut := range suts {
+		diff, refData := compareAnswers(ctx, refVal, refErr, sut, c, r)
+		results[i] = Result{Case: c, Diff: diff, HasData: hasSamples(refData)}
+	}
+	return results
 }
 
 func hasSamples(v model.Value) bool {
@@ -82,17 +94,16 @@ func hasSamples(v model.Value) bool {
 	return false
 }
 
-func compareAnswers(ctx context.Context, ref, sut v1.API, c Case, r v1.Range) (string, model.Value) {
-	ctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
-	defer cancel()
-	refVal, _, _, refErr := ref.QueryRange(ctx, c.Query, r)
-	gotVal, _, _, gotErr := sut.QueryRange(ctx, c.Query, r)
+// compareAnswers compares the reference's answer (refVal, refErr) with the answer of sut. It
+// returns the difference and the reference's answer when it counts as data.
+func compareAnswers(ctx context.Context, refVal model.Value, refErr error, sut v1.API, c Case, r v1.Range) (string, model.Value) {
 	if (refErr != nil) != c.ShouldFail {
 		if refErr != nil {
 			return fmt.Sprintf("the reference failed, which the query set does not expect: %v", refErr), nil
 		}
 		return "the reference succeeded, but the query set expects an error", refVal
 	}
+	gotVal, _, _, gotErr := sut.QueryRange(ctx, c.Query, r)
 	if (gotErr != nil) != c.ShouldFail {
 		if gotErr != nil {
 			return fmt.Sprintf("error where the reference answers: %v", gotErr), refVal

@@ -144,7 +144,7 @@ func (m *Metricstor) Partitions() (float64, error) {
 	return 0, fmt.Errorf("no metricstor_storage_partitions in the collector's metrics")
 }
 
-// PrometheusSUT is a second Prometheus with its remote write receiver enabled and nothing to
+// PrometheusSUT is another Prometheus with its remote write receiver enabled and nothing to
 // scrape: the system under test that validates the harness (it must score 100%).
 type PrometheusSUT struct{ *Prometheus }
 
