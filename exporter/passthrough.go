@@ -166,31 +166,11 @@ func (w *rwMetric) write() error {
 	case pmetric.MetricTypeSum:
 		return w.numbers(w.m.Sum().DataPoints())
 	case pmetric.MetricTypeExponentialHistogram:
-		var errs []error
 		dps := w.m.ExponentialHistogram().DataPoints()
-		for i := range dps.Len() {
-			dp := dps.At(i)
-			if err := w.histogram(i, dp.Attributes(), dp.Timestamp(), dp.Exemplars()); err != nil {
-				if w.app.fatal != nil {
-					return err
-				}
-				errs = append(errs, err)
-			}
-		}
-		return errors.Join(errs...)
+		return writeHistograms(w, dps.Len(), dps.At)
 	case pmetric.MetricTypeHistogram:
-		var errs []error
 		dps := w.m.Histogram().DataPoints()
-		for i := range dps.Len() {
-			dp := dps.At(i)
-			if err := w.histogram(i, dp.Attributes(), dp.Timestamp(), dp.Exemplars()); err != nil {
-				if w.app.fatal != nil {
-					return err
-				}
-				errs = append(errs, err)
-			}
-		}
-		return errors.Join(errs...)
+		return writeHistograms(w, dps.Len(), dps.At)
 	default:
 		return fmt.Errorf("remote write metric %q: unexpected type %s", w.m.Name(), w.m.Type())
 	}
@@ -213,6 +193,29 @@ func (w *rwMetric) numbers(dps pmetric.NumberDataPointSlice) error {
 		}
 	}
 	return nil
+}
+
+// histogramPoint is what exponential and explicit-bucket histogram data points share.
+type histogramPoint interface {
+	Attributes() pcommon.Map
+	Timestamp() pcommon.Timestamp
+	Exemplars() pmetric.ExemplarSlice
+}
+
+// writeHistograms appends n histogram data points; a point that cannot be restored is reported
+// and the others are still written, unless the store failed.
+func writeHistograms[P histogramPoint](w *rwMetric, n int, at func(int) P) error {
+	var errs []error
+	for i := range n {
+		dp := at(i)
+		if err := w.histogram(i, dp.Attributes(), dp.Timestamp(), dp.Exemplars()); err != nil {
+			if w.app.fatal != nil {
+				return err
+			}
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
 }
 
 // histogram appends data point i of a histogram metric from its exact encoding.
