@@ -1,11 +1,12 @@
 package receiver
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"strings"
+	"sync"
 
 	remoteapi "github.com/prometheus/client_golang/exp/api/remote"
 	"github.com/prometheus/prometheus/prompb"
@@ -15,6 +16,15 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 )
+
+var bodyBuffers = sync.Pool{New: func() any { return new(bytes.Buffer) }}
+
+// putBodyBuffer returns a buffer to the pool unless an unusually large request grew it.
+func putBodyBuffer(b *bytes.Buffer) {
+	if b.Cap() <= 16<<20 {
+		bodyBuffers.Put(b)
+	}
+}
 
 // maxReportedErrors bounds how many rejected series a 400 response names.
 const maxReportedErrors = 10
@@ -32,7 +42,13 @@ const maxReportedErrors = 10
 // zero when it refused the request.
 func (r *remoteWriteReceiver) Store(req *http.Request, msgType remoteapi.WriteMessageType) (*remoteapi.WriteResponse, error) {
 	wr := remoteapi.NewWriteResponse()
-	body, err := io.ReadAll(req.Body)
+	// The body is read into a pooled buffer: decoding copies every string and slice out of it,
+	// and the pipeline has returned before Store does, so nothing refers to it afterwards.
+	buf := bodyBuffers.Get().(*bytes.Buffer)
+	buf.Reset()
+	defer putBodyBuffer(buf)
+	_, err := buf.ReadFrom(req.Body)
+	body := buf.Bytes()
 	if err != nil {
 		if mbe, ok := errors.AsType[*http.MaxBytesError](err); ok {
 			wr.SetStatusCode(http.StatusRequestEntityTooLarge)
