@@ -91,10 +91,13 @@ func (r *remoteWriteReceiver) serverOptions() []confighttp.ToServerOption {
 func snappyBlockDecoder(maxSize int64) func(io.ReadCloser) (io.ReadCloser, error) {
 	return func(body io.ReadCloser) (io.ReadCloser, error) {
 		defer body.Close()
-		compressed, err := io.ReadAll(body)
-		if err != nil {
+		buf := bodyBuffers.Get().(*bytes.Buffer)
+		buf.Reset()
+		defer putBodyBuffer(buf) // snappy.Decode below copies into a new slice
+		if _, err := buf.ReadFrom(body); err != nil {
 			return nil, err
 		}
+		compressed := buf.Bytes()
 		if len(compressed) == 0 {
 			// Nothing to decode (a GET, or an empty request): the handler answers.
 			return io.NopCloser(strings.NewReader("")), nil
