@@ -343,9 +343,6 @@ func (db *DB) ensurePersisted(b *pebble.Batch, s *memSeries) {
 	if s.persisted {
 		return
 	}
-	var ref [8]byte
-	putRef(ref[:0], s.ref)
-	_ = b.Set(seriesByLabelsKey(nil, s.lset), ref[:], nil)
 	_ = b.Set(labelsByRefKey(nil, s.ref), encodeLabels(nil, s.lset), nil)
 	hash := s.lset.Hash()
 	_ = b.Set(seriesHashKey(nil, hash, s.ref), nil, nil)

@@ -2,8 +2,7 @@ package tsdb
 
 import (
 	"encoding/binary"
-	"errors"
-	"io"
+	"fmt"
 	"math"
 	"slices"
 	"sync"
@@ -121,30 +120,21 @@ func (db *DB) getOrCreate(lset labels.Labels) (*memSeries, error) {
 	// Copied: callers may build label sets in a reused buffer (ScratchBuilder.Overwrite).
 	lset = lset.Copy()
 	s = &memSeries{lset: lset, maxT: math.MinInt64}
-	var (
-		v      []byte
-		closer io.Closer
-		err    = pebble.ErrNotFound
-	)
+	ref, found := uint64(0), false
 	if _, maybe := st.stored[h]; maybe {
-		v, closer, err = db.pdb.Get(seriesByLabelsKey(nil, lset))
-	}
-	switch {
-	case err == nil:
-		if len(v) != 8 {
-			_ = closer.Close()
-			return nil, errCorruptKey
+		var err error
+		if ref, found, err = db.lookupStored(lset, h); err != nil {
+			return nil, err
 		}
-		s.ref = binary.BigEndian.Uint64(v)
+	}
+	if found {
+		s.ref = ref
 		s.persisted = true
-		_ = closer.Close()
-	case errors.Is(err, pebble.ErrNotFound):
+	} else {
 		s.ref = db.nextRef.Add(1)
 		s.loaded = true // nothing stored yet
 		s.fresh = true
 		db.stats.SeriesCreated.Add(1)
-	default:
-		return nil, err
 	}
 	st.m[h] = append(st.m[h], s)
 	rst := &db.series.byRef[s.ref%seriesStripes]
@@ -152,6 +142,36 @@ func (db *DB) getOrCreate(lset labels.Labels) (*memSeries, error) {
 	rst.m[s.ref] = s
 	rst.Unlock()
 	return s, nil
+}
+
+// lookupStored finds the ref of a stored series by its labels: the h keys of its hash name the
+// candidates (one, unless hashes collide), whose l keys hold their labels.
+func (db *DB) lookupStored(lset labels.Labels, hash uint64) (uint64, bool, error) {
+	prefix := putRef([]byte{famSeriesHashes}, hash)
+	it, err := db.pdb.NewIter(&pebble.IterOptions{LowerBound: prefix, UpperBound: prefixEnd(prefix)})
+	if err != nil {
+		return 0, false, err
+	}
+	defer it.Close()
+	for it.First(); it.Valid(); it.Next() {
+		if len(it.Key()) != len(prefix)+8 {
+			return 0, false, errCorruptKey
+		}
+		ref := binaryRef(it.Key()[len(prefix):])
+		v, closer, err := db.pdb.Get(labelsByRefKey(nil, ref))
+		if err != nil {
+			return 0, false, fmt.Errorf("labels of series %d: %w", ref, err)
+		}
+		stored, err := decodeLabels(v)
+		_ = closer.Close()
+		if err != nil {
+			return 0, false, err
+		}
+		if labels.Equal(stored, lset) {
+			return ref, true, nil
+		}
+	}
+	return 0, false, it.Error()
 }
 
 // markStored records that a series with this label hash is on disk.

@@ -12,14 +12,13 @@ import (
 // documents what each family holds and why. Integers in keys are big-endian so that byte order
 // is numeric order; signed values (partitions, timestamps) have their sign bit flipped.
 const (
-	famSeriesByLabels byte = 's' // s | labels                              -> series ref (8 bytes)
-	famLabelsByRef    byte = 'l' // l | ref                                 -> labels
-	famPartSeries     byte = 'p' // p | partition | ref                     -> empty (all series of a partition)
-	famPostings       byte = 'i' // i | partition | name | value | ref      -> empty (inverted index)
-	famChunks         byte = 'c' // c | partition | ref | chunk mint        -> chunk
-	famMetadata       byte = 'd' // d | metric family name                  -> metadata
-	famExemplars      byte = 'e' // e | partition | ref | ts                -> exemplar
-	famSeriesHashes   byte = 'h' // h | labels hash | ref                   -> empty
+	famLabelsByRef  byte = 'l' // l | ref                                 -> labels
+	famPartSeries   byte = 'p' // p | partition | ref                     -> empty (all series of a partition)
+	famPostings     byte = 'i' // i | partition | name | value | ref      -> empty (inverted index)
+	famChunks       byte = 'c' // c | partition | ref | chunk mint        -> chunk
+	famMetadata     byte = 'd' // d | metric family name                  -> metadata
+	famExemplars    byte = 'e' // e | partition | ref | ts                -> exemplar
+	famSeriesHashes byte = 'h' // h | labels hash | ref                   -> empty
 )
 
 var errCorruptKey = errors.New("corrupt key")
@@ -73,10 +72,6 @@ func decodeLabels(b []byte) (labels.Labels, error) {
 		b = rest
 	}
 	return builder.Labels(), nil
-}
-
-func seriesByLabelsKey(b []byte, ls labels.Labels) []byte {
-	return encodeLabels(append(b, famSeriesByLabels), ls)
 }
 
 func seriesHashKey(b []byte, hash, ref uint64) []byte {
