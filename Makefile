@@ -72,6 +72,16 @@ bench:
 	$(GO) test -run '^$$' -bench . -benchmem ./exporter/
 	$(GO) test -run '^$$' -bench 'BenchmarkRemoteWriteIngest' -benchtime 400000x -count 3 ./receiver/
 
+# Server-level ingestion benchmark of DESIGN.md's goal table (not part of `make test`): Prometheus,
+# then Metricstor, each as a process loaded by testbed/loadgen (remote write 1.0, 100k series x 100
+# samples; SERVERBENCH_SERIES / SERVERBENCH_SAMPLES / SERVERBENCH_SENDERS override), measured from
+# /proc (CPU per sample, VmHWM, data dir bytes), counts checked by PromQL. Table in SERVERBENCH_OUT.
+SERVERBENCH_OUT ?= $(CURDIR)/bin/serverbench.txt
+.PHONY: bench-server
+bench-server: build prometheus
+	METRICSTOR_SERVERBENCH=1 METRICSTOR_BINARY=$(BINARY) PROMETHEUS_BINARY=$(PROMETHEUS) \
+		SERVERBENCH_OUT=$(SERVERBENCH_OUT) $(GO) test -count=1 -v -timeout=40m -run '^TestServerBench$$' ./testbed/serverbench/
+
 # Installs the reference Prometheus (skipped when that version is already there).
 prometheus:
 	@testbed/scripts/install-prometheus.sh $(PROMETHEUS_VERSION) >/dev/null

@@ -1,0 +1,125 @@
+package loadgen
+
+import (
+	"context"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/golang/snappy"
+	"github.com/prometheus/prometheus/prompb"
+)
+
+func TestSeries(t *testing.T) {
+	seen := map[string]bool{}
+	for id := 0; id < 3*SeriesPerHost; id++ {
+		ls := Labels(id)
+		var key strings.Builder
+		for i, l := range ls {
+			if i > 0 && ls[i-1].Name >= l.Name {
+				t.Fatalf("series %d: labels not sorted: %v", id, ls)
+			}
+			key.WriteString(l.Name + "=" + l.Value + ",")
+		}
+		if n := len(ls) - 3; n < 1 || n > 2 {
+			t.Fatalf("series %d: %d extra labels, want 1-2", id, n)
+		}
+		if seen[key.String()] {
+			t.Fatalf("series %d: duplicate label set %s", id, key.String())
+		}
+		seen[key.String()] = true
+		if tpl := hostTemplates[id%SeriesPerHost]; tpl.counter {
+			for r := 1; r < 200; r++ {
+				if Value(id, r) < Value(id, r-1) {
+					t.Fatalf("counter %d decreases at round %d", id, r)
+				}
+			}
+		}
+	}
+}
+
+func TestLoopbackOnly(t *testing.T) {
+	for _, u := range []string{"http://127.0.0.1:9201/api/v1/write", "http://localhost:1/", "http://[::1]:80/"} {
+		if err := CheckLoopback(u); err != nil {
+			t.Errorf("%s: %v", u, err)
+		}
+	}
+	for _, u := range []string{"http://10.0.0.1:9201/", "http://example.com/", "https://127.0.0.1/", "http://0.0.0.0:1/"} {
+		if err := CheckLoopback(u); err == nil {
+			t.Errorf("%s accepted", u)
+		}
+	}
+}
+
+// TestRun sends 250 series × 5 samples to a server that answers 503 to every third request and
+// checks that every sample arrives exactly once, in order per series; then that a 400 fails the run.
+func TestRun(t *testing.T) {
+	var (
+		mu    sync.Mutex
+		last  = map[string]int64{}
+		count int
+		calls atomic.Int64
+	)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if calls.Add(1)%3 == 0 {
+			http.Error(w, "try again", http.StatusServiceUnavailable)
+			return
+		}
+		body, _ := io.ReadAll(r.Body)
+		raw, err := snappy.Decode(nil, body)
+		var req prompb.WriteRequest
+		if err == nil {
+			err = req.Unmarshal(raw)
+		}
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		for _, ts := range req.Timeseries {
+			var key string
+			for _, l := range ts.Labels {
+				key += l.Name + "=" + l.Value + ","
+			}
+			if prev, ok := last[key]; ok && ts.Samples[0].Timestamp <= prev {
+				http.Error(w, "out of order", http.StatusBadRequest)
+				return
+			}
+			last[key] = ts.Samples[0].Timestamp
+			count++
+		}
+		w.WriteHeader(http.StatusNoContent)
+	}))
+	defer srv.Close()
+	g, err := New(Config{URL: srv.URL, Series: 250, Samples: 5, Senders: 3, BatchSize: 40, Timeout: time.Minute})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := g.SendMetadata(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	s0, err := g.Run(context.Background(), 0, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s1, err := g.Run(context.Background(), 1, 5)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s0.Samples != 250 || s1.Samples != 1000 || count != 1250 || len(last) != 250 {
+		t.Fatalf("samples %d + %d, server counted %d in %d series", s0.Samples, s1.Samples, count, len(last))
+	}
+	if s0.Retries+s1.Retries == 0 {
+		t.Fatalf("no retries counted")
+	}
+	// Everything again: the server now refuses (out of order) with 400, which must fail the run.
+	if _, err := g.Run(context.Background(), 0, 1); err == nil || !strings.Contains(err.Error(), "400") {
+		t.Fatalf("run against a 400: err = %v", err)
+	}
+}
