@@ -13,6 +13,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -99,6 +100,41 @@ func DirBytes(dir string) (int64, error) {
 		return nil
 	})
 	return total, err
+}
+
+// DirBreakdown returns the bytes under dir grouped by top-level entry and file extension
+// ("wal/other", "chunks_head/other", "*.sst", "*.log", "other"), sorted by name, as "name=bytes" items.
+func DirBreakdown(dir string) ([]string, error) {
+	groups := map[string]int64{}
+	err := filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
+		if err != nil || !d.Type().IsRegular() {
+			return err
+		}
+		info, err := d.Info()
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(dir, path)
+		key := "other"
+		if ext := filepath.Ext(rel); ext == ".log" || ext == ".sst" {
+			key = "*" + ext
+		}
+		if top, _, nested := strings.Cut(rel, string(filepath.Separator)); nested {
+			key = top + "/" + key
+		}
+		groups[key] += info.Size()
+		return nil
+	})
+	keys := make([]string, 0, len(groups))
+	for k := range groups {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	out := make([]string, len(keys))
+	for i, k := range keys {
+		out[i] = fmt.Sprintf("%s=%d", k, groups[k])
+	}
+	return out, err
 }
 
 // Settle waits until process pid is idle: until it used at most one clock tick of CPU over

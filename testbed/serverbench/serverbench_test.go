@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -39,6 +40,8 @@ type result struct {
 	diskLive, diskStop  int64 // data directory after the load, and after a clean stop
 	series, samples     int64 // counted back by PromQL
 	queryTime           time.Duration
+	diskFiles           []string      // the data directory after the stop, by kind of file
+	clientCPU           time.Duration // the load generator's CPU (this process), both phases
 }
 
 func (r result) cpuPerSample(cpu time.Duration, s loadgen.Stats) float64 {
@@ -88,6 +91,10 @@ func TestServerBench(t *testing.T) {
 		cfg.Series, cfg.Samples, cfg.BatchSize, cfg.Senders)
 	fmt.Fprintf(&b, "load average before: %s, after: %s; %d clock ticks/s; run %s\n\n", loadBefore, loadavg(), ticks, time.Since(started).Round(time.Second))
 	b.WriteString(table(results, cfg))
+	b.WriteString("\ndata directories after the stop, bytes:\n")
+	for _, r := range results {
+		fmt.Fprintf(&b, "  %s: %s\n", r.name, strings.Join(r.diskFiles, " "))
+	}
 	out := os.Getenv(outEnv)
 	if out == "" {
 		root, err := harness.RepoRoot()
@@ -133,8 +140,9 @@ func runOne(t *testing.T, srv *Server, cfg loadgen.Config, ticks int64) result {
 	}
 	toDur := func(n int64) time.Duration { return time.Duration(n) * time.Second / time.Duration(ticks) }
 	phase := func(from, to int) (loadgen.Stats, time.Duration, time.Duration) {
-		c0 := cpu()
+		c0, own0 := cpu(), selfCPU()
 		s, err := g.Run(ctx, from, to)
+		r.clientCPU += selfCPU() - own0
 		if err != nil {
 			t.Fatalf("%s, rounds [%d, %d): %v", srv.Name, from, to, err)
 		}
@@ -182,6 +190,9 @@ func runOne(t *testing.T, srv *Server, cfg loadgen.Config, ticks int64) result {
 
 	srv.Stop(t, 3*time.Minute)
 	if r.diskStop, err = DirBytes(srv.DataDir); err != nil {
+		t.Fatal(err)
+	}
+	if r.diskFiles, err = DirBreakdown(srv.DataDir); err != nil {
 		t.Fatal(err)
 	}
 	t.Logf("%s: peak RSS %.1f MB, disk %d B live, %d B after stop; counts checked in %s",
@@ -265,6 +276,9 @@ func table(results []result, cfg loadgen.Config) string {
 	row("steady throughput, samples/s (client wall time)", func(r result) string {
 		return fmt.Sprintf("%.0f", r.steady.SamplesPerSecond())
 	})
+	row("load generator CPU-µs per sample (same machine, competes for the 2 cores)", func(r result) string {
+		return fmt.Sprintf("%.2f", float64(r.clientCPU.Nanoseconds())/1e3/float64(r.newStats.Samples+r.steady.Samples))
+	})
 	row("RSS at the end of the load, MB", func(r result) string { return fmt.Sprintf("%.0f", mb(r.endRSS)) })
 	row("retries (5xx/429)", func(r result) string { return fmt.Sprint(r.newStats.Retries + r.steady.Retries) })
 	row("series / samples counted back by PromQL (checked exact)", func(r result) string {
@@ -279,6 +293,15 @@ func perSample(bytes int64, r result) float64 {
 }
 
 func mb(b int64) float64 { return float64(b) / 1e6 }
+
+// selfCPU is the user+system CPU time of this process (the load generator).
+func selfCPU() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
 
 func loadavg() string {
 	data, err := os.ReadFile("/proc/loadavg")
