@@ -59,9 +59,10 @@ test: build unit e2e conformance
 unit:
 	$(GO) test -race $$($(GO) list ./... | grep -v '/testbed/')
 
-# End-to-end tests against the built binary (the minutes-long conformance run is `make conformance`).
+# End-to-end tests against the built binary. The minutes-long conformance run is
+# `make conformance`, the server benchmark `make bench-server`.
 e2e: build
-	METRICSTOR_BINARY=$(BINARY) $(GO) test -count=1 -timeout=$(E2E_TIMEOUT) -skip '^TestConformance$$' ./testbed/...
+	METRICSTOR_BINARY=$(BINARY) $(GO) test -count=1 -timeout=$(E2E_TIMEOUT) -skip '^(TestConformance|TestServerBench)$$' ./testbed/...
 
 # Benchmarks measure, never assert: each runs Metricstor and Prometheus's own TSDB on the same
 # workload in the same run, so compare the ratio. Results and the command go in BENCHMARKS.md.
