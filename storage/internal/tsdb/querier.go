@@ -1,7 +1,9 @@
 package tsdb
 
 import (
+	"bytes"
 	"context"
+	"fmt"
 	"io"
 	"math"
 	"slices"
@@ -62,7 +64,7 @@ func (q *Querier) postings(mint, maxt int64, ms []*labels.Matcher) ([]uint64, er
 }
 
 // Select returns the matching series that have data in the range, sorted by labels.
-func (q *Querier) Select(ctx context.Context, _ bool, hints *storage.SelectHints, ms ...*labels.Matcher) storage.SeriesSet {
+func (q *Querier) Select(ctx context.Context, sortSeries bool, hints *storage.SelectHints, ms ...*labels.Matcher) storage.SeriesSet {
 	mint, maxt, trim := q.mint, q.maxt, true
 	if hints != nil {
 		mint, maxt, trim = hints.Start, hints.End, !hints.DisableTrimming
@@ -76,18 +78,27 @@ func (q *Querier) Select(ctx context.Context, _ bool, hints *storage.SelectHints
 	if err != nil {
 		return storage.ErrSeriesSet(err)
 	}
-	series := make([]storage.Series, 0, len(chunks))
+	// Only the series with data in the range are returned.
+	kept := refs[:0]
+	keptChunks := chunks[:0]
 	for i, ref := range refs {
-		if chunks[i] == nil {
-			continue // indexed in a partition of the range but no sample in the range
+		if chunks[i] != nil {
+			kept = append(kept, ref)
+			keptChunks = append(keptChunks, chunks[i])
 		}
-		ls, err := q.db.seriesLabels(q.snap, ref)
-		if err != nil {
-			return storage.ErrSeriesSet(err)
-		}
-		series = append(series, &chunkSeries{lset: ls, chunks: chunks[i], mint: mint, maxt: maxt, trim: trim})
 	}
-	slices.SortFunc(series, func(a, b storage.Series) int { return labels.Compare(a.Labels(), b.Labels()) })
+	lsets, err := q.db.labelsOf(q.snap, kept)
+	if err != nil {
+		return storage.ErrSeriesSet(err)
+	}
+	series := make([]storage.Series, len(kept))
+	for i := range kept {
+		series[i] = &chunkSeries{lset: lsets[i], chunks: keptChunks[i], mint: mint, maxt: maxt, trim: trim}
+	}
+	// Unsorted, the series come in ref order, as Prometheus's head gives them.
+	if sortSeries {
+		slices.SortFunc(series, func(a, b storage.Series) int { return labels.Compare(a.Labels(), b.Labels()) })
+	}
 	return &listSeriesSet{series: series}
 }
 
@@ -157,7 +168,14 @@ func (q *Querier) loadChunks(ctx context.Context, r iterReader, refs []uint64, m
 				return nil, ctx.Err()
 			}
 			seek = chunkSeriesPrefix(seek[:0], part, ref)
-			for valid := it.SeekGE(seek); valid; valid = it.Next() {
+			// Refs ascend like the keys: when the iterator already stands at or past this
+			// series' first possible key (it stopped at the key after the previous series),
+			// that key is where a seek would land, and a seek costs index block reads.
+			valid := it.Valid() && bytes.Compare(it.Key(), seek) >= 0
+			if !valid {
+				valid = it.SeekGE(seek)
+			}
+			for ; valid; valid = it.Next() {
 				_, r, cmint, err := parseChunkKey(it.Key())
 				if err != nil {
 					_ = it.Close()
@@ -183,6 +201,54 @@ func (q *Querier) loadChunks(ctx context.Context, r iterReader, refs []uint64, m
 		if err := it.Close(); err != nil {
 			return nil, err
 		}
+	}
+	return out, nil
+}
+
+// labelsOf returns the labels of series given in ascending ref order: from memory for series in
+// the head, otherwise from their l keys, read with one iterator walking forward.
+func (db *DB) labelsOf(snap *pebble.Snapshot, refs []uint64) ([]labels.Labels, error) {
+	out := make([]labels.Labels, len(refs))
+	var it *pebble.Iterator
+	defer func() {
+		if it != nil {
+			_ = it.Close()
+		}
+	}()
+	var key []byte
+	for i, ref := range refs {
+		if s := db.series.getByRef(ref); s != nil {
+			out[i] = s.lset
+			continue
+		}
+		if it == nil {
+			var err error
+			it, err = snap.NewIter(&pebble.IterOptions{
+				LowerBound: []byte{famLabelsByRef}, UpperBound: []byte{famLabelsByRef + 1}})
+			if err != nil {
+				return nil, err
+			}
+		}
+		key = labelsByRefKey(key[:0], ref)
+		// Refs ascend: step forward a few keys before paying for a seek.
+		valid := it.Valid()
+		for n := 0; valid && n < 8 && bytes.Compare(it.Key(), key) < 0; n++ {
+			valid = it.Next()
+		}
+		if !valid || bytes.Compare(it.Key(), key) < 0 {
+			valid = it.SeekGE(key)
+		}
+		if !valid || !bytes.Equal(it.Key(), key) {
+			if err := it.Error(); err != nil {
+				return nil, err
+			}
+			return nil, fmt.Errorf("labels of series %d: %w", ref, pebble.ErrNotFound)
+		}
+		ls, err := decodeLabels(it.Value())
+		if err != nil {
+			return nil, err
+		}
+		out[i] = ls
 	}
 	return out, nil
 }
