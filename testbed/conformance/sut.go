@@ -5,12 +5,10 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
-	"text/template"
 	"time"
 
 	"github.com/metricstor/metricstor/testbed/harness"
@@ -42,50 +40,6 @@ type Metricstor struct {
 	proc                         *harness.Process
 }
 
-var metricstorConfig = template.Must(template.New("config").Parse(`receivers:
-  otlp:
-    protocols:
-      grpc:
-        endpoint: 127.0.0.1:{{.Ports.OTLPGRPC}}
-      http:
-        endpoint: 127.0.0.1:{{.Ports.OTLPHTTP}}
-  remote_write:
-    endpoint: 127.0.0.1:{{.Write}}
-
-exporters:
-  metricstor:
-    storage: metricstor
-    sending_queue:
-      enabled: false
-
-extensions:
-  metricstor:
-    directory: {{printf "%q" .DataDir}}
-    partition_duration: {{.PartitionDuration}}
-    retention: {{.Retention}}
-  promql:
-    endpoint: 127.0.0.1:{{.Ports.PromQL}}
-    storage: metricstor
-
-service:
-  extensions: [metricstor, promql]
-  pipelines:
-    metrics:
-      receivers: [otlp, remote_write]
-      exporters: [metricstor]
-  telemetry:
-    logs:
-      level: warn
-    metrics:
-      level: normal
-      readers:
-        - pull:
-            exporter:
-              prometheus:
-                host: 127.0.0.1
-                port: {{.Ports.Telemetry}}
-`))
-
 // StartMetricstor writes the configuration and starts the binary, waiting until it is ready.
 func StartMetricstor(t testing.TB, binary string) *Metricstor {
 	t.Helper()
@@ -94,15 +48,10 @@ func StartMetricstor(t testing.TB, binary string) *Metricstor {
 		PartitionDuration: "1m", Retention: "1h",
 		DataDir: filepath.Join(t.TempDir(), "data"),
 	}
-	f, err := os.Create(filepath.Join(t.TempDir(), "config.yaml"))
-	if err != nil {
-		t.Fatalf("write config: %v", err)
-	}
-	defer f.Close()
-	if err := metricstorConfig.Execute(f, m); err != nil {
-		t.Fatalf("write config: %v", err)
-	}
-	m.config = f.Name()
+	m.config = harness.Config{
+		Ports: m.Ports, DataDir: m.DataDir, RemoteWrite: m.Write,
+		PartitionDuration: m.PartitionDuration, Retention: m.Retention, LogLevel: "warn",
+	}.Write(t)
 	m.start(t)
 	return m
 }

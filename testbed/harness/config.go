@@ -9,10 +9,19 @@ import (
 )
 
 // Config describes the collector configuration the tests run: the default pipeline of
-// config.yaml (otlp -> metricstor exporter, no batch, no queue) on free loopback ports.
+// config.yaml (otlp, and remote_write when RemoteWrite is set, -> metricstor exporter, no batch,
+// no queue) on free loopback ports.
 type Config struct {
 	Ports   Ports
 	DataDir string // the storage extension's directory
+
+	// RemoteWrite is the port of the remote_write receiver; 0 leaves the receiver out.
+	RemoteWrite int
+	// PartitionDuration and Retention are the storage extension's settings, as Prometheus
+	// durations; empty keeps its defaults.
+	PartitionDuration, Retention string
+	// LogLevel is the level of the collector's own logs; empty means info.
+	LogLevel string
 
 	// MaxSamples sets the promql extension's max_samples when positive.
 	MaxSamples int
@@ -37,6 +46,10 @@ var configTemplate = template.Must(template.New("config").Parse(`receivers:
         endpoint: 127.0.0.1:{{.Ports.OTLPGRPC}}
       http:
         endpoint: 127.0.0.1:{{.Ports.OTLPHTTP}}
+{{- if .RemoteWrite}}
+  remote_write:
+    endpoint: 127.0.0.1:{{.RemoteWrite}}
+{{- end}}
 
 exporters:
   metricstor:
@@ -47,6 +60,12 @@ exporters:
 extensions:
   metricstor:
     directory: {{printf "%q" .DataDir}}
+{{- if .PartitionDuration}}
+    partition_duration: {{.PartitionDuration}}
+{{- end}}
+{{- if .Retention}}
+    retention: {{.Retention}}
+{{- end}}
   promql:
     endpoint: 127.0.0.1:{{.Ports.PromQL}}
     storage: {{or .PromQLStorage "metricstor"}}
@@ -58,11 +77,11 @@ service:
   extensions: [metricstor, promql]
   pipelines:
     metrics:
-      receivers: [otlp]
+      receivers: [otlp{{if .RemoteWrite}}, remote_write{{end}}]
       exporters: [metricstor]
   telemetry:
     logs:
-      level: info
+      level: {{or .LogLevel "info"}}
     metrics:
       level: normal
       readers:

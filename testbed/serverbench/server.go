@@ -12,7 +12,6 @@ import (
 	"sync"
 	"syscall"
 	"testing"
-	"text/template"
 	"time"
 
 	"github.com/metricstor/metricstor/testbed/harness"
@@ -116,67 +115,19 @@ func start(t testing.TB, name, dataDir, writeURL, queryURL, binary string, args 
 	return s
 }
 
-// metricstorConfig is config.yaml's pipeline and settings (remote_write and otlp receivers, the
-// metricstor exporter without sending queue, storage with retention 15d and the default
-// partitioning, promql) on free loopback ports and a temporary data directory.
-var metricstorConfig = template.Must(template.New("config").Parse(`receivers:
-  otlp:
-    protocols:
-      grpc:
-        endpoint: 127.0.0.1:{{.GRPC}}
-      http:
-        endpoint: 127.0.0.1:{{.HTTP}}
-  remote_write:
-    endpoint: 127.0.0.1:{{.Write}}
-
-exporters:
-  metricstor:
-    storage: metricstor
-    sending_queue:
-      enabled: false
-
-extensions:
-  metricstor:
-    directory: {{printf "%q" .DataDir}}
-    retention: 15d
-  promql:
-    endpoint: 127.0.0.1:{{.PromQL}}
-    storage: metricstor
-
-service:
-  extensions: [metricstor, promql]
-  pipelines:
-    metrics:
-      receivers: [otlp, remote_write]
-      exporters: [metricstor]
-  telemetry:
-    metrics:
-      level: normal
-      readers:
-        - pull:
-            exporter:
-              prometheus:
-                host: 127.0.0.1
-                port: {{.Telemetry}}
-`))
-
 // StartMetricstor starts the otelcol-metricstor binary on the default settings.
 func StartMetricstor(t testing.TB, binary string) *Server {
 	t.Helper()
-	p := harness.FreePorts(t, 5)
-	dir := t.TempDir()
+	// config.yaml's pipeline and settings (both receivers, exporter without queue, retention
+	// 15d, default partitioning) on free loopback ports and a temporary data directory.
+	cfg := harness.NewConfig(t)
+	cfg.RemoteWrite = harness.FreePorts(t, 1)[0]
+	cfg.Retention = "15d"
+	config := cfg.Write(t)
 	v := struct {
-		GRPC, HTTP, Write, PromQL, Telemetry int
-		DataDir                              string
-	}{p[0], p[1], p[2], p[3], p[4], filepath.Join(dir, "data")}
-	var buf bytes.Buffer
-	if err := metricstorConfig.Execute(&buf, v); err != nil {
-		t.Fatal(err)
-	}
-	config := filepath.Join(dir, "config.yaml")
-	if err := os.WriteFile(config, buf.Bytes(), 0o600); err != nil {
-		t.Fatal(err)
-	}
+		Write, PromQL int
+		DataDir       string
+	}{cfg.RemoteWrite, cfg.Ports.PromQL, cfg.DataDir}
 	query := "http://" + harness.Addr(v.PromQL)
 	return start(t, "metricstor", v.DataDir, "http://"+harness.Addr(v.Write)+"/api/v1/write", query,
 		binary, []string{"--config", config}, query+"/-/ready", "tcp://"+harness.Addr(v.Write))
