@@ -27,6 +27,11 @@ type Appender struct {
 	samples   []pendingSample
 	meta      map[string]metadata.Metadata
 	exemplars []pendingExemplar
+
+	// Samples valid on Append that a concurrent commit made invalid before this Commit (pushed
+	// out of the out-of-order window, or a different value at the same timestamp).
+	refusedAtCommit int
+	firstRefused    error
 }
 
 type pendingSample struct {
@@ -242,7 +247,13 @@ func (a *Appender) Commit() error {
 	db.writeMu.Unlock()
 	// Wait for the fsync outside writeMu, so concurrent commits share one WAL sync.
 	err = errors.Join(err, b.SyncWait())
-	return errors.Join(err, b.Close())
+	err = errors.Join(err, b.Close())
+	if err == nil && a.refusedAtCommit > 0 {
+		// The rest is stored; say so rather than acknowledge the refused samples. A retry
+		// rejects them one by one on Append.
+		err = fmt.Errorf("%d samples refused at commit, the others stored; first: %w", a.refusedAtCommit, a.firstRefused)
+	}
+	return err
 }
 
 // writeInOrder encodes the buffered in-order samples into head chunks and returns the batch to
@@ -279,8 +290,14 @@ func (db *DB) writeInOrder(a *Appender) (*pebble.Batch, []pendingSample, error) 
 		}
 		if ps.smp.t <= s.maxT {
 			// Another commit got there first, or the sample was out of order from the start.
-			if err := db.checkSample(ps.smp, s.maxT, s.last, false); err == nil {
+			switch err := db.checkSample(ps.smp, s.maxT, s.last, false); {
+			case err == nil:
 				ooo = append(ooo, *ps)
+			case !errors.Is(err, errIgnoredDuplicate):
+				a.refusedAtCommit++
+				if a.firstRefused == nil {
+					a.firstRefused = fmt.Errorf("series %s at %d: %w", s.lset, ps.smp.t, err)
+				}
 			}
 			continue
 		}

@@ -182,7 +182,13 @@ func TestRacingAppenders(t *testing.T) {
 			require.NoError(t, appendSmp(a2, x, smp{T: 200, F: 2}, storage.AppendV2Options{}))
 			require.NoError(t, appendSmp(a2, x, smp{T: 300, F: 3}, storage.AppendV2Options{}))
 			require.NoError(t, a2.Commit())
-			require.NoError(t, a1.Commit())
+			if window == 0 {
+				// 150 is now out of order and there is no window: the rest is stored and the
+				// commit says what it refused.
+				require.ErrorIs(t, a1.Commit(), storage.ErrOutOfOrderSample)
+			} else {
+				require.NoError(t, a1.Commit())
+			}
 
 			want := []smp{{T: 100, F: 1}, {T: 200, F: 2}, {T: 300, F: 3}}
 			if window > 0 {
@@ -197,8 +203,8 @@ func TestRacingAppenders(t *testing.T) {
 }
 
 // A sample admitted by Append that another commit pushes out of the window before its own
-// Commit is dropped at Commit and counted, as Prometheus's head does: Commit cannot refuse
-// one sample of a batch.
+// Commit is not stored; the rest of the batch is, and Commit returns an error naming the refused
+// sample rather than acknowledging it (Prometheus's head drops it silently).
 func TestSampleTooOldByCommit(t *testing.T) {
 	db, _ := openMem(t, Options{PartitionDuration: time.Hour, OutOfOrderWindow: time.Hour})
 	x, y := lbls("__name__", "x"), lbls("__name__", "y")
@@ -207,7 +213,9 @@ func TestSampleTooOldByCommit(t *testing.T) {
 	require.NoError(t, appendSmp(a1, x, smp{T: hourMs + 1, F: 2}, storage.AppendV2Options{}), "inside the window")
 	mustAppend(t, db, y, smp{T: 3 * hourMs, F: 1})
 	before := db.Stats().RejectedTooOld.Load()
-	require.NoError(t, a1.Commit())
+	err := a1.Commit()
+	require.ErrorIs(t, err, storage.ErrTooOldSample, "the commit says what it refused instead of acknowledging it")
+	require.ErrorContains(t, err, "1 samples refused at commit")
 	requireSamples(t, []smp{{T: 2 * hourMs, F: 1}}, seriesSamples(t, db, x))
 	require.Equal(t, before+1, db.Stats().RejectedTooOld.Load())
 }
