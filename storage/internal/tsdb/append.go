@@ -223,7 +223,7 @@ func (a *Appender) Commit() error {
 		db.writeMu.Unlock()
 		return db.failed
 	}
-	b, ooo, err := db.writeInOrder(a)
+	b, ooo, needSync, err := db.writeInOrder(a)
 	if err != nil {
 		// Heads may already hold samples of the discarded batch: memory and disk disagree.
 		db.failed = fmt.Errorf("encode batch: %w", err)
@@ -231,7 +231,25 @@ func (a *Appender) Commit() error {
 		_ = b.Close()
 		return db.failed
 	}
-	if err := db.pdb.ApplyNoSyncWait(b, pebble.Sync); err != nil {
+	// The log record first: the batch only holds what the log can rebuild, or waits for
+	// Pebble's WAL sync (needSync), so a crash between the two loses nothing acknowledged.
+	if !db.logRec.empty() {
+		if db.log.bytes == 0 {
+			db.logStart = time.Now()
+		}
+		if err := db.log.write(db.logRec.framed()); err != nil {
+			db.failed = err
+			db.writeMu.Unlock()
+			_ = b.Close()
+			return db.failed
+		}
+	}
+	if needSync {
+		err = db.pdb.ApplyNoSyncWait(b, pebble.Sync)
+	} else if !b.Empty() {
+		err = db.pdb.Apply(b, pebble.NoSync)
+	}
+	if err != nil {
 		db.failed = fmt.Errorf("commit batch: %w", err)
 		db.writeMu.Unlock()
 		_ = b.Close()
@@ -241,12 +259,14 @@ func (a *Appender) Commit() error {
 	if len(ooo) > 0 {
 		err = db.writeOutOfOrder(ooo)
 	}
-	if err == nil && db.logBytes >= db.opts.CheckpointBytes {
+	if err == nil && db.log.bytes >= db.opts.CheckpointBytes {
 		err = db.checkpointLocked()
 	}
 	db.writeMu.Unlock()
-	// Wait for the fsync outside writeMu, so concurrent commits share one WAL sync.
-	err = errors.Join(err, b.SyncWait())
+	if needSync {
+		// Wait for the fsync outside writeMu, so concurrent commits share one WAL sync.
+		err = errors.Join(err, b.SyncWait())
+	}
 	err = errors.Join(err, b.Close())
 	if err == nil && a.refusedAtCommit > 0 {
 		// The rest is stored; say so rather than acknowledge the refused samples. A retry
@@ -257,36 +277,37 @@ func (a *Appender) Commit() error {
 }
 
 // writeInOrder encodes the buffered in-order samples into head chunks and returns the batch to
-// apply and the samples that must be merged out of order. Caller holds writeMu.
-func (db *DB) writeInOrder(a *Appender) (*pebble.Batch, []pendingSample, error) {
-	b := db.pdb.NewBatch()
+// apply, the samples that must be merged out of order, and whether the batch holds anything the
+// sample log cannot rebuild (histograms, metadata, exemplars), so that it must be synced. The
+// commit's log record is left in db.logRec. Caller holds writeMu.
+func (db *DB) writeInOrder(a *Appender) (b *pebble.Batch, ooo []pendingSample, needSync bool, err error) {
+	b = db.pdb.NewBatch()
 	var (
-		ooo   []pendingSample
 		dirty []*memSeries
 		buf   []byte
-		rec   []byte // the log record of this commit's float samples
 		maxT  = db.maxT.Load()
 		added int64
+		rec   = &db.logRec
 	)
+	rec.reset()
 	emit := func(c *chunkBuilder, ref uint64) {
 		buf = encodeChunkValue(buf[:0], c)
 		_ = b.Set(chunkKey(nil, c.part, ref, c.mint), buf, nil)
 		c.dirty = false
 	}
-	rec = make([]byte, 0, 20*len(a.samples))
 	for i := range a.samples {
 		ps := &a.samples[i]
 		ps.s.clearPending(a)
 		if ps.s.removed {
 			s, err := db.getOrCreate(ps.s.lset)
 			if err != nil {
-				return b, nil, err
+				return b, nil, false, err
 			}
 			ps.s = s
 		}
 		s := ps.s
 		if err := db.loadHeadLocked(s); err != nil {
-			return b, nil, fmt.Errorf("load series head: %w", err)
+			return b, nil, false, fmt.Errorf("load series head: %w", err)
 		}
 		if ps.smp.t <= s.maxT {
 			// Another commit got there first, or the sample was out of order from the start.
@@ -302,9 +323,12 @@ func (db *DB) writeInOrder(a *Appender) (*pebble.Batch, []pendingSample, error) 
 			continue
 		}
 		part := db.partition(ps.smp.t)
-		db.ensurePersisted(b, s)
+		if !s.persisted {
+			rec.addSeries(s.ref, s.lset)
+			db.ensurePersisted(b, s)
+		}
 		if err := db.ensureIndexed(b, s, part); err != nil {
-			return b, nil, err
+			return b, nil, false, err
 		}
 		if err := s.head.append(ps.smp, part, func(c *chunkBuilder) { emit(c, s.ref) }); err != nil {
 			db.stats.RejectedInvalid.Add(1)
@@ -315,7 +339,9 @@ func (db *DB) writeInOrder(a *Appender) (*pebble.Batch, []pendingSample, error) 
 		s.maxT, s.last = ps.smp.t, ps.smp
 		s.mu.Unlock()
 		if ps.smp.h == nil && ps.smp.fh == nil {
-			rec = appendLogSample(rec, s.ref, ps.smp)
+			rec.samples = appendLogSample(rec.samples, s.ref, ps.smp)
+		} else {
+			needSync = true
 		}
 		if !s.inDirty {
 			s.inDirty = true
@@ -336,23 +362,19 @@ func (db *DB) writeInOrder(a *Appender) (*pebble.Batch, []pendingSample, error) 
 			emit(&s.head, s.ref)
 		}
 	}
-	if len(rec) > 0 {
-		if db.logBytes == 0 {
-			db.logStart = time.Now()
-		}
-		_ = b.Set(logKey(db.logSeq), rec, nil)
-		db.logSeq++
-		db.logBytes += int64(len(rec))
-	}
 	for family, m := range a.meta {
 		_ = b.Set(metadataKey(nil, family), encodeMetadata(m), nil)
+		needSync = true
 	}
-	if err := db.writeExemplars(b, a.exemplars); err != nil {
-		return b, nil, err
+	if len(a.exemplars) > 0 {
+		needSync = true
+		if err := db.writeExemplars(b, a.exemplars); err != nil {
+			return b, nil, false, err
+		}
 	}
 	db.maxT.Store(maxT)
 	db.stats.SamplesAppended.Add(added)
-	return b, ooo, nil
+	return b, ooo, needSync, nil
 }
 
 // ensurePersisted adds the series keys of a series new to disk to the batch.

@@ -24,11 +24,40 @@ func openClone(t testing.TB, fs *vfs.MemFS, o Options) *DB {
 	return openOn(t, fs, o)
 }
 
-// Every sample whose Commit returned is in a crash clone taken right after, with nothing of
-// the unsynced data kept.
-func TestCrashAfterCommit(t *testing.T) {
+// crashMode is a kind of crash the tests simulate with crash clones of a vfs.MemFS.
+type crashMode struct {
+	name string
+	// sync is Options.SyncCommits.
+	sync bool
+	// clone returns the clone's config: how much data that was written but not synced survives.
+	clone func(rng *rand.Rand) vfs.CrashCloneCfg
+}
+
+var crashModes = []crashMode{
+	// The process dies (kill -9): everything it wrote survives, what it still buffered does
+	// not. The default durability (SyncCommits off) guarantees every acknowledged commit.
+	{name: "process", sync: false, clone: func(rng *rand.Rand) vfs.CrashCloneCfg {
+		return vfs.CrashCloneCfg{UnsyncedDataPercent: 100, RNG: rand.New(rand.NewPCG(rng.Uint64(), 3))}
+	}},
+	// The machine loses power: any part of the unsynced data may be lost. With SyncCommits
+	// every acknowledged commit survives that too.
+	{name: "power-loss", sync: true, clone: func(rng *rand.Rand) vfs.CrashCloneCfg {
+		return vfs.CrashCloneCfg{UnsyncedDataPercent: rng.IntN(101), RNG: rand.New(rand.NewPCG(rng.Uint64(), 1))}
+	}},
+}
+
+func forEachCrashMode(t *testing.T, f func(t *testing.T, mode crashMode)) {
+	for _, mode := range crashModes {
+		t.Run(mode.name, func(t *testing.T) { f(t, mode) })
+	}
+}
+
+// Every sample whose Commit returned is in a crash clone taken right after.
+func TestCrashAfterCommit(t *testing.T) { forEachCrashMode(t, testCrashAfterCommit) }
+
+func testCrashAfterCommit(t *testing.T, mode crashMode) {
 	fs := vfs.NewCrashableMem()
-	opts := Options{PartitionDuration: time.Hour, OutOfOrderWindow: time.Hour}
+	opts := Options{PartitionDuration: time.Hour, OutOfOrderWindow: time.Hour, SyncCommits: mode.sync}
 	db := openOn(t, fs, opts)
 	m := newModel()
 	rng := rand.New(rand.NewPCG(11, 12))
@@ -46,7 +75,7 @@ func TestCrashAfterCommit(t *testing.T) {
 		}
 		require.NoError(t, app.Commit())
 		if i%8 == 7 {
-			clone := fs.CrashClone(vfs.CrashCloneCfg{UnsyncedDataPercent: 0})
+			clone := fs.CrashClone(mode.clone(rng))
 			cdb := openClone(t, clone, opts)
 			requireSameSeries(t, m.query(-1<<62, 1<<62), selectAll(t, cdb, -1<<62, 1<<62, nil, allSeries), "clone after commit ", i)
 			require.Equal(t, db.MaxTime(), cdb.MaxTime())
@@ -58,9 +87,11 @@ func TestCrashAfterCommit(t *testing.T) {
 
 // Crash clones taken while a writer commits hold a prefix of the commits: at least those
 // acknowledged before the clone, exactly as committed, and the clone opens and takes appends.
-func TestCrashMidStream(t *testing.T) {
+func TestCrashMidStream(t *testing.T) { forEachCrashMode(t, testCrashMidStream) }
+
+func testCrashMidStream(t *testing.T, mode crashMode) {
 	fs := vfs.NewCrashableMem()
-	opts := Options{PartitionDuration: time.Hour}
+	opts := Options{PartitionDuration: time.Hour, SyncCommits: mode.sync}
 	db := openOn(t, fs, opts)
 	const series = 5
 	// Commit i appends sample i to series "all" and to series "s<i%5>", with 30 other samples
@@ -122,7 +153,7 @@ func TestCrashMidStream(t *testing.T) {
 	for len(crashes) < 12 {
 		time.Sleep(time.Duration(rng.IntN(3000)) * time.Microsecond)
 		before := acked.Load()
-		clone := fs.CrashClone(vfs.CrashCloneCfg{UnsyncedDataPercent: rng.IntN(101), RNG: rand.New(rand.NewPCG(rng.Uint64(), 1))})
+		clone := fs.CrashClone(mode.clone(rng))
 		crashes = append(crashes, crash{fs: clone, ackedBefore: before, startedAtLeast: acked.Load() + 1})
 	}
 	close(stop)
@@ -151,16 +182,19 @@ func TestCrashMidStream(t *testing.T) {
 // (in-order, out-of-order, duplicate and too-old appends in random batches; queries; reopens;
 // crashes right after a commit) and compares them.
 func TestDifferential(t *testing.T) {
-	for seed := uint64(1); seed <= 10; seed++ {
-		t.Run(fmt.Sprint("seed", seed), func(t *testing.T) { runDifferential(t, seed) })
-	}
+	forEachCrashMode(t, func(t *testing.T, mode crashMode) {
+		for seed := uint64(1); seed <= 10; seed++ {
+			t.Run(fmt.Sprint("seed", seed), func(t *testing.T) { runDifferential(t, seed, mode) })
+		}
+	})
 }
 
-func runDifferential(t *testing.T, seed uint64) {
+func runDifferential(t *testing.T, seed uint64, mode crashMode) {
 	rng := rand.New(rand.NewPCG(seed, 99))
 	fs := vfs.NewCrashableMem()
 	window := int64(30 * minMs)
-	opts := Options{PartitionDuration: 20 * time.Minute, OutOfOrderWindow: time.Duration(window) * time.Millisecond}
+	opts := Options{PartitionDuration: 20 * time.Minute, OutOfOrderWindow: time.Duration(window) * time.Millisecond,
+		SyncCommits: mode.sync}
 	db := openOn(t, fs, opts)
 	m := newModel()
 	committedMax := int64(-1 << 62)
@@ -233,7 +267,7 @@ func runDifferential(t *testing.T, seed uint64) {
 			db = reopen(t, db, fs)
 			ops["reopen"]++
 		default:
-			clone := fs.CrashClone(vfs.CrashCloneCfg{UnsyncedDataPercent: rng.IntN(101), RNG: rand.New(rand.NewPCG(rng.Uint64(), 2))})
+			clone := fs.CrashClone(mode.clone(rng))
 			require.NoError(t, db.Close())
 			fs = clone
 			db = openOn(t, fs, opts)

@@ -15,6 +15,7 @@ import (
 	"fmt"
 	"math"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -49,6 +50,11 @@ type Options struct {
 	CheckpointInterval time.Duration
 	// CheckpointBytes checkpoints once the sample log holds that many bytes. Default 8 MiB.
 	CheckpointBytes int64
+	// SyncCommits fsyncs the sample log on every commit, so that an acknowledged commit also
+	// survives a power loss or a crash of the operating system. Without it a commit survives a
+	// crash of the process (its record is written before Commit returns), and the log is made
+	// durable at every checkpoint, as Prometheus's write-ahead log is between segment syncs.
+	SyncCommits bool
 	// Logger receives lifecycle and degradation messages. Default: no logging.
 	Logger *zap.Logger
 	// FS replaces the OS filesystem (tests use vfs.NewMem and crash clones).
@@ -78,6 +84,9 @@ func (o *Options) withDefaults() Options {
 	if r.Logger == nil {
 		r.Logger = zap.NewNop()
 	}
+	if r.FS == nil {
+		r.FS = vfs.Default
+	}
 	return r
 }
 
@@ -91,6 +100,7 @@ var (
 
 // DB is the database. All methods are safe for concurrent use.
 type DB struct {
+	dir    string
 	opts   Options
 	partMs int64 // partition duration in milliseconds; never changes
 	pdb    *pebble.DB
@@ -107,13 +117,14 @@ type DB struct {
 	// head state of every memSeries and the partition list's additions.
 	writeMu sync.Mutex
 
-	// The sample log, guarded by writeMu: the next record's sequence number, the bytes and the
-	// time of the first record since the last checkpoint, and the series whose head chunk holds
-	// samples that only the log has.
-	logSeq   uint64
-	logBytes int64
-	logStart time.Time
-	unsynced map[*memSeries]struct{}
+	// The sample log, guarded by writeMu: the log, the time of its first record since the
+	// last checkpoint, the series whose head chunk holds samples that only the log has, and
+	// whether Pebble still holds log records of the version that kept them there.
+	log       *sampleLog
+	logStart  time.Time
+	logRec    logRecord // the record being built by the current commit
+	unsynced  map[*memSeries]struct{}
+	legacyLog bool
 	// failed is set, under writeMu, when a batch could not be applied: memory and disk may then
 	// disagree, so every later commit fails until the DB is reopened.
 	failed error
@@ -155,6 +166,7 @@ type Stats struct {
 func Open(dir string, o Options) (*DB, error) {
 	opts := o.withDefaults()
 	db := &DB{
+		dir:      dir,
 		opts:     opts,
 		partMs:   opts.PartitionDuration.Milliseconds(),
 		logger:   opts.Logger,
@@ -188,10 +200,18 @@ func Open(dir string, o Options) (*DB, error) {
 		return nil, fmt.Errorf("open pebble at %q: %w", dir, err)
 	}
 	db.pdb = pdb
-	if err = db.load(); err == nil {
-		err = db.replayLog()
+	var segments []string
+	db.log, segments, err = openSampleLog(opts.FS, dir, opts.SyncCommits)
+	if err == nil {
+		err = db.load()
+	}
+	if err == nil {
+		err = db.replayLog(segments)
 	}
 	if err != nil {
+		if db.log != nil {
+			_ = db.log.close()
+		}
 		_ = pdb.Close()
 		db.cache.Unref()
 		return nil, fmt.Errorf("load %q: %w", dir, err)
@@ -332,11 +352,34 @@ func (db *DB) Close() error {
 	db.inflight.Wait()
 	db.writeMu.Lock()
 	err := db.checkpointLocked()
+	err = errors.Join(err, db.log.close())
 	db.writeMu.Unlock()
 	err = errors.Join(err, db.pdb.Flush())
 	err = errors.Join(err, db.pdb.Close())
+	if err == nil {
+		err = db.removePebbleLogs()
+	}
 	db.cache.Unref()
 	db.logger.Info("Closed time-series database")
+	return err
+}
+
+// removePebbleLogs removes Pebble's write-ahead log files after a clean close. Every memtable
+// was flushed, so they hold nothing to replay; Pebble would keep them (up to
+// MemTableStopWritesThreshold+1 of them, each up to a memtable in size) only to recycle them,
+// which made a stopped store's directory several times the size of its data.
+func (db *DB) removePebbleLogs() error {
+	names, err := db.opts.FS.List(db.dir)
+	if err != nil {
+		return err
+	}
+	for _, name := range names {
+		num, ok := strings.CutSuffix(name, ".log")
+		if !ok || num == "" || strings.Trim(num, "0123456789") != "" {
+			continue
+		}
+		err = errors.Join(err, db.opts.FS.Remove(db.opts.FS.PathJoin(db.dir, name)))
+	}
 	return err
 }
 

@@ -137,11 +137,24 @@ func (db *DB) getOrCreate(lset labels.Labels) (*memSeries, error) {
 		db.stats.SeriesCreated.Add(1)
 	}
 	st.m[h] = append(st.m[h], s)
-	rst := &db.series.byRef[s.ref%seriesStripes]
+	db.series.addRef(s)
+	return s, nil
+}
+
+// add registers s, whose labels hash to h. The caller knows s is not registered yet.
+func (r *seriesRegistry) add(s *memSeries, h uint64) {
+	st := &r.byHash[h%seriesStripes]
+	st.Lock()
+	st.m[h] = append(st.m[h], s)
+	st.Unlock()
+	r.addRef(s)
+}
+
+func (r *seriesRegistry) addRef(s *memSeries) {
+	rst := &r.byRef[s.ref%seriesStripes]
 	rst.Lock()
 	rst.m[s.ref] = s
 	rst.Unlock()
-	return s, nil
 }
 
 // lookupStored finds the ref of a stored series by its labels: the h keys of its hash name the

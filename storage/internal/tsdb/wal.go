@@ -2,31 +2,37 @@ package tsdb
 
 import (
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"math"
 	"time"
 
 	"github.com/cockroachdb/pebble/v2"
+	"github.com/prometheus/prometheus/model/labels"
 	"go.uber.org/zap"
 )
 
-// The sample log. Writing the whole head chunk of every touched series on every commit costs one
-// Pebble memtable insert per series per commit, which BenchmarkAppend measured at ~12× Prometheus's
-// CPU per sample. Instead, each commit writes its float samples as one record of the w family, and
-// the open float head chunks are written to their chunk keys only when they are cut and at a
-// checkpoint, which also deletes the log. A reopened DB replays the log onto the stored chunks.
-// Histogram heads are still written at every commit (they are rare, and the log holds floats only).
-// Queries read the open head chunks from memory (Querier.headChunks).
+// How samples become durable. Writing the whole head chunk of every touched series on every
+// commit costs one Pebble memtable insert per series per commit (~12× Prometheus's CPU per
+// sample in BenchmarkAppend). Instead each commit writes its float samples, and the labels of the
+// series it creates, as one record of the sample log (samplelog.go), and its Pebble batch (cut
+// chunks, series and index keys) without waiting for Pebble's WAL: everything in that batch can
+// be rebuilt from the log. The open float head chunks are written to their chunk keys only when
+// they are cut and at a checkpoint, whose synced Pebble batch makes every earlier batch durable
+// before the log is removed. A reopened DB replays the log onto the stored chunks. Histogram
+// heads, metadata and exemplars are not in the log: a commit that holds any of them waits for
+// Pebble's WAL sync as before (they are rare). Queries read the open heads from memory
+// (Querier.headChunks).
 
 const (
-	// famLog keys: w | seq (8 bytes) -> samples; see appendLogSample.
+	// famLog keys (w | seq -> samples) held the sample log inside Pebble before it moved to
+	// segment files; a database written by that version may still hold some, which Open replays
+	// and the next checkpoint deletes.
 	famLog byte = 'w'
 
 	defaultCheckpointInterval = time.Minute
 	defaultCheckpointBytes    = 8 << 20
 )
-
-func logKey(seq uint64) []byte { return putRef([]byte{famLog}, seq) }
 
 // appendLogSample encodes one float sample: ref, t and st as varints, the value's 8 bytes.
 func appendLogSample(b []byte, ref uint64, s sample) []byte {
@@ -36,21 +42,21 @@ func appendLogSample(b []byte, ref uint64, s sample) []byte {
 	return binary.LittleEndian.AppendUint64(b, math.Float64bits(s.f))
 }
 
-func decodeLogRecord(v []byte, f func(ref uint64, s sample) error) error {
+func decodeLogSamples(v []byte, f func(ref uint64, s sample) error) error {
 	for len(v) > 0 {
 		ref, n := binary.Uvarint(v)
 		if n <= 0 {
-			return fmt.Errorf("%w: log record", errCorruptKey)
+			return fmt.Errorf("%w: log samples", errCorruptKey)
 		}
 		v = v[n:]
 		t, n := binary.Varint(v)
 		if n <= 0 {
-			return fmt.Errorf("%w: log record", errCorruptKey)
+			return fmt.Errorf("%w: log samples", errCorruptKey)
 		}
 		v = v[n:]
 		st, n := binary.Varint(v)
 		if n <= 0 || len(v[n:]) < 8 {
-			return fmt.Errorf("%w: log record", errCorruptKey)
+			return fmt.Errorf("%w: log samples", errCorruptKey)
 		}
 		v = v[n:]
 		if err := f(ref, sample{st: st, t: t, f: math.Float64frombits(binary.LittleEndian.Uint64(v))}); err != nil {
@@ -61,13 +67,51 @@ func decodeLogRecord(v []byte, f func(ref uint64, s sample) error) error {
 	return nil
 }
 
-// checkpointLocked writes every head chunk that holds samples only the log has, and deletes the
-// log, in one synced batch. Caller holds writeMu.
+// logRecord collects one commit's log record. Series entries must precede the samples that
+// name them, and the samples entry runs to the end of the payload, so the two are built apart
+// and joined by frame.
+type logRecord struct {
+	series  []byte // framing header space, then series entries
+	samples []byte // sample encodings
+}
+
+func (r *logRecord) reset() {
+	if cap(r.series) < logHeaderLen {
+		r.series = make([]byte, logHeaderLen, 4096)
+	}
+	r.series = r.series[:logHeaderLen]
+	r.samples = r.samples[:0]
+}
+
+func (r *logRecord) empty() bool { return len(r.series) == logHeaderLen && len(r.samples) == 0 }
+
+func (r *logRecord) addSeries(ref uint64, lset labels.Labels) {
+	r.series = append(r.series, entrySeries)
+	r.series = binary.AppendUvarint(r.series, ref)
+	enc := encodeLabels(nil, lset)
+	r.series = binary.AppendUvarint(r.series, uint64(len(enc)))
+	r.series = append(r.series, enc...)
+}
+
+// framed returns the whole record, ready to write.
+func (r *logRecord) framed() []byte {
+	rec := r.series
+	if len(r.samples) > 0 {
+		rec = append(rec, entrySamples)
+		rec = append(rec, r.samples...)
+		r.series = rec // keep the grown buffer
+	}
+	return frame(rec)
+}
+
+// checkpointLocked writes every head chunk that holds samples only the log has in one synced
+// batch, which also makes every earlier unsynced batch durable (Pebble's WAL is written in
+// order), then removes the log. Caller holds writeMu.
 func (db *DB) checkpointLocked() error {
 	if db.failed != nil {
 		return db.failed
 	}
-	if len(db.unsynced) == 0 && db.logBytes == 0 {
+	if len(db.unsynced) == 0 && db.log.bytes == 0 && !db.legacyLog {
 		return nil
 	}
 	b := db.pdb.NewBatch()
@@ -79,7 +123,12 @@ func (db *DB) checkpointLocked() error {
 			_ = b.Set(chunkKey(nil, s.head.part, s.ref, s.head.mint), buf, nil)
 		}
 	}
-	_ = b.DeleteRange(logKey(0), logKey(db.logSeq), nil)
+	if db.legacyLog {
+		_ = b.DeleteRange([]byte{famLog}, []byte{famLog + 1}, nil)
+	}
+	// A record in Pebble's WAL even when there is no head to write, so that the sync below
+	// covers the unsynced batches before it.
+	_ = b.LogData([]byte("checkpoint"), nil)
 	if err := b.Commit(pebble.Sync); err != nil {
 		db.failed = fmt.Errorf("checkpoint: %w", err)
 		return db.failed
@@ -88,7 +137,12 @@ func (db *DB) checkpointLocked() error {
 		s.head.dirty = false
 	}
 	clear(db.unsynced)
-	db.logBytes = 0
+	db.legacyLog = false
+	if err := db.log.reset(); err != nil {
+		// Everything is durable in Pebble; a segment left behind is replayed once more at the
+		// next open, harmlessly.
+		db.logger.Warn("Removing sample log segments failed", zap.Error(err))
+	}
 	db.stats.Checkpoints.Add(1)
 	return nil
 }
@@ -101,7 +155,7 @@ func (db *DB) checkpointIfDue() {
 	defer db.release()
 	db.writeMu.Lock()
 	defer db.writeMu.Unlock()
-	if db.logBytes == 0 || time.Since(db.logStart) < db.opts.CheckpointInterval {
+	if db.log.bytes == 0 || time.Since(db.logStart) < db.opts.CheckpointInterval {
 		return
 	}
 	if err := db.checkpointLocked(); err != nil {
@@ -109,83 +163,186 @@ func (db *DB) checkpointIfDue() {
 	}
 }
 
+// replay holds the state of one replay of the log.
+type replay struct {
+	db       *DB
+	b        *pebble.Batch
+	buf      []byte
+	maxT     int64
+	replayed int
+	skipped  int // samples of series the log does not name (after a torn record)
+}
+
 // replayLog appends the logged samples that the stored chunks lack, then checkpoints. It runs
 // in Open, before the DB is shared.
-func (db *DB) replayLog() error {
+func (db *DB) replayLog(segments []string) error {
 	db.writeMu.Lock()
 	defer db.writeMu.Unlock()
-	it, err := db.pdb.NewIter(&pebble.IterOptions{LowerBound: []byte{famLog}, UpperBound: []byte{famLog + 1}})
+	r := &replay{db: db, b: db.pdb.NewBatch(), maxT: db.maxT.Load()}
+	defer r.b.Close()
+
+	records, err := db.replayLegacyLog(r)
 	if err != nil {
 		return err
 	}
-	b := db.pdb.NewBatch()
-	defer b.Close()
-	var (
-		records, replayed int
-		maxT              = db.maxT.Load()
-		buf               []byte
-	)
-	emit := func(c *chunkBuilder, ref uint64) {
-		buf = encodeChunkValue(buf[:0], c)
-		_ = b.Set(chunkKey(nil, c.part, ref, c.mint), buf, nil)
-		c.dirty = false
-	}
-	for it.First(); it.Valid(); it.Next() {
-		if len(it.Key()) != 9 {
-			_ = it.Close()
-			return fmt.Errorf("%w: log key of %d bytes", errCorruptKey, len(it.Key()))
-		}
-		db.logSeq = binaryRef(it.Key()[1:]) + 1
-		records++
-		err := decodeLogRecord(it.Value(), func(ref uint64, smp sample) error {
-			s, err := db.seriesForReplay(ref)
-			if err != nil {
-				return err
-			}
-			if err := db.loadHeadLocked(s); err != nil {
-				return err
-			}
-			if smp.t <= s.maxT {
-				return nil // already in a stored chunk
-			}
-			if err := s.head.append(smp, db.partition(smp.t), func(c *chunkBuilder) { emit(c, s.ref) }); err != nil {
-				return err
-			}
-			s.maxT, s.last = smp.t, smp
-			db.unsynced[s] = struct{}{}
-			maxT = max(maxT, smp.t)
-			replayed++
-			return nil
-		})
-		if err != nil {
-			_ = it.Close()
-			return fmt.Errorf("replay log record %d: %w", db.logSeq-1, err)
+	for i, seg := range segments {
+		n, err := readSegment(db.opts.FS, seg, r.record)
+		records += n
+		switch {
+		case errors.Is(err, errTornRecord):
+			// A crash while a record was written (or a power loss before the segment was
+			// synced): the records before it are whole; nothing after it was acknowledged
+			// unless the log was not synced and the machine lost power.
+			db.logger.Warn("Sample log segment ends in a torn record; replayed the records before it",
+				zap.String("segment", seg), zap.Int("records", n), zap.Bool("last_segment", i == len(segments)-1))
+		case err != nil:
+			return fmt.Errorf("replay %s: %w", seg, err)
 		}
 	}
-	if err := it.Close(); err != nil {
-		return err
-	}
-	if records == 0 {
+	if records == 0 && len(segments) == 0 {
 		return nil
 	}
-	if err := b.Commit(pebble.Sync); err != nil {
+	if err := r.b.Commit(pebble.Sync); err != nil {
 		return err
 	}
-	db.maxT.Store(maxT)
-	db.logBytes = 1 // make the checkpoint delete the log even if nothing was replayed
+	db.maxT.Store(r.maxT)
+	db.log.bytes = 1 // make the checkpoint remove the segments even if nothing was replayed
 	if err := db.checkpointLocked(); err != nil {
 		return err
 	}
-	db.logger.Info("Replayed the sample log", zap.Int("records", records), zap.Int("samples", replayed))
+	fields := []zap.Field{zap.Int("records", records), zap.Int("samples", r.replayed)}
+	if r.skipped > 0 {
+		fields = append(fields, zap.Int("samples_of_unknown_series", r.skipped))
+		db.logger.Warn("Replayed the sample log; some samples name series it lost", fields...)
+	} else {
+		db.logger.Info("Replayed the sample log", fields...)
+	}
 	return nil
 }
 
-// seriesForReplay finds the series of a logged ref; its labels were stored in the same batch.
+// replayLegacyLog replays w records left in Pebble by the version that kept the log there.
+func (db *DB) replayLegacyLog(r *replay) (int, error) {
+	it, err := db.pdb.NewIter(&pebble.IterOptions{LowerBound: []byte{famLog}, UpperBound: []byte{famLog + 1}})
+	if err != nil {
+		return 0, err
+	}
+	records := 0
+	for it.First(); it.Valid(); it.Next() {
+		records++
+		if err := decodeLogSamples(it.Value(), r.sample); err != nil {
+			_ = it.Close()
+			return records, fmt.Errorf("replay log key %x: %w", it.Key(), err)
+		}
+	}
+	if err := it.Close(); err != nil {
+		return records, err
+	}
+	db.legacyLog = records > 0
+	return records, nil
+}
+
+// record replays one record's payload.
+func (r *replay) record(p []byte) error {
+	for len(p) > 0 {
+		kind := p[0]
+		p = p[1:]
+		switch kind {
+		case entrySeries:
+			ref, n := binary.Uvarint(p)
+			if n <= 0 {
+				return fmt.Errorf("%w: log series entry", errCorruptKey)
+			}
+			p = p[n:]
+			size, n := binary.Uvarint(p)
+			if n <= 0 || uint64(len(p[n:])) < size {
+				return fmt.Errorf("%w: log series entry", errCorruptKey)
+			}
+			lset, err := decodeLabels(p[n : n+int(size)])
+			if err != nil {
+				return err
+			}
+			p = p[n+int(size):]
+			if err := r.db.replaySeries(ref, lset); err != nil {
+				return err
+			}
+		case entrySamples:
+			return decodeLogSamples(p, r.sample)
+		default:
+			return fmt.Errorf("%w: log entry kind %d", errCorruptKey, kind)
+		}
+	}
+	return nil
+}
+
+// sample replays one logged float sample onto its series' head.
+func (r *replay) sample(ref uint64, smp sample) error {
+	db := r.db
+	s, err := db.seriesForReplay(ref)
+	if err != nil {
+		return err
+	}
+	if s == nil {
+		r.skipped++
+		return nil
+	}
+	if err := db.loadHeadLocked(s); err != nil {
+		return err
+	}
+	if smp.t <= s.maxT {
+		return nil // already in a stored chunk
+	}
+	part := db.partition(smp.t)
+	db.ensurePersisted(r.b, s)
+	if err := db.ensureIndexed(r.b, s, part); err != nil {
+		return err
+	}
+	emit := func(c *chunkBuilder) {
+		r.buf = encodeChunkValue(r.buf[:0], c)
+		_ = r.b.Set(chunkKey(nil, c.part, s.ref, c.mint), r.buf, nil)
+		c.dirty = false
+	}
+	if err := s.head.append(smp, part, emit); err != nil {
+		return err
+	}
+	s.maxT, s.last = smp.t, smp
+	db.unsynced[s] = struct{}{}
+	r.maxT = max(r.maxT, smp.t)
+	r.replayed++
+	return nil
+}
+
+// replaySeries registers a series named by the log. When its keys did not reach Pebble before
+// a crash, it is created in memory under its logged ref, and the samples replayed after it
+// write its keys again.
+func (db *DB) replaySeries(ref uint64, lset labels.Labels) error {
+	if db.series.getByRef(ref) != nil {
+		return nil
+	}
+	_, closer, err := db.pdb.Get(labelsByRefKey(nil, ref))
+	if err == nil {
+		return closer.Close() // stored: seriesForReplay loads it when a sample names it
+	}
+	if !errors.Is(err, pebble.ErrNotFound) {
+		return err
+	}
+	s := &memSeries{ref: ref, lset: lset, maxT: math.MinInt64, loaded: true}
+	db.series.add(s, lset.Hash())
+	if ref > db.nextRef.Load() {
+		db.nextRef.Store(ref)
+	}
+	return nil
+}
+
+// seriesForReplay finds the series of a logged ref: in memory (created or loaded by an earlier
+// record), or stored. It returns nil when neither knows the ref.
 func (db *DB) seriesForReplay(ref uint64) (*memSeries, error) {
 	if s := db.series.getByRef(ref); s != nil {
 		return s, nil
 	}
 	v, closer, err := db.pdb.Get(labelsByRefKey(nil, ref))
+	if errors.Is(err, pebble.ErrNotFound) {
+		return nil, nil
+	}
 	if err != nil {
 		return nil, fmt.Errorf("labels of series %d: %w", ref, err)
 	}
