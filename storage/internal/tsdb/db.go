@@ -22,6 +22,7 @@ import (
 
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/cockroachdb/pebble/v2/bloom"
+	"github.com/cockroachdb/pebble/v2/sstable"
 	"github.com/cockroachdb/pebble/v2/vfs"
 	"github.com/prometheus/prometheus/model/metadata"
 	"go.uber.org/zap"
@@ -41,14 +42,16 @@ type Options struct {
 	OutOfOrderWindow time.Duration
 	// CacheSize is Pebble's block cache in bytes. Default 32 MiB.
 	CacheSize int64
-	// MemTableSize is the size of one Pebble memtable in bytes. Default 16 MiB.
+	// MemTableSize is the size of one Pebble memtable in bytes. Default 4 MiB: samples reach
+	// Pebble only as cut chunks and checkpoints (the sample log is outside it), so small
+	// memtables flush rarely and cost little memory.
 	MemTableSize uint64
 	// RetentionInterval is how often retention and head garbage collection run. Default 1m.
 	RetentionInterval time.Duration
 	// CheckpointInterval bounds how long samples stay only in the sample log (wal.go) before
-	// the head chunks are written out; it bounds the replay after a crash. Default 1m.
+	// the head chunks are written out; it bounds the replay after a crash. Default 5m.
 	CheckpointInterval time.Duration
-	// CheckpointBytes checkpoints once the sample log holds that many bytes. Default 8 MiB.
+	// CheckpointBytes checkpoints once the sample log holds that many bytes. Default 64 MiB.
 	CheckpointBytes int64
 	// SyncCommits fsyncs the sample log on every commit, so that an acknowledged commit also
 	// survives a power loss or a crash of the operating system. Without it a commit survives a
@@ -70,7 +73,7 @@ func (o *Options) withDefaults() Options {
 		r.CacheSize = 32 << 20
 	}
 	if r.MemTableSize == 0 {
-		r.MemTableSize = 16 << 20
+		r.MemTableSize = 4 << 20
 	}
 	if r.RetentionInterval <= 0 {
 		r.RetentionInterval = time.Minute
@@ -189,9 +192,12 @@ func Open(dir string, o Options) (*DB, error) {
 		FS:           opts.FS,
 	}
 	// Bloom filters make the point lookups of the write path cheap when they miss: a label set
-	// never seen before, a series not yet indexed in a partition.
+	// never seen before, a series not yet indexed in a partition. Zstd stores chunks and index
+	// keys in 18 % fewer bytes than Pebble's default Snappy (BenchmarkDiskAndQuery, 2.77 ->
+	// 2.27 B/sample); samples reach Pebble only as chunks, so the compression CPU is small.
 	for i := range popts.Levels {
 		popts.Levels[i].FilterPolicy = bloom.FilterPolicy(10)
+		popts.Levels[i].Compression = func() *sstable.CompressionProfile { return sstable.ZstdCompression }
 	}
 	popts.EnsureDefaults()
 	pdb, err := pebble.Open(dir, popts)
