@@ -25,6 +25,9 @@ type Config struct {
 	OutOfOrderWindow model.Duration `mapstructure:"out_of_order_window"`
 	// CacheSizeMiB is the size of Pebble's block cache. Default 32.
 	CacheSizeMiB int `mapstructure:"cache_size_mib"`
+	// SyncCommits fsyncs the sample log on every commit (power-loss durability). Without it an
+	// acknowledged commit survives a crash of the process, and the log is fsynced at checkpoints.
+	SyncCommits bool `mapstructure:"sync_commits"`
 
 	// prevent unkeyed literal initialization
 	_ struct{}

@@ -25,6 +25,7 @@ func TestLoadConfig(t *testing.T) {
 	custom.PartitionDuration = model.Duration(2 * time.Hour)
 	custom.OutOfOrderWindow = model.Duration(90 * time.Minute)
 	custom.CacheSizeMiB = 256
+	custom.SyncCommits = true
 
 	forever := createDefaultConfig()
 	forever.Retention = 0

@@ -46,6 +46,7 @@ func (e *storageExtension) Start(context.Context, component.Host) error {
 		PartitionDuration: time.Duration(e.cfg.PartitionDuration),
 		OutOfOrderWindow:  time.Duration(e.cfg.OutOfOrderWindow),
 		CacheSize:         int64(e.cfg.CacheSizeMiB) << 20,
+		SyncCommits:       e.cfg.SyncCommits,
 		Logger:            e.set.Logger,
 	})
 	if err != nil {
