@@ -295,6 +295,12 @@ func (db *DB) writeInOrder(a *Appender) (b *pebble.Batch, ooo []pendingSample, n
 		_ = b.Set(chunkKey(nil, c.part, ref, c.mint), buf, nil)
 		c.dirty = false
 	}
+	// Chunks cut by an append are closed: they may take the decimal layout.
+	emitCut := func(c *chunkBuilder, ref uint64) {
+		buf = encodeClosedChunkValue(buf[:0], c, &db.decimal)
+		_ = b.Set(chunkKey(nil, c.part, ref, c.mint), buf, nil)
+		c.dirty = false
+	}
 	for i := range a.samples {
 		ps := &a.samples[i]
 		ps.s.clearPending(a)
@@ -330,7 +336,7 @@ func (db *DB) writeInOrder(a *Appender) (b *pebble.Batch, ooo []pendingSample, n
 		if err := db.ensureIndexed(b, s, part); err != nil {
 			return b, nil, false, err
 		}
-		if err := s.head.append(ps.smp, part, func(c *chunkBuilder) { emit(c, s.ref) }); err != nil {
+		if err := s.head.append(ps.smp, part, func(c *chunkBuilder) { emitCut(c, s.ref) }); err != nil {
 			db.stats.RejectedInvalid.Add(1)
 			db.logger.Debug("Dropped a sample the chunk encoder refused", zap.Uint64("series_ref", s.ref), zap.Error(err))
 			continue

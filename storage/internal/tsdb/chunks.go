@@ -144,6 +144,21 @@ func encodeChunkValue(b []byte, c *chunkBuilder) []byte {
 	return append(b, c.chunk.Bytes()...)
 }
 
+// encodeClosedChunkValue is encodeChunkValue for a chunk that will not be appended to again
+// (it was cut): a float chunk of short decimals takes the decimal layout (decimal.go).
+func encodeClosedChunkValue(b []byte, c *chunkBuilder, sc *decimalScratch) []byte {
+	if isFloatChunk(c.chunk) {
+		start := len(b)
+		b = append(b, byte(encDecimal))
+		b = binary.AppendUvarint(b, uint64(c.maxt-c.mint))
+		if out, ok := appendDecimalChunk(b, c.chunk, sc); ok {
+			return out
+		}
+		b = b[:start]
+	}
+	return encodeChunkValue(b, c)
+}
+
 // storedChunk is a chunk read back from Pebble. data is owned by the storedChunk.
 type storedChunk struct {
 	mint, maxt int64
@@ -156,7 +171,7 @@ func decodeChunkValue(mint int64, v []byte, copyData bool) (storedChunk, error) 
 		return storedChunk{}, fmt.Errorf("chunk value of %d bytes", len(v))
 	}
 	enc := chunkenc.Encoding(v[0])
-	if !chunkenc.IsValidEncoding(enc) {
+	if enc != encDecimal && !chunkenc.IsValidEncoding(enc) {
 		return storedChunk{}, fmt.Errorf("chunk encoding %d unknown", v[0])
 	}
 	d, w := binary.Uvarint(v[1:])
@@ -170,13 +185,30 @@ func decodeChunkValue(mint int64, v []byte, copyData bool) (storedChunk, error) 
 	return storedChunk{mint: mint, maxt: mint + int64(d), enc: enc, data: data}, nil
 }
 
+// iterator returns an iterator over the chunk's samples, reusing reuse when it is of the
+// chunk's kind.
+func (c storedChunk) iterator(reuse chunkenc.Iterator) (chunkenc.Iterator, error) {
+	if c.enc == encDecimal {
+		it, ok := reuse.(*decimalIterator)
+		if !ok {
+			it = &decimalIterator{}
+		}
+		it.reset(c.mint, c.data)
+		return it, nil
+	}
+	chk, err := chunkenc.FromData(c.enc, c.data)
+	if err != nil {
+		return nil, err
+	}
+	return chk.Iterator(reuse), nil
+}
+
 // samples decodes every sample of the chunk, copying histograms.
 func (c storedChunk) samples(dst []sample) ([]sample, error) {
-	chk, err := chunkenc.FromData(c.enc, c.data)
+	it, err := c.iterator(nil)
 	if err != nil {
 		return dst, err
 	}
-	it := chk.Iterator(nil)
 	for vt := it.Next(); vt != chunkenc.ValNone; vt = it.Next() {
 		switch vt {
 		case chunkenc.ValFloat:
@@ -195,6 +227,9 @@ func (c storedChunk) samples(dst []sample) ([]sample, error) {
 
 // builderFromStored reopens a stored chunk for appending, and returns its last sample.
 func builderFromStored(part int64, c storedChunk) (chunkBuilder, sample, error) {
+	if c.enc == encDecimal {
+		return builderFromDecimal(part, c)
+	}
 	chk, err := chunkenc.FromData(c.enc, c.data)
 	if err != nil {
 		return chunkBuilder{}, sample{}, err
@@ -217,6 +252,28 @@ func builderFromStored(part int64, c storedChunk) (chunkBuilder, sample, error) 
 	app, err := chk.Appender()
 	if err != nil {
 		return chunkBuilder{}, sample{}, err
+	}
+	return chunkBuilder{part: part, mint: c.mint, maxt: c.maxt, chunk: chk, app: app}, last, nil
+}
+
+// builderFromDecimal reopens a decimal chunk as an XOR chunk with the same samples. It is not
+// dirty: the stored decimal chunk holds them. Appending to it rewrites the chunk as XOR under the
+// same key, and a later cut writes it decimal again.
+func builderFromDecimal(part int64, c storedChunk) (chunkBuilder, sample, error) {
+	var it decimalIterator
+	it.reset(c.mint, c.data)
+	if it.err != nil {
+		return chunkBuilder{}, sample{}, it.err
+	}
+	chk := chunkenc.NewXOR2Chunk()
+	app, err := chk.Appender()
+	if err != nil {
+		return chunkBuilder{}, sample{}, err
+	}
+	var last sample
+	for it.Next() == chunkenc.ValFloat {
+		last.t, last.f = it.At()
+		app.Append(0, last.t, last.f)
 	}
 	return chunkBuilder{part: part, mint: c.mint, maxt: c.maxt, chunk: chk, app: app}, last, nil
 }

@@ -125,7 +125,8 @@ type DB struct {
 	// whether Pebble still holds log records of the version that kept them there.
 	log       *sampleLog
 	logStart  time.Time
-	logRec    logRecord // the record being built by the current commit
+	logRec    logRecord      // the record being built by the current commit
+	decimal   decimalScratch // buffers of encodeClosedChunkValue
 	unsynced  map[*memSeries]struct{}
 	legacyLog bool
 	// failed is set, under writeMu, when a batch could not be applied: memory and disk may then

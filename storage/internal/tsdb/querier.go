@@ -415,12 +415,12 @@ func (it *seriesIterator) open() bool {
 	}
 	c := it.chunks[it.next]
 	it.next++
-	chk, err := chunkenc.FromData(c.enc, c.data)
+	cur, err := c.iterator(it.iters[c.enc])
 	if err != nil {
 		it.err = err
 		return false
 	}
-	it.cur = chk.Iterator(it.iters[c.enc])
+	it.cur = cur
 	it.iters[c.enc] = it.cur
 	return true
 }

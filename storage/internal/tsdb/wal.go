@@ -300,7 +300,7 @@ func (r *replay) sample(ref uint64, smp sample) error {
 		return err
 	}
 	emit := func(c *chunkBuilder) {
-		r.buf = encodeChunkValue(r.buf[:0], c)
+		r.buf = encodeClosedChunkValue(r.buf[:0], c, &db.decimal)
 		_ = r.b.Set(chunkKey(nil, c.part, s.ref, c.mint), r.buf, nil)
 		c.dirty = false
 	}

@@ -1,0 +1,255 @@
+package tsdb
+
+import (
+	"encoding/binary"
+	"errors"
+	"math"
+
+	"github.com/prometheus/prometheus/model/histogram"
+	"github.com/prometheus/prometheus/tsdb/chunkenc"
+)
+
+// The decimal chunk: how a closed float chunk is stored when every value is a short decimal.
+//
+// Most scraped values are integers (counters) or decimals with a few digits (gauges that were
+// printed as text by an exporter). XOR compression spends 10-40 bits on each such value, because
+// the binary mantissa of 12.34 is long. Written as an integer mantissa with one decimal exponent
+// per chunk, the same values are small integers whose differences are smaller still, as
+// VictoriaMetrics stores them. The encoding is columnar (all timestamps, then all values) and
+// byte-aligned, so that Pebble's zstd compresses the runs that regular scrapes produce (equal
+// timestamp deltas, constant counter rates) to almost nothing.
+//
+// A chunk is only written this way when it decodes back bit for bit (-0, NaN, stale markers and
+// values with more than 15 significant digits keep XOR) and has no start timestamps. Open head
+// chunks stay XOR: they are appended to. A stored decimal chunk that is reopened as a head (after
+// a restart) is converted back to XOR first (builderFromStored).
+//
+// Layout after the chunk value's encoding byte and maxt-mint (see encodeChunkValue):
+//
+//	uvarint  number of samples n (>= 1); the first timestamp is the key's mint
+//	byte     decimal exponent e: value = mantissa / 10^e (0..maxDecimalExp)
+//	byte     value mode: 0 = first mantissa then deltas, 1 = first mantissa, first delta, then
+//	         deltas of deltas
+//	n-1      timestamp deltas of deltas (zigzag varints; the first is the delta itself)
+//	n        value terms (zigzag varints) as the mode says
+const (
+	// encDecimal marks a decimal chunk in a chunk value. It is outside chunkenc's encodings
+	// (they are below 0x10) so the two can never be confused.
+	encDecimal chunkenc.Encoding = 0xD1
+
+	maxDecimalExp = 15
+	// maxMantissa keeps mantissas exact in a float64 and their differences inside int64.
+	maxMantissa = 1 << 53
+)
+
+var pow10 = func() (p [maxDecimalExp + 1]float64) {
+	p[0] = 1
+	for i := 1; i < len(p); i++ {
+		p[i] = p[i-1] * 10
+	}
+	return p
+}()
+
+// decimalScratch holds the buffers of one encoding; callers hold DB.writeMu.
+type decimalScratch struct {
+	ts   []int64
+	vs   []float64
+	mant []int64
+}
+
+// appendDecimalChunk appends the decimal layout of a float chunk to b and reports whether it
+// could; b is unchanged when it could not.
+func appendDecimalChunk(b []byte, chk chunkenc.Chunk, sc *decimalScratch) ([]byte, bool) {
+	sc.ts, sc.vs = sc.ts[:0], sc.vs[:0]
+	it := chk.Iterator(nil)
+	for vt := it.Next(); vt != chunkenc.ValNone; vt = it.Next() {
+		if vt != chunkenc.ValFloat || it.AtST() != 0 {
+			return b, false
+		}
+		t, v := it.At()
+		sc.ts, sc.vs = append(sc.ts, t), append(sc.vs, v)
+	}
+	if it.Err() != nil || len(sc.ts) == 0 {
+		return b, false
+	}
+	exp := 0
+	for _, v := range sc.vs {
+		e, ok := decimalExponent(v)
+		if !ok {
+			return b, false
+		}
+		exp = max(exp, e)
+	}
+	sc.mant = sc.mant[:0]
+	for _, v := range sc.vs {
+		m := math.Round(v * pow10[exp])
+		if math.Abs(m) >= maxMantissa || math.Float64bits(m/pow10[exp]) != math.Float64bits(v) {
+			return b, false
+		}
+		sc.mant = append(sc.mant, int64(m))
+	}
+
+	// Deltas suit gauges, deltas of deltas suit counters with a steady rate; take the smaller.
+	var deltaSize, dodSize int
+	for i := 1; i < len(sc.mant); i++ {
+		d := sc.mant[i] - sc.mant[i-1]
+		deltaSize += varintLen(d)
+		if i == 1 {
+			dodSize += varintLen(d)
+		} else {
+			dodSize += varintLen(d - (sc.mant[i-1] - sc.mant[i-2]))
+		}
+	}
+	mode := byte(0)
+	if dodSize < deltaSize {
+		mode = 1
+	}
+
+	b = binary.AppendUvarint(b, uint64(len(sc.ts)))
+	b = append(b, byte(exp), mode)
+	var prevDelta int64
+	for i := 1; i < len(sc.ts); i++ {
+		d := sc.ts[i] - sc.ts[i-1]
+		b = binary.AppendVarint(b, d-prevDelta)
+		prevDelta = d
+	}
+	b = binary.AppendVarint(b, sc.mant[0])
+	prevDelta = 0
+	for i := 1; i < len(sc.mant); i++ {
+		d := sc.mant[i] - sc.mant[i-1]
+		if mode == 1 {
+			b = binary.AppendVarint(b, d-prevDelta)
+			prevDelta = d
+		} else {
+			b = binary.AppendVarint(b, d)
+		}
+	}
+	return b, true
+}
+
+// decimalExponent is the smallest exponent e such that v is mantissa/10^e for an integer
+// mantissa, bit for bit; false when there is none within maxDecimalExp.
+func decimalExponent(v float64) (int, bool) {
+	if math.IsNaN(v) || math.IsInf(v, 0) || (v == 0 && math.Signbit(v)) {
+		return 0, false
+	}
+	for e := 0; e <= maxDecimalExp; e++ {
+		m := math.Round(v * pow10[e])
+		if math.Abs(m) >= maxMantissa {
+			return 0, false
+		}
+		if math.Float64bits(m/pow10[e]) == math.Float64bits(v) {
+			return e, true
+		}
+	}
+	return 0, false
+}
+
+func varintLen(v int64) int {
+	var buf [binary.MaxVarintLen64]byte
+	return binary.PutVarint(buf[:], v)
+}
+
+var errCorruptDecimal = errors.New("corrupt decimal chunk")
+
+// decimalIterator iterates a decimal chunk, decoded whole when it is reset (a closed chunk holds
+// about 120 samples, so this is one short loop and two small reused slices).
+type decimalIterator struct {
+	ts  []int64
+	vs  []float64
+	i   int
+	err error
+}
+
+func (it *decimalIterator) reset(mint int64, data []byte) {
+	it.ts, it.vs, it.i, it.err = it.ts[:0], it.vs[:0], -1, nil
+	if err := it.decode(mint, data); err != nil {
+		it.ts, it.vs, it.err = it.ts[:0], it.vs[:0], err
+	}
+}
+
+func (it *decimalIterator) decode(mint int64, data []byte) error {
+	n, w := binary.Uvarint(data)
+	if w <= 0 || n == 0 || n > uint64(len(data)) || len(data) < w+2 {
+		return errCorruptDecimal
+	}
+	exp, mode := int(data[w]), data[w+1]
+	if exp > maxDecimalExp || mode > 1 {
+		return errCorruptDecimal
+	}
+	data = data[w+2:]
+	t, delta := mint, int64(0)
+	it.ts = append(it.ts, t)
+	for i := uint64(1); i < n; i++ {
+		dod, w := binary.Varint(data)
+		if w <= 0 {
+			return errCorruptDecimal
+		}
+		data = data[w:]
+		delta += dod
+		t += delta
+		it.ts = append(it.ts, t)
+	}
+	m, w := binary.Varint(data)
+	if w <= 0 {
+		return errCorruptDecimal
+	}
+	data = data[w:]
+	div := pow10[exp]
+	it.vs = append(it.vs, float64(m)/div)
+	delta = 0
+	for i := uint64(1); i < n; i++ {
+		x, w := binary.Varint(data)
+		if w <= 0 {
+			return errCorruptDecimal
+		}
+		data = data[w:]
+		if mode == 1 {
+			delta += x
+		} else {
+			delta = x
+		}
+		m += delta
+		it.vs = append(it.vs, float64(m)/div)
+	}
+	if len(data) != 0 {
+		return errCorruptDecimal
+	}
+	return nil
+}
+
+func (it *decimalIterator) Next() chunkenc.ValueType {
+	if it.i+1 >= len(it.ts) {
+		it.i = len(it.ts)
+		return chunkenc.ValNone
+	}
+	it.i++
+	return chunkenc.ValFloat
+}
+
+func (it *decimalIterator) Seek(t int64) chunkenc.ValueType {
+	if it.i < 0 {
+		it.i = 0
+	}
+	for it.i < len(it.ts) && it.ts[it.i] < t {
+		it.i++
+	}
+	if it.i >= len(it.ts) {
+		return chunkenc.ValNone
+	}
+	return chunkenc.ValFloat
+}
+
+func (it *decimalIterator) At() (int64, float64) { return it.ts[it.i], it.vs[it.i] }
+
+func (it *decimalIterator) AtHistogram(*histogram.Histogram) (int64, *histogram.Histogram) {
+	panic("decimal chunks hold floats only")
+}
+
+func (it *decimalIterator) AtFloatHistogram(*histogram.FloatHistogram) (int64, *histogram.FloatHistogram) {
+	panic("decimal chunks hold floats only")
+}
+
+func (it *decimalIterator) AtT() int64  { return it.ts[it.i] }
+func (it *decimalIterator) AtST() int64 { return 0 }
+func (it *decimalIterator) Err() error  { return it.err }
