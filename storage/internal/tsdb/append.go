@@ -259,10 +259,15 @@ func (a *Appender) Commit() error {
 	if len(ooo) > 0 {
 		err = db.writeOutOfOrder(ooo)
 	}
+	var cp *pendingCheckpoint
 	if err == nil && db.log.bytes >= db.opts.CheckpointBytes {
-		err = db.checkpointLocked()
+		cp, err = db.beginCheckpointLocked()
 	}
 	db.writeMu.Unlock()
+	if cp != nil {
+		// Outside writeMu: other commits go on while Pebble's WAL syncs the heads.
+		err = errors.Join(err, cp.finish(db, false))
+	}
 	if needSync {
 		// Wait for the fsync outside writeMu, so concurrent commits share one WAL sync.
 		err = errors.Join(err, b.SyncWait())

@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/cockroachdb/errors/oserror"
 	"github.com/cockroachdb/pebble/v2/vfs"
 )
 
@@ -148,25 +149,39 @@ func syncDir(fs vfs.FS, dir string) error {
 	return errors.Join(d.Sync(), d.Close())
 }
 
-// reset removes every segment. The caller has made everything they hold durable elsewhere.
-func (l *sampleLog) reset() error {
+// rotate closes the open segment, so that the next record starts a new one, and returns the
+// segments written so far, for remove once what they hold is durable elsewhere. Caller holds
+// DB.writeMu.
+func (l *sampleLog) rotate() ([]string, error) {
 	var err error
 	if l.f != nil {
 		err = l.f.Close()
 		l.f = nil
 	}
+	l.bytes = 0
 	names, lerr := l.fs.List(l.dir)
 	if lerr != nil {
-		return errors.Join(err, lerr)
+		return nil, errors.Join(err, lerr)
 	}
+	var old []string
 	for _, name := range names {
 		if strings.HasSuffix(name, logSegSuffix) {
-			err = errors.Join(err, l.fs.Remove(l.fs.PathJoin(l.dir, name)))
+			old = append(old, l.fs.PathJoin(l.dir, name))
 		}
 	}
-	// Not synced: a removed segment that comes back after a power loss is replayed again, and
-	// replay is idempotent (samples at or before a series' stored end are skipped).
-	l.bytes = 0
+	return old, err
+}
+
+// remove deletes segments returned by rotate. Not synced: a removed segment that comes back after
+// a power loss is replayed again, and replay is idempotent (samples at or before a series' stored
+// end are skipped). Two overlapping checkpoints may both remove a segment.
+func (l *sampleLog) remove(segs []string) error {
+	var err error
+	for _, name := range segs {
+		if rerr := l.fs.Remove(name); rerr != nil && !oserror.IsNotExist(rerr) {
+			err = errors.Join(err, rerr)
+		}
+	}
 	return err
 }
 

@@ -111,14 +111,32 @@ func (r *logRecord) framed() []byte {
 // batch, which also makes every earlier unsynced batch durable (Pebble's WAL is written in
 // order), then removes the log. Caller holds writeMu.
 func (db *DB) checkpointLocked() error {
+	cp, err := db.beginCheckpointLocked()
+	if err != nil {
+		return err
+	}
+	return cp.finish(db, true)
+}
+
+// pendingCheckpoint is a checkpoint whose batch is applied but maybe not yet synced.
+type pendingCheckpoint struct {
+	b   *pebble.Batch // nil when there was nothing to write
+	old []string      // the log segments to remove once b is synced
+}
+
+// beginCheckpointLocked applies the checkpoint's batch and starts a new log segment; the
+// returned checkpoint's finish waits for the batch's sync and removes the older segments. Caller
+// holds writeMu; finish may run without it, so that commits go on while the WAL syncs. The batch is
+// applied under writeMu so that it is ordered before every later commit's batch (a later cut
+// of a head must not be overwritten by this older copy of it).
+func (db *DB) beginCheckpointLocked() (*pendingCheckpoint, error) {
 	if db.failed != nil {
-		return db.failed
+		return nil, db.failed
 	}
 	if len(db.unsynced) == 0 && db.log.bytes == 0 && !db.legacyLog {
-		return nil
+		return &pendingCheckpoint{}, nil
 	}
 	b := db.pdb.NewBatch()
-	defer b.Close()
 	var buf []byte
 	for s := range db.unsynced {
 		if s.head.chunk != nil && s.head.dirty {
@@ -129,19 +147,46 @@ func (db *DB) checkpointLocked() error {
 	if db.legacyLog {
 		_ = b.DeleteRange([]byte{famLog}, []byte{famLog + 1}, nil)
 	}
-	// A record in Pebble's WAL even when there is no head to write, so that the sync below
-	// covers the unsynced batches before it.
+	// A record in Pebble's WAL even when there is no head to write, so that the sync covers the
+	// unsynced batches before it.
 	_ = b.LogData([]byte("checkpoint"), nil)
-	if err := b.Commit(pebble.Sync); err != nil {
+	if err := db.pdb.ApplyNoSyncWait(b, pebble.Sync); err != nil {
+		_ = b.Close()
 		db.failed = fmt.Errorf("checkpoint: %w", err)
-		return db.failed
+		return nil, db.failed
 	}
 	for s := range db.unsynced {
 		s.head.dirty = false
 	}
 	clear(db.unsynced)
 	db.legacyLog = false
-	if err := db.log.reset(); err != nil {
+	old, err := db.log.rotate()
+	if err != nil {
+		db.logger.Warn("Listing sample log segments failed; they are removed at the next checkpoint", zap.Error(err))
+	}
+	return &pendingCheckpoint{b: b, old: old}, nil
+}
+
+// finish waits for the checkpoint's sync and removes the log segments it made redundant.
+// holdingWriteMu says whether the caller holds DB.writeMu.
+func (cp *pendingCheckpoint) finish(db *DB, holdingWriteMu bool) error {
+	if cp.b == nil {
+		return nil
+	}
+	err := cp.b.SyncWait()
+	_ = cp.b.Close()
+	if err != nil {
+		err = fmt.Errorf("checkpoint: %w", err)
+		if !holdingWriteMu {
+			db.writeMu.Lock()
+			defer db.writeMu.Unlock()
+		}
+		if db.failed == nil {
+			db.failed = err
+		}
+		return err
+	}
+	if err := db.log.remove(cp.old); err != nil {
 		// Everything is durable in Pebble; a segment left behind is replayed once more at the
 		// next open, harmlessly.
 		db.logger.Warn("Removing sample log segments failed", zap.Error(err))
@@ -157,11 +202,16 @@ func (db *DB) checkpointIfDue() {
 	}
 	defer db.release()
 	db.writeMu.Lock()
-	defer db.writeMu.Unlock()
 	if db.log.bytes == 0 || time.Since(db.logStart) < db.opts.CheckpointInterval {
+		db.writeMu.Unlock()
 		return
 	}
-	if err := db.checkpointLocked(); err != nil {
+	cp, err := db.beginCheckpointLocked()
+	db.writeMu.Unlock()
+	if err == nil {
+		err = cp.finish(db, false)
+	}
+	if err != nil {
 		db.logger.Warn("Checkpoint failed", zap.Error(err))
 	}
 }
