@@ -42,9 +42,9 @@ type Options struct {
 	OutOfOrderWindow time.Duration
 	// CacheSize is Pebble's block cache in bytes. Default 32 MiB.
 	CacheSize int64
-	// MemTableSize is the size of one Pebble memtable in bytes. Default 4 MiB: samples reach
-	// Pebble only as cut chunks and checkpoints (the sample log is outside it), so small
-	// memtables flush rarely and cost little memory.
+	// MemTableSize is the size of one Pebble memtable in bytes. Default 8 MiB: samples reach
+	// Pebble only as cut chunks and checkpoints (the sample log is outside it); new series write
+	// their index keys, and 4 MiB memtables made those cost 1.6x the CPU in compactions.
 	MemTableSize uint64
 	// RetentionInterval is how often retention and head garbage collection run. Default 1m.
 	RetentionInterval time.Duration
@@ -73,7 +73,7 @@ func (o *Options) withDefaults() Options {
 		r.CacheSize = 32 << 20
 	}
 	if r.MemTableSize == 0 {
-		r.MemTableSize = 4 << 20
+		r.MemTableSize = 8 << 20
 	}
 	if r.RetentionInterval <= 0 {
 		r.RetentionInterval = time.Minute
@@ -193,12 +193,18 @@ func Open(dir string, o Options) (*DB, error) {
 		FS:           opts.FS,
 	}
 	// Bloom filters make the point lookups of the write path cheap when they miss: a label set
-	// never seen before, a series not yet indexed in a partition. Zstd stores chunks and index
-	// keys in 18 % fewer bytes than Pebble's default Snappy (BenchmarkDiskAndQuery, 2.77 ->
-	// 2.27 B/sample); samples reach Pebble only as chunks, so the compression CPU is small.
+	// never seen before, a series not yet indexed in a partition. Zstd in the two bottom levels,
+	// where compaction leaves the data, stores it in 24 % fewer bytes than Pebble's default
+	// Snappy (BenchmarkDiskAndQuery, 0.46 -> 0.35 B/sample); the upper levels, which the index
+	// keys of new series pass through, use the fastest compression (zstd everywhere cost 10 %
+	// more CPU there).
 	for i := range popts.Levels {
 		popts.Levels[i].FilterPolicy = bloom.FilterPolicy(10)
-		popts.Levels[i].Compression = func() *sstable.CompressionProfile { return sstable.ZstdCompression }
+		if i >= len(popts.Levels)-2 {
+			popts.Levels[i].Compression = func() *sstable.CompressionProfile { return sstable.ZstdCompression }
+		} else {
+			popts.Levels[i].Compression = func() *sstable.CompressionProfile { return sstable.FastestCompression }
+		}
 	}
 	popts.EnsureDefaults()
 	pdb, err := pebble.Open(dir, popts)
