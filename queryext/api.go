@@ -62,21 +62,7 @@ func newAPIHandler(store mstorage.Store, set apiSettings) *queryAPI {
 	reg := prometheus.NewRegistry()
 	p := parser.NewParser(parser.Options{})
 
-	engine := promql.NewEngine(promql.EngineOpts{
-		Logger:             set.logger.With("component", "query_engine"),
-		Reg:                reg,
-		MaxSamples:         set.cfg.MaxSamples,
-		Timeout:            set.cfg.Timeout,
-		ActiveQueryTracker: newConcurrencyLimiter(set.cfg.MaxConcurrency),
-		LookbackDelta:      set.cfg.LookbackDelta,
-		NoStepSubqueryIntervalFn: func(int64) int64 {
-			return defaultSubqueryStep.Milliseconds()
-		},
-		// Always on in Prometheus 3.
-		EnableAtModifier:     true,
-		EnableNegativeOffset: true,
-		Parser:               p,
-	})
+	engine := newEngine(set.cfg, set.logger, reg, p)
 
 	queryable := notReadyQueryable{store}
 	// Clients such as Grafana read `version` to decide which Prometheus features they may use,
@@ -152,6 +138,26 @@ func newAPIHandler(store mstorage.Store, set apiSettings) *queryAPI {
 	mux.Handle("/", router)
 
 	return &queryAPI{handler: readyGate(set.ready, mux), engine: engine}
+}
+
+// newEngine is the PromQL engine the API serves, with the configured limits. The query
+// benchmark builds its engine here too, so that it measures what is served.
+func newEngine(cfg *Config, logger *slog.Logger, reg prometheus.Registerer, p parser.Parser) *promql.Engine {
+	return promql.NewEngine(promql.EngineOpts{
+		Logger:             logger.With("component", "query_engine"),
+		Reg:                reg,
+		MaxSamples:         cfg.MaxSamples,
+		Timeout:            cfg.Timeout,
+		ActiveQueryTracker: newConcurrencyLimiter(cfg.MaxConcurrency),
+		LookbackDelta:      cfg.LookbackDelta,
+		NoStepSubqueryIntervalFn: func(int64) int64 {
+			return defaultSubqueryStep.Milliseconds()
+		},
+		// Always on in Prometheus 3.
+		EnableAtModifier:     true,
+		EnableNegativeOffset: true,
+		Parser:               p,
+	})
 }
 
 // readyGate answers 503 like Prometheus does while the extension is not (or no longer) ready;
