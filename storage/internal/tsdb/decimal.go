@@ -74,11 +74,15 @@ func appendDecimalChunk(b []byte, chk chunkenc.Chunk, sc *decimalScratch) ([]byt
 	}
 	exp := 0
 	for _, v := range sc.vs {
-		e, ok := decimalExponent(v)
+		// Most values fit the exponent found so far: one trial instead of a search.
+		if fitsExponent(v, exp) {
+			continue
+		}
+		e, ok := decimalExponent(v, exp+1)
 		if !ok {
 			return b, false
 		}
-		exp = max(exp, e)
+		exp = e
 	}
 	sc.mant = sc.mant[:0]
 	for _, v := range sc.vs {
@@ -127,18 +131,21 @@ func appendDecimalChunk(b []byte, chk chunkenc.Chunk, sc *decimalScratch) ([]byt
 	return b, true
 }
 
-// decimalExponent is the smallest exponent e such that v is mantissa/10^e for an integer
-// mantissa, bit for bit; false when there is none within maxDecimalExp.
-func decimalExponent(v float64) (int, bool) {
-	if math.IsNaN(v) || math.IsInf(v, 0) || (v == 0 && math.Signbit(v)) {
-		return 0, false
+// fitsExponent reports whether v is mantissa/10^e for an integer mantissa, bit for bit. NaN,
+// infinities and -0 never fit (their bits do not come back).
+func fitsExponent(v float64, e int) bool {
+	if v == 0 && math.Signbit(v) {
+		return false // the integer mantissa 0 has no sign
 	}
-	for e := 0; e <= maxDecimalExp; e++ {
-		m := math.Round(v * pow10[e])
-		if math.Abs(m) >= maxMantissa {
-			return 0, false
-		}
-		if math.Float64bits(m/pow10[e]) == math.Float64bits(v) {
+	m := math.Round(v * pow10[e])
+	return math.Abs(m) < maxMantissa && math.Float64bits(m/pow10[e]) == math.Float64bits(v)
+}
+
+// decimalExponent is the smallest exponent e >= from such that v fits it; false when there is
+// none up to maxDecimalExp.
+func decimalExponent(v float64, from int) (int, bool) {
+	for e := from; e <= maxDecimalExp; e++ {
+		if fitsExponent(v, e) {
 			return e, true
 		}
 	}
