@@ -282,6 +282,22 @@ func (s *Server) Compact(t testing.TB) {
 	}
 }
 
+// DiskBytes returns the bytes of the data directory without the caches it keeps on disk, and
+// those caches: VictoriaMetrics persists caches (series names, IDs, ...) into cache/ at shutdown
+// and rebuilds them when they are gone; the others keep none.
+func (s *Server) DiskBytes() (data, cache int64, err error) {
+	total, err := DirBytes(s.DataDir)
+	if err != nil || s.Name != VictoriaMetrics {
+		return total, 0, err
+	}
+	dir := filepath.Join(s.DataDir, "cache")
+	if _, err := os.Stat(dir); err != nil {
+		return total, 0, nil
+	}
+	cache, err = DirBytes(dir)
+	return total - cache, cache, err
+}
+
 func get(t testing.TB, u string) {
 	t.Helper()
 	client := &http.Client{Timeout: 5 * time.Minute}

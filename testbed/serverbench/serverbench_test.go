@@ -47,7 +47,8 @@ type ingestResult struct {
 	newCPU, steadyCPU   time.Duration // server CPU (user+sys) of each phase, settling included
 	newSettle, stSettle time.Duration
 	peakRSS, endRSS     int64 // bytes, after the load, before the queries
-	diskLive, diskStop  int64 // data directory after the load, and after a clean stop
+	diskLive, diskStop  int64 // data directory after the load, and after a clean stop (caches left out)
+	cache               int64 // caches kept on disk (VictoriaMetrics' cache/), after the stop
 	series, samples     int64 // counted back by PromQL
 	queryTime           time.Duration
 	diskFiles           []string      // the data directory after the stop, by kind of file
@@ -60,7 +61,8 @@ type dayResult struct {
 	loadCPU                  time.Duration // server CPU of the load and its settling
 	compactTime              time.Duration // the store's own compaction or flush, and settling
 	peakRSS                  int64
-	disk                     int64 // after compaction and a clean stop
+	disk                     int64 // after compaction and a clean stop (caches left out)
+	cache                    int64 // caches kept on disk (VictoriaMetrics' cache/)
 	diskFiles                []string
 	blockBytes, blockSamples int64 // Prometheus: its persisted blocks, from their meta.json
 	restart                  time.Duration
@@ -90,6 +92,7 @@ type benchConfig struct {
 	ticks       int64
 	dayEnd      time.Time
 	systemNames []string
+	compared    bool // Prometheus ran the day, the others' answers were compared with its
 }
 
 func (r ingestResult) cpuPerSample(cpu time.Duration, s loadgen.Stats) float64 {
@@ -153,7 +156,7 @@ func TestServerBench(t *testing.T) {
 		}
 		results = append(results, r)
 	}
-	compareAnswers(results)
+	bc.compared = compareAnswers(results)
 
 	var b strings.Builder
 	fmt.Fprintf(&b, "server benchmark, %s: %s\n", time.Now().UTC().Format("2006-01-02 15:04 UTC"), strings.Join(bc.systemNames, ", "))
@@ -237,19 +240,19 @@ func runIngest(t *testing.T, srv *Server, bc benchConfig) *ingestResult {
 	if r.endRSS, err = StatusKB(pid, "VmRSS"); err != nil {
 		t.Fatal(err)
 	}
-	if r.diskLive, err = DirBytes(srv.DataDir); err != nil {
-		t.Fatal(err)
-	}
-
 	q0 := time.Now()
 	r.series, r.samples = countBack(t, srv, g, cfg)
 	r.queryTime = time.Since(q0)
+	// After the count, which made VictoriaMetrics write out its in-memory buffers.
+	if r.diskLive, _, err = srv.DiskBytes(); err != nil {
+		t.Fatal(err)
+	}
 	if sent := r.newStats.Samples + r.steady.Samples; sent != g.TotalSamples() {
 		t.Errorf("%s: %d samples acknowledged, %d sent", srv.Name, sent, g.TotalSamples())
 	}
 
 	srv.Stop(t, 3*time.Minute)
-	if r.diskStop, err = DirBytes(srv.DataDir); err != nil {
+	if r.diskStop, r.cache, err = srv.DiskBytes(); err != nil {
 		t.Fatal(err)
 	}
 	if r.diskFiles, err = DirBreakdown(srv.DataDir); err != nil {
@@ -301,7 +304,7 @@ func runDay(t *testing.T, srv *Server, bc benchConfig) *dayResult {
 		t.Fatal(err)
 	}
 	srv.Stop(t, 3*time.Minute)
-	if r.disk, err = DirBytes(srv.DataDir); err != nil {
+	if r.disk, r.cache, err = srv.DiskBytes(); err != nil {
 		t.Fatal(err)
 	}
 	if r.diskFiles, err = DirBreakdown(srv.DataDir); err != nil {
@@ -394,8 +397,9 @@ func prometheusBlocks(dir string) (bytes, samples int64, err error) {
 	return bytes, samples, nil
 }
 
-// compareAnswers sets the diff of every query of every system against Prometheus's answer.
-func compareAnswers(results []sysResult) {
+// compareAnswers sets the diff of every query of every system against Prometheus's answer, and
+// reports whether there was one to compare with.
+func compareAnswers(results []sysResult) bool {
 	var ref *dayResult
 	for _, r := range results {
 		if r.name == Prometheus {
@@ -403,7 +407,7 @@ func compareAnswers(results []sysResult) {
 		}
 	}
 	if ref == nil {
-		return
+		return false
 	}
 	for _, r := range results {
 		if r.day == nil || r.name == Prometheus {
@@ -413,6 +417,7 @@ func compareAnswers(results []sysResult) {
 			r.day.queries[i].diff = diffAnswers(ref.queries[i].ans, r.day.queries[i].ans)
 		}
 	}
+	return true
 }
 
 // queryScalar runs an instant query at time ms that must return one sample, and returns its value
@@ -549,6 +554,7 @@ func table(results []sysResult, bc benchConfig) string {
 			{"request latency p99, steady, ms", ing("%.1f", func(r *ingestResult) float64 { return ms(r.steady.Latency(0.99)) })},
 			{"peak RSS (VmHWM), MB", ing("%.0f", func(r *ingestResult) float64 { return mb(r.peakRSS) })},
 			{"disk after a clean stop, MB", ing("%.1f", func(r *ingestResult) float64 { return mb(r.diskStop) })},
+			{"caches on disk (VictoriaMetrics' cache/, left out above), MB", ing("%.1f", func(r *ingestResult) float64 { return mb(r.cache) })},
 			{"disk bytes per sample after the stop (live)", pair(ing("%.2f", func(r *ingestResult) float64 { return perSample(r.diskStop, r) }),
 				ing("%.2f", func(r *ingestResult) float64 { return perSample(r.diskLive, r) }))},
 			{"steady throughput, samples/s (client wall time)", ing("%.0f", func(r *ingestResult) float64 { return r.steady.SamplesPerSecond() })},
@@ -576,6 +582,7 @@ func table(results []sysResult, bc benchConfig) string {
 			{"peak RSS (VmHWM) after the load, MB", day("%.0f", func(r *dayResult) float64 { return mb(r.peakRSS) })},
 			{"compaction / flush and settling, s", day("%.1f", func(r *dayResult) float64 { return r.compactTime.Seconds() })},
 			{"disk after compaction and a clean stop, MB", day("%.1f", func(r *dayResult) float64 { return mb(r.disk) })},
+			{"caches on disk (VictoriaMetrics' cache/, left out above), MB", day("%.1f", func(r *dayResult) float64 { return mb(r.cache) })},
 			{"disk bytes per sample", day("%.2f", func(r *dayResult) float64 { return float64(r.disk) / float64(r.load.Samples) })},
 			{"restart: start until ready, s", day("%.2f", func(r *dayResult) float64 { return r.restart.Seconds() })},
 			{"series / samples counted back (checked exact)", text(func(r sysResult) string {
@@ -618,6 +625,8 @@ func table(results []sysResult, bc benchConfig) string {
 				return "–"
 			case r.name == Prometheus:
 				return "reference"
+			case !bc.compared:
+				return "not compared (Prometheus did not run)"
 			}
 			same := 0
 			for _, q := range r.day.queries {
