@@ -554,7 +554,7 @@ func table(results []sysResult, bc benchConfig) string {
 			{"request latency p99, steady, ms", ing("%.1f", func(r *ingestResult) float64 { return ms(r.steady.Latency(0.99)) })},
 			{"peak RSS (VmHWM), MB", ing("%.0f", func(r *ingestResult) float64 { return mb(r.peakRSS) })},
 			{"disk after a clean stop, MB", ing("%.1f", func(r *ingestResult) float64 { return mb(r.diskStop) })},
-			{"caches on disk (VictoriaMetrics' cache/, left out above), MB", ing("%.1f", func(r *ingestResult) float64 { return mb(r.cache) })},
+			{"caches on disk (VictoriaMetrics' cache/, left out above), MB", onlyVM(ing("%.1f", func(r *ingestResult) float64 { return mb(r.cache) }))},
 			{"disk bytes per sample after the stop (live)", pair(ing("%.2f", func(r *ingestResult) float64 { return perSample(r.diskStop, r) }),
 				ing("%.2f", func(r *ingestResult) float64 { return perSample(r.diskLive, r) }))},
 			{"steady throughput, samples/s (client wall time)", ing("%.0f", func(r *ingestResult) float64 { return r.steady.SamplesPerSecond() })},
@@ -582,7 +582,7 @@ func table(results []sysResult, bc benchConfig) string {
 			{"peak RSS (VmHWM) after the load, MB", day("%.0f", func(r *dayResult) float64 { return mb(r.peakRSS) })},
 			{"compaction / flush and settling, s", day("%.1f", func(r *dayResult) float64 { return r.compactTime.Seconds() })},
 			{"disk after compaction and a clean stop, MB", day("%.1f", func(r *dayResult) float64 { return mb(r.disk) })},
-			{"caches on disk (VictoriaMetrics' cache/, left out above), MB", day("%.1f", func(r *dayResult) float64 { return mb(r.cache) })},
+			{"caches on disk (VictoriaMetrics' cache/, left out above), MB", onlyVM(day("%.1f", func(r *dayResult) float64 { return mb(r.cache) }))},
 			{"disk bytes per sample", day("%.2f", func(r *dayResult) float64 { return float64(r.disk) / float64(r.load.Samples) })},
 			{"restart: start until ready, s", day("%.2f", func(r *dayResult) float64 { return r.restart.Seconds() })},
 			{"series / samples counted back (checked exact)", text(func(r sysResult) string {
@@ -699,6 +699,16 @@ func pair(a, b func(r sysResult) (string, float64, bool)) func(r sysResult) (str
 			return as, 0, false
 		}
 		return as + " / " + bs, av, true
+	}
+}
+
+// onlyVM leaves the cell empty for the systems that keep no caches on disk.
+func onlyVM(f func(r sysResult) (string, float64, bool)) func(r sysResult) (string, float64, bool) {
+	return func(r sysResult) (string, float64, bool) {
+		if r.name != VictoriaMetrics {
+			return "–", 0, false
+		}
+		return f(r)
 	}
 }
 
