@@ -119,7 +119,14 @@ func diffAnswers(ref, got answer) string {
 	for _, k := range keys {
 		gs, ok := g[k]
 		if !ok {
-			return fmt.Sprintf("%d series, reference %d; series %s missing", len(g), len(r), r[k].Metric)
+			d := fmt.Sprintf("%d series, reference %d; series %s missing", len(g), len(r), r[k].Metric)
+			// Usually a label differs (a name kept, say): show what came instead.
+			for gk, other := range g {
+				if _, ok := r[gk]; !ok {
+					return d + fmt.Sprintf(", unmatched %s", other.Metric)
+				}
+			}
+			return d
 		}
 		if d := diffSeries(r[k], gs); d != "" {
 			return fmt.Sprintf("series %s: %s", r[k].Metric, d)
