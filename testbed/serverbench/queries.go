@@ -120,11 +120,19 @@ func diffAnswers(ref, got answer) string {
 		gs, ok := g[k]
 		if !ok {
 			d := fmt.Sprintf("%d series, reference %d; series %s missing", len(g), len(r), r[k].Metric)
-			// Usually a label differs (a name kept, say): show what came instead.
+			// Usually a label differs (a metric name kept, say): show what came instead, the
+			// series with the same labels but the name if there is one.
+			var unmatched *model.SampleStream
 			for gk, other := range g {
-				if _, ok := r[gk]; !ok {
-					return d + fmt.Sprintf(", unmatched %s", other.Metric)
+				if _, ok := r[gk]; ok {
+					continue
 				}
+				if unmatched == nil || withoutName(other.Metric).Equal(withoutName(r[k].Metric)) {
+					unmatched = other
+				}
+			}
+			if unmatched != nil {
+				d += fmt.Sprintf(", unmatched %s", unmatched.Metric)
 			}
 			return d
 		}
@@ -138,6 +146,12 @@ func diffAnswers(ref, got answer) string {
 		}
 	}
 	return ""
+}
+
+func withoutName(m model.Metric) model.Metric {
+	c := m.Clone()
+	delete(c, model.MetricNameLabel)
+	return c
 }
 
 func byLabels(m model.Matrix) map[string]*model.SampleStream {

@@ -30,7 +30,7 @@ func TestDiffAnswers(t *testing.T) {
 		{"within 1e-6", answer{matrix: model.Matrix{series(2*(1+5e-7), "a", "x"), series(math.NaN(), "a", "y")}}, ""},
 		{"beyond 1e-6", answer{matrix: model.Matrix{series(2*(1+5e-6), "a", "x"), series(math.NaN(), "a", "y")}}, "sample 1"},
 		{"NaN against a number", answer{matrix: model.Matrix{series(2, "a", "x"), series(3, "a", "y")}}, "sample 1"},
-		{"a label more", answer{matrix: model.Matrix{series(2, "a", "x", "__name__", "m"), series(math.NaN(), "a", "y")}}, "missing"},
+		{"a name kept", answer{matrix: model.Matrix{series(2, "a", "x", "__name__", "m"), series(math.NaN(), "a", "y")}}, `missing, unmatched m{a="x"}`},
 		{"a series less", answer{matrix: model.Matrix{series(2, "a", "x")}}, "missing"},
 		{"an error", answer{err: "boom"}, "failed: boom"},
 	} {
