@@ -13,6 +13,9 @@ E2E_TIMEOUT ?= 15m
 PROMETHEUS_VERSION  := v0.316.0
 PROMETHEUS          := $(CURDIR)/bin/tools/prometheus-$(PROMETHEUS_VERSION)/prometheus
 CONFORMANCE_TIMEOUT ?= 30m
+# The peer of the server benchmark, installed with go install from the module proxy.
+VICTORIAMETRICS_VERSION := v1.151.0
+VICTORIAMETRICS         := $(CURDIR)/bin/tools/victoriametrics-$(VICTORIAMETRICS_VERSION)/victoria-metrics
 CONFORMANCE_OUT     ?= $(CURDIR)/bin/conformance
 
 # Modules whose version in the generated distribution must equal the root go.mod's.
@@ -22,7 +25,7 @@ PINNED_MODULES := github.com/prometheus/prometheus \
                   go.opentelemetry.io/collector/exporter/exporterhelper \
                   go.opentelemetry.io/collector/extension/extensioncapabilities
 
-.PHONY: all build run test unit e2e conformance prometheus bench vet fmt-check check-versions clean
+.PHONY: all build run test unit e2e conformance prometheus victoriametrics bench vet fmt-check check-versions clean
 
 all: build
 
@@ -73,19 +76,30 @@ bench:
 	$(GO) test -run '^$$' -bench . -benchmem ./exporter/
 	$(GO) test -run '^$$' -bench 'BenchmarkRemoteWriteIngest' -benchtime 400000x -count 3 ./receiver/
 
-# Server-level ingestion benchmark of DESIGN.md's goal table (not part of `make test`): Prometheus,
-# then Metricstor, each as a process loaded by testbed/loadgen (remote write 1.0, 100k series x 100
-# samples; SERVERBENCH_SERIES / SERVERBENCH_SAMPLES / SERVERBENCH_SENDERS override), measured from
-# /proc (CPU per sample, VmHWM, data dir bytes), counts checked by PromQL. Table in SERVERBENCH_OUT.
+# Server-level benchmark of DESIGN.md's goal table (not part of `make test`): Prometheus,
+# VictoriaMetrics and Metricstor, one after the other, each as a process on loopback. Ingestion:
+# testbed/loadgen's remote write 1.0 load (100k series x 100 samples; CPU per sample from /proc, request
+# latency p50/p99, VmHWM, disk after a clean stop). The day: 2,000 series x 24 h loaded oldest
+# first, each store's own compaction, disk per sample, restart time, 11 range queries (median
+# latency, answers compared with Prometheus's). Every count is checked exact. One table, with the
+# ratios Metricstor / peer, printed and written to SERVERBENCH_OUT. SERVERBENCH_SYSTEMS,
+# SERVERBENCH_SERIES / _SAMPLES / _SENDERS, SERVERBENCH_DAY_SERIES / _DAY_HOURS and
+# SERVERBENCH_QUERY_RUNS override (see testbed/README.md).
 SERVERBENCH_OUT ?= $(CURDIR)/bin/serverbench.txt
+SERVERBENCH_TIMEOUT ?= 40m
 .PHONY: bench-server
-bench-server: build prometheus
+bench-server: build prometheus victoriametrics
 	METRICSTOR_SERVERBENCH=1 METRICSTOR_BINARY=$(BINARY) PROMETHEUS_BINARY=$(PROMETHEUS) \
-		SERVERBENCH_OUT=$(SERVERBENCH_OUT) $(GO) test -count=1 -v -timeout=40m -run '^TestServerBench$$' ./testbed/serverbench/
+		VICTORIAMETRICS_BINARY=$(VICTORIAMETRICS) SERVERBENCH_OUT=$(SERVERBENCH_OUT) \
+		$(GO) test -count=1 -v -timeout=$(SERVERBENCH_TIMEOUT) -run '^TestServerBench$$' ./testbed/serverbench/
 
 # Installs the reference Prometheus (skipped when that version is already there).
 prometheus:
 	@testbed/scripts/install-prometheus.sh $(PROMETHEUS_VERSION) >/dev/null
+
+# Installs the VictoriaMetrics single-node server of the server benchmark (skipped when there).
+victoriametrics:
+	@testbed/scripts/install-victoriametrics.sh $(VICTORIAMETRICS_VERSION) >/dev/null
 
 # PromQL conformance against the reference Prometheus on the compliance query set (see
 # testbed/conformance), over remote write 1.0 and 2.0 in one run. Takes about 4 minutes; report

@@ -16,9 +16,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"net"
 	"net/http"
 	"net/url"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -139,6 +141,30 @@ type Stats struct {
 	Retries  int64         // retried attempts (5xx, 429, transport errors)
 	Bytes    int64         // compressed bytes of the acknowledged requests
 	Elapsed  time.Duration // wall time of the Run
+	// Latencies are the times from the first attempt of each acknowledged request to its 2xx
+	// answer, retries and their backoff included (what a sender waits), in no particular order.
+	Latencies []time.Duration
+}
+
+// Latency returns the q-quantile (0 <= q <= 1, nearest rank) of the request latencies, 0 when
+// there are none.
+func (s Stats) Latency(q float64) time.Duration {
+	if len(s.Latencies) == 0 {
+		return 0
+	}
+	l := slices.Clone(s.Latencies)
+	slices.Sort(l)
+	i := int(math.Ceil(q*float64(len(l)))) - 1
+	return l[min(max(i, 0), len(l)-1)]
+}
+
+// Add returns the sum of two Stats (the latencies of both, the elapsed times added).
+func (s Stats) Add(o Stats) Stats {
+	return Stats{
+		Samples: s.Samples + o.Samples, Requests: s.Requests + o.Requests, Retries: s.Retries + o.Retries,
+		Bytes: s.Bytes + o.Bytes, Elapsed: s.Elapsed + o.Elapsed,
+		Latencies: append(slices.Clip(s.Latencies), o.Latencies...),
+	}
 }
 
 // SamplesPerSecond is the acknowledged samples over the wall time.
@@ -226,6 +252,7 @@ func (g *Generator) Run(ctx context.Context, from, to int) (Stats, error) {
 	start := time.Now()
 	var (
 		stats    Stats
+		latMu    sync.Mutex
 		wg       sync.WaitGroup
 		errOnce  sync.Once
 		firstErr error
@@ -236,7 +263,11 @@ func (g *Generator) Run(ctx context.Context, from, to int) (Stats, error) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			if err := g.send(ctx, lo, hi, from, to, &stats); err != nil {
+			lat, err := g.send(ctx, lo, hi, from, to, &stats)
+			latMu.Lock()
+			stats.Latencies = append(stats.Latencies, lat...)
+			latMu.Unlock()
+			if err != nil {
 				errOnce.Do(func() {
 					firstErr = fmt.Errorf("sender %d (series %d..%d): %w", s, lo, hi-1, err)
 					cancel()
@@ -250,7 +281,9 @@ func (g *Generator) Run(ctx context.Context, from, to int) (Stats, error) {
 }
 
 // send is one sender: series [lo, hi), rounds [from, to), in requests of up to BatchSize samples.
-func (g *Generator) send(ctx context.Context, lo, hi, from, to int, stats *Stats) error {
+// It returns the latencies of its acknowledged requests.
+func (g *Generator) send(ctx context.Context, lo, hi, from, to int, stats *Stats) ([]time.Duration, error) {
+	var lat []time.Duration
 	batch := g.cfg.BatchSize
 	samples := make([]prompb.Sample, batch)
 	req := prompb.WriteRequest{Timeseries: make([]prompb.TimeSeries, 0, batch)}
@@ -268,11 +301,13 @@ func (g *Generator) send(ctx context.Context, lo, hi, from, to int, stats *Stats
 			return err
 		}
 		compressed = snappy.Encode(compressed[:cap(compressed)], raw)
+		t0 := time.Now()
 		retries, err := g.post(ctx, compressed)
 		atomic.AddInt64(&stats.Retries, int64(retries))
 		if err != nil {
 			return err
 		}
+		lat = append(lat, time.Since(t0))
 		atomic.AddInt64(&stats.Samples, int64(len(req.Timeseries)))
 		atomic.AddInt64(&stats.Requests, 1)
 		atomic.AddInt64(&stats.Bytes, int64(len(compressed)))
@@ -287,12 +322,12 @@ func (g *Generator) send(ctx context.Context, lo, hi, from, to int, stats *Stats
 			req.Timeseries = append(req.Timeseries, prompb.TimeSeries{Labels: g.labels[id], Samples: samples[i : i+1 : i+1]})
 			if len(req.Timeseries) == batch {
 				if err := flush(); err != nil {
-					return err
+					return lat, err
 				}
 			}
 		}
 	}
-	return flush()
+	return lat, flush()
 }
 
 // errFatal marks an answer that must not be retried.

@@ -118,8 +118,26 @@ func TestRun(t *testing.T) {
 	if s0.Retries+s1.Retries == 0 {
 		t.Fatalf("no retries counted")
 	}
+	if all := s0.Add(s1); int64(len(all.Latencies)) != all.Requests || all.Samples != 1250 || all.Latency(0.99) <= 0 {
+		t.Fatalf("%d latencies for %d requests, p99 %s", len(all.Latencies), all.Requests, all.Latency(0.99))
+	}
 	// Everything again: the server now refuses (out of order) with 400, which must fail the run.
 	if _, err := g.Run(context.Background(), 0, 1); err == nil || !strings.Contains(err.Error(), "400") {
 		t.Fatalf("run against a 400: err = %v", err)
+	}
+}
+
+func TestLatency(t *testing.T) {
+	var s Stats
+	if s.Latency(0.5) != 0 {
+		t.Fatal("latency of no requests")
+	}
+	for i := 100; i >= 1; i-- {
+		s.Latencies = append(s.Latencies, time.Duration(i)*time.Millisecond)
+	}
+	for q, want := range map[float64]time.Duration{0: time.Millisecond, 0.5: 50 * time.Millisecond, 0.99: 99 * time.Millisecond, 1: 100 * time.Millisecond} {
+		if got := s.Latency(q); got != want {
+			t.Errorf("q%v = %s, want %s", q, got, want)
+		}
 	}
 }

@@ -102,8 +102,10 @@ func DirBytes(dir string) (int64, error) {
 	return total, err
 }
 
-// DirBreakdown returns the bytes under dir grouped by top-level entry and file extension
-// ("wal/other", "chunks_head/other", "*.sst", "*.log", "other"), sorted by name, as "name=bytes" items.
+// DirBreakdown returns the bytes under dir grouped by where they are and by file extension, sorted
+// by name, as "name=bytes" items: "wal/other", "*.sst", "blocks/other" (Prometheus's blocks, whose
+// directories are ULIDs), "data/small/other" (a data/ directory is split one level further, for
+// VictoriaMetrics' parts and index).
 func DirBreakdown(dir string) ([]string, error) {
 	groups := map[string]int64{}
 	err := filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
@@ -119,8 +121,15 @@ func DirBreakdown(dir string) ([]string, error) {
 		if ext := filepath.Ext(rel); ext == ".log" || ext == ".sst" {
 			key = "*" + ext
 		}
-		if top, _, nested := strings.Cut(rel, string(filepath.Separator)); nested {
-			key = top + "/" + key
+		parts := strings.Split(rel, string(filepath.Separator))
+		switch {
+		case len(parts) == 1:
+		case isULID(parts[0]):
+			key = "blocks/" + key
+		case parts[0] == "data" && len(parts) > 2:
+			key = parts[0] + "/" + parts[1] + "/" + key
+		default:
+			key = parts[0] + "/" + key
 		}
 		groups[key] += info.Size()
 		return nil
@@ -135,6 +144,18 @@ func DirBreakdown(dir string) ([]string, error) {
 		out[i] = fmt.Sprintf("%s=%d", k, groups[k])
 	}
 	return out, err
+}
+
+func isULID(name string) bool {
+	if len(name) != 26 {
+		return false
+	}
+	for _, c := range name {
+		if !(c >= '0' && c <= '9' || c >= 'A' && c <= 'Z') {
+			return false
+		}
+	}
+	return true
 }
 
 // Settle waits until process pid is idle: until it used at most one clock tick of CPU over

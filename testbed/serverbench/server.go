@@ -1,13 +1,16 @@
 package serverbench
 
 import (
+	"bufio"
 	"bytes"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -17,12 +20,34 @@ import (
 	"github.com/metricstor/metricstor/testbed/harness"
 )
 
-// Server is one system under test, running as a child process.
+// The systems the benchmark knows, in the order of the table's columns.
+const (
+	Prometheus      = "prometheus"
+	VictoriaMetrics = "victoriametrics"
+	Metricstor      = "metricstor"
+)
+
+// VictoriaMetricsEnv overrides the path of the VictoriaMetrics binary; VictoriaMetricsVersion is
+// the one testbed/scripts/install-victoriametrics.sh installs by default.
+const (
+	VictoriaMetricsEnv     = "VICTORIAMETRICS_BINARY"
+	VictoriaMetricsVersion = "v1.151.0"
+)
+
+// Server is one system under test, running as a child process. It can be stopped and started
+// again on the same data directory (Restart), which is how the restart time is measured.
+//
+// harness.Process does not expose the process id that /proc readings need, hence this small
+// launcher of its own.
 type Server struct {
 	Name     string
 	WriteURL string // remote write 1.0 endpoint
 	QueryURL string // base URL of the Prometheus HTTP API
 	DataDir  string
+
+	binary string
+	args   []string
+	ready  []string // URLs that must answer 200 ("tcp://host:port": accept a connection)
 
 	cmd  *exec.Cmd
 	out  *syncBuffer
@@ -61,18 +86,26 @@ func (s *Server) Stop(t testing.TB, timeout time.Duration) {
 	}
 }
 
-// start runs binary with args, kills it at the end of the test if still running, and waits until
-// every URL in ready answers 200 (a "tcp://host:port" entry only needs to accept connections).
-func start(t testing.TB, name, dataDir, writeURL, queryURL, binary string, args []string, ready ...string) *Server {
+// Restart starts the stopped server again on the same data and returns the time from the start
+// of the process until it answered every readiness probe.
+func (s *Server) Restart(t testing.TB) time.Duration {
 	t.Helper()
-	s := &Server{Name: name, WriteURL: writeURL, QueryURL: queryURL, DataDir: dataDir, out: &syncBuffer{}, done: make(chan struct{})}
-	s.cmd = exec.Command(binary, args...)
-	s.cmd.Stdout, s.cmd.Stderr = s.out, s.out
-	if err := s.cmd.Start(); err != nil {
-		t.Fatalf("start %s: %v", binary, err)
+	if !s.exited() {
+		t.Fatalf("restart %s: still running", s.Name)
 	}
-	go func() { _ = s.cmd.Wait(); close(s.done) }()
+	return s.launch(t)
+}
+
+// newServer starts binary with args, kills it at the end of the test if still running, and waits
+// until every URL in ready answers 200 (a "tcp://host:port" entry only needs to accept connections).
+func newServer(t testing.TB, name, dataDir, writeURL, queryURL, binary string, args []string, ready ...string) *Server {
+	t.Helper()
+	s := &Server{Name: name, WriteURL: writeURL, QueryURL: queryURL, DataDir: dataDir, binary: binary, args: args,
+		ready: ready, out: &syncBuffer{}}
 	t.Cleanup(func() {
+		if s.cmd == nil {
+			return
+		}
 		if !s.exited() {
 			_ = s.cmd.Process.Kill()
 			<-s.done
@@ -81,12 +114,27 @@ func start(t testing.TB, name, dataDir, writeURL, queryURL, binary string, args 
 			t.Logf("output of %s (pid %d):\n%s", name, s.Pid(), s.Output())
 		}
 	})
+	s.launch(t)
+	return s
+}
+
+func (s *Server) launch(t testing.TB) time.Duration {
+	t.Helper()
+	s.cmd = exec.Command(s.binary, s.args...)
+	s.cmd.Stdout, s.cmd.Stderr = s.out, s.out
+	s.done = make(chan struct{})
+	started := time.Now()
+	if err := s.cmd.Start(); err != nil {
+		t.Fatalf("start %s: %v", s.binary, err)
+	}
+	cmd, done := s.cmd, s.done
+	go func() { _ = cmd.Wait(); close(done) }()
 	client := &http.Client{Timeout: time.Second}
-	deadline := time.Now().Add(2 * time.Minute)
-	for _, u := range ready {
+	deadline := time.Now().Add(3 * time.Minute)
+	for _, u := range s.ready {
 		for {
 			if s.exited() {
-				t.Fatalf("%s exited before it was ready; output:\n%s", name, s.Output())
+				t.Fatalf("%s exited before it was ready; output:\n%s", s.Name, s.Output())
 			}
 			var err error
 			if addr, ok := strings.CutPrefix(u, "tcp://"); ok {
@@ -107,12 +155,13 @@ func start(t testing.TB, name, dataDir, writeURL, queryURL, binary string, args 
 				break
 			}
 			if time.Now().After(deadline) {
-				t.Fatalf("%s not ready: %v", name, err)
+				t.Fatalf("%s not ready: %v", s.Name, err)
 			}
-			time.Sleep(100 * time.Millisecond)
+			// Fine-grained, since the restart time is read from this loop.
+			time.Sleep(20 * time.Millisecond)
 		}
 	}
-	return s
+	return time.Since(started)
 }
 
 // StartMetricstor starts the otelcol-metricstor binary on the default settings.
@@ -124,17 +173,13 @@ func StartMetricstor(t testing.TB, binary string) *Server {
 	cfg.RemoteWrite = harness.FreePorts(t, 1)[0]
 	cfg.Retention = "15d"
 	config := cfg.Write(t)
-	v := struct {
-		Write, PromQL int
-		DataDir       string
-	}{cfg.RemoteWrite, cfg.Ports.PromQL, cfg.DataDir}
-	query := "http://" + harness.Addr(v.PromQL)
-	return start(t, "metricstor", v.DataDir, "http://"+harness.Addr(v.Write)+"/api/v1/write", query,
-		binary, []string{"--config", config}, query+"/-/ready", "tcp://"+harness.Addr(v.Write))
+	query := cfg.Ports.PromQLURL()
+	return newServer(t, Metricstor, cfg.DataDir, "http://"+harness.Addr(cfg.RemoteWrite)+"/api/v1/write", query,
+		binary, []string{"--config", config}, query+"/-/ready", "tcp://"+harness.Addr(cfg.RemoteWrite))
 }
 
 // StartPrometheus starts Prometheus with its remote write receiver, nothing to scrape, and its
-// default TSDB settings on a temporary directory.
+// default TSDB settings (2 h blocks, 15 d retention) on a temporary directory.
 func StartPrometheus(t testing.TB, binary string) *Server {
 	t.Helper()
 	port := harness.FreePorts(t, 1)[0]
@@ -145,12 +190,147 @@ func StartPrometheus(t testing.TB, binary string) *Server {
 	}
 	data := filepath.Join(dir, "data")
 	base := "http://" + harness.Addr(port)
-	return start(t, "prometheus", data, base+"/api/v1/write", base, binary, []string{
+	return newServer(t, Prometheus, data, base+"/api/v1/write", base, binary, []string{
 		"--config.file=" + config,
 		"--storage.tsdb.path=" + data,
+		"--storage.tsdb.retention.time=15d",
 		"--web.listen-address=" + harness.Addr(port),
 		"--web.enable-remote-write-receiver",
 	}, base+"/-/ready")
+}
+
+// StartVictoriaMetrics starts the single-node VictoriaMetrics on a temporary directory, with the
+// retention of the others (15 d) and three query settings that make its answers comparable right
+// after ingestion: no latency offset (by default the last 30 s are hidden from queries), no
+// response cache (else repeated runs of a query measure the cache and a query right after a load
+// may answer from a stale one), and no limit on the series a query may touch below 10 M (its
+// default depends on the memory of the machine).
+func StartVictoriaMetrics(t testing.TB, binary string) *Server {
+	t.Helper()
+	port := harness.FreePorts(t, 1)[0]
+	data := filepath.Join(t.TempDir(), "data")
+	base := "http://" + harness.Addr(port)
+	return newServer(t, VictoriaMetrics, data, base+"/api/v1/write", base, binary, []string{
+		"-storageDataPath=" + data,
+		"-httpListenAddr=" + harness.Addr(port),
+		"-retentionPeriod=15d",
+		"-search.latencyOffset=0",
+		"-search.disableCache",
+		"-search.maxUniqueTimeseries=10000000",
+		"-loggerLevel=WARN",
+	}, base+"/health")
+}
+
+// VictoriaMetricsBinary returns $VICTORIAMETRICS_BINARY if set, else the binary
+// testbed/scripts/install-victoriametrics.sh installs. It fails the test when the file is missing.
+func VictoriaMetricsBinary(t testing.TB) string {
+	t.Helper()
+	path := os.Getenv(VictoriaMetricsEnv)
+	if path == "" {
+		root, err := harness.RepoRoot()
+		if err != nil {
+			t.Fatalf("locate victoria-metrics: %v", err)
+		}
+		path = filepath.Join(root, "bin", "tools", "victoriametrics-"+VictoriaMetricsVersion, "victoria-metrics")
+	}
+	if _, err := os.Stat(path); err != nil {
+		t.Fatalf("victoria-metrics binary not found (%v): run `make victoriametrics`, or set %s", err, VictoriaMetricsEnv)
+	}
+	return path
+}
+
+// Flush makes everything acknowledged visible to queries. Prometheus and Metricstor need nothing;
+// VictoriaMetrics keeps the last second or two of ingested rows in memory buffers that queries
+// do not see, until /internal/force_flush.
+func (s *Server) Flush(t testing.TB) {
+	t.Helper()
+	if s.Name == VictoriaMetrics {
+		get(t, s.QueryURL+"/internal/force_flush")
+	}
+}
+
+// Compact runs the store's own compaction of what was loaded, where the store offers one, and
+// waits until the server is idle. VictoriaMetrics: a flush, then a forced merge of its partitions
+// (run in the background; vm_active_force_merges says when it is over). Prometheus compacts its
+// head into 2 h blocks by itself once it spans 3 h (the last 2-3 h stay in the head and its WAL,
+// as in any running Prometheus), and Metricstor has nothing to call: both are given time to
+// finish what they started.
+func (s *Server) Compact(t testing.TB) {
+	t.Helper()
+	if s.Name == VictoriaMetrics {
+		s.Flush(t)
+		get(t, s.QueryURL+"/internal/force_merge")
+		deadline := time.Now().Add(5 * time.Minute)
+		// The merge starts in a goroutine: give it a moment to count itself in.
+		time.Sleep(200 * time.Millisecond)
+		for {
+			n, err := metricValue(s.QueryURL+"/metrics", "vm_active_force_merges")
+			if err != nil {
+				t.Fatalf("%s: %v", s.Name, err)
+			}
+			if n == 0 {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: forced merge still running after 5 minutes", s.Name)
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+	}
+	if _, err := Settle(s.Pid(), time.Second, 2*time.Minute); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// DiskBytes returns the bytes of the data directory without the caches it keeps on disk, and
+// those caches: VictoriaMetrics persists caches (series names, IDs, ...) into cache/ at shutdown
+// and rebuilds them when they are gone; the others keep none.
+func (s *Server) DiskBytes() (data, cache int64, err error) {
+	total, err := DirBytes(s.DataDir)
+	if err != nil || s.Name != VictoriaMetrics {
+		return total, 0, err
+	}
+	dir := filepath.Join(s.DataDir, "cache")
+	if _, err := os.Stat(dir); err != nil {
+		return total, 0, nil
+	}
+	cache, err = DirBytes(dir)
+	return total - cache, cache, err
+}
+
+func get(t testing.TB, u string) {
+	t.Helper()
+	client := &http.Client{Timeout: 5 * time.Minute}
+	resp, err := client.Get(u)
+	if err != nil {
+		t.Fatalf("GET %s: %v", u, err)
+	}
+	body, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
+	_ = resp.Body.Close()
+	if resp.StatusCode/100 != 2 {
+		t.Fatalf("GET %s: %s: %s", u, resp.Status, body)
+	}
+}
+
+// metricValue reads one unlabelled sample from a Prometheus text exposition.
+func metricValue(u, name string) (float64, error) {
+	client := &http.Client{Timeout: 30 * time.Second}
+	resp, err := client.Get(u)
+	if err != nil {
+		return 0, err
+	}
+	defer resp.Body.Close()
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	for sc.Scan() {
+		if v, ok := strings.CutPrefix(sc.Text(), name+" "); ok {
+			return strconv.ParseFloat(strings.TrimSpace(v), 64)
+		}
+	}
+	if err := sc.Err(); err != nil {
+		return 0, err
+	}
+	return 0, fmt.Errorf("GET %s: no sample %s", u, name)
 }
 
 type syncBuffer struct {

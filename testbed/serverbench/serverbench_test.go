@@ -8,6 +8,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"syscall"
@@ -21,30 +22,80 @@ import (
 
 // Environment of the benchmark (make bench-server sets the first one and the binaries).
 const (
-	enableEnv  = "METRICSTOR_SERVERBENCH"     // must be 1, else the test skips
-	seriesEnv  = "SERVERBENCH_SERIES"         // default 100,000
-	samplesEnv = "SERVERBENCH_SAMPLES"        // default 100
-	sendersEnv = "SERVERBENCH_SENDERS"        // default 4
-	systemsEnv = "SERVERBENCH_SYSTEMS"        // default "prometheus,metricstor"
-	outEnv     = "SERVERBENCH_OUT"            // file the table is written to; default <repo>/bin/serverbench.txt
-	timeoutEnv = "SERVERBENCH_LOAD_TIMEOUT_S" // bound of each system's load, seconds; default 600
+	enableEnv     = "METRICSTOR_SERVERBENCH"     // must be 1, else the test skips
+	seriesEnv     = "SERVERBENCH_SERIES"         // ingestion: series, default 100,000; 0 skips the ingestion part
+	samplesEnv    = "SERVERBENCH_SAMPLES"        // ingestion: samples per series, default 100
+	sendersEnv    = "SERVERBENCH_SENDERS"        // default 4
+	daySeriesEnv  = "SERVERBENCH_DAY_SERIES"     // the day: series, default 2,000; 0 skips the day and its queries
+	dayHoursEnv   = "SERVERBENCH_DAY_HOURS"      // the day: hours of samples 15 s apart, default 24
+	queryRunsEnv  = "SERVERBENCH_QUERY_RUNS"     // runs of each range query per server, default 3
+	systemsEnv    = "SERVERBENCH_SYSTEMS"        // default "prometheus,victoriametrics,metricstor"
+	outEnv        = "SERVERBENCH_OUT"            // file the table is written to; default <repo>/bin/serverbench.txt
+	timeoutEnv    = "SERVERBENCH_LOAD_TIMEOUT_S" // bound of each load, seconds; default 600
+	defaultSystem = Prometheus + "," + VictoriaMetrics + "," + Metricstor
 )
 
-// result is what one system measured.
-type result struct {
-	name                string
+// dayWindow is the number of rounds (15 s each) sent before all senders wait for each other while
+// loading the day: the senders stay within 10 minutes of sample time of each other, so a store
+// that accepts samples in order only within some window behind its newest (Prometheus: 1 h below
+// its head's maximum time) gets every series in order.
+const dayWindow = 40
+
+// ingestResult is what one system measured under the ingestion load.
+type ingestResult struct {
 	newStats, steady    loadgen.Stats
 	newCPU, steadyCPU   time.Duration // server CPU (user+sys) of each phase, settling included
 	newSettle, stSettle time.Duration
 	peakRSS, endRSS     int64 // bytes, after the load, before the queries
-	diskLive, diskStop  int64 // data directory after the load, and after a clean stop
+	diskLive, diskStop  int64 // data directory after the load, and after a clean stop (caches left out)
+	cache               int64 // caches kept on disk (VictoriaMetrics' cache/), after the stop
 	series, samples     int64 // counted back by PromQL
 	queryTime           time.Duration
 	diskFiles           []string      // the data directory after the stop, by kind of file
 	clientCPU           time.Duration // the load generator's CPU (this process), both phases
 }
 
-func (r result) cpuPerSample(cpu time.Duration, s loadgen.Stats) float64 {
+// dayResult is what one system measured with the day loaded.
+type dayResult struct {
+	load                     loadgen.Stats
+	loadCPU                  time.Duration // server CPU of the load and its settling
+	compactTime              time.Duration // the store's own compaction or flush, and settling
+	peakRSS                  int64
+	disk                     int64 // after compaction and a clean stop (caches left out)
+	cache                    int64 // caches kept on disk (VictoriaMetrics' cache/)
+	diskFiles                []string
+	blockBytes, blockSamples int64 // Prometheus: its persisted blocks, from their meta.json
+	restart                  time.Duration
+	series, samples          int64
+	queries                  []queryResult
+}
+
+type queryResult struct {
+	runs []time.Duration
+	ans  answer // of the first run
+	diff string // against Prometheus's answer; set once every system ran
+}
+
+type sysResult struct {
+	name   string
+	ingest *ingestResult
+	day    *dayResult
+}
+
+type benchConfig struct {
+	ingest      loadgen.Config
+	day         loadgen.Config
+	dayHours    int
+	queryRuns   int
+	skipIngest  bool
+	skipDay     bool
+	ticks       int64
+	dayEnd      time.Time
+	systemNames []string
+	compared    bool // Prometheus ran the day, the others' answers were compared with its
+}
+
+func (r ingestResult) cpuPerSample(cpu time.Duration, s loadgen.Stats) float64 {
 	return float64(cpu.Nanoseconds()) / 1e3 / float64(s.Samples)
 }
 
@@ -52,49 +103,76 @@ func TestServerBench(t *testing.T) {
 	if os.Getenv(enableEnv) != "1" {
 		t.Skipf("the server benchmark runs with `make bench-server` (%s=1)", enableEnv)
 	}
-	cfg := loadgen.DefaultConfig()
-	cfg.Series = envInt(t, seriesEnv, cfg.Series)
-	cfg.Samples = envInt(t, samplesEnv, cfg.Samples)
-	cfg.Senders = envInt(t, sendersEnv, cfg.Senders)
-	cfg.Timeout = time.Duration(envInt(t, timeoutEnv, 600)) * time.Second
-	if cfg.Samples < 2 {
+	var bc benchConfig
+	bc.ingest = loadgen.DefaultConfig()
+	bc.ingest.Series = envInt(t, seriesEnv, bc.ingest.Series)
+	bc.ingest.Samples = envInt(t, samplesEnv, bc.ingest.Samples)
+	bc.ingest.Senders = envInt(t, sendersEnv, bc.ingest.Senders)
+	bc.ingest.Timeout = time.Duration(envInt(t, timeoutEnv, 600)) * time.Second
+	bc.skipIngest = bc.ingest.Series == 0
+	if !bc.skipIngest && bc.ingest.Samples < 2 {
 		t.Fatalf("%s must be at least 2 (a new-series round and a steady one)", samplesEnv)
 	}
-	systems := strings.Split(envString(systemsEnv, "prometheus,metricstor"), ",")
-	ticks := ClockTicks()
+	bc.dayHours = envInt(t, dayHoursEnv, 24)
+	bc.day = loadgen.DefaultConfig()
+	bc.day.Series = envInt(t, daySeriesEnv, 2000)
+	bc.day.Senders = bc.ingest.Senders
+	bc.day.Samples = bc.dayHours * 3600 / 15
+	bc.day.Timeout = bc.ingest.Timeout
+	bc.skipDay = bc.day.Series == 0
+	// One end for every system, on a whole minute like the queries' steps, so that every store
+	// holds the same samples and answers the same question.
+	bc.dayEnd = time.Now().Truncate(time.Minute)
+	bc.day.End = bc.dayEnd
+	bc.queryRuns = envInt(t, queryRunsEnv, 3)
+	if bc.queryRuns < 1 || bc.dayHours < 1 {
+		t.Fatalf("%s and %s must be at least 1", queryRunsEnv, dayHoursEnv)
+	}
+	bc.systemNames = strings.Split(envString(systemsEnv, defaultSystem), ",")
+	bc.ticks = ClockTicks()
 	loadBefore := loadavg()
 	started := time.Now()
 
-	var results []result
-	for _, name := range systems {
-		var r result
-		ok := t.Run(name, func(t *testing.T) {
-			var srv *Server
+	var results []sysResult
+	for _, name := range bc.systemNames {
+		start := func(t *testing.T) *Server {
 			switch name {
-			case "metricstor":
-				srv = StartMetricstor(t, harness.Binary(t))
-			case "prometheus":
-				srv = StartPrometheus(t, conformance.PrometheusBinary(t))
-			default:
-				t.Fatalf("unknown system %q in %s", name, systemsEnv)
+			case Metricstor:
+				return StartMetricstor(t, harness.Binary(t))
+			case Prometheus:
+				return StartPrometheus(t, conformance.PrometheusBinary(t))
+			case VictoriaMetrics:
+				return StartVictoriaMetrics(t, VictoriaMetricsBinary(t))
 			}
-			r = runOne(t, srv, cfg, ticks)
-		})
-		if !ok {
+			t.Fatalf("unknown system %q in %s (known: %s)", name, systemsEnv, defaultSystem)
+			return nil
+		}
+		r := sysResult{name: name}
+		if !bc.skipIngest && !t.Run(name+"/ingest", func(t *testing.T) { r.ingest = runIngest(t, start(t), bc) }) {
+			t.FailNow()
+		}
+		if !bc.skipDay && !t.Run(name+"/day", func(t *testing.T) { r.day = runDay(t, start(t), bc) }) {
 			t.FailNow()
 		}
 		results = append(results, r)
 	}
+	bc.compared = compareAnswers(results)
 
 	var b strings.Builder
-	fmt.Fprintf(&b, "server ingestion benchmark: %d series × %d samples (remote write 1.0, batches of %d, %d senders, 15 s apart)\n",
-		cfg.Series, cfg.Samples, cfg.BatchSize, cfg.Senders)
-	fmt.Fprintf(&b, "load average before: %s, after: %s; %d clock ticks/s; run %s\n\n", loadBefore, loadavg(), ticks, time.Since(started).Round(time.Second))
-	b.WriteString(table(results, cfg))
-	b.WriteString("\ndata directories after the stop, bytes:\n")
-	for _, r := range results {
-		fmt.Fprintf(&b, "  %s: %s\n", r.name, strings.Join(r.diskFiles, " "))
+	fmt.Fprintf(&b, "server benchmark, %s: %s\n", time.Now().UTC().Format("2006-01-02 15:04 UTC"), strings.Join(bc.systemNames, ", "))
+	fmt.Fprintf(&b, "machine: %d CPUs (%s); load average before: %s, after: %s; %d clock ticks/s; run %s\n",
+		runtime.NumCPU(), cpuModel(), loadBefore, loadavg(), bc.ticks, time.Since(started).Round(time.Second))
+	if !bc.skipIngest {
+		fmt.Fprintf(&b, "ingestion: %d series × %d samples (remote write 1.0, batches of %d, %d senders, 15 s apart, the last now)\n",
+			bc.ingest.Series, bc.ingest.Samples, bc.ingest.BatchSize, bc.ingest.Senders)
 	}
+	if !bc.skipDay {
+		fmt.Fprintf(&b, "day: %d series × %d samples (%d h, 15 s apart, ending %s), loaded oldest first; %d range queries over it, step 60 s, %d runs each\n",
+			bc.day.Series, bc.day.Samples, bc.dayHours, bc.dayEnd.UTC().Format("15:04"), len(DayQueries), bc.queryRuns)
+	}
+	b.WriteString("ratios: Metricstor's figure over the peer's (below 1 is better, except for throughput)\n\n")
+	b.WriteString(table(results, bc))
+	b.WriteString(details(results, bc))
 	out := os.Getenv(outEnv)
 	if out == "" {
 		root, err := harness.RepoRoot()
@@ -113,10 +191,11 @@ func TestServerBench(t *testing.T) {
 	fmt.Printf("written to %s\n", out)
 }
 
-// runOne loads srv with the new-series round, then the steady rounds, measuring each, then
+// runIngest loads srv with the new-series round, then the steady rounds, measuring each, then
 // checks the counts and stops it.
-func runOne(t *testing.T, srv *Server, cfg loadgen.Config, ticks int64) result {
-	r := result{name: srv.Name}
+func runIngest(t *testing.T, srv *Server, bc benchConfig) *ingestResult {
+	r := &ingestResult{}
+	cfg := bc.ingest
 	pid := srv.Pid()
 	cfg.URL = srv.WriteURL
 	g, err := loadgen.New(cfg)
@@ -131,14 +210,7 @@ func runOne(t *testing.T, srv *Server, cfg loadgen.Config, ticks int64) result {
 	if _, err := Settle(pid, 500*time.Millisecond, 10*time.Second); err != nil {
 		t.Fatal(err)
 	}
-	cpu := func() int64 {
-		n, err := CPUTicks(pid)
-		if err != nil {
-			t.Fatalf("read the CPU time of %s: %v", srv.Name, err)
-		}
-		return n
-	}
-	toDur := func(n int64) time.Duration { return time.Duration(n) * time.Second / time.Duration(ticks) }
+	cpu := cpuReader(t, srv, bc.ticks)
 	phase := func(from, to int) (loadgen.Stats, time.Duration, time.Duration) {
 		c0, own0 := cpu(), selfCPU()
 		s, err := g.Run(ctx, from, to)
@@ -151,14 +223,16 @@ func runOne(t *testing.T, srv *Server, cfg loadgen.Config, ticks int64) result {
 		if err != nil {
 			t.Fatal(err)
 		}
-		return s, toDur(cpu() - c0), settle
+		return s, cpu() - c0, settle
 	}
 	r.newStats, r.newCPU, r.newSettle = phase(0, 1)
-	t.Logf("%s new series: %d samples in %s, server CPU %s (settled in %s), %d retries",
-		srv.Name, r.newStats.Samples, r.newStats.Elapsed.Round(time.Millisecond), r.newCPU, r.newSettle.Round(time.Millisecond), r.newStats.Retries)
+	t.Logf("%s new series: %d samples in %s, server CPU %s (settled in %s), %d retries, latency p50 %s p99 %s",
+		srv.Name, r.newStats.Samples, r.newStats.Elapsed.Round(time.Millisecond), r.newCPU, r.newSettle.Round(time.Millisecond),
+		r.newStats.Retries, r.newStats.Latency(0.5), r.newStats.Latency(0.99))
 	r.steady, r.steadyCPU, r.stSettle = phase(1, cfg.Samples)
-	t.Logf("%s steady: %d samples in %s, server CPU %s (settled in %s), %d retries",
-		srv.Name, r.steady.Samples, r.steady.Elapsed.Round(time.Millisecond), r.steadyCPU, r.stSettle.Round(time.Millisecond), r.steady.Retries)
+	t.Logf("%s steady: %d samples in %s, server CPU %s (settled in %s), %d retries, latency p50 %s p99 %s",
+		srv.Name, r.steady.Samples, r.steady.Elapsed.Round(time.Millisecond), r.steadyCPU, r.stSettle.Round(time.Millisecond),
+		r.steady.Retries, r.steady.Latency(0.5), r.steady.Latency(0.99))
 
 	if r.peakRSS, err = StatusKB(pid, "VmHWM"); err != nil {
 		t.Fatal(err)
@@ -166,30 +240,19 @@ func runOne(t *testing.T, srv *Server, cfg loadgen.Config, ticks int64) result {
 	if r.endRSS, err = StatusKB(pid, "VmRSS"); err != nil {
 		t.Fatal(err)
 	}
-	if r.diskLive, err = DirBytes(srv.DataDir); err != nil {
-		t.Fatal(err)
-	}
-
-	// Everything must be there: a benchmark that lost data fails.
-	end := g.Timestamp(cfg.Samples - 1)
-	span := time.Duration(cfg.Samples) * cfg.Interval
 	q0 := time.Now()
-	r.series = queryScalar(t, srv.QueryURL, `count({__name__=~".+"})`, end)
-	// count_over_time drops the metric name, and series of different names can have the same
-	// other labels: one query per name.
-	for _, name := range loadgen.MetricNames() {
-		r.samples += queryScalar(t, srv.QueryURL, fmt.Sprintf(`sum(count_over_time(%s{job=%q}[%ds]))`, name, loadgen.Job, int(span.Seconds())), end)
-	}
+	r.series, r.samples = countBack(t, srv, g, cfg)
 	r.queryTime = time.Since(q0)
-	if r.series != int64(cfg.Series) || r.samples != g.TotalSamples() {
-		t.Errorf("%s lost data: %d series and %d samples counted back, %d and %d sent", srv.Name, r.series, r.samples, cfg.Series, g.TotalSamples())
+	// After the count, which made VictoriaMetrics write out its in-memory buffers.
+	if r.diskLive, _, err = srv.DiskBytes(); err != nil {
+		t.Fatal(err)
 	}
 	if sent := r.newStats.Samples + r.steady.Samples; sent != g.TotalSamples() {
 		t.Errorf("%s: %d samples acknowledged, %d sent", srv.Name, sent, g.TotalSamples())
 	}
 
 	srv.Stop(t, 3*time.Minute)
-	if r.diskStop, err = DirBytes(srv.DataDir); err != nil {
+	if r.diskStop, r.cache, err = srv.DiskBytes(); err != nil {
 		t.Fatal(err)
 	}
 	if r.diskFiles, err = DirBreakdown(srv.DataDir); err != nil {
@@ -198,6 +261,163 @@ func runOne(t *testing.T, srv *Server, cfg loadgen.Config, ticks int64) result {
 	t.Logf("%s: peak RSS %.1f MB, disk %d B live, %d B after stop; counts checked in %s",
 		srv.Name, mb(r.peakRSS), r.diskLive, r.diskStop, r.queryTime.Round(time.Millisecond))
 	return r
+}
+
+// runDay loads the day into srv oldest first, lets the store compact it, stops it (disk), starts
+// it again (restart time) and runs the range queries.
+func runDay(t *testing.T, srv *Server, bc benchConfig) *dayResult {
+	r := &dayResult{}
+	cfg := bc.day
+	cfg.URL = srv.WriteURL
+	g, err := loadgen.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	if err := g.SendMetadata(ctx); err != nil {
+		t.Fatalf("metadata: %v", err)
+	}
+	if _, err := Settle(srv.Pid(), 500*time.Millisecond, 10*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	cpu := cpuReader(t, srv, bc.ticks)
+	c0 := cpu()
+	for from := 0; from < cfg.Samples; from += dayWindow {
+		s, err := g.Run(ctx, from, min(from+dayWindow, cfg.Samples))
+		if err != nil {
+			t.Fatalf("%s, the day, rounds [%d, %d): %v", srv.Name, from, min(from+dayWindow, cfg.Samples), err)
+		}
+		r.load = r.load.Add(s)
+	}
+	if _, err := Settle(srv.Pid(), 500*time.Millisecond, 30*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	r.loadCPU = cpu() - c0
+	t.Logf("%s day: %d samples in %s, server CPU %s, %d retries, latency p50 %s p99 %s",
+		srv.Name, r.load.Samples, r.load.Elapsed.Round(time.Millisecond), r.loadCPU, r.load.Retries, r.load.Latency(0.5), r.load.Latency(0.99))
+
+	t0 := time.Now()
+	srv.Compact(t)
+	r.compactTime = time.Since(t0)
+	r.series, r.samples = countBack(t, srv, g, cfg)
+	if r.peakRSS, err = StatusKB(srv.Pid(), "VmHWM"); err != nil {
+		t.Fatal(err)
+	}
+	srv.Stop(t, 3*time.Minute)
+	if r.disk, r.cache, err = srv.DiskBytes(); err != nil {
+		t.Fatal(err)
+	}
+	if r.diskFiles, err = DirBreakdown(srv.DataDir); err != nil {
+		t.Fatal(err)
+	}
+	if srv.Name == Prometheus {
+		if r.blockBytes, r.blockSamples, err = prometheusBlocks(srv.DataDir); err != nil {
+			t.Fatal(err)
+		}
+	}
+	r.restart = srv.Restart(t)
+	t.Logf("%s day: compaction %s, disk %d B after stop, restart %s", srv.Name, r.compactTime.Round(time.Millisecond), r.disk, r.restart.Round(time.Millisecond))
+
+	start := bc.dayEnd.Add(-time.Duration(bc.dayHours) * time.Hour)
+	for _, q := range DayQueries {
+		var qr queryResult
+		for i := range bc.queryRuns {
+			d, a := queryRange(srv.QueryURL, q, start, bc.dayEnd, time.Minute)
+			qr.runs = append(qr.runs, d)
+			if i == 0 {
+				qr.ans = a
+			}
+		}
+		if qr.ans.err != "" {
+			t.Logf("%s: %s: %s", srv.Name, q, qr.ans.err)
+		}
+		r.queries = append(r.queries, qr)
+	}
+	srv.Stop(t, 3*time.Minute)
+	return r
+}
+
+// countBack counts the series and samples of g's run in srv with PromQL, and fails the test unless
+// they are all there: a benchmark that lost data measured nothing.
+func countBack(t *testing.T, srv *Server, g *loadgen.Generator, cfg loadgen.Config) (series, samples int64) {
+	t.Helper()
+	srv.Flush(t)
+	end := g.Timestamp(cfg.Samples - 1)
+	span := time.Duration(cfg.Samples) * cfg.Interval
+	series = queryScalar(t, srv.QueryURL, `count({__name__=~".+"})`, end)
+	// count_over_time drops the metric name, and series of different names can have the same
+	// other labels: one query per name.
+	for _, name := range loadgen.MetricNames() {
+		samples += queryScalar(t, srv.QueryURL, fmt.Sprintf(`sum(count_over_time(%s{job=%q}[%ds]))`, name, loadgen.Job, int(span.Seconds())), end)
+	}
+	if series != int64(cfg.Series) || samples != g.TotalSamples() {
+		t.Errorf("%s lost data: %d series and %d samples counted back, %d and %d sent", srv.Name, series, samples, cfg.Series, g.TotalSamples())
+	}
+	return series, samples
+}
+
+func cpuReader(t *testing.T, srv *Server, ticks int64) func() time.Duration {
+	return func() time.Duration {
+		n, err := CPUTicks(srv.Pid())
+		if err != nil {
+			t.Fatalf("read the CPU time of %s: %v", srv.Name, err)
+		}
+		return time.Duration(n) * time.Second / time.Duration(ticks)
+	}
+}
+
+// prometheusBlocks sums the bytes and the samples (meta.json's stats.numSamples) of the
+// persisted blocks of a Prometheus data directory: what its compaction made of the day, without
+// the head's WAL and chunks.
+func prometheusBlocks(dir string) (bytes, samples int64, err error) {
+	metas, err := filepath.Glob(filepath.Join(dir, "*", "meta.json"))
+	if err != nil {
+		return 0, 0, err
+	}
+	for _, m := range metas {
+		data, err := os.ReadFile(m)
+		if err != nil {
+			return 0, 0, err
+		}
+		var meta struct {
+			Stats struct {
+				NumSamples int64 `json:"numSamples"`
+			} `json:"stats"`
+		}
+		if err := json.Unmarshal(data, &meta); err != nil {
+			return 0, 0, fmt.Errorf("%s: %v", m, err)
+		}
+		n, err := DirBytes(filepath.Dir(m))
+		if err != nil {
+			return 0, 0, err
+		}
+		bytes += n
+		samples += meta.Stats.NumSamples
+	}
+	return bytes, samples, nil
+}
+
+// compareAnswers sets the diff of every query of every system against Prometheus's answer, and
+// reports whether there was one to compare with.
+func compareAnswers(results []sysResult) bool {
+	var ref *dayResult
+	for _, r := range results {
+		if r.name == Prometheus {
+			ref = r.day
+		}
+	}
+	if ref == nil {
+		return false
+	}
+	for _, r := range results {
+		if r.day == nil || r.name == Prometheus {
+			continue
+		}
+		for i := range r.day.queries {
+			r.day.queries[i].diff = diffAnswers(ref.queries[i].ans, r.day.queries[i].ans)
+		}
+	}
+	return true
 }
 
 // queryScalar runs an instant query at time ms that must return one sample, and returns its value
@@ -242,53 +462,261 @@ func queryScalar(t *testing.T, base, query string, ms int64) int64 {
 	return int64(f)
 }
 
-func table(results []result, cfg loadgen.Config) string {
+// row is one figure of the table. value returns the cell and, when the figure is a number that a
+// ratio makes sense of, the number.
+type row struct {
+	label string
+	value func(r sysResult) (string, float64, bool)
+}
+
+func table(results []sysResult, bc benchConfig) string {
+	var m *sysResult
+	var peers []sysResult
+	for i, r := range results {
+		if r.name == Metricstor {
+			m = &results[i]
+		} else {
+			peers = append(peers, r)
+		}
+	}
+	if m == nil {
+		peers = nil
+	}
 	var b strings.Builder
 	b.WriteString("| figure |")
 	for _, r := range results {
 		fmt.Fprintf(&b, " %s |", r.name)
 	}
+	for _, p := range peers {
+		fmt.Fprintf(&b, " metricstor / %s |", p.name)
+	}
 	b.WriteString("\n|---|")
-	for range results {
+	for range len(results) + len(peers) {
 		b.WriteString("---|")
 	}
-	row := func(label string, f func(r result) string) {
-		fmt.Fprintf(&b, "\n| %s |", label)
+	emit := func(rw row) {
+		fmt.Fprintf(&b, "\n| %s |", rw.label)
 		for _, r := range results {
-			fmt.Fprintf(&b, " %s |", f(r))
+			s, _, _ := rw.value(r)
+			fmt.Fprintf(&b, " %s |", s)
+		}
+		for _, p := range peers {
+			_, mv, mok := rw.value(*m)
+			_, pv, pok := rw.value(p)
+			if mok && pok && pv != 0 {
+				fmt.Fprintf(&b, " %.2f |", mv/pv)
+			} else {
+				b.WriteString(" |")
+			}
 		}
 	}
-	row("server CPU-µs per ingested sample, new series / steady", func(r result) string {
-		return fmt.Sprintf("%.2f / %.2f", r.cpuPerSample(r.newCPU, r.newStats), r.cpuPerSample(r.steadyCPU, r.steady))
-	})
-	row(fmt.Sprintf("peak RSS (VmHWM) with %d active series, MB", cfg.Series), func(r result) string {
-		return fmt.Sprintf("%.0f", mb(r.peakRSS))
-	})
-	row(fmt.Sprintf("disk bytes per sample after %d samples/series (clean stop; live)", cfg.Samples), func(r result) string {
-		return fmt.Sprintf("%.2f (%.2f)", perSample(r.diskStop, r), perSample(r.diskLive, r))
-	})
-	row("server CPU seconds, new series / steady", func(r result) string {
-		return fmt.Sprintf("%.2f / %.2f", r.newCPU.Seconds(), r.steadyCPU.Seconds())
-	})
-	row("wall seconds of the load, new series / steady (settling after)", func(r result) string {
-		return fmt.Sprintf("%.2f / %.2f (%.1f, %.1f)", r.newStats.Elapsed.Seconds(), r.steady.Elapsed.Seconds(), r.newSettle.Seconds(), r.stSettle.Seconds())
-	})
-	row("steady throughput, samples/s (client wall time)", func(r result) string {
-		return fmt.Sprintf("%.0f", r.steady.SamplesPerSecond())
-	})
-	row("load generator CPU-µs per sample (same machine, competes for the 2 cores)", func(r result) string {
-		return fmt.Sprintf("%.2f", float64(r.clientCPU.Nanoseconds())/1e3/float64(r.newStats.Samples+r.steady.Samples))
-	})
-	row("RSS at the end of the load, MB", func(r result) string { return fmt.Sprintf("%.0f", mb(r.endRSS)) })
-	row("retries (5xx/429)", func(r result) string { return fmt.Sprint(r.newStats.Retries + r.steady.Retries) })
-	row("series / samples counted back by PromQL (checked exact)", func(r result) string {
-		return fmt.Sprintf("%d / %d (%.1f s)", r.series, r.samples, r.queryTime.Seconds())
-	})
+	section := func(title string) {
+		fmt.Fprintf(&b, "\n| **%s** |", title)
+		for range len(results) + len(peers) {
+			b.WriteString(" |")
+		}
+	}
+	num := func(format string, f func(r sysResult) (float64, bool)) func(r sysResult) (string, float64, bool) {
+		return func(r sysResult) (string, float64, bool) {
+			v, ok := f(r)
+			if !ok {
+				return "–", 0, false
+			}
+			return fmt.Sprintf(format, v), v, true
+		}
+	}
+	ing := func(format string, f func(r *ingestResult) float64) func(r sysResult) (string, float64, bool) {
+		return num(format, func(r sysResult) (float64, bool) {
+			if r.ingest == nil {
+				return 0, false
+			}
+			return f(r.ingest), true
+		})
+	}
+	day := func(format string, f func(r *dayResult) float64) func(r sysResult) (string, float64, bool) {
+		return num(format, func(r sysResult) (float64, bool) {
+			if r.day == nil {
+				return 0, false
+			}
+			return f(r.day), true
+		})
+	}
+	ms := func(d time.Duration) float64 { return float64(d.Microseconds()) / 1e3 }
+
+	if !bc.skipIngest {
+		section(fmt.Sprintf("ingestion, %d series × %d samples", bc.ingest.Series, bc.ingest.Samples))
+		for _, rw := range []row{
+			{"server CPU-µs per sample, new series", ing("%.2f", func(r *ingestResult) float64 { return r.cpuPerSample(r.newCPU, r.newStats) })},
+			{"server CPU-µs per sample, steady", ing("%.2f", func(r *ingestResult) float64 { return r.cpuPerSample(r.steadyCPU, r.steady) })},
+			{"request latency p50 / p99, new series, ms", pair(ing("%.1f", func(r *ingestResult) float64 { return ms(r.newStats.Latency(0.5)) }),
+				ing("%.1f", func(r *ingestResult) float64 { return ms(r.newStats.Latency(0.99)) }))},
+			{"request latency p50, steady, ms", ing("%.1f", func(r *ingestResult) float64 { return ms(r.steady.Latency(0.5)) })},
+			{"request latency p99, steady, ms", ing("%.1f", func(r *ingestResult) float64 { return ms(r.steady.Latency(0.99)) })},
+			{"peak RSS (VmHWM), MB", ing("%.0f", func(r *ingestResult) float64 { return mb(r.peakRSS) })},
+			{"disk after a clean stop, MB", ing("%.1f", func(r *ingestResult) float64 { return mb(r.diskStop) })},
+			{"caches on disk (VictoriaMetrics' cache/, left out above), MB", onlyVM(ing("%.1f", func(r *ingestResult) float64 { return mb(r.cache) }))},
+			{"disk bytes per sample after the stop (live)", pair(ing("%.2f", func(r *ingestResult) float64 { return perSample(r.diskStop, r) }),
+				ing("%.2f", func(r *ingestResult) float64 { return perSample(r.diskLive, r) }))},
+			{"steady throughput, samples/s (client wall time)", ing("%.0f", func(r *ingestResult) float64 { return r.steady.SamplesPerSecond() })},
+			{"server CPU seconds, new series + steady", ing("%.1f", func(r *ingestResult) float64 { return (r.newCPU + r.steadyCPU).Seconds() })},
+			{"load generator CPU-µs per sample (competes for the same cores)", ing("%.2f", func(r *ingestResult) float64 {
+				return float64(r.clientCPU.Nanoseconds()) / 1e3 / float64(r.newStats.Samples+r.steady.Samples)
+			})},
+			{"retries (5xx/429)", ing("%.0f", func(r *ingestResult) float64 { return float64(r.newStats.Retries + r.steady.Retries) })},
+			{"series / samples counted back (checked exact)", text(func(r sysResult) string {
+				if r.ingest == nil {
+					return "–"
+				}
+				return fmt.Sprintf("%d / %d", r.ingest.series, r.ingest.samples)
+			})},
+		} {
+			emit(rw)
+		}
+	}
+	if !bc.skipDay {
+		section(fmt.Sprintf("the day, %d series × %d samples", bc.day.Series, bc.day.Samples))
+		for _, rw := range []row{
+			{"load: server CPU-µs per sample", day("%.2f", func(r *dayResult) float64 { return float64(r.loadCPU.Nanoseconds()) / 1e3 / float64(r.load.Samples) })},
+			{"load: wall seconds (client)", day("%.1f", func(r *dayResult) float64 { return r.load.Elapsed.Seconds() })},
+			{"load: request latency p99, ms", day("%.1f", func(r *dayResult) float64 { return ms(r.load.Latency(0.99)) })},
+			{"peak RSS (VmHWM) after the load, MB", day("%.0f", func(r *dayResult) float64 { return mb(r.peakRSS) })},
+			{"compaction / flush and settling, s", day("%.1f", func(r *dayResult) float64 { return r.compactTime.Seconds() })},
+			{"disk after compaction and a clean stop, MB", day("%.1f", func(r *dayResult) float64 { return mb(r.disk) })},
+			{"caches on disk (VictoriaMetrics' cache/, left out above), MB", onlyVM(day("%.1f", func(r *dayResult) float64 { return mb(r.cache) }))},
+			{"disk bytes per sample", day("%.2f", func(r *dayResult) float64 { return float64(r.disk) / float64(r.load.Samples) })},
+			{"restart: start until ready, s", day("%.2f", func(r *dayResult) float64 { return r.restart.Seconds() })},
+			{"series / samples counted back (checked exact)", text(func(r sysResult) string {
+				if r.day == nil {
+					return "–"
+				}
+				return fmt.Sprintf("%d / %d", r.day.series, r.day.samples)
+			})},
+		} {
+			emit(rw)
+		}
+		section(fmt.Sprintf("range queries over the day, step 60 s, median of %d runs, ms (≠: answer differs from Prometheus's)", bc.queryRuns))
+		for i, q := range DayQueries {
+			emit(row{fmt.Sprintf("q%d `%s`", i+1, q), func(r sysResult) (string, float64, bool) {
+				if r.day == nil {
+					return "–", 0, false
+				}
+				qr := r.day.queries[i]
+				v := ms(median(qr.runs))
+				s := fmt.Sprintf("%.1f", v)
+				switch {
+				case qr.ans.err != "":
+					s += " (error)"
+				case qr.diff != "":
+					s += " ≠"
+				}
+				return s, v, true
+			}})
+		}
+		emit(row{"total of the medians, ms", day("%.1f", func(r *dayResult) float64 {
+			var sum time.Duration
+			for _, q := range r.queries {
+				sum += median(q.runs)
+			}
+			return ms(sum)
+		})})
+		emit(row{"answers equal to Prometheus's", text(func(r sysResult) string {
+			switch {
+			case r.day == nil:
+				return "–"
+			case r.name == Prometheus:
+				return "reference"
+			case !bc.compared:
+				return "not compared (Prometheus did not run)"
+			}
+			same := 0
+			for _, q := range r.day.queries {
+				if q.diff == "" && q.ans.err == "" {
+					same++
+				}
+			}
+			return fmt.Sprintf("%d of %d", same, len(r.day.queries))
+		})})
+	}
 	b.WriteString("\n")
 	return b.String()
 }
 
-func perSample(bytes int64, r result) float64 {
+// details lists what the table summarizes: data directories by kind of file, the size of each
+// answer, and the first difference of every answer that is not Prometheus's.
+func details(results []sysResult, bc benchConfig) string {
+	var b strings.Builder
+	for _, r := range results {
+		if r.ingest != nil {
+			fmt.Fprintf(&b, "\n%s, ingestion: data directory after the stop, bytes: %s", r.name, strings.Join(r.ingest.diskFiles, " "))
+		}
+		if r.day != nil {
+			fmt.Fprintf(&b, "\n%s, the day: data directory after compaction and the stop, bytes: %s", r.name, strings.Join(r.day.diskFiles, " "))
+			if r.day.blockSamples > 0 {
+				fmt.Fprintf(&b, "\n%s, the day: its blocks alone hold %d of the %d samples in %d bytes, %.2f bytes per sample (the rest is in the head: WAL and head chunks)",
+					r.name, r.day.blockSamples, r.day.load.Samples, r.day.blockBytes, float64(r.day.blockBytes)/float64(r.day.blockSamples))
+			}
+		}
+	}
+	if !bc.skipDay {
+		b.WriteString("\n\nanswers (series / samples of the first run; the first difference from Prometheus's):")
+		for i, q := range DayQueries {
+			fmt.Fprintf(&b, "\nq%d %s", i+1, q)
+			for _, r := range results {
+				if r.day == nil {
+					continue
+				}
+				qr := r.day.queries[i]
+				fmt.Fprintf(&b, "\n    %s: ", r.name)
+				if qr.ans.err != "" {
+					fmt.Fprintf(&b, "error: %s", qr.ans.err)
+				} else {
+					fmt.Fprintf(&b, "%d series, %d samples, %d bytes, runs %s", len(qr.ans.matrix), qr.ans.samples, qr.ans.bytes, durations(qr.runs))
+				}
+				if qr.diff != "" {
+					fmt.Fprintf(&b, "\n        differs: %s", qr.diff)
+				}
+			}
+		}
+	}
+	b.WriteString("\n")
+	return b.String()
+}
+
+func durations(ds []time.Duration) string {
+	s := make([]string, len(ds))
+	for i, d := range ds {
+		s[i] = d.Round(100 * time.Microsecond).String()
+	}
+	return strings.Join(s, " ")
+}
+
+// pair shows two figures as "a / b"; the ratio is of the first.
+func pair(a, b func(r sysResult) (string, float64, bool)) func(r sysResult) (string, float64, bool) {
+	return func(r sysResult) (string, float64, bool) {
+		as, av, aok := a(r)
+		bs, _, _ := b(r)
+		if !aok {
+			return as, 0, false
+		}
+		return as + " / " + bs, av, true
+	}
+}
+
+// onlyVM leaves the cell empty for the systems that keep no caches on disk.
+func onlyVM(f func(r sysResult) (string, float64, bool)) func(r sysResult) (string, float64, bool) {
+	return func(r sysResult) (string, float64, bool) {
+		if r.name != VictoriaMetrics {
+			return "–", 0, false
+		}
+		return f(r)
+	}
+}
+
+func text(f func(r sysResult) string) func(r sysResult) (string, float64, bool) {
+	return func(r sysResult) (string, float64, bool) { return f(r), 0, false }
+}
+
+func perSample(bytes int64, r *ingestResult) float64 {
 	return float64(bytes) / float64(r.newStats.Samples+r.steady.Samples)
 }
 
@@ -313,6 +741,19 @@ func loadavg() string {
 		return "?"
 	}
 	return strings.Join(f[:3], " ")
+}
+
+func cpuModel() string {
+	data, err := os.ReadFile("/proc/cpuinfo")
+	if err != nil {
+		return "?"
+	}
+	for _, line := range strings.Split(string(data), "\n") {
+		if k, v, ok := strings.Cut(line, ":"); ok && strings.TrimSpace(k) == "model name" {
+			return strings.TrimSpace(v)
+		}
+	}
+	return "?"
 }
 
 func envString(name, def string) string {

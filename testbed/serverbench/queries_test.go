@@ -1,0 +1,79 @@
+package serverbench
+
+import (
+	"math"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/common/model"
+)
+
+func TestDiffAnswers(t *testing.T) {
+	series := func(v float64, labels ...string) *model.SampleStream {
+		m := model.Metric{}
+		for i := 0; i < len(labels); i += 2 {
+			m[model.LabelName(labels[i])] = model.LabelValue(labels[i+1])
+		}
+		return &model.SampleStream{Metric: m, Values: []model.SamplePair{{Timestamp: 1000, Value: 1}, {Timestamp: 61000, Value: model.SampleValue(v)}}}
+	}
+	ref := answer{matrix: model.Matrix{series(2, "a", "x"), series(math.NaN(), "a", "y")}}
+	for _, c := range []struct {
+		name string
+		got  answer
+		want string // substring of the difference, "" for equal
+	}{
+		{"equal, other order", answer{matrix: model.Matrix{series(math.NaN(), "a", "y"), series(2, "a", "x")}}, ""},
+		{"within 1e-6", answer{matrix: model.Matrix{series(2*(1+5e-7), "a", "x"), series(math.NaN(), "a", "y")}}, ""},
+		{"beyond 1e-6", answer{matrix: model.Matrix{series(2*(1+5e-6), "a", "x"), series(math.NaN(), "a", "y")}}, "sample 1"},
+		{"NaN against a number", answer{matrix: model.Matrix{series(2, "a", "x"), series(3, "a", "y")}}, "sample 1"},
+		{"a name kept", answer{matrix: model.Matrix{series(2, "a", "x", "__name__", "m"), series(math.NaN(), "a", "y")}}, `missing, unmatched m{a="x"}`},
+		{"a series less", answer{matrix: model.Matrix{series(2, "a", "x")}}, "missing"},
+		{"an error", answer{err: "boom"}, "failed: boom"},
+	} {
+		got := diffAnswers(ref, c.got)
+		if c.want == "" && got != "" || c.want != "" && !strings.Contains(got, c.want) {
+			t.Errorf("%s: diff %q, want %q", c.name, got, c.want)
+		}
+	}
+}
+
+func TestMedian(t *testing.T) {
+	if m := median([]time.Duration{5, 1, 3}); m != 3 {
+		t.Errorf("median of 5 1 3 = %d", m)
+	}
+	if m := median([]time.Duration{4, 1, 3, 2}); m != 2 {
+		t.Errorf("median of 4 1 3 2 = %d", m)
+	}
+}
+
+func TestDirBreakdown(t *testing.T) {
+	dir := t.TempDir()
+	for name, size := range map[string]int{
+		"wal/00000001":                         10,
+		"01JABCDEFGHJKMNPQRSTVWXYZ0/chunks/01": 20,
+		"01JABCDEFGHJKMNPQRSTVWXYZ1/index":     30,
+		"data/small/2026_12/part":              40,
+		"000001.sst":                           50,
+		"MANIFEST-000001":                      60,
+	} {
+		path := filepath.Join(dir, name)
+		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(path, make([]byte, size), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got, err := DirBreakdown(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"*.sst=50", "blocks/other=50", "data/small/other=40", "other=60", "wal/other=10"}
+	if !slices.Equal(got, want) {
+		t.Errorf("got %v, want %v", got, want)
+	}
+}
