@@ -60,36 +60,19 @@ type seriesRegistry struct {
 		// that a label set never seen before is known to be new without a Pebble lookup.
 		stored map[uint64]struct{}
 	}
-	byRef [seriesStripes]struct {
-		sync.RWMutex
-		m map[uint64]*memSeries
-	}
+	byRef refIndex
 }
 
 func (r *seriesRegistry) init() {
 	for i := range r.byHash {
 		r.byHash[i].m = map[uint64][]*memSeries{}
 		r.byHash[i].stored = map[uint64]struct{}{}
-		r.byRef[i].m = map[uint64]*memSeries{}
 	}
 }
 
-func (r *seriesRegistry) count() int {
-	n := 0
-	for i := range r.byRef {
-		r.byRef[i].RLock()
-		n += len(r.byRef[i].m)
-		r.byRef[i].RUnlock()
-	}
-	return n
-}
+func (r *seriesRegistry) count() int { return r.byRef.count() }
 
-func (r *seriesRegistry) getByRef(ref uint64) *memSeries {
-	st := &r.byRef[ref%seriesStripes]
-	st.RLock()
-	defer st.RUnlock()
-	return st.m[ref]
-}
+func (r *seriesRegistry) getByRef(ref uint64) *memSeries { return r.byRef.get(ref) }
 
 func findSeries(list []*memSeries, lset labels.Labels) *memSeries {
 	for _, s := range list {
@@ -150,12 +133,7 @@ func (r *seriesRegistry) add(s *memSeries, h uint64) {
 	r.addRef(s)
 }
 
-func (r *seriesRegistry) addRef(s *memSeries) {
-	rst := &r.byRef[s.ref%seriesStripes]
-	rst.Lock()
-	rst.m[s.ref] = s
-	rst.Unlock()
-}
+func (r *seriesRegistry) addRef(s *memSeries) { r.byRef.add(s) }
 
 // lookupStored finds the ref of a stored series by its labels: the h keys of its hash name the
 // candidates (one, unless hashes collide), whose l keys hold their labels.
@@ -209,10 +187,7 @@ func (db *DB) removeSeries(s *memSeries) {
 	} else {
 		st.m[h] = list
 	}
-	rst := &db.series.byRef[s.ref%seriesStripes]
-	rst.Lock()
-	delete(rst.m, s.ref)
-	rst.Unlock()
+	db.series.byRef.remove(s)
 	st.Unlock()
 	s.removed = true
 }
@@ -296,18 +271,13 @@ func (db *DB) collectHead() {
 	cutoff := maxT - grace
 
 	var stale []*memSeries
-	for i := range db.series.byRef {
-		st := &db.series.byRef[i]
-		st.RLock()
-		for _, s := range st.m {
-			s.mu.Lock()
-			if s.loaded && s.maxT < cutoff {
-				stale = append(stale, s)
-			}
-			s.mu.Unlock()
+	db.series.byRef.each(func(s *memSeries) {
+		s.mu.Lock()
+		if s.loaded && s.maxT < cutoff {
+			stale = append(stale, s)
 		}
-		st.RUnlock()
-	}
+		s.mu.Unlock()
+	})
 	if len(stale) == 0 {
 		return
 	}

@@ -80,25 +80,20 @@ func (db *DB) dropPartitionsLocked(cutoff int64) ([]int64, error) {
 
 	// Heads that point into a dropped partition are stale; forget them.
 	dropped := func(p int64) bool { return p <= drop[len(drop)-1] }
-	for i := range db.series.byRef {
-		st := &db.series.byRef[i]
-		st.RLock()
-		for _, s := range st.m {
-			if s.head.chunk != nil && dropped(s.head.part) {
-				s.mu.Lock()
-				s.loaded = false
-				s.mu.Unlock()
-			}
-			kept := s.indexed[:0]
-			for _, p := range s.indexed {
-				if !dropped(p) {
-					kept = append(kept, p)
-				}
-			}
-			s.indexed = kept
+	db.series.byRef.each(func(s *memSeries) {
+		if s.head.chunk != nil && dropped(s.head.part) {
+			s.mu.Lock()
+			s.loaded = false
+			s.mu.Unlock()
 		}
-		st.RUnlock()
-	}
+		kept := s.indexed[:0]
+		for _, p := range s.indexed {
+			if !dropped(p) {
+				kept = append(kept, p)
+			}
+		}
+		s.indexed = kept
+	})
 	db.stats.PartitionsDropped.Add(int64(len(drop)))
 	db.stats.RetentionRuns.Add(1)
 	db.logger.Info("Dropped partitions past retention",

@@ -117,11 +117,7 @@ func TestReplayRebuildsSeriesAndChunks(t *testing.T) {
 	mustAppend(t, db, old, smp{T: 1000, F: 2})
 	want[old.String()] = append(want[old.String()], smp{T: 1000, F: 2})
 	refs := map[uint64]labels.Labels{}
-	for i := range db.series.byRef {
-		for ref, s := range db.series.byRef[i].m {
-			refs[ref] = s.lset
-		}
-	}
+	db.series.byRef.each(func(s *memSeries) { refs[s.ref] = s.lset })
 
 	clone := fs.CrashClone(vfs.CrashCloneCfg{UnsyncedDataPercent: 0})
 	cdb := openClone(t, clone, opts)
