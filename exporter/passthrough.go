@@ -16,21 +16,15 @@ import (
 	promstorage "github.com/prometheus/prometheus/storage"
 	"go.opentelemetry.io/collector/pdata/pcommon"
 	"go.opentelemetry.io/collector/pdata/pmetric"
+
+	"github.com/metricstor/metricstor/internal/passthrough"
 )
 
-// The remote_write receiver (../receiver) marks what it produces with its instrumentation scope
-// and these pmetric.Metric.Metadata() keys; see the receiver's README, "Mapping". Such data is
-// written back as the exact series the sender sent, without Prometheus's OTLP translator: the
-// translator cannot restore float histograms, counter reset hints, metadata types other than
-// counter/gauge/histogram/summary, metadata of classic histogram families, or exemplars of gauges.
-const (
-	remoteWriteScope          = "github.com/metricstor/metricstor/receiver"
-	remoteWriteKeyType        = "prometheus.type"
-	remoteWriteKeyFamily      = "prometheus.metric_family_name"
-	remoteWriteKeyHistograms  = "prometheus.native_histograms"
-	serviceNameAttribute      = "service.name"
-	serviceInstanceIDAttibute = "service.instance.id"
-)
+// Data of the remote_write receiver (../receiver) is recognised by its instrumentation scope and
+// written back as the exact series the sender sent, without Prometheus's OTLP translator, as the
+// contract in internal/passthrough says: the translator cannot restore float histograms, counter
+// reset hints, metadata types other than counter/gauge/histogram/summary, metadata of classic
+// histogram families, or exemplars of gauges.
 
 // splitRemoteWrite tells whether md holds data of the remote_write receiver and returns the rest,
 // for the translator: md itself when there is none, an empty Metrics when all of it is, a copy of
@@ -41,7 +35,7 @@ func splitRemoteWrite(md pmetric.Metrics) (rest pmetric.Metrics, has bool) {
 	for i := range rms.Len() {
 		sms := rms.At(i).ScopeMetrics()
 		for j := range sms.Len() {
-			if sms.At(j).Scope().Name() == remoteWriteScope {
+			if sms.At(j).Scope().Name() == passthrough.ScopeName {
 				rw++
 			} else {
 				other++
@@ -60,7 +54,7 @@ func splitRemoteWrite(md pmetric.Metrics) (rest pmetric.Metrics, has bool) {
 		var out pmetric.ResourceMetrics
 		sms := rm.ScopeMetrics()
 		for j := range sms.Len() {
-			if sms.At(j).Scope().Name() == remoteWriteScope {
+			if sms.At(j).Scope().Name() == passthrough.ScopeName {
 				continue
 			}
 			if out == (pmetric.ResourceMetrics{}) {
@@ -84,11 +78,11 @@ func writeRemoteWrite(ctx context.Context, md pmetric.Metrics, app *countingAppe
 	rms := md.ResourceMetrics()
 	for i := range rms.Len() {
 		rm := rms.At(i)
-		job, _ := rm.Resource().Attributes().Get(serviceNameAttribute)
-		instance, _ := rm.Resource().Attributes().Get(serviceInstanceIDAttibute)
+		job, _ := rm.Resource().Attributes().Get(passthrough.JobAttribute)
+		instance, _ := rm.Resource().Attributes().Get(passthrough.InstanceAttribute)
 		sms := rm.ScopeMetrics()
 		for j := range sms.Len() {
-			if sms.At(j).Scope().Name() != remoteWriteScope {
+			if sms.At(j).Scope().Name() != passthrough.ScopeName {
 				continue
 			}
 			ms := sms.At(j).Metrics()
@@ -98,7 +92,7 @@ func writeRemoteWrite(ctx context.Context, md pmetric.Metrics, app *countingAppe
 				}
 				w := rwMetric{app: app, b: &b, m: ms.At(k), job: job.Str(), instance: instance.Str()}
 				w.opts = promstorage.AOptions{Metadata: rwMetadata(w.m), MetricFamilyName: w.m.Name()}
-				if fam, ok := w.m.Metadata().Get(remoteWriteKeyFamily); ok && fam.Str() != "" {
+				if fam, ok := w.m.Metadata().Get(passthrough.KeyFamily); ok && fam.Str() != "" {
 					w.opts.MetricFamilyName = fam.Str()
 				}
 				if err := w.write(); err != nil {
@@ -115,7 +109,7 @@ func writeRemoteWrite(ctx context.Context, md pmetric.Metrics, app *countingAppe
 
 // rwMetadata is the metadata the sender declared; zero when it declared none.
 func rwMetadata(m pmetric.Metric) metadata.Metadata {
-	typ, ok := m.Metadata().Get(remoteWriteKeyType)
+	typ, ok := m.Metadata().Get(passthrough.KeyType)
 	if !ok && m.Unit() == "" && m.Description() == "" {
 		return metadata.Metadata{}
 	}
@@ -221,7 +215,7 @@ func writeHistograms[P histogramPoint](w *rwMetric, n int, at func(int) P) error
 // histogram appends data point i of a histogram metric from its exact encoding.
 func (w *rwMetric) histogram(i int, attrs pcommon.Map, ts pcommon.Timestamp, exs pmetric.ExemplarSlice) error {
 	ls := w.labels(attrs)
-	enc, ok := w.m.Metadata().Get(remoteWriteKeyHistograms)
+	enc, ok := w.m.Metadata().Get(passthrough.KeyNativeHistograms)
 	if !ok || enc.Type() != pcommon.ValueTypeSlice || i >= enc.Slice().Len() {
 		return fmt.Errorf("remote write series %s at %d: native histogram without its exact encoding", ls.String(), nsToMs(ts))
 	}
