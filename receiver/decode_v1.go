@@ -65,6 +65,8 @@ type span struct{ lo, hi int32 }
 
 // v1Request is a decoded prometheus.WriteRequest. Its slices are reused by the next request
 // decoded into it; the strings belong to the arena and stay valid as long as anyone refers to them.
+// Between requests the label slice still refers to the last arena, so a pooled converter keeps at
+// most one request's bytes alive; clearing it per request would cost more than that memory.
 type v1Request struct {
 	series     []rawSeries
 	labels     []label

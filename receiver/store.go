@@ -47,6 +47,8 @@ func (r *remoteWriteReceiver) Store(req *http.Request, msgType remoteapi.WriteMe
 	buf.Reset()
 	defer putBodyBuffer(buf)
 	_, err := buf.ReadFrom(req.Body)
+	// Done with the body: its decoded bytes go back to their pool.
+	_ = req.Body.Close()
 	body := buf.Bytes()
 	if err != nil {
 		if mbe, ok := errors.AsType[*http.MaxBytesError](err); ok {
