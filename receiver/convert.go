@@ -628,16 +628,26 @@ func roundCount(f float64) uint64 {
 // metric name), job and instance (resource attributes service.name and service.instance.id).
 // Labels with an empty value are absent in Prometheus and are not copied.
 func putAttributes(attrs pcommon.Map, ls []label) {
-	attrs.EnsureCapacity(len(ls))
+	n := 0
 	for _, l := range ls {
-		switch l.name {
-		case model.MetricNameLabel, model.JobLabel, model.InstanceLabel:
-			continue
+		if isAttribute(l) {
+			n++
 		}
-		if l.value != "" {
+	}
+	attrs.EnsureCapacity(n) // exactly: an attribute is 40 bytes, most labels of a series are not
+	for _, l := range ls {
+		if isAttribute(l) {
 			attrs.PutStr(l.name, l.value)
 		}
 	}
+}
+
+func isAttribute(l label) bool {
+	switch l.name {
+	case model.MetricNameLabel, model.JobLabel, model.InstanceLabel:
+		return false
+	}
+	return l.value != ""
 }
 
 // putExemplars maps exemplars: labels become filtered attributes (all of them, trace_id and
