@@ -74,6 +74,8 @@ type converter struct {
 	builder  labels.ScratchBuilder
 	v1       v1Request
 	s        series // the series being converted
+	// v2samples holds the samples of the 2.0 series being converted.
+	v2samples []sampleV
 
 	samples, histograms, exemplars int      // what goes into the pipeline
 	rejectedSamples                int      // samples, histograms and exemplars of rejected series
@@ -239,11 +241,11 @@ func (c *converter) fromV2(req *writev2.Request) {
 			c.reject(n, fmt.Sprintf("series %s: must contain at least one sample or histogram", s.labels(&c.builder).String()))
 			continue
 		}
-		samples := make([]sampleV, 0, len(ts.Samples))
+		c.v2samples = c.v2samples[:0]
 		for _, smp := range ts.Samples {
-			samples = append(samples, sampleV{st: smp.StartTimestamp, t: smp.Timestamp, v: smp.Value})
+			c.v2samples = append(c.v2samples, sampleV{st: smp.StartTimestamp, t: smp.Timestamp, v: smp.Value})
 		}
-		s.samples = samples
+		s.samples = c.v2samples
 		for _, h := range ts.Histograms {
 			hv := histV{st: h.StartTimestamp, t: h.Timestamp}
 			if h.IsFloatHistogram() {
