@@ -110,7 +110,7 @@ func startStore(b *testing.B) storage.Store {
 // BenchmarkWriteRemoteWrite measures writing the receiver's data of one 2,000-series request
 // whose series are all known (the steady state), per sample: the exporter alone (nop: an
 // appender that does nothing) and into the metricstor store (append and commit), with the series
-// cache and without it (every point builds its labels and the store looks them up).
+// cache and without it (every point builds its labels, owned, and the store looks them up).
 func BenchmarkWriteRemoteWrite(b *testing.B) {
 	samples := passthroughBatch(0).DataPointCount()
 	for _, target := range []string{"nop", "store"} {

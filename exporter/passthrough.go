@@ -133,7 +133,6 @@ type rwMetric struct {
 	m             pmetric.Metric
 	job, instance string
 	opts          promstorage.AOptions
-	ls            labels.Labels // reused for every data point; the store copies what it keeps
 
 	// key is the identity of the current data point, as seriesCache knows it: the metric name,
 	// job and instance (the first prefix bytes, the same for every point of the metric), then
@@ -150,7 +149,8 @@ func appendKeyString(b []byte, s string) []byte {
 }
 
 // series returns the labels of a data point with attrs and, when the cache knows them, the ref
-// the store gave them; cached says which. Labels that are not cached live in a reused buffer.
+// the store gave them; cached says which. The labels are never a reused buffer: an appender may
+// keep them (Prometheus's head does).
 func (w *rwMetric) series(attrs pcommon.Map) (ls labels.Labels, ref promstorage.SeriesRef, cached bool) {
 	if w.cache == nil {
 		return w.labels(attrs), 0, false
@@ -179,9 +179,6 @@ func (w *rwMetric) append(ls labels.Labels, ref promstorage.SeriesRef, cached bo
 	if err != nil || got == 0 || (cached && got == ref) || w.cache == nil {
 		return err
 	}
-	if !cached {
-		ls = ls.Copy() // out of the reused buffer
-	}
 	w.cache.put(w.hash, w.key, ls, got)
 	return nil
 }
@@ -206,8 +203,7 @@ func (w *rwMetric) labels(attrs pcommon.Map) labels.Labels {
 		return true
 	})
 	w.b.Sort()
-	w.b.Overwrite(&w.ls)
-	return w.ls
+	return w.b.Labels()
 }
 
 func (w *rwMetric) write() error {

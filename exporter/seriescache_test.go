@@ -3,6 +3,7 @@ package exporter
 import (
 	"context"
 	"fmt"
+	"sync"
 	"testing"
 
 	"github.com/prometheus/prometheus/model/histogram"
@@ -159,4 +160,28 @@ func TestSeriesRefs(t *testing.T) {
 	ref, ls = push(passthroughGauge("cpu", "cpu", "0", "mode", "idle"))
 	assert.Zero(t, ref, "another order is another cache entry")
 	assert.Equal(t, cpu, ls, "of the same series")
+}
+
+// Concurrent pushes of passthrough data share the series cache; run with -race.
+func TestPushPassthroughConcurrent(t *testing.T) {
+	store := newTSDBStore(t)
+	h := newHarness(t, store, nil)
+	const workers, pushes = 4, 25
+	var wg sync.WaitGroup
+	for w := range workers {
+		wg.Go(func() {
+			for i := range pushes {
+				md := passthroughGauge("shared", "worker", fmt.Sprint(w))
+				dp := md.ResourceMetrics().At(0).ScopeMetrics().At(0).Metrics().At(0).Gauge().DataPoints().At(0)
+				dp.SetTimestamp(ts(t0 + int64(i)*1000))
+				assert.NoError(t, h.exp.ConsumeMetrics(context.Background(), md))
+			}
+		})
+	}
+	wg.Wait()
+	got := dump(t, store)
+	require.Len(t, got, workers)
+	for _, samples := range got {
+		assert.Len(t, samples, pushes)
+	}
 }
