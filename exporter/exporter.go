@@ -8,6 +8,7 @@ import (
 	"sync"
 
 	"github.com/prometheus/prometheus/config"
+	"github.com/prometheus/prometheus/model/labels"
 	prw "github.com/prometheus/prometheus/storage/remote/otlptranslator/prometheusremotewrite"
 	"github.com/prometheus/prometheus/util/annotations"
 	"go.opentelemetry.io/collector/component"
@@ -23,6 +24,10 @@ import (
 
 const maxLoggedWarnings = 10
 
+// seriesCacheSize bounds the series the exporter remembers per generation of its cache (see
+// seriesCache): enough for the active series of a large single node, about 250 bytes each.
+const seriesCacheSize = 1 << 17
+
 // metricstorExporter converts and writes one batch per push, synchronously.
 type metricstorExporter struct {
 	cfg    *Config
@@ -35,6 +40,9 @@ type metricstorExporter struct {
 
 	// pool holds pushStates (a converter and its counting appender) between pushes.
 	pool sync.Pool
+	// series maps data points of the remote_write receiver to the store's series; the refs in it
+	// are the store's, which never changes after start.
+	series *seriesCache
 
 	accepted     metric.Int64Counter
 	rejected     metric.Int64Counter
@@ -43,8 +51,10 @@ type metricstorExporter struct {
 
 // pushState is what one push needs and can reuse for the next one.
 type pushState struct {
-	conv *prw.PrometheusConverter
-	app  countingAppender
+	conv    *prw.PrometheusConverter
+	app     countingAppender
+	builder labels.ScratchBuilder // labels of passthrough data points
+	key     []byte                // series identity of a passthrough data point, see rwMetric
 }
 
 func newMetricstorExporter(cfg *Config, set component.TelemetrySettings) (*metricstorExporter, error) {
@@ -67,8 +77,9 @@ func newMetricstorExporter(cfg *Config, set component.TelemetrySettings) (*metri
 		settings: translatorSettings(cfg),
 		accepted: accepted,
 		rejected: rejected,
+		series:   newSeriesCache(seriesCacheSize),
 		pool: sync.Pool{New: func() any {
-			return &pushState{conv: prw.NewPrometheusConverter(nil)}
+			return &pushState{conv: prw.NewPrometheusConverter(nil), builder: labels.NewScratchBuilder(16)}
 		}},
 	}
 	for r := range numRejectReasons {
@@ -159,7 +170,7 @@ func (e *metricstorExporter) pushMetrics(ctx context.Context, md pmetric.Metrics
 	rest, hasRW := splitRemoteWrite(md)
 	var rwFatal, rwInvalid error
 	if hasRW {
-		rwFatal, rwInvalid = writeRemoteWrite(ctx, md, &st.app)
+		rwFatal, rwInvalid = writeRemoteWrite(ctx, md, &st.app, e.series, st)
 	}
 	var annots annotations.Annotations
 	var convErr error

@@ -2,6 +2,7 @@ package exporter
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"math"
@@ -9,6 +10,7 @@ import (
 
 	"github.com/prometheus/common/model"
 	"github.com/prometheus/prometheus/model/exemplar"
+	"github.com/prometheus/prometheus/model/histogram"
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/model/metadata"
 	"github.com/prometheus/prometheus/model/value"
@@ -16,21 +18,15 @@ import (
 	promstorage "github.com/prometheus/prometheus/storage"
 	"go.opentelemetry.io/collector/pdata/pcommon"
 	"go.opentelemetry.io/collector/pdata/pmetric"
+
+	"github.com/metricstor/metricstor/internal/passthrough"
 )
 
-// The remote_write receiver (../receiver) marks what it produces with its instrumentation scope
-// and these pmetric.Metric.Metadata() keys; see the receiver's README, "Mapping". Such data is
-// written back as the exact series the sender sent, without Prometheus's OTLP translator: the
-// translator cannot restore float histograms, counter reset hints, metadata types other than
-// counter/gauge/histogram/summary, metadata of classic histogram families, or exemplars of gauges.
-const (
-	remoteWriteScope          = "github.com/metricstor/metricstor/receiver"
-	remoteWriteKeyType        = "prometheus.type"
-	remoteWriteKeyFamily      = "prometheus.metric_family_name"
-	remoteWriteKeyHistograms  = "prometheus.native_histograms"
-	serviceNameAttribute      = "service.name"
-	serviceInstanceIDAttibute = "service.instance.id"
-)
+// Data of the remote_write receiver (../receiver) is recognised by its instrumentation scope and
+// written back as the exact series the sender sent, without Prometheus's OTLP translator, as the
+// contract in internal/passthrough says: the translator cannot restore float histograms, counter
+// reset hints, metadata types other than counter/gauge/histogram/summary, metadata of classic
+// histogram families, or exemplars of gauges.
 
 // splitRemoteWrite tells whether md holds data of the remote_write receiver and returns the rest,
 // for the translator: md itself when there is none, an empty Metrics when all of it is, a copy of
@@ -41,7 +37,7 @@ func splitRemoteWrite(md pmetric.Metrics) (rest pmetric.Metrics, has bool) {
 	for i := range rms.Len() {
 		sms := rms.At(i).ScopeMetrics()
 		for j := range sms.Len() {
-			if sms.At(j).Scope().Name() == remoteWriteScope {
+			if sms.At(j).Scope().Name() == passthrough.ScopeName {
 				rw++
 			} else {
 				other++
@@ -60,7 +56,7 @@ func splitRemoteWrite(md pmetric.Metrics) (rest pmetric.Metrics, has bool) {
 		var out pmetric.ResourceMetrics
 		sms := rm.ScopeMetrics()
 		for j := range sms.Len() {
-			if sms.At(j).Scope().Name() == remoteWriteScope {
+			if sms.At(j).Scope().Name() == passthrough.ScopeName {
 				continue
 			}
 			if out == (pmetric.ResourceMetrics{}) {
@@ -77,18 +73,18 @@ func splitRemoteWrite(md pmetric.Metrics) (rest pmetric.Metrics, has bool) {
 // writeRemoteWrite appends the remote_write receiver's scopes of md to app as the series they
 // came from. Per-sample rejections are counted by app; a fatal append error stops and is returned
 // as fatal. Data points that cannot be restored (a native histogram without its exact encoding)
-// are skipped and reported in the returned error, which is permanent.
-func writeRemoteWrite(ctx context.Context, md pmetric.Metrics, app *countingAppender) (fatal, invalid error) {
-	b := labels.NewScratchBuilder(16)
+// are skipped and reported in the returned error, which is permanent. cache maps data points to
+// series (nil: none); st holds the buffers one push reuses.
+func writeRemoteWrite(ctx context.Context, md pmetric.Metrics, app *countingAppender, cache *seriesCache, st *pushState) (fatal, invalid error) {
 	var errs []error
 	rms := md.ResourceMetrics()
 	for i := range rms.Len() {
 		rm := rms.At(i)
-		job, _ := rm.Resource().Attributes().Get(serviceNameAttribute)
-		instance, _ := rm.Resource().Attributes().Get(serviceInstanceIDAttibute)
+		job, _ := rm.Resource().Attributes().Get(passthrough.JobAttribute)
+		instance, _ := rm.Resource().Attributes().Get(passthrough.InstanceAttribute)
 		sms := rm.ScopeMetrics()
 		for j := range sms.Len() {
-			if sms.At(j).Scope().Name() != remoteWriteScope {
+			if sms.At(j).Scope().Name() != passthrough.ScopeName {
 				continue
 			}
 			ms := sms.At(j).Metrics()
@@ -96,12 +92,16 @@ func writeRemoteWrite(ctx context.Context, md pmetric.Metrics, app *countingAppe
 				if err := ctx.Err(); err != nil {
 					return err, nil
 				}
-				w := rwMetric{app: app, b: &b, m: ms.At(k), job: job.Str(), instance: instance.Str()}
+				w := rwMetric{app: app, b: &st.builder, cache: cache, m: ms.At(k), job: job.Str(), instance: instance.Str()}
 				w.opts = promstorage.AOptions{Metadata: rwMetadata(w.m), MetricFamilyName: w.m.Name()}
-				if fam, ok := w.m.Metadata().Get(remoteWriteKeyFamily); ok && fam.Str() != "" {
+				if fam, ok := w.m.Metadata().Get(passthrough.KeyFamily); ok && fam.Str() != "" {
 					w.opts.MetricFamilyName = fam.Str()
 				}
-				if err := w.write(); err != nil {
+				w.key = appendKeyString(appendKeyString(appendKeyString(st.key[:0], w.m.Name()), w.job), w.instance)
+				w.prefix = len(w.key)
+				err := w.write()
+				st.key = w.key // keep the grown buffer for the next metric and push
+				if err != nil {
 					if app.fatal != nil {
 						return app.fatal, nil
 					}
@@ -115,7 +115,7 @@ func writeRemoteWrite(ctx context.Context, md pmetric.Metrics, app *countingAppe
 
 // rwMetadata is the metadata the sender declared; zero when it declared none.
 func rwMetadata(m pmetric.Metric) metadata.Metadata {
-	typ, ok := m.Metadata().Get(remoteWriteKeyType)
+	typ, ok := m.Metadata().Get(passthrough.KeyType)
 	if !ok && m.Unit() == "" && m.Description() == "" {
 		return metadata.Metadata{}
 	}
@@ -129,10 +129,58 @@ func rwMetadata(m pmetric.Metric) metadata.Metadata {
 type rwMetric struct {
 	app           *countingAppender
 	b             *labels.ScratchBuilder
+	cache         *seriesCache
 	m             pmetric.Metric
 	job, instance string
 	opts          promstorage.AOptions
-	ls            labels.Labels // reused for every data point; the store copies what it keeps
+
+	// key is the identity of the current data point, as seriesCache knows it: the metric name,
+	// job and instance (the first prefix bytes, the same for every point of the metric), then
+	// the name and value of each attribute that becomes a label, in the order of the attributes.
+	// Every string is length-prefixed, so different identities never encode the same.
+	key    []byte
+	prefix int
+	hash   uint64
+}
+
+func appendKeyString(b []byte, s string) []byte {
+	b = binary.AppendUvarint(b, uint64(len(s)))
+	return append(b, s...)
+}
+
+// series returns the labels of a data point with attrs and, when the cache knows them, the ref
+// the store gave them; cached says which. The labels are never a reused buffer: an appender may
+// keep them (Prometheus's head does).
+func (w *rwMetric) series(attrs pcommon.Map) (ls labels.Labels, ref promstorage.SeriesRef, cached bool) {
+	if w.cache == nil {
+		return w.labels(attrs), 0, false
+	}
+	w.key = w.key[:w.prefix]
+	attrs.Range(func(k string, v pcommon.Value) bool {
+		switch k {
+		case model.MetricNameLabel, model.JobLabel, model.InstanceLabel:
+			return true
+		}
+		if s := v.AsString(); s != "" {
+			w.key = appendKeyString(appendKeyString(w.key, k), s)
+		}
+		return true
+	})
+	w.hash = w.cache.hash(w.key)
+	if ls, ref, ok := w.cache.get(w.hash, w.key); ok {
+		return ls, ref, true
+	}
+	return w.labels(attrs), 0, false
+}
+
+// append appends one sample of the series of the current key and keeps the store's ref for it.
+func (w *rwMetric) append(ls labels.Labels, ref promstorage.SeriesRef, cached bool, st, t int64, v float64, h *histogram.Histogram, fh *histogram.FloatHistogram, opts promstorage.AOptions) error {
+	got, err := w.app.Append(ref, ls, st, t, v, h, fh, opts)
+	if err != nil || got == 0 || (cached && got == ref) || w.cache == nil {
+		return err
+	}
+	w.cache.put(w.hash, w.key, ls, got)
+	return nil
 }
 
 func (w *rwMetric) labels(attrs pcommon.Map) labels.Labels {
@@ -155,8 +203,7 @@ func (w *rwMetric) labels(attrs pcommon.Map) labels.Labels {
 		return true
 	})
 	w.b.Sort()
-	w.b.Overwrite(&w.ls)
-	return w.ls
+	return w.b.Labels()
 }
 
 func (w *rwMetric) write() error {
@@ -188,7 +235,8 @@ func (w *rwMetric) numbers(dps pmetric.NumberDataPointSlice) error {
 		}
 		opts := w.opts
 		opts.Exemplars = rwExemplars(dp.Exemplars())
-		if _, err := w.app.Append(0, w.labels(dp.Attributes()), nsToMs(dp.StartTimestamp()), nsToMs(dp.Timestamp()), v, nil, nil, opts); err != nil {
+		ls, ref, cached := w.series(dp.Attributes())
+		if err := w.append(ls, ref, cached, nsToMs(dp.StartTimestamp()), nsToMs(dp.Timestamp()), v, nil, nil, opts); err != nil {
 			return err
 		}
 	}
@@ -220,8 +268,8 @@ func writeHistograms[P histogramPoint](w *rwMetric, n int, at func(int) P) error
 
 // histogram appends data point i of a histogram metric from its exact encoding.
 func (w *rwMetric) histogram(i int, attrs pcommon.Map, ts pcommon.Timestamp, exs pmetric.ExemplarSlice) error {
-	ls := w.labels(attrs)
-	enc, ok := w.m.Metadata().Get(remoteWriteKeyHistograms)
+	ls, ref, cached := w.series(attrs)
+	enc, ok := w.m.Metadata().Get(passthrough.KeyNativeHistograms)
 	if !ok || enc.Type() != pcommon.ValueTypeSlice || i >= enc.Slice().Len() {
 		return fmt.Errorf("remote write series %s at %d: native histogram without its exact encoding", ls.String(), nsToMs(ts))
 	}
@@ -231,13 +279,10 @@ func (w *rwMetric) histogram(i int, attrs pcommon.Map, ts pcommon.Timestamp, exs
 	}
 	opts := w.opts
 	opts.Exemplars = rwExemplars(exs)
-	var err error
 	if h.IsFloatHistogram() {
-		_, err = w.app.Append(0, ls, h.StartTimestamp, h.Timestamp, 0, nil, h.ToFloatHistogram(), opts)
-	} else {
-		_, err = w.app.Append(0, ls, h.StartTimestamp, h.Timestamp, 0, h.ToIntHistogram(), nil, opts)
+		return w.append(ls, ref, cached, h.StartTimestamp, h.Timestamp, 0, nil, h.ToFloatHistogram(), opts)
 	}
-	return err
+	return w.append(ls, ref, cached, h.StartTimestamp, h.Timestamp, 0, h.ToIntHistogram(), nil, opts)
 }
 
 func rwExemplars(exs pmetric.ExemplarSlice) []exemplar.Exemplar {

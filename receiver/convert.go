@@ -2,9 +2,13 @@ package receiver
 
 import (
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"math"
+	"slices"
 	"strings"
+	"sync"
+	"unicode/utf8"
 
 	"github.com/prometheus/common/model"
 	"github.com/prometheus/prometheus/model/exemplar"
@@ -17,22 +21,7 @@ import (
 	"go.opentelemetry.io/collector/pdata/pcommon"
 	"go.opentelemetry.io/collector/pdata/pmetric"
 
-	intmeta "github.com/metricstor/metricstor/receiver/internal/metadata"
-)
-
-// Keys of pmetric.Metric.Metadata() the receiver fills. They are not attributes, so no exporter
-// turns them into labels; the metricstor exporter reads them back (see README, "Mapping").
-const (
-	// MetadataKeyType is the Prometheus metric type the sender declared (counter, gauge,
-	// histogram, gaugehistogram, summary, info, stateset, unknown). Absent without metadata.
-	MetadataKeyType = "prometheus.type"
-	// MetadataKeyFamily is the metric family name the metadata belongs to, when it differs from
-	// the series name (foo for foo_bucket).
-	MetadataKeyFamily = "prometheus.metric_family_name"
-	// MetadataKeyNativeHistograms holds, per data point of a histogram metric and in the same
-	// order, the exact native histogram as a marshaled io.prometheus.write.v2.Histogram (with its
-	// timestamp). pmetric cannot hold float bucket counts or a counter reset hint.
-	MetadataKeyNativeHistograms = "prometheus.native_histograms"
+	"github.com/metricstor/metricstor/internal/passthrough"
 )
 
 // maxDenseBuckets bounds the bucket range of one native histogram that becomes a dense pmetric
@@ -60,39 +49,99 @@ type metricKey struct {
 	kind metricKind
 }
 
+// metaHit is the outcome of one metadata cache lookup.
+type metaHit struct {
+	family string
+	meta   metadata.Metadata
+	ok     bool
+}
+
 // converter turns one request into pmetric.Metrics: a resource per (job, instance), one scope
-// (the receiver's), a metric per (series name, kind). It is used by one request only.
+// (the receiver's), a metric per (series name, kind). One request uses it at a time; between
+// requests it waits in converterPool with its buffers and maps kept, emptied.
 type converter struct {
 	meta      *metadataCache
 	md        pmetric.Metrics
 	resources map[resourceKey]pmetric.MetricSlice
 	metrics   map[metricKey]pmetric.Metric
-	builder   labels.ScratchBuilder
+	// lastKey and lastMetric remember the previous series' metric: senders tend to send the
+	// series of one metric one after the other.
+	lastKey    metricKey
+	lastMetric pmetric.Metric
+	hasLast    bool
+	// metaHits memoises metadata cache lookups for this request, by series name.
+	metaHits map[string]metaHit
+	builder  labels.ScratchBuilder
+	v1       v1Request
+	s        series // the series being converted
+	// v2samples holds the samples of the 2.0 series being converted.
+	v2samples []sampleV
 
 	samples, histograms, exemplars int      // what goes into the pipeline
 	rejectedSamples                int      // samples, histograms and exemplars of rejected series
 	errs                           []string // one line per rejected series
 }
 
-func newConverter(meta *metadataCache) *converter {
+var converterPool = sync.Pool{New: func() any {
 	return &converter{
-		meta:      meta,
-		md:        pmetric.NewMetrics(),
 		resources: map[resourceKey]pmetric.MetricSlice{},
 		metrics:   map[metricKey]pmetric.Metric{},
+		metaHits:  map[string]metaHit{},
 		builder:   labels.NewScratchBuilder(8),
 	}
+}}
+
+func newConverter(meta *metadataCache) *converter {
+	c := converterPool.Get().(*converter)
+	c.meta = meta
+	c.md = pmetric.NewMetrics()
+	return c
 }
 
-// series is one decoded time series, whatever the protocol version.
+// release empties c and returns it to the pool. Nothing of the request may be used afterwards
+// except c.md, which the converter no longer refers to.
+func (c *converter) release() {
+	clear(c.resources)
+	clear(c.metrics)
+	clear(c.metaHits)
+	c.lastKey, c.lastMetric, c.hasLast = metricKey{}, pmetric.Metric{}, false
+	c.v1.reset()
+	c.s.reset()
+	c.meta, c.md = nil, pmetric.Metrics{}
+	c.samples, c.histograms, c.exemplars, c.rejectedSamples = 0, 0, 0, 0
+	c.errs = c.errs[:0]
+	converterPool.Put(c)
+}
+
+// series is one decoded time series, whatever the protocol version. Its slices are reused from
+// series to series.
 type series struct {
-	ls         labels.Labels
-	meta       metadata.Metadata
-	hasMeta    bool
-	family     string
-	samples    []sampleV
-	histograms []histV
-	exemplars  []exemplar.Exemplar
+	// lbls are the labels as sent (empty values included), sorted by name by validate. The
+	// strings belong to the request (arena or 2.0 symbols).
+	lbls                []label
+	name, job, instance string // set by validate
+	meta                metadata.Metadata
+	hasMeta             bool
+	family              string
+	samples             []sampleV
+	histograms          []histV
+	exemplars           []exemplar.Exemplar
+}
+
+func (s *series) reset() {
+	clear(s.histograms)
+	clear(s.exemplars)
+	*s = series{lbls: s.lbls[:0], histograms: s.histograms[:0], exemplars: s.exemplars[:0]}
+}
+
+// labels builds the Prometheus label set of s, for messages and the slow validation path.
+func (s *series) labels(b *labels.ScratchBuilder) labels.Labels {
+	b.Reset()
+	for _, l := range s.lbls {
+		b.Add(l.name, l.value)
+	}
+	b.Sort()
+	return b.Labels()
 }
 
 type sampleV struct {
@@ -106,10 +155,12 @@ type histV struct {
 	fh    *histogram.FloatHistogram
 }
 
-func (c *converter) fromV1(req *prompb.WriteRequest) {
+// fromV1 converts a decoded 1.0 request whose strings belong to the request.
+func (c *converter) fromV1(req *v1Request) {
 	// Metadata first: Prometheus sends it in requests of its own, so it is remembered for the
-	// series of later requests as well.
-	for _, m := range req.Metadata {
+	// series of later requests as well. Its strings were copied by prompb's Unmarshal, so the
+	// long-lived cache does not keep the request's arena alive.
+	for _, m := range req.metadata {
 		if m.MetricFamilyName == "" {
 			continue
 		}
@@ -119,13 +170,13 @@ func (c *converter) fromV1(req *prompb.WriteRequest) {
 			Help: m.Help,
 		})
 	}
-	for i := range req.Timeseries {
-		ts := &req.Timeseries[i]
-		s := series{ls: ts.ToLabels(&c.builder, nil)}
-		for _, smp := range ts.Samples {
-			s.samples = append(s.samples, sampleV{t: smp.Timestamp, v: smp.Value})
-		}
-		for _, h := range ts.Histograms {
+	for i := range req.series {
+		rs := &req.series[i]
+		s := &c.s
+		s.reset()
+		s.lbls = append(s.lbls, req.labels[rs.labels.lo:rs.labels.hi]...)
+		s.samples = req.samples[rs.samples.lo:rs.samples.hi]
+		for _, h := range req.histograms[rs.histograms.lo:rs.histograms.hi] {
 			hv := histV{t: h.Timestamp}
 			if h.IsFloatHistogram() {
 				hv.fh = h.ToFloatHistogram()
@@ -134,39 +185,67 @@ func (c *converter) fromV1(req *prompb.WriteRequest) {
 			}
 			s.histograms = append(s.histograms, hv)
 		}
-		for _, e := range ts.Exemplars {
+		for _, e := range req.exemplars[rs.exemplars.lo:rs.exemplars.hi] {
 			s.exemplars = append(s.exemplars, e.ToExemplar(&c.builder, nil))
 		}
-		name := s.ls.Get(model.MetricNameLabel)
-		s.family, s.meta, s.hasMeta = c.meta.lookup(name)
-		c.addSeries(&s, len(ts.Samples)+len(ts.Histograms)+len(ts.Exemplars))
+		hit := c.lookupMeta(labelValue(s.lbls, model.MetricNameLabel))
+		s.family, s.meta, s.hasMeta = hit.family, hit.meta, hit.ok
+		c.addSeries(s, len(s.samples)+len(s.histograms)+len(s.exemplars))
 	}
+}
+
+// lookupMeta finds the 1.0 metadata of a series name, asking the shared cache once per name
+// and request.
+func (c *converter) lookupMeta(name string) metaHit {
+	if hit, ok := c.metaHits[name]; ok {
+		return hit
+	}
+	var hit metaHit
+	hit.family, hit.meta, hit.ok = c.meta.lookup(name)
+	c.metaHits[name] = hit
+	return hit
+}
+
+func labelValue(ls []label, name string) string {
+	for _, l := range ls {
+		if l.name == name {
+			return l.value
+		}
+	}
+	return ""
 }
 
 func (c *converter) fromV2(req *writev2.Request) {
 	for i := range req.Timeseries {
 		ts := &req.Timeseries[i]
 		n := len(ts.Samples) + len(ts.Histograms) + len(ts.Exemplars)
-		ls, err := ts.ToLabels(&c.builder, req.Symbols)
-		if err != nil {
+		s := &c.s
+		s.reset()
+		if !symbolLabels(s, ts.LabelsRefs, req.Symbols) {
+			_, err := ts.ToLabels(&c.builder, req.Symbols)
+			if err == nil {
+				err = errors.New("invalid label references")
+			}
 			c.reject(n, fmt.Sprintf("series %d: labels: %v", i, err))
 			continue
 		}
 		m, err := ts.ToMetadata(req.Symbols)
 		if err != nil {
-			c.reject(n, fmt.Sprintf("series %s: metadata: %v", ls.String(), err))
+			c.reject(n, fmt.Sprintf("series %s: metadata: %v", s.labels(&c.builder).String(), err))
 			continue
 		}
-		s := series{ls: ls, meta: m}
+		s.meta = m
 		s.hasMeta = m.Type != model.MetricTypeUnknown || m.Unit != "" || m.Help != ""
-		s.family = familyOf(ls.Get(model.MetricNameLabel), m.Type)
+		s.family = familyOf(labelValue(s.lbls, model.MetricNameLabel), m.Type)
 		if len(ts.Samples) == 0 && len(ts.Histograms) == 0 {
-			c.reject(n, fmt.Sprintf("series %s: must contain at least one sample or histogram", ls.String()))
+			c.reject(n, fmt.Sprintf("series %s: must contain at least one sample or histogram", s.labels(&c.builder).String()))
 			continue
 		}
+		c.v2samples = c.v2samples[:0]
 		for _, smp := range ts.Samples {
-			s.samples = append(s.samples, sampleV{st: smp.StartTimestamp, t: smp.Timestamp, v: smp.Value})
+			c.v2samples = append(c.v2samples, sampleV{st: smp.StartTimestamp, t: smp.Timestamp, v: smp.Value})
 		}
+		s.samples = c.v2samples
 		for _, h := range ts.Histograms {
 			hv := histV{st: h.StartTimestamp, t: h.Timestamp}
 			if h.IsFloatHistogram() {
@@ -180,16 +259,32 @@ func (c *converter) fromV2(req *writev2.Request) {
 		for _, e := range ts.Exemplars {
 			ex, err := e.ToExemplar(&c.builder, req.Symbols)
 			if err != nil {
-				c.reject(n, fmt.Sprintf("series %s: exemplar: %v", ls.String(), err))
+				c.reject(n, fmt.Sprintf("series %s: exemplar: %v", s.labels(&c.builder).String(), err))
 				exemplarsOK = false
 				break
 			}
 			s.exemplars = append(s.exemplars, ex)
 		}
 		if exemplarsOK {
-			c.addSeries(&s, n)
+			c.addSeries(s, n)
 		}
 	}
+}
+
+// symbolLabels resolves 2.0 label references into s.lbls; false when they are not pairs or point
+// outside the symbol table.
+func symbolLabels(s *series, refs []uint32, symbols []string) bool {
+	if len(refs)%2 != 0 {
+		return false
+	}
+	for j := 0; j < len(refs); j += 2 {
+		n, v := refs[j], refs[j+1]
+		if int(n) >= len(symbols) || int(v) >= len(symbols) {
+			return false
+		}
+		s.lbls = append(s.lbls, label{name: symbols[n], value: symbols[v]})
+	}
+	return true
 }
 
 func (c *converter) reject(n int, msg string) {
@@ -199,29 +294,34 @@ func (c *converter) reject(n int, msg string) {
 
 // validate applies Prometheus's rules for a remote-written series: a metric name, valid UTF-8
 // label names and values, no empty or duplicate label names; timestamps pmetric can hold;
-// valid native histograms.
+// valid native histograms. It sorts s.lbls by name and sets s.name, s.job and s.instance.
 func (c *converter) validate(s *series) error {
-	if !s.ls.Has(model.MetricNameLabel) || s.ls.Get(model.MetricNameLabel) == "" {
-		return fmt.Errorf("series %s: missing metric name (label __name__)", s.ls.String())
-	}
-	if !s.ls.IsValid(model.UTF8Validation) {
-		return fmt.Errorf("series %s: invalid label name or value (empty name, or not UTF-8)", s.ls.String())
-	}
-	if name, dup := s.ls.HasDuplicateLabelNames(); dup {
-		return fmt.Errorf("series %s: duplicate label name %q", s.ls.String(), name)
+	if !s.checkLabels() {
+		// Build the label set only to say what is wrong, with the same words as always.
+		ls := s.labels(&c.builder)
+		if !ls.Has(model.MetricNameLabel) || ls.Get(model.MetricNameLabel) == "" {
+			return fmt.Errorf("series %s: missing metric name (label __name__)", ls.String())
+		}
+		if !ls.IsValid(model.UTF8Validation) {
+			return fmt.Errorf("series %s: invalid label name or value (empty name, or not UTF-8)", ls.String())
+		}
+		if name, dup := ls.HasDuplicateLabelNames(); dup {
+			return fmt.Errorf("series %s: duplicate label name %q", ls.String(), name)
+		}
+		return fmt.Errorf("series %s: invalid labels", ls.String())
 	}
 	checkTS := func(t int64, what string) error {
 		if t < 0 || t > maxTimestampMs {
-			return fmt.Errorf("series %s: %s timestamp %d out of range (0 to %d ms since 1970)", s.ls.String(), what, t, maxTimestampMs)
+			return fmt.Errorf("series %s: %s timestamp %d out of range (0 to %d ms since 1970)", s.labels(&c.builder).String(), what, t, maxTimestampMs)
 		}
 		return nil
 	}
 	for _, smp := range s.samples {
-		if err := checkTS(smp.t, "sample"); err != nil {
-			return err
-		}
-		if err := checkTS(smp.st, "start"); err != nil {
-			return err
+		if uint64(smp.t) > uint64(maxTimestampMs) || uint64(smp.st) > uint64(maxTimestampMs) {
+			if err := checkTS(smp.t, "sample"); err != nil {
+				return err
+			}
+			return checkTS(smp.st, "start")
 		}
 	}
 	for _, h := range s.histograms {
@@ -238,10 +338,10 @@ func (c *converter) validate(s *series) error {
 			err = h.fh.Validate()
 		}
 		if err != nil {
-			return fmt.Errorf("series %s: invalid native histogram at %d: %w", s.ls.String(), h.t, err)
+			return fmt.Errorf("series %s: invalid native histogram at %d: %w", s.labels(&c.builder).String(), h.t, err)
 		}
 		if lo, hi, ok := bucketRange(h); ok && hi-lo >= maxDenseBuckets {
-			return fmt.Errorf("series %s: native histogram at %d spans %d buckets (at most %d)", s.ls.String(), h.t, hi-lo+1, maxDenseBuckets)
+			return fmt.Errorf("series %s: native histogram at %d spans %d buckets (at most %d)", s.labels(&c.builder).String(), h.t, hi-lo+1, maxDenseBuckets)
 		}
 	}
 	for _, e := range s.exemplars {
@@ -252,20 +352,48 @@ func (c *converter) validate(s *series) error {
 	return nil
 }
 
+// checkLabels sorts s.lbls by name and tells whether they are valid: a non-empty __name__, no
+// empty label name, UTF-8 names and values, no name twice. It is the fast path of validate and
+// agrees with the checks there on labels.Labels.
+func (s *series) checkLabels() bool {
+	ls := s.lbls
+	if !slices.IsSortedFunc(ls, compareLabelNames) {
+		slices.SortStableFunc(ls, compareLabelNames)
+	}
+	for i, l := range ls {
+		if l.name == "" || !utf8.ValidString(l.name) || !utf8.ValidString(l.value) {
+			return false
+		}
+		if i > 0 && ls[i-1].name == l.name {
+			return false
+		}
+		switch l.name {
+		case model.MetricNameLabel:
+			s.name = l.value
+		case model.JobLabel:
+			s.job = l.value
+		case model.InstanceLabel:
+			s.instance = l.value
+		}
+	}
+	return s.name != ""
+}
+
+func compareLabelNames(a, b label) int { return strings.Compare(a.name, b.name) }
+
 func (c *converter) addSeries(s *series, n int) {
 	if err := c.validate(s); err != nil {
 		c.reject(n, err.Error())
 		return
 	}
-	rk := resourceKey{job: s.ls.Get(model.JobLabel), instance: s.ls.Get(model.InstanceLabel)}
-	name := s.ls.Get(model.MetricNameLabel)
+	rk := resourceKey{job: s.job, instance: s.instance}
 
 	if len(s.samples) > 0 {
 		kind := kindGauge
 		if s.hasMeta && s.meta.Type == model.MetricTypeCounter {
 			kind = kindSum
 		}
-		m := c.metric(rk, name, kind, s)
+		m := c.metric(rk, s.name, kind, s)
 		var dps pmetric.NumberDataPointSlice
 		if kind == kindSum {
 			dps = m.Sum().DataPoints()
@@ -274,14 +402,16 @@ func (c *converter) addSeries(s *series, n int) {
 		}
 		for i, smp := range s.samples {
 			dp := dps.AppendEmpty()
-			putAttributes(dp.Attributes(), s.ls)
+			putAttributes(dp.Attributes(), s.lbls)
 			dp.SetTimestamp(msToTimestamp(smp.t))
-			dp.SetStartTimestamp(msToTimestamp(smp.st))
+			if smp.st != 0 {
+				dp.SetStartTimestamp(msToTimestamp(smp.st))
+			}
 			dp.SetDoubleValue(smp.v)
 			if value.IsStaleNaN(smp.v) {
 				dp.SetFlags(pmetric.DefaultDataPointFlags.WithNoRecordedValue(true))
 			}
-			if i == len(s.samples)-1 {
+			if i == len(s.samples)-1 && len(s.exemplars) > 0 {
 				putExemplars(dp.Exemplars(), s.exemplars)
 			}
 		}
@@ -293,40 +423,52 @@ func (c *converter) addSeries(s *series, n int) {
 		if custom {
 			kind = kindCustomBuckets
 		}
-		m := c.metric(rk, name, kind, s)
+		m := c.metric(rk, s.name, kind, s)
 		ex := s.exemplars
 		if len(s.samples) > 0 || i != len(s.histograms)-1 {
 			ex = nil // exemplars go with the last sample of the series
 		}
-		c.addHistogram(m, kind, s.ls, h, ex)
+		c.addHistogram(m, kind, s.lbls, h, ex)
 	}
 	c.histograms += len(s.histograms)
 	c.exemplars += len(s.exemplars)
 	if len(s.samples) == 0 && len(s.histograms) == 0 && len(s.exemplars) > 0 {
 		// 1.0 allows exemplars without samples; they have nothing to ride on through the pipeline.
 		c.exemplars -= len(s.exemplars)
-		c.reject(len(s.exemplars), fmt.Sprintf("series %s: exemplars without a sample in the same series are not supported", s.ls.String()))
+		c.reject(len(s.exemplars), fmt.Sprintf("series %s: exemplars without a sample in the same series are not supported", s.labels(&c.builder).String()))
 	}
 }
 
 // metric returns the metric of (resource, name, kind), creating resource and metric as needed.
 func (c *converter) metric(rk resourceKey, name string, kind metricKind, s *series) pmetric.Metric {
 	key := metricKey{res: rk, name: name, kind: kind}
-	if m, ok := c.metrics[key]; ok {
-		return m
+	if c.hasLast && key == c.lastKey {
+		return c.lastMetric
 	}
+	m, ok := c.metrics[key]
+	if !ok {
+		m = c.newMetric(key, s)
+		c.metrics[key] = m
+	}
+	c.lastKey, c.lastMetric, c.hasLast = key, m, true
+	return m
+}
+
+// newMetric appends the metric of key to its resource, creating the resource as needed.
+func (c *converter) newMetric(key metricKey, s *series) pmetric.Metric {
+	rk, name, kind := key.res, key.name, key.kind
 	ms, ok := c.resources[rk]
 	if !ok {
 		rm := c.md.ResourceMetrics().AppendEmpty()
 		attrs := rm.Resource().Attributes()
 		if rk.job != "" {
-			attrs.PutStr("service.name", rk.job)
+			attrs.PutStr(passthrough.JobAttribute, rk.job)
 		}
 		if rk.instance != "" {
-			attrs.PutStr("service.instance.id", rk.instance)
+			attrs.PutStr(passthrough.InstanceAttribute, rk.instance)
 		}
 		sm := rm.ScopeMetrics().AppendEmpty()
-		sm.Scope().SetName(intmeta.ScopeName)
+		sm.Scope().SetName(passthrough.ScopeName)
 		ms = sm.Metrics()
 		c.resources[rk] = ms
 	}
@@ -339,9 +481,9 @@ func (c *converter) metric(rk resourceKey, name string, kind metricKind, s *seri
 		if typ == "" {
 			typ = model.MetricTypeUnknown
 		}
-		m.Metadata().PutStr(MetadataKeyType, string(typ))
+		m.Metadata().PutStr(passthrough.KeyType, string(typ))
 		if s.family != "" && s.family != name {
-			m.Metadata().PutStr(MetadataKeyFamily, s.family)
+			m.Metadata().PutStr(passthrough.KeyFamily, s.family)
 		}
 	}
 	switch kind {
@@ -356,13 +498,12 @@ func (c *converter) metric(rk resourceKey, name string, kind metricKind, s *seri
 	case kindCustomBuckets:
 		m.SetEmptyHistogram().SetAggregationTemporality(pmetric.AggregationTemporalityCumulative)
 	}
-	c.metrics[key] = m
 	return m
 }
 
 // addHistogram appends one native histogram: a pmetric view (exponential or explicit buckets,
-// counts rounded for float histograms) and the exact histogram in MetadataKeyNativeHistograms.
-func (c *converter) addHistogram(m pmetric.Metric, kind metricKind, ls labels.Labels, h histV, ex []exemplar.Exemplar) {
+// counts rounded for float histograms) and the exact histogram in passthrough.KeyNativeHistograms.
+func (c *converter) addHistogram(m pmetric.Metric, kind metricKind, ls []label, h histV, ex []exemplar.Exemplar) {
 	var exact writev2.Histogram
 	fh := h.fh
 	if h.h != nil {
@@ -374,10 +515,10 @@ func (c *converter) addHistogram(m pmetric.Metric, kind metricKind, ls labels.La
 	raw, _ := exact.Marshal() // marshaling a valid message does not fail
 	enc := m.Metadata()
 	var list pcommon.Slice
-	if v, ok := enc.Get(MetadataKeyNativeHistograms); ok {
+	if v, ok := enc.Get(passthrough.KeyNativeHistograms); ok {
 		list = v.Slice()
 	} else {
-		list = enc.PutEmptySlice(MetadataKeyNativeHistograms)
+		list = enc.PutEmptySlice(passthrough.KeyNativeHistograms)
 	}
 	list.AppendEmpty().SetEmptyBytes().FromRaw(raw)
 
@@ -488,17 +629,27 @@ func roundCount(f float64) uint64 {
 // putAttributes copies the labels of a series to data point attributes, except __name__ (the
 // metric name), job and instance (resource attributes service.name and service.instance.id).
 // Labels with an empty value are absent in Prometheus and are not copied.
-func putAttributes(attrs pcommon.Map, ls labels.Labels) {
-	attrs.EnsureCapacity(ls.Len())
-	ls.Range(func(l labels.Label) {
-		switch l.Name {
-		case model.MetricNameLabel, model.JobLabel, model.InstanceLabel:
-			return
+func putAttributes(attrs pcommon.Map, ls []label) {
+	n := 0
+	for _, l := range ls {
+		if isAttribute(l) {
+			n++
 		}
-		if l.Value != "" {
-			attrs.PutStr(l.Name, l.Value)
+	}
+	attrs.EnsureCapacity(n) // exactly: an attribute is 40 bytes, most labels of a series are not
+	for _, l := range ls {
+		if isAttribute(l) {
+			attrs.PutStr(l.name, l.value)
 		}
-	})
+	}
+}
+
+func isAttribute(l label) bool {
+	switch l.name {
+	case model.MetricNameLabel, model.JobLabel, model.InstanceLabel:
+		return false
+	}
+	return l.value != ""
 }
 
 // putExemplars maps exemplars: labels become filtered attributes (all of them, trace_id and

@@ -11,6 +11,8 @@ import (
 	"go.opentelemetry.io/collector/consumer"
 	"go.opentelemetry.io/collector/pdata/pcommon"
 	"go.opentelemetry.io/collector/pdata/pmetric"
+
+	"github.com/metricstor/metricstor/internal/passthrough"
 )
 
 // addOTLP is a processor that adds an application's OTLP gauge to every batch, as a batch
@@ -59,7 +61,7 @@ func dropHistogramEncoding(next consumer.Metrics) consumer.Metrics {
 			for j := range sms.Len() {
 				ms := sms.At(j).Metrics()
 				for k := range ms.Len() {
-					ms.At(k).Metadata().Remove(MetadataKeyNativeHistograms)
+					ms.At(k).Metadata().Remove(passthrough.KeyNativeHistograms)
 				}
 			}
 		}

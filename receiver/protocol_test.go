@@ -1,6 +1,7 @@
 package receiver
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"net/http"
@@ -87,6 +88,34 @@ func TestNoContentEncodingIsSnappy(t *testing.T) {
 	// Unencoded protobuf is not snappy: 400, nothing consumed.
 	r = post(t, url, ctV1, "", b)
 	assert.Equal(t, http.StatusBadRequest, r.code, r.body)
+	assert.Equal(t, 2, sink.DataPointCount())
+}
+
+// TestSnappyFramed: with Content-Encoding: snappy the framed format is accepted as well (as
+// confighttp's own decoder accepts it), and a framed body over the limit is refused.
+func TestSnappyFramed(t *testing.T) {
+	sink := new(consumertest.MetricsSink)
+	url := startReceiver(t, sink, nil, func(cfg *Config) { cfg.MaxRequestBodySize = 4096 })
+	b, err := validV1().Marshal()
+	require.NoError(t, err)
+	frame := func(b []byte) []byte {
+		var out bytes.Buffer
+		w := snappy.NewBufferedWriter(&out)
+		_, err := w.Write(b)
+		require.NoError(t, err)
+		require.NoError(t, w.Close())
+		return out.Bytes()
+	}
+	r := post(t, url, ctV1, "snappy", frame(b))
+	assert.Equal(t, http.StatusNoContent, r.code, r.body)
+	assert.Equal(t, 2, sink.DataPointCount())
+
+	big := validV1()
+	big.Timeseries[0].Labels = append(big.Timeseries[0].Labels, prompb.Label{Name: "pad", Value: strings.Repeat("x", 8192)})
+	b, err = big.Marshal()
+	require.NoError(t, err)
+	r = post(t, url, ctV1, "snappy", frame(b))
+	assert.Equal(t, http.StatusRequestEntityTooLarge, r.code, r.body)
 	assert.Equal(t, 2, sink.DataPointCount())
 }
 

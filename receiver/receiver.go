@@ -73,12 +73,14 @@ func (r *remoteWriteReceiver) handler() http.Handler {
 }
 
 // serverOptions make confighttp decode the body the way remote write senders encode it:
-// `Content-Encoding: snappy` is decoded by confighttp (block format, its decoded size checked
-// against max_request_body_size); a request without Content-Encoding is snappy block-compressed
-// too (as Prometheus assumes); any other encoding is refused with 415.
+// `Content-Encoding: snappy` is the block format (what Prometheus sends) or the framed format; a
+// request without Content-Encoding is snappy block-compressed too (as Prometheus assumes); any
+// other encoding is refused with 415. The decoded size is checked against max_request_body_size
+// before anything is decoded.
 func (r *remoteWriteReceiver) serverOptions() []confighttp.ToServerOption {
 	return []confighttp.ToServerOption{
 		confighttp.WithDecoder("", snappyBlockDecoder(r.cfg.MaxRequestBodySize)),
+		confighttp.WithDecoder("snappy", snappyDecoder(r.cfg.MaxRequestBodySize, true)),
 		confighttp.WithDecoder("identity", func(io.ReadCloser) (io.ReadCloser, error) {
 			return nil, errors.New("unsupported Content-Encoding: identity (remote write bodies are snappy-compressed)")
 		}),
@@ -86,14 +88,45 @@ func (r *remoteWriteReceiver) serverOptions() []confighttp.ToServerOption {
 	}
 }
 
+// snappyFramingHeader starts a body in snappy's framed format.
+var snappyFramingHeader = []byte("\xff\x06\x00\x00sNaPpY")
+
+// decodedBuffers hold decoded bodies between requests, so that decoding allocates nothing.
+var decodedBuffers = sync.Pool{New: func() any { return new([]byte) }}
+
+// decodedBody reads a decoded body out of a pooled buffer and gives the buffer back on Close.
+// confighttp closes it once the handler has returned, and the handler reads it all before.
+type decodedBody struct {
+	bytes.Reader
+	buf *[]byte
+}
+
+func (b *decodedBody) Close() error {
+	if b.buf != nil {
+		if cap(*b.buf) <= 64<<20 {
+			decodedBuffers.Put(b.buf)
+		}
+		b.buf = nil
+		b.Reset(nil)
+	}
+	return nil
+}
+
 // snappyBlockDecoder decodes a snappy block-format body, refusing one whose decoded length
 // exceeds maxSize before allocating it.
 func snappyBlockDecoder(maxSize int64) func(io.ReadCloser) (io.ReadCloser, error) {
+	return snappyDecoder(maxSize, false)
+}
+
+// snappyDecoder decodes a snappy body: the block format into a pooled buffer, refused before
+// decoding when its decoded length exceeds maxSize; with framed, also the framed format (as
+// confighttp's own snappy decoder does; its output is limited by confighttp's MaxBytesReader).
+func snappyDecoder(maxSize int64, framed bool) func(io.ReadCloser) (io.ReadCloser, error) {
 	return func(body io.ReadCloser) (io.ReadCloser, error) {
 		defer body.Close()
 		buf := bodyBuffers.Get().(*bytes.Buffer)
 		buf.Reset()
-		defer putBodyBuffer(buf) // snappy.Decode below copies into a new slice
+		defer putBodyBuffer(buf) // decoding copies out of it
 		if _, err := buf.ReadFrom(body); err != nil {
 			return nil, err
 		}
@@ -102,6 +135,9 @@ func snappyBlockDecoder(maxSize int64) func(io.ReadCloser) (io.ReadCloser, error
 			// Nothing to decode (a GET, or an empty request): the handler answers.
 			return io.NopCloser(strings.NewReader("")), nil
 		}
+		if framed && bytes.HasPrefix(compressed, snappyFramingHeader) {
+			return io.NopCloser(snappy.NewReader(bytes.NewReader(bytes.Clone(compressed)))), nil
+		}
 		n, err := snappy.DecodedLen(compressed)
 		if err != nil {
 			return nil, fmt.Errorf("snappy: %w", err)
@@ -109,11 +145,18 @@ func snappyBlockDecoder(maxSize int64) func(io.ReadCloser) (io.ReadCloser, error
 		if maxSize > 0 && int64(n) > maxSize {
 			return nil, errors.New("snappy: decoded size exceeds max request body size")
 		}
-		decoded, err := snappy.Decode(nil, compressed)
+		dst := decodedBuffers.Get().(*[]byte)
+		if cap(*dst) < n {
+			*dst = make([]byte, n)
+		}
+		decoded, err := snappy.Decode((*dst)[:cap(*dst)], compressed)
 		if err != nil {
+			decodedBuffers.Put(dst)
 			return nil, fmt.Errorf("snappy: %w", err)
 		}
-		return io.NopCloser(bytes.NewReader(decoded)), nil
+		out := &decodedBody{buf: dst}
+		out.Reset(decoded)
+		return out, nil
 	}
 }
 

@@ -9,7 +9,6 @@ import (
 	"sync"
 
 	remoteapi "github.com/prometheus/client_golang/exp/api/remote"
-	"github.com/prometheus/prometheus/prompb"
 	writev2 "github.com/prometheus/prometheus/prompb/io/prometheus/write/v2"
 	"go.opentelemetry.io/collector/consumer/consumererror"
 	"go.uber.org/zap"
@@ -48,6 +47,8 @@ func (r *remoteWriteReceiver) Store(req *http.Request, msgType remoteapi.WriteMe
 	buf.Reset()
 	defer putBodyBuffer(buf)
 	_, err := buf.ReadFrom(req.Body)
+	// Done with the body: its decoded bytes go back to their pool.
+	_ = req.Body.Close()
 	body := buf.Bytes()
 	if err != nil {
 		if mbe, ok := errors.AsType[*http.MaxBytesError](err); ok {
@@ -59,14 +60,18 @@ func (r *remoteWriteReceiver) Store(req *http.Request, msgType remoteapi.WriteMe
 	}
 
 	conv := newConverter(r.meta)
+	defer conv.release()
 	switch msgType {
 	case remoteapi.WriteV1MessageType:
-		var m prompb.WriteRequest
-		if err := m.Unmarshal(body); err != nil {
+		// The strings of the pipeline data are substrings of one copy of the body: one
+		// allocation per request instead of one per label name and value. Whoever keeps one
+		// of them keeps the copy alive, never the pooled buffer.
+		arena := string(body)
+		if err := decodeV1(&conv.v1, body, arena); err != nil {
 			wr.SetStatusCode(http.StatusBadRequest)
 			return wr, fmt.Errorf("decode remote write 1.0 request (prometheus.WriteRequest): %w", err)
 		}
-		conv.fromV1(&m)
+		conv.fromV1(&conv.v1)
 	default:
 		var m writev2.Request
 		if err := m.Unmarshal(body); err != nil {
@@ -82,7 +87,7 @@ func (r *remoteWriteReceiver) Store(req *http.Request, msgType remoteapi.WriteMe
 		octx := r.obsrecv.StartMetricsOp(ctx)
 		r.obsrecv.EndMetricsOp(octx, string(msgType), conv.rejectedSamples, consumererror.NewPermanent(errors.New("invalid series")))
 	}
-	if points := conv.md.DataPointCount(); points > 0 {
+	if points := conv.samples + conv.histograms; points > 0 {
 		octx := r.obsrecv.StartMetricsOp(ctx)
 		err := r.next.ConsumeMetrics(octx, conv.md)
 		r.obsrecv.EndMetricsOp(octx, string(msgType), points, err)

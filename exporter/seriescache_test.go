@@ -1,0 +1,187 @@
+package exporter
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"testing"
+
+	"github.com/prometheus/prometheus/model/histogram"
+	"github.com/prometheus/prometheus/model/labels"
+	promstorage "github.com/prometheus/prometheus/storage"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"go.opentelemetry.io/collector/component/componenttest"
+	"go.opentelemetry.io/collector/pdata/pmetric"
+
+	"github.com/metricstor/metricstor/internal/passthrough"
+)
+
+func TestSeriesCacheCollision(t *testing.T) {
+	c := newSeriesCache(64)
+	a, b := []byte("key a"), []byte("key b")
+	const h = 42 // both keys forced onto one hash
+	c.put(h, a, labels.FromStrings("__name__", "a"), 1)
+	ls, ref, ok := c.get(h, a)
+	require.True(t, ok)
+	assert.Equal(t, promstorage.SeriesRef(1), ref)
+	assert.Equal(t, "a", ls.Get("__name__"))
+
+	_, _, ok = c.get(h, b)
+	assert.False(t, ok, "another key with the same hash is not the cached series")
+
+	c.put(h, b, labels.FromStrings("__name__", "b"), 2)
+	_, _, ok = c.get(h, a)
+	assert.False(t, ok, "the colliding key replaced it")
+	ls, ref, ok = c.get(h, b)
+	require.True(t, ok)
+	assert.Equal(t, promstorage.SeriesRef(2), ref)
+	assert.Equal(t, "b", ls.Get("__name__"))
+
+	c.put(h, b, ls, 3) // the store gave another ref
+	_, ref, _ = c.get(h, b)
+	assert.Equal(t, promstorage.SeriesRef(3), ref)
+}
+
+func TestSeriesCacheBounded(t *testing.T) {
+	const size = cacheStripes * 4
+	c := newSeriesCache(size)
+	key := func(i int) []byte { return fmt.Appendf(nil, "series %d", i) }
+	for i := range 100 * size {
+		k := key(i)
+		c.put(c.hash(k), k, labels.FromStrings("i", fmt.Sprint(i)), promstorage.SeriesRef(i+1))
+		// A series that keeps arriving stays.
+		k0 := key(0)
+		_, ref, ok := c.get(c.hash(k0), k0)
+		require.True(t, ok, "series 0 lost after %d others", i)
+		require.Equal(t, promstorage.SeriesRef(1), ref)
+	}
+	assert.LessOrEqual(t, c.len(), 2*size)
+}
+
+// refAppender records the refs the exporter hands over, and answers with the ref of the label set
+// in refs (assigning the next one to a new label set); bump makes every label set change ref
+// once, as a store that dropped its series from memory would.
+type refAppender struct {
+	refs    map[string]promstorage.SeriesRef
+	next    promstorage.SeriesRef
+	handed  []promstorage.SeriesRef
+	written []string
+}
+
+func (a *refAppender) Append(ref promstorage.SeriesRef, ls labels.Labels, _, _ int64, _ float64, _ *histogram.Histogram, _ *histogram.FloatHistogram, _ promstorage.AOptions) (promstorage.SeriesRef, error) {
+	a.handed = append(a.handed, ref)
+	a.written = append(a.written, ls.String())
+	r, ok := a.refs[ls.String()]
+	if !ok {
+		a.next++
+		r = a.next
+		a.refs[ls.String()] = r
+	}
+	return r, nil
+}
+func (*refAppender) Commit() error   { return nil }
+func (*refAppender) Rollback() error { return nil }
+
+func (a *refAppender) bump() {
+	for k := range a.refs {
+		a.next++
+		a.refs[k] = a.next
+	}
+}
+
+// passthroughGauge is what the remote_write receiver makes of one series with one sample; attrs
+// are name/value pairs in order.
+func passthroughGauge(name string, attrs ...string) pmetric.Metrics {
+	md := pmetric.NewMetrics()
+	rm := md.ResourceMetrics().AppendEmpty()
+	rm.Resource().Attributes().PutStr(passthrough.JobAttribute, "node")
+	rm.Resource().Attributes().PutStr(passthrough.InstanceAttribute, "host:9100")
+	sm := rm.ScopeMetrics().AppendEmpty()
+	sm.Scope().SetName(passthrough.ScopeName)
+	m := sm.Metrics().AppendEmpty()
+	m.SetName(name)
+	dp := m.SetEmptyGauge().DataPoints().AppendEmpty()
+	dp.SetTimestamp(ts(t0))
+	dp.SetDoubleValue(1)
+	for i := 0; i+1 < len(attrs); i += 2 {
+		dp.Attributes().PutStr(attrs[i], attrs[i+1])
+	}
+	return md
+}
+
+// TestSeriesRefs shows how the exporter uses the store's refs: the first point of a series hands
+// over none, later ones the ref the store returned, with the same labels; a changed identity (a
+// processor rewrote an attribute, or added one) is another series; a ref the store replaces is
+// followed; attributes in another order are the same series.
+func TestSeriesRefs(t *testing.T) {
+	exp, err := newMetricstorExporter(createDefaultConfig().(*Config), componenttest.NewNopTelemetrySettings())
+	require.NoError(t, err)
+	app := &refAppender{refs: map[string]promstorage.SeriesRef{}}
+	push := func(md pmetric.Metrics) (promstorage.SeriesRef, string) {
+		t.Helper()
+		st := exp.pool.Get().(*pushState)
+		defer exp.pool.Put(st)
+		st.app.reset(app)
+		fatal, invalid := writeRemoteWrite(context.Background(), md, &st.app, exp.series, st)
+		require.NoError(t, fatal)
+		require.NoError(t, invalid)
+		return app.handed[len(app.handed)-1], app.written[len(app.written)-1]
+	}
+	const cpu = `{__name__="cpu", cpu="0", instance="host:9100", job="node", mode="idle"}`
+
+	ref, ls := push(passthroughGauge("cpu", "mode", "idle", "cpu", "0"))
+	assert.Zero(t, ref, "first point: no ref yet")
+	assert.Equal(t, cpu, ls)
+	ref, ls = push(passthroughGauge("cpu", "mode", "idle", "cpu", "0"))
+	assert.Equal(t, promstorage.SeriesRef(1), ref, "known series: the store's ref")
+	assert.Equal(t, cpu, ls, "with its labels")
+
+	ref, ls = push(passthroughGauge("cpu", "mode", "user", "cpu", "0"))
+	assert.Zero(t, ref)
+	assert.Equal(t, `{__name__="cpu", cpu="0", instance="host:9100", job="node", mode="user"}`, ls)
+	ref, ls = push(passthroughGauge("cpu", "mode", "idle", "cpu", "0", "extra", "x"))
+	assert.Zero(t, ref)
+	assert.Equal(t, `{__name__="cpu", cpu="0", extra="x", instance="host:9100", job="node", mode="idle"}`, ls)
+	ref, ls = push(passthroughGauge("cpu", "mode", "idle", "cpu", "0", "empty", ""))
+	assert.Equal(t, promstorage.SeriesRef(1), ref, "an empty attribute is no label")
+	assert.Equal(t, cpu, ls)
+	ref, ls = push(passthroughGauge("cpu", "job", "ignored", "mode", "idle", "cpu", "0"))
+	assert.Equal(t, promstorage.SeriesRef(1), ref, "a job attribute is no label")
+	assert.Equal(t, cpu, ls)
+
+	app.bump()
+	ref, _ = push(passthroughGauge("cpu", "mode", "idle", "cpu", "0"))
+	assert.Equal(t, promstorage.SeriesRef(1), ref, "the cache does not know yet")
+	ref, ls = push(passthroughGauge("cpu", "mode", "idle", "cpu", "0"))
+	assert.Equal(t, app.refs[cpu], ref, "the store's new ref")
+	assert.Equal(t, cpu, ls)
+
+	ref, ls = push(passthroughGauge("cpu", "cpu", "0", "mode", "idle"))
+	assert.Zero(t, ref, "another order is another cache entry")
+	assert.Equal(t, cpu, ls, "of the same series")
+}
+
+// Concurrent pushes of passthrough data share the series cache; run with -race.
+func TestPushPassthroughConcurrent(t *testing.T) {
+	store := newTSDBStore(t)
+	h := newHarness(t, store, nil)
+	const workers, pushes = 4, 25
+	var wg sync.WaitGroup
+	for w := range workers {
+		wg.Go(func() {
+			for i := range pushes {
+				md := passthroughGauge("shared", "worker", fmt.Sprint(w))
+				dp := md.ResourceMetrics().At(0).ScopeMetrics().At(0).Metrics().At(0).Gauge().DataPoints().At(0)
+				dp.SetTimestamp(ts(t0 + int64(i)*1000))
+				assert.NoError(t, h.exp.ConsumeMetrics(context.Background(), md))
+			}
+		})
+	}
+	wg.Wait()
+	got := dump(t, store)
+	require.Len(t, got, workers)
+	for _, samples := range got {
+		assert.Len(t, samples, pushes)
+	}
+}

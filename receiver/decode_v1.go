@@ -1,0 +1,399 @@
+package receiver
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+
+	"github.com/prometheus/prometheus/prompb"
+)
+
+// The remote write 1.0 request is decoded by hand rather than by prompb's generated Unmarshal,
+// which allocates a slice per series and a string per label name and value. Here every string is
+// a substring of one copy of the body (the request's arena), and the per-series structure lives
+// in flat slices the converter reuses from request to request: a steady stream of known series
+// allocates nothing per sample while decoding.
+//
+// It accepts exactly what prompb's Unmarshal accepts (FuzzDecodeV1 compares them): the same wire
+// types per field, unknown fields and groups skipped, the last value of a repeated scalar kept.
+// Histograms, exemplars and metadata are rare and are handed to prompb's own Unmarshal.
+
+// Field numbers of prometheus.WriteRequest, TimeSeries, Label and Sample (prompb/remote.proto,
+// prompb/types.proto).
+const (
+	fieldWriteTimeseries = 1
+	fieldWriteMetadata   = 3
+
+	fieldSeriesLabels     = 1
+	fieldSeriesSamples    = 2
+	fieldSeriesExemplars  = 3
+	fieldSeriesHistograms = 4
+
+	fieldLabelName  = 1
+	fieldLabelValue = 2
+
+	fieldSampleValue     = 1
+	fieldSampleTimestamp = 2
+)
+
+const (
+	wireVarint     = 0
+	wireFixed64    = 1
+	wireBytes      = 2
+	wireStartGroup = 3
+	wireEndGroup   = 4
+	wireFixed32    = 5
+)
+
+var (
+	errVarintOverflow   = errors.New("proto: integer overflow")
+	errNegativeLength   = errors.New("proto: negative length found during unmarshaling")
+	errUnexpectedEndGrp = errors.New("proto: unexpected end of group")
+)
+
+// label is one label as sent, a pair of substrings of the request's arena (or of 2.0 symbols).
+type label struct{ name, value string }
+
+// rawSeries is one decoded time series: ranges into the flat slices of v1Request.
+type rawSeries struct {
+	labels, samples, histograms, exemplars span
+}
+
+type span struct{ lo, hi int32 }
+
+// v1Request is a decoded prometheus.WriteRequest. Its slices are reused by the next request
+// decoded into it; the strings belong to the arena and stay valid as long as anyone refers to them.
+// Between requests the label slice still refers to the last arena, so a pooled converter keeps at
+// most one request's bytes alive; clearing it per request would cost more than that memory.
+type v1Request struct {
+	series     []rawSeries
+	labels     []label
+	samples    []sampleV
+	histograms []prompb.Histogram
+	exemplars  []prompb.Exemplar
+	metadata   []prompb.MetricMetadata
+}
+
+func (r *v1Request) reset() {
+	r.series = r.series[:0]
+	r.labels = r.labels[:0]
+	r.samples = r.samples[:0]
+	// Histograms, exemplars and metadata hold pointers into earlier requests: drop them.
+	clear(r.histograms)
+	r.histograms = r.histograms[:0]
+	clear(r.exemplars)
+	r.exemplars = r.exemplars[:0]
+	clear(r.metadata)
+	r.metadata = r.metadata[:0]
+}
+
+// pbuf reads protobuf wire format from b; strings come from arena, which holds the same bytes.
+type pbuf struct {
+	b     []byte
+	arena string
+	i     int
+}
+
+func (p *pbuf) varint() (uint64, error) {
+	var v uint64
+	for shift := uint(0); ; shift += 7 {
+		if shift >= 64 {
+			return 0, errVarintOverflow
+		}
+		if p.i >= len(p.b) {
+			return 0, io.ErrUnexpectedEOF
+		}
+		c := p.b[p.i]
+		p.i++
+		v |= uint64(c&0x7f) << shift
+		if c < 0x80 {
+			return v, nil
+		}
+	}
+}
+
+// tag reads a field key. Like the generated code it refuses an end-group key and field numbers
+// that are not positive as int32.
+func (p *pbuf) tag(msg string) (field int32, wire int, err error) {
+	v, err := p.varint()
+	if err != nil {
+		return 0, 0, err
+	}
+	field, wire = int32(v>>3), int(v&7)
+	if wire == wireEndGroup {
+		return 0, 0, fmt.Errorf("proto: %s: wiretype end group for non-group", msg)
+	}
+	if field <= 0 {
+		return 0, 0, fmt.Errorf("proto: %s: illegal tag %d (wire type %d)", msg, field, v)
+	}
+	return field, wire, nil
+}
+
+// sub reads a length-delimited field and returns its bounds.
+func (p *pbuf) sub() (lo, hi int, err error) {
+	v, err := p.varint()
+	if err != nil {
+		return 0, 0, err
+	}
+	n := int(v)
+	if n < 0 {
+		return 0, 0, errNegativeLength
+	}
+	lo, hi = p.i, p.i+n
+	if hi < 0 {
+		return 0, 0, errNegativeLength
+	}
+	if hi > len(p.b) {
+		return 0, 0, io.ErrUnexpectedEOF
+	}
+	p.i = hi
+	return lo, hi, nil
+}
+
+// skip passes over a field of an unknown number whose key was just read (at start), groups
+// included, as the generated code's skipTypes does.
+func (p *pbuf) skip(wire int) error {
+	depth := 0
+	for {
+		switch wire {
+		case wireVarint:
+			if _, err := p.varint(); err != nil {
+				return err
+			}
+		case wireFixed64:
+			p.i += 8
+		case wireBytes:
+			v, err := p.varint()
+			if err != nil {
+				return err
+			}
+			if int(v) < 0 {
+				return errNegativeLength
+			}
+			p.i += int(v)
+		case wireStartGroup:
+			depth++
+		case wireEndGroup:
+			if depth == 0 {
+				return errUnexpectedEndGrp
+			}
+			depth--
+		case wireFixed32:
+			p.i += 4
+		default:
+			return fmt.Errorf("proto: illegal wireType %d", wire)
+		}
+		if p.i < 0 {
+			return errNegativeLength
+		}
+		if p.i > len(p.b) {
+			return io.ErrUnexpectedEOF
+		}
+		if depth == 0 {
+			return nil
+		}
+		v, err := p.varint()
+		if err != nil {
+			return err
+		}
+		wire = int(v & 7)
+	}
+}
+
+func wrongWire(wire int, field string) error {
+	return fmt.Errorf("proto: wrong wireType = %d for field %s", wire, field)
+}
+
+// decodeV1 decodes a prometheus.WriteRequest from body into r. arena must hold the same bytes as
+// body: the strings of r are substrings of it.
+func decodeV1(r *v1Request, body []byte, arena string) error {
+	r.reset()
+	p := pbuf{b: body, arena: arena}
+	for p.i < len(p.b) {
+		field, wire, err := p.tag("WriteRequest")
+		if err != nil {
+			return err
+		}
+		switch field {
+		case fieldWriteTimeseries:
+			if wire != wireBytes {
+				return wrongWire(wire, "Timeseries")
+			}
+			lo, hi, err := p.sub()
+			if err != nil {
+				return err
+			}
+			if err := r.decodeSeries(body[:hi], arena, lo); err != nil {
+				return err
+			}
+		case fieldWriteMetadata:
+			if wire != wireBytes {
+				return wrongWire(wire, "Metadata")
+			}
+			lo, hi, err := p.sub()
+			if err != nil {
+				return err
+			}
+			r.metadata = append(r.metadata, prompb.MetricMetadata{})
+			if err := r.metadata[len(r.metadata)-1].Unmarshal(body[lo:hi]); err != nil {
+				return err
+			}
+		default:
+			if err := p.skip(wire); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// decodeSeries decodes the TimeSeries in b[start:].
+func (r *v1Request) decodeSeries(b []byte, arena string, start int) error {
+	s := rawSeries{
+		labels:     span{int32(len(r.labels)), int32(len(r.labels))},
+		samples:    span{int32(len(r.samples)), int32(len(r.samples))},
+		histograms: span{int32(len(r.histograms)), int32(len(r.histograms))},
+		exemplars:  span{int32(len(r.exemplars)), int32(len(r.exemplars))},
+	}
+	p := pbuf{b: b, arena: arena, i: start}
+	for p.i < len(p.b) {
+		field, wire, err := p.tag("TimeSeries")
+		if err != nil {
+			return err
+		}
+		switch field {
+		case fieldSeriesLabels:
+			if wire != wireBytes {
+				return wrongWire(wire, "Labels")
+			}
+			lo, hi, err := p.sub()
+			if err != nil {
+				return err
+			}
+			l, err := decodeLabel(b[:hi], arena, lo)
+			if err != nil {
+				return err
+			}
+			r.labels = append(r.labels, l)
+		case fieldSeriesSamples:
+			if wire != wireBytes {
+				return wrongWire(wire, "Samples")
+			}
+			lo, hi, err := p.sub()
+			if err != nil {
+				return err
+			}
+			smp, err := decodeSample(b[:hi], lo)
+			if err != nil {
+				return err
+			}
+			r.samples = append(r.samples, smp)
+		case fieldSeriesExemplars:
+			if wire != wireBytes {
+				return wrongWire(wire, "Exemplars")
+			}
+			lo, hi, err := p.sub()
+			if err != nil {
+				return err
+			}
+			r.exemplars = append(r.exemplars, prompb.Exemplar{})
+			if err := r.exemplars[len(r.exemplars)-1].Unmarshal(b[lo:hi]); err != nil {
+				return err
+			}
+		case fieldSeriesHistograms:
+			if wire != wireBytes {
+				return wrongWire(wire, "Histograms")
+			}
+			lo, hi, err := p.sub()
+			if err != nil {
+				return err
+			}
+			r.histograms = append(r.histograms, prompb.Histogram{})
+			if err := r.histograms[len(r.histograms)-1].Unmarshal(b[lo:hi]); err != nil {
+				return err
+			}
+		default:
+			if err := p.skip(wire); err != nil {
+				return err
+			}
+		}
+	}
+	s.labels.hi = int32(len(r.labels))
+	s.samples.hi = int32(len(r.samples))
+	s.histograms.hi = int32(len(r.histograms))
+	s.exemplars.hi = int32(len(r.exemplars))
+	r.series = append(r.series, s)
+	return nil
+}
+
+func decodeLabel(b []byte, arena string, start int) (label, error) {
+	var l label
+	p := pbuf{b: b, arena: arena, i: start}
+	for p.i < len(p.b) {
+		field, wire, err := p.tag("Label")
+		if err != nil {
+			return l, err
+		}
+		switch field {
+		case fieldLabelName, fieldLabelValue:
+			if wire != wireBytes {
+				if field == fieldLabelName {
+					return l, wrongWire(wire, "Name")
+				}
+				return l, wrongWire(wire, "Value")
+			}
+			lo, hi, err := p.sub()
+			if err != nil {
+				return l, err
+			}
+			if field == fieldLabelName {
+				l.name = arena[lo:hi]
+			} else {
+				l.value = arena[lo:hi]
+			}
+		default:
+			if err := p.skip(wire); err != nil {
+				return l, err
+			}
+		}
+	}
+	return l, nil
+}
+
+func decodeSample(b []byte, start int) (sampleV, error) {
+	var s sampleV
+	p := pbuf{b: b, i: start}
+	for p.i < len(p.b) {
+		field, wire, err := p.tag("Sample")
+		if err != nil {
+			return s, err
+		}
+		switch field {
+		case fieldSampleValue:
+			if wire != wireFixed64 {
+				return s, wrongWire(wire, "Value")
+			}
+			if p.i+8 > len(p.b) {
+				return s, io.ErrUnexpectedEOF
+			}
+			s.v = math.Float64frombits(binary.LittleEndian.Uint64(p.b[p.i:]))
+			p.i += 8
+		case fieldSampleTimestamp:
+			if wire != wireVarint {
+				return s, wrongWire(wire, "Timestamp")
+			}
+			v, err := p.varint()
+			if err != nil {
+				return s, err
+			}
+			s.t = int64(v)
+		default:
+			if err := p.skip(wire); err != nil {
+				return s, err
+			}
+		}
+	}
+	return s, nil
+}
