@@ -102,7 +102,8 @@ victoriametrics:
 	@testbed/scripts/install-victoriametrics.sh $(VICTORIAMETRICS_VERSION) >/dev/null
 
 # PromQL conformance against the reference Prometheus on the compliance query set (see
-# testbed/conformance), over remote write 1.0 and 2.0 in one run. Takes about 4 minutes; report
+# testbed/conformance; the set is kept in testbed/conformance/testdata, CONFORMANCE_DIR overrides
+# it), over remote write 1.0 and 2.0 in one run. Takes about 4 minutes; report
 # in $(CONFORMANCE_OUT)/report.txt. The last
 # line printed is the score, `N passed, M failed`.
 conformance: build prometheus

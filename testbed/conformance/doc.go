@@ -1,6 +1,7 @@
 // Package conformance compares the PromQL answers of Metricstor with those of a reference
-// Prometheus fed the same data, on the PromQL compliance query set
-// (../shared/conformance/promql-test-queries.yml, expanded with variant-args.yml).
+// Prometheus fed the same data, on the PromQL compliance query set of prometheus/compliance
+// (testdata/promql-test-queries.yml, expanded with variant-args.yml: the project's own copy, see
+// testdata/README.md for its source, changes and license).
 //
 // TestConformance (run by `make conformance`) starts three demo targets (package demotarget), a
 // reference Prometheus that scrapes them and remote-writes everything to two systems under test,

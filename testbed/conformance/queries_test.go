@@ -5,7 +5,38 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/metricstor/metricstor/testbed/harness"
 )
+
+// Without CONFORMANCE_DIR the query set and the demo sample are read from the repository's own
+// copy: a clone of the project alone has everything its tests need.
+func TestDirDefaultsToRepositoryCopy(t *testing.T) {
+	t.Setenv(DirEnv, "")
+	dir, err := Dir()
+	if err != nil {
+		t.Fatal(err)
+	}
+	root, err := harness.RepoRoot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	rel, err := filepath.Rel(root, dir)
+	if err != nil || rel != filepath.FromSlash(DataDir) {
+		t.Fatalf("Dir() = %s, want %s inside the repository root %s", dir, DataDir, root)
+	}
+	for _, name := range []string{"promql-test-queries.yml", "variant-args.yml", "demo-metrics-sample.txt", "README.md"} {
+		if info, err := os.Stat(filepath.Join(dir, name)); err != nil || !info.Mode().IsRegular() {
+			t.Errorf("%s: want a regular file in %s (%v)", name, DataDir, err)
+		}
+	}
+
+	other := t.TempDir()
+	t.Setenv(DirEnv, other)
+	if dir, err := Dir(); err != nil || dir != other {
+		t.Errorf("with %s=%s: Dir() = %s, %v", DirEnv, other, dir, err)
+	}
+}
 
 func TestLoadCasesQuerySet(t *testing.T) {
 	dir, err := Dir()
