@@ -1,9 +1,7 @@
 package tsdb
 
 import (
-	"bytes"
 	"context"
-	"fmt"
 	"io"
 	"math"
 	"slices"
@@ -24,6 +22,9 @@ type Querier struct {
 	snap       *pebble.Snapshot
 	mint, maxt int64
 	closeOnce  sync.Once
+
+	mu   sync.Mutex   // guards sets
+	sets []*streamSet // sets of Select, closed with the querier
 }
 
 var _ storage.Querier = (*Querier)(nil)
@@ -40,11 +41,22 @@ func (db *DB) newQuerier(mint, maxt int64) (*Querier, error) {
 	return &Querier{db: db, snap: db.pdb.NewSnapshot(), mint: mint, maxt: maxt}, nil
 }
 
-// Close releases the snapshot.
+// Close releases the snapshot and those of the sets of Select that were not read to their end.
 func (q *Querier) Close() error {
 	var err error
 	q.closeOnce.Do(func() {
-		err = q.snap.Close()
+		q.mu.Lock()
+		sets := q.sets
+		q.sets = nil
+		q.mu.Unlock()
+		for _, s := range sets {
+			if e := s.close(); e != nil && err == nil {
+				err = e
+			}
+		}
+		if e := q.snap.Close(); e != nil && err == nil {
+			err = e
+		}
 		q.db.release()
 	})
 	return err
@@ -63,7 +75,10 @@ func (q *Querier) postings(mint, maxt int64, ms []*labels.Matcher) ([]uint64, er
 	return refs, nil
 }
 
-// Select returns the matching series that have data in the range, sorted by labels.
+// Select returns the matching series that have data in the range, sorted by labels when asked
+// (otherwise in ref order, as Prometheus's head gives them). Only the postings are resolved
+// here; chunks and labels are read as the set is iterated, a batch of series at a time (see
+// streamSet), from a snapshot taken now together with the open heads.
 func (q *Querier) Select(ctx context.Context, sortSeries bool, hints *storage.SelectHints, ms ...*labels.Matcher) storage.SeriesSet {
 	mint, maxt, trim := q.mint, q.maxt, true
 	if hints != nil {
@@ -74,181 +89,35 @@ func (q *Querier) Select(ctx context.Context, sortSeries bool, hints *storage.Se
 		return storage.ErrSeriesSet(err)
 	}
 	withData := hints == nil || hints.Func != "series"
-	chunks, err := q.chunks(ctx, refs, mint, maxt, withData)
-	if err != nil {
-		return storage.ErrSeriesSet(err)
-	}
-	// Only the series with data in the range are returned.
-	kept := refs[:0]
-	keptChunks := chunks[:0]
-	for i, ref := range refs {
-		if chunks[i] != nil {
-			kept = append(kept, ref)
-			keptChunks = append(keptChunks, chunks[i])
+	s := q.newStreamSet(ctx, refs, mint, maxt, trim, withData)
+	if sortSeries {
+		if err := s.sortByLabels(); err != nil {
+			_ = s.close()
+			return storage.ErrSeriesSet(err)
 		}
 	}
-	lsets, err := q.db.labelsOf(q.snap, kept)
-	if err != nil {
-		return storage.ErrSeriesSet(err)
-	}
-	series := make([]storage.Series, len(kept))
-	for i := range kept {
-		series[i] = &chunkSeries{lset: lsets[i], chunks: keptChunks[i], mint: mint, maxt: maxt, trim: trim}
-	}
-	// Unsorted, the series come in ref order, as Prometheus's head gives them.
-	if sortSeries {
-		slices.SortFunc(series, func(a, b storage.Series) int { return labels.Compare(a.Labels(), b.Labels()) })
-	}
-	return &listSeriesSet{series: series}
+	return s
 }
 
-// chunks returns, per ref, the chunks that overlap [mint, maxt] in time order, or nil when none
-// does, open head chunks included. Head chunks whose newest samples only the sample log has are
-// copied from memory together with a fresh snapshot, under writeMu, so that the two agree: a
-// chunk cut after the querier's own snapshot is then in the fresh one.
-func (q *Querier) chunks(ctx context.Context, refs []uint64, mint, maxt int64, withData bool) ([][]storedChunk, error) {
-	db := q.db
-	heads := map[int]storedChunk{}
-	db.writeMu.Lock()
-	snap := db.pdb.NewSnapshot()
-	if len(db.unsynced) > 0 {
-		for i, ref := range refs {
-			s := db.series.getByRef(ref)
-			if s == nil || s.head.chunk == nil || !s.head.dirty {
-				continue
-			}
-			h := storedChunk{mint: s.head.mint, maxt: s.head.maxt, enc: s.head.chunk.Encoding()}
-			if withData {
-				h.data = append([]byte(nil), s.head.chunk.Bytes()...)
-			}
-			heads[i] = h
-		}
-	}
-	db.writeMu.Unlock()
-	defer snap.Close()
+// track registers a set for Close: a caller may stop iterating a set before its end.
+func (q *Querier) track(s *streamSet) {
+	q.mu.Lock()
+	q.sets = append(q.sets, s)
+	q.mu.Unlock()
+}
 
-	out, err := q.loadChunks(ctx, snap, refs, mint, maxt, withData)
-	if err != nil {
-		return nil, err
-	}
-	for i, h := range heads {
-		// The stored chunk with the head's mint, if any, is an older prefix of the head.
-		cs := out[i]
-		for j := range cs {
-			if cs[j].mint == h.mint {
-				cs = append(cs[:j], cs[j+1:]...)
-				break
-			}
-		}
-		if h.maxt >= mint && h.mint <= maxt {
-			cs = append(cs, h)
-		}
-		if len(cs) == 0 {
-			cs = nil
+// chunks returns, per ref (ascending), the chunks that overlap [mint, maxt] in time order, or nil
+// when none does, open head chunks included, read as Select reads them.
+func (q *Querier) chunks(ctx context.Context, refs []uint64, mint, maxt int64, withData bool) ([][]storedChunk, error) {
+	s := q.newStreamSet(ctx, refs, mint, maxt, true, withData)
+	defer s.close()
+	out := make([][]storedChunk, len(refs))
+	for i, ref := range refs {
+		cs, err := s.seriesChunks(ref, nil)
+		if err != nil {
+			return nil, err
 		}
 		out[i] = cs
-	}
-	return out, nil
-}
-
-// loadChunks returns, per ref, the stored chunks that overlap [mint, maxt] in time order, or nil
-// when none does. With withData false the chunks carry only their time range.
-func (q *Querier) loadChunks(ctx context.Context, r iterReader, refs []uint64, mint, maxt int64, withData bool) ([][]storedChunk, error) {
-	out := make([][]storedChunk, len(refs))
-	for _, part := range q.db.partitionsBetween(mint, maxt) {
-		prefix := chunkPartPrefix(nil, part)
-		it, err := r.NewIter(&pebble.IterOptions{LowerBound: prefix, UpperBound: prefixEnd(prefix)})
-		if err != nil {
-			return nil, err
-		}
-		var seek []byte
-		for i, ref := range refs {
-			if i%1024 == 0 && ctx.Err() != nil {
-				_ = it.Close()
-				return nil, ctx.Err()
-			}
-			seek = chunkSeriesPrefix(seek[:0], part, ref)
-			// Refs ascend like the keys: when the iterator already stands at or past this
-			// series' first possible key (it stopped at the key after the previous series),
-			// that key is where a seek would land, and a seek costs index block reads.
-			valid := it.Valid() && bytes.Compare(it.Key(), seek) >= 0
-			if !valid {
-				valid = it.SeekGE(seek)
-			}
-			for ; valid; valid = it.Next() {
-				_, r, cmint, err := parseChunkKey(it.Key())
-				if err != nil {
-					_ = it.Close()
-					return nil, err
-				}
-				if r != ref || cmint > maxt {
-					break
-				}
-				c, err := decodeChunkValue(cmint, it.Value(), withData)
-				if err != nil {
-					_ = it.Close()
-					return nil, err
-				}
-				if c.maxt < mint {
-					continue
-				}
-				if !withData {
-					c.data = nil
-				}
-				out[i] = append(out[i], c)
-			}
-		}
-		if err := it.Close(); err != nil {
-			return nil, err
-		}
-	}
-	return out, nil
-}
-
-// labelsOf returns the labels of series given in ascending ref order: from memory for series in
-// the head, otherwise from their l keys, read with one iterator walking forward.
-func (db *DB) labelsOf(snap *pebble.Snapshot, refs []uint64) ([]labels.Labels, error) {
-	out := make([]labels.Labels, len(refs))
-	var it *pebble.Iterator
-	defer func() {
-		if it != nil {
-			_ = it.Close()
-		}
-	}()
-	var key []byte
-	for i, ref := range refs {
-		if s := db.series.getByRef(ref); s != nil {
-			out[i] = s.lset
-			continue
-		}
-		if it == nil {
-			var err error
-			it, err = snap.NewIter(&pebble.IterOptions{
-				LowerBound: []byte{famLabelsByRef}, UpperBound: []byte{famLabelsByRef + 1}})
-			if err != nil {
-				return nil, err
-			}
-		}
-		key = labelsByRefKey(key[:0], ref)
-		// Refs ascend: step forward a few keys before paying for a seek.
-		valid := it.Valid()
-		for n := 0; valid && n < 8 && bytes.Compare(it.Key(), key) < 0; n++ {
-			valid = it.Next()
-		}
-		if !valid || bytes.Compare(it.Key(), key) < 0 {
-			valid = it.SeekGE(key)
-		}
-		if !valid || !bytes.Equal(it.Key(), key) {
-			if err := it.Error(); err != nil {
-				return nil, err
-			}
-			return nil, fmt.Errorf("labels of series %d: %w", ref, pebble.ErrNotFound)
-		}
-		ls, err := decodeLabels(it.Value())
-		if err != nil {
-			return nil, err
-		}
-		out[i] = ls
 	}
 	return out, nil
 }
@@ -349,22 +218,6 @@ type chunkQuerier struct{ *Querier }
 func (q chunkQuerier) Select(ctx context.Context, sortSeries bool, hints *storage.SelectHints, ms ...*labels.Matcher) storage.ChunkSeriesSet {
 	return storage.NewSeriesSetToChunkSet(q.Querier.Select(ctx, sortSeries, hints, ms...))
 }
-
-type listSeriesSet struct {
-	series []storage.Series
-	i      int
-}
-
-func (s *listSeriesSet) Next() bool {
-	if s.i >= len(s.series) {
-		return false
-	}
-	s.i++
-	return true
-}
-func (s *listSeriesSet) At() storage.Series              { return s.series[s.i-1] }
-func (*listSeriesSet) Err() error                        { return nil }
-func (*listSeriesSet) Warnings() annotations.Annotations { return nil }
 
 // chunkSeries is a series whose samples are decoded lazily from its chunks.
 type chunkSeries struct {
