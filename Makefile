@@ -73,7 +73,7 @@ bench:
 	$(GO) test -run '^$$' -bench 'BenchmarkAppend' -benchtime 1000000x -count 3 ./storage/internal/tsdb/
 	$(GO) test -run '^$$' -bench 'BenchmarkDiskAndQuery' -benchtime 10x -count 3 ./storage/internal/tsdb/
 	$(GO) test -run '^$$' -bench 'BenchmarkHeadMemory' -benchtime 1x -count 2 ./storage/internal/tsdb/
-	$(GO) test -run '^$$' -bench 'BenchmarkChunkEncode|BenchmarkSampleLog|BenchmarkCheckpoint|BenchmarkSelect' -benchtime 200x ./storage/internal/tsdb/
+	$(GO) test -run '^$$' -bench 'BenchmarkChunkEncode|BenchmarkSampleLog|BenchmarkCheckpoint|BenchmarkSelect' -benchtime 50x ./storage/internal/tsdb/
 	$(GO) test -run '^$$' -bench . -benchmem ./exporter/
 	$(GO) test -run '^$$' -bench 'BenchmarkDecodeV1|BenchmarkConvertV1' -benchmem ./receiver/
 	$(GO) test -run '^$$' -bench 'BenchmarkRemoteWriteIngest' -benchtime 400000x -count 3 ./receiver/

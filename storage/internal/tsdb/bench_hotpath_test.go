@@ -151,10 +151,10 @@ func BenchmarkCheckpoint(b *testing.B) {
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*len(series)), "ns/head")
 }
 
-// BenchmarkSelect resolves matchers through the postings of a partition and reads the selected
+// BenchmarkSelectMatchers resolves matchers through the postings of a partition and reads the selected
 // series' samples over 6 h of 1,000 series from a reopened (compacted) store: the store's share
 // of a query.
-func BenchmarkSelect(b *testing.B) {
+func BenchmarkSelectMatchers(b *testing.B) {
 	dir := b.TempDir()
 	series := benchSeries(1000)
 	db, err := Open(dir, Options{})
