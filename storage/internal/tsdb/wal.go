@@ -35,6 +35,9 @@ const (
 	// grows (64 MiB is about 4.5 M samples, a few seconds of replay).
 	defaultCheckpointInterval = 5 * time.Minute
 	defaultCheckpointBytes    = 64 << 20
+
+	// checkpointBatchBytes is the size at which a checkpoint applies what it has so far.
+	checkpointBatchBytes = 1 << 20
 )
 
 // appendLogSample encodes one float sample: ref, t and st as varints, the value's 8 bytes.
@@ -139,9 +142,21 @@ func (db *DB) beginCheckpointLocked() (*pendingCheckpoint, error) {
 	b := db.pdb.NewBatch()
 	var buf []byte
 	for s := range db.unsynced {
-		if s.head.chunk != nil && s.head.dirty {
-			buf = encodeChunkValue(buf[:0], &s.head)
-			_ = b.Set(chunkKey(nil, s.head.part, s.ref, s.head.mint), buf, nil)
+		if s.head.chunk == nil || !s.head.dirty {
+			continue
+		}
+		buf = encodeChunkValue(buf[:0], &s.head)
+		_ = b.Set(chunkKey(nil, s.head.part, s.ref, s.head.mint), buf, nil)
+		if b.Len() >= checkpointBatchBytes {
+			// Applied in parts: one batch of every head (tens of MB at 100k series) was a
+			// spike of that much memory. The synced batch at the end makes these durable.
+			if err := db.pdb.Apply(b, pebble.NoSync); err != nil {
+				_ = b.Close()
+				db.failed = fmt.Errorf("checkpoint: %w", err)
+				return nil, db.failed
+			}
+			_ = b.Close()
+			b = db.pdb.NewBatch()
 		}
 	}
 	if db.legacyLog {
