@@ -1,6 +1,7 @@
 package tsdb
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"math"
@@ -232,7 +233,7 @@ func (m *refModel) add(ls labels.Labels, s smp) bool {
 	k := ls.String()
 	m.lsets[k] = ls
 	list := m.series[k]
-	i, found := slices.BinarySearchFunc(list, s.T, func(x smp, t int64) int { return cmpInt(x.T, t) })
+	i, found := slices.BinarySearchFunc(list, s.T, func(x smp, t int64) int { return cmp.Compare(x.T, t) })
 	if found {
 		return false
 	}
@@ -250,7 +251,7 @@ func (m *refModel) newest(ls labels.Labels) (smp, bool) {
 
 func (m *refModel) at(ls labels.Labels, t int64) (smp, bool) {
 	list := m.series[ls.String()]
-	i, found := slices.BinarySearchFunc(list, t, func(x smp, t int64) int { return cmpInt(x.T, t) })
+	i, found := slices.BinarySearchFunc(list, t, func(x smp, t int64) int { return cmp.Compare(x.T, t) })
 	if !found {
 		return smp{}, false
 	}
@@ -278,16 +279,6 @@ func matchesAll(ls labels.Labels, ms []*labels.Matcher) bool {
 		}
 	}
 	return true
-}
-
-func cmpInt(a, b int64) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
 }
 
 func requireSameSeries(t testing.TB, want, got map[string][]smp, msgAndArgs ...any) {

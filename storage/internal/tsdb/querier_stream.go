@@ -2,6 +2,7 @@ package tsdb
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"fmt"
 	"slices"
@@ -184,7 +185,7 @@ func (s *streamSet) readBatch() error {
 		visit[i] = i
 	}
 	if lsets != nil {
-		slices.SortFunc(visit, func(a, b int) int { return cmpUint64(refs[a], refs[b]) })
+		slices.SortFunc(visit, func(a, b int) int { return cmp.Compare(refs[a], refs[b]) })
 	}
 	series := make([]chunkSeries, n)
 	chunks := make([]storedChunk, 0, max(s.chunkCap, n))
@@ -215,16 +216,6 @@ func (s *streamSet) readBatch() error {
 	}
 	s.batch, s.bi = kept, 0
 	return nil
-}
-
-func cmpUint64(a, b uint64) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
 }
 
 // seriesChunks appends to dst the chunks of ref that overlap [mint, maxt], in time order, open
