@@ -65,10 +65,16 @@ type chunkBuilder struct {
 	chunk      chunkenc.Chunk // nil when no chunk is open
 	app        chunkenc.Appender
 	dirty      bool // holds samples that the stored chunk (if any) lacks
+	// floats counts the samples of a float chunk, so that full need not read the chunk's header
+	// (a cache miss per append at 100k series); 0 for histogram chunks.
+	floats int
 }
 
 // full reports whether the next sample must start a new chunk.
 func (c *chunkBuilder) full() bool {
+	if c.floats > 0 {
+		return c.floats >= samplesPerChunk
+	}
 	if isFloatChunk(c.chunk) {
 		return c.chunk.NumSamples() >= samplesPerChunk
 	}
@@ -105,6 +111,7 @@ func (c *chunkBuilder) append(s sample, part int64, emit func(*chunkBuilder)) er
 	switch vt {
 	case chunkenc.ValFloat:
 		c.app.Append(s.st, s.t, s.f)
+		c.floats++
 	case chunkenc.ValHistogram, chunkenc.ValFloatHistogram:
 		var (
 			newChunk chunkenc.Chunk
@@ -253,7 +260,11 @@ func builderFromStored(part int64, c storedChunk) (chunkBuilder, sample, error) 
 	if err != nil {
 		return chunkBuilder{}, sample{}, err
 	}
-	return chunkBuilder{part: part, mint: c.mint, maxt: c.maxt, chunk: chk, app: app}, last, nil
+	b := chunkBuilder{part: part, mint: c.mint, maxt: c.maxt, chunk: chk, app: app}
+	if isFloatChunk(chk) {
+		b.floats = chk.NumSamples()
+	}
+	return b, last, nil
 }
 
 // builderFromDecimal reopens a decimal chunk as an XOR chunk with the same samples. It is not
@@ -271,9 +282,11 @@ func builderFromDecimal(part int64, c storedChunk) (chunkBuilder, sample, error)
 		return chunkBuilder{}, sample{}, err
 	}
 	var last sample
+	n := 0
 	for it.Next() == chunkenc.ValFloat {
 		last.t, last.f = it.At()
 		app.Append(0, last.t, last.f)
+		n++
 	}
-	return chunkBuilder{part: part, mint: c.mint, maxt: c.maxt, chunk: chk, app: app}, last, nil
+	return chunkBuilder{part: part, mint: c.mint, maxt: c.maxt, chunk: chk, app: app, floats: n}, last, nil
 }

@@ -161,3 +161,28 @@ func TestDecimalChunkReopenedAsHead(t *testing.T) {
 	db = reopen(t, db, fs)
 	requireSamples(t, want, selectStrict(t, db, 0, 1<<40, nil, eq("__name__", "m"))[ls.String()])
 }
+
+// A head reopened from its stored copy after a restart is cut at 120 samples in all, not 120
+// more.
+func TestReopenedHeadCutsAt120(t *testing.T) {
+	db, fs := openMem(t, Options{})
+	ls := lbls("__name__", "m")
+	var all []smp
+	for i := range 160 {
+		all = append(all, smp{T: int64(i) * 1000, F: float64(i)})
+	}
+	mustAppend(t, db, ls, all[:100]...)
+	db = reopen(t, db, fs)
+	mustAppend(t, db, ls, all[100:]...)
+	db = reopen(t, db, fs)
+	var sizes []int
+	for _, p := range db.parts {
+		require.NoError(t, db.scanChunks(db.pdb, p, func(_ uint64, c storedChunk) error {
+			got, err := c.samples(nil)
+			sizes = append(sizes, len(got))
+			return err
+		}))
+	}
+	require.Equal(t, []int{120, 40}, sizes)
+	requireSamples(t, all, selectStrict(t, db, 0, 1<<40, nil, eq("__name__", "m"))[ls.String()])
+}
