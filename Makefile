@@ -105,9 +105,8 @@ victoriametrics:
 	@testbed/scripts/install-victoriametrics.sh $(VICTORIAMETRICS_VERSION) >/dev/null
 
 # PromQL conformance against the reference Prometheus on the compliance query set (see
-# testbed/conformance; the set is kept in testbed/conformance/testdata, CONFORMANCE_DIR overrides
-# it), over remote write 1.0 and 2.0 in one run. Takes about 4 minutes; report
-# in $(CONFORMANCE_OUT)/report.txt. The last
+# testbed/conformance; the set is kept in testbed/conformance/testdata), over remote write 1.0
+# and 2.0 in one run. Takes about 4 minutes; report in $(CONFORMANCE_OUT)/report.txt. The last
 # line printed is the score, `N passed, M failed`.
 conformance: build prometheus
 	@mkdir -p $(CONFORMANCE_OUT) && rm -f $(CONFORMANCE_OUT)/score

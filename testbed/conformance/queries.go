@@ -12,19 +12,14 @@ import (
 	"github.com/metricstor/metricstor/testbed/harness"
 )
 
-// DirEnv names the environment variable that overrides the folder of the query set.
-const DirEnv = "CONFORMANCE_DIR"
-
 // DataDir is the folder, relative to the repository root, of the project's own copy of the query
 // set and of the demo sample (see its README.md for where they come from and their license).
 const DataDir = "testbed/conformance/testdata"
 
 // Dir returns the folder holding promql-test-queries.yml, variant-args.yml and
-// demo-metrics-sample.txt: $CONFORMANCE_DIR if set, else DataDir in the repository root.
+// demo-metrics-sample.txt: DataDir in the repository root. The tests read nothing outside the
+// repository.
 func Dir() (string, error) {
-	if dir := os.Getenv(DirEnv); dir != "" {
-		return filepath.Abs(dir)
-	}
 	root, err := harness.RepoRoot()
 	if err != nil {
 		return "", err
@@ -104,7 +99,7 @@ func LoadCases(dir string) ([]Case, error) {
 func readYAML(path string, v any) error {
 	data, err := os.ReadFile(path)
 	if err != nil {
-		return fmt.Errorf("read the query set: %w (it is kept in %s; %s overrides the folder)", err, DataDir, DirEnv)
+		return fmt.Errorf("read the query set: %w (it is kept in %s)", err, DataDir)
 	}
 	if err := yaml.Unmarshal(data, v); err != nil {
 		return fmt.Errorf("parse %s: %w", path, err)

@@ -67,7 +67,7 @@ func TestFamiliesMatchSample(t *testing.T) {
 	}
 	sampleText, err := os.ReadFile(filepath.Join(dir, "demo-metrics-sample.txt"))
 	if err != nil {
-		t.Fatalf("%v (the sample is kept in %s; %s overrides the folder)", err, conformance.DataDir, conformance.DirEnv)
+		t.Fatalf("%v (the sample is kept in %s)", err, conformance.DataDir)
 	}
 	sample := parse(t, sampleText)
 	for instance := range 3 {
