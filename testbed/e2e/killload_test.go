@@ -5,6 +5,8 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"os"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -20,7 +22,13 @@ import (
 // rounds as fast as the binary acknowledges them, the process is killed (kill -9) in the middle,
 // and after a restart every acknowledged sample is there with its exact value. A round whose
 // request was in flight at the kill may or may not be stored, and nothing later may be.
+// With sync_commits, every commit is also fsynced; the same must hold.
 func TestKillUnderLoad(t *testing.T) {
+	t.Run("default", func(t *testing.T) { testKillUnderLoad(t, false) })
+	t.Run("sync_commits", func(t *testing.T) { testKillUnderLoad(t, true) })
+}
+
+func testKillUnderLoad(t *testing.T, syncCommits bool) {
 	const (
 		senders         = 4
 		seriesPerSender = 250
@@ -28,6 +36,20 @@ func TestKillUnderLoad(t *testing.T) {
 	)
 	binary := harness.Binary(t)
 	configPath, ports, url := defaultConfigOnFreePorts(t)
+	if syncCommits {
+		text, err := os.ReadFile(configPath)
+		if err != nil {
+			t.Fatal(err)
+		}
+		const anchor = "    directory: "
+		if !strings.Contains(string(text), anchor) {
+			t.Fatalf("config has no %q line to add sync_commits beside", anchor)
+		}
+		text = []byte(strings.Replace(string(text), anchor, "    sync_commits: true\n"+anchor, 1))
+		if err := os.WriteFile(configPath, text, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
 	proc := harness.StartReady(t, "metricstor (under load)", binary, configPath, ports)
 	waitListening(t, url)
 
