@@ -191,25 +191,32 @@ func TestServerBench(t *testing.T) {
 	fmt.Printf("written to %s\n", out)
 }
 
+// startLoad points cfg at srv, makes its load generator, sends the metadata and waits until the
+// server is idle again, so that the first CPU reading starts from rest.
+func startLoad(t *testing.T, srv *Server, cfg *loadgen.Config) *loadgen.Generator {
+	t.Helper()
+	cfg.URL = srv.WriteURL
+	g, err := loadgen.New(*cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := g.SendMetadata(context.Background()); err != nil {
+		t.Fatalf("metadata: %v", err)
+	}
+	if _, err := Settle(srv.Pid(), 500*time.Millisecond, 10*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	return g
+}
+
 // runIngest loads srv with the new-series round, then the steady rounds, measuring each, then
 // checks the counts and stops it.
 func runIngest(t *testing.T, srv *Server, bc benchConfig) *ingestResult {
 	r := &ingestResult{}
 	cfg := bc.ingest
 	pid := srv.Pid()
-	cfg.URL = srv.WriteURL
-	g, err := loadgen.New(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
+	g := startLoad(t, srv, &cfg)
 	ctx := context.Background()
-	if err := g.SendMetadata(ctx); err != nil {
-		t.Fatalf("metadata: %v", err)
-	}
-	// Let start-up work finish before the first reading.
-	if _, err := Settle(pid, 500*time.Millisecond, 10*time.Second); err != nil {
-		t.Fatal(err)
-	}
 	cpu := cpuReader(t, srv, bc.ticks)
 	phase := func(from, to int) (loadgen.Stats, time.Duration, time.Duration) {
 		c0, own0 := cpu(), selfCPU()
@@ -234,6 +241,7 @@ func runIngest(t *testing.T, srv *Server, bc benchConfig) *ingestResult {
 		srv.Name, r.steady.Samples, r.steady.Elapsed.Round(time.Millisecond), r.steadyCPU, r.stSettle.Round(time.Millisecond),
 		r.steady.Retries, r.steady.Latency(0.5), r.steady.Latency(0.99))
 
+	var err error
 	if r.peakRSS, err = StatusKB(pid, "VmHWM"); err != nil {
 		t.Fatal(err)
 	}
@@ -268,18 +276,8 @@ func runIngest(t *testing.T, srv *Server, bc benchConfig) *ingestResult {
 func runDay(t *testing.T, srv *Server, bc benchConfig) *dayResult {
 	r := &dayResult{}
 	cfg := bc.day
-	cfg.URL = srv.WriteURL
-	g, err := loadgen.New(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
+	g := startLoad(t, srv, &cfg)
 	ctx := context.Background()
-	if err := g.SendMetadata(ctx); err != nil {
-		t.Fatalf("metadata: %v", err)
-	}
-	if _, err := Settle(srv.Pid(), 500*time.Millisecond, 10*time.Second); err != nil {
-		t.Fatal(err)
-	}
 	cpu := cpuReader(t, srv, bc.ticks)
 	c0 := cpu()
 	for from := 0; from < cfg.Samples; from += dayWindow {
@@ -300,6 +298,7 @@ func runDay(t *testing.T, srv *Server, bc benchConfig) *dayResult {
 	srv.Compact(t)
 	r.compactTime = time.Since(t0)
 	r.series, r.samples = countBack(t, srv, g, cfg)
+	var err error
 	if r.peakRSS, err = StatusKB(srv.Pid(), "VmHWM"); err != nil {
 		t.Fatal(err)
 	}
