@@ -42,4 +42,12 @@ var (
 	// ErrInvalidSample wraps why a sample can never be stored (an empty label set, a label name
 	// twice). It is permanent.
 	ErrInvalidSample = tsdb.ErrInvalidSample
+	// ErrUnavailable wraps why the store refuses writes for now (disk full, read-only or vanished
+	// directory, I/O error). Nothing of the refused commit is stored. It is retryable: the same
+	// data is accepted once the cause is gone, without a restart.
+	ErrUnavailable = tsdb.ErrUnavailable
+	// ErrLimitExceeded wraps which configured limit a series exceeds (labels per series, label name
+	// or value length, active series). It is permanent for that series; the rest of the batch is
+	// unaffected.
+	ErrLimitExceeded = tsdb.ErrLimitExceeded
 )

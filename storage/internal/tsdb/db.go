@@ -99,6 +99,13 @@ var (
 	ErrClosed = errors.New("metricstor storage is not running")
 	// ErrInvalidSample wraps why a sample can never be stored (empty or duplicate labels).
 	ErrInvalidSample = errors.New("invalid sample")
+	// ErrUnavailable wraps why the DB refuses writes for now (the disk is full, the directory is
+	// read-only or gone, an I/O error). Nothing of the refused commit is stored; the same data may
+	// be accepted once the cause is gone, without a restart.
+	ErrUnavailable = errors.New("metricstor storage is refusing writes")
+	// ErrLimitExceeded wraps which configured limit a series or sample exceeds (labels per series,
+	// label name or value length, active series). It is permanent for that series.
+	ErrLimitExceeded = errors.New("limit exceeded")
 )
 
 // DB is the database. All methods are safe for concurrent use.
