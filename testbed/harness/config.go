@@ -120,3 +120,17 @@ func WriteFile(t testing.TB, name, text string) string {
 	}
 	return path
 }
+
+// RemoteWriteURL is the remote write endpoint of the remote_write receiver (RemoteWrite must be
+// set).
+func (c Config) RemoteWriteURL() string { return "http://" + Addr(c.RemoteWrite) + "/api/v1/write" }
+
+// Probes are the readiness checks of a collector on this configuration: Ports.Probes(), and the
+// remote_write receiver's port when it is configured.
+func (c Config) Probes() []Probe {
+	probes := c.Ports.Probes()
+	if c.RemoteWrite != 0 {
+		probes = append(probes, TCPProbe(c.RemoteWrite))
+	}
+	return probes
+}

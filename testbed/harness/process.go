@@ -8,14 +8,16 @@ import (
 	"net"
 	"net/http"
 	"os/exec"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
 	"time"
 )
 
-// Process is a running otelcol-metricstor. Its stdout and stderr are kept in memory and logged
-// when the test fails. A process still running at the end of the test is killed.
+// Process is a running child process (the otelcol-metricstor binary, or a peer the benchmarks
+// compare it with). Its stdout and stderr are kept in memory (the last few MB) and logged when
+// the test fails. A process still running at the end of the test is killed.
 type Process struct {
 	t    testing.TB
 	name string
@@ -55,7 +57,13 @@ func Start(t testing.TB, name, binary string, args ...string) *Process {
 	return p
 }
 
-// Output returns everything the process wrote to stdout and stderr so far.
+// Name is the label given at Start.
+func (p *Process) Name() string { return p.name }
+
+// Pid is the process id, for readings of /proc/<pid>.
+func (p *Process) Pid() int { return p.cmd.Process.Pid }
+
+// Output returns everything the process wrote to stdout and stderr so far (the last few MB).
 func (p *Process) Output() string { return p.out.String() }
 
 // Exited reports whether the process has exited.
@@ -78,70 +86,113 @@ func (p *Process) state() string {
 	return p.cmd.ProcessState.String()
 }
 
-// WaitReady waits until the promql extension answers 200 on /-/ready and both OTLP ports accept
-// connections. It fails the test with the process output if the process exits first or the
-// timeout passes.
-func (p *Process) WaitReady(ports Ports, timeout time.Duration) {
-	p.t.Helper()
-	deadline := time.Now().Add(timeout)
-	client := &http.Client{Timeout: time.Second}
-	readyURL := ports.PromQLURL() + "/-/ready"
-	var last error
-	for {
-		if p.Exited() {
-			p.t.Fatalf("%s exited before it was ready (%s); output:\n%s", p.name, p.state(), p.Output())
-		}
-		last = probe(client, readyURL, ports)
-		if last == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			p.t.Fatalf("%s not ready after %s: %v", p.name, timeout, last)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-}
+// A Probe is one readiness check: an http:// URL that must answer 200, or "tcp://host:port"
+// that must accept a connection. HTTPProbe and TCPProbe build them.
+type Probe string
 
-func probe(client *http.Client, readyURL string, ports Ports) error {
-	resp, err := client.Get(readyURL)
+// HTTPProbe is a probe of url (it must answer 200).
+func HTTPProbe(url string) Probe { return Probe(url) }
+
+// TCPProbe is a probe of 127.0.0.1:port (it must accept a connection).
+func TCPProbe(port int) Probe { return Probe("tcp://" + Addr(port)) }
+
+var probeClient = &http.Client{Timeout: time.Second}
+
+// Check runs the probe once.
+func (pr Probe) Check() error {
+	if addr, ok := strings.CutPrefix(string(pr), "tcp://"); ok {
+		conn, err := net.DialTimeout("tcp", addr, time.Second)
+		if err != nil {
+			return err
+		}
+		return conn.Close()
+	}
+	resp, err := probeClient.Get(string(pr))
 	if err != nil {
 		return err
 	}
 	_ = resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("GET %s: %s", readyURL, resp.Status)
-	}
-	for _, port := range []int{ports.OTLPGRPC, ports.OTLPHTTP} {
-		conn, err := net.DialTimeout("tcp", Addr(port), time.Second)
-		if err != nil {
-			return err
-		}
-		_ = conn.Close()
+		return fmt.Errorf("GET %s: %s", pr, resp.Status)
 	}
 	return nil
 }
 
-// StartReady starts binary on configPath and waits (up to a minute) until
-// the listeners in ports answer.
-func StartReady(t testing.TB, name, binary, configPath string, ports Ports) *Process {
+// Probes are the readiness checks of a collector on ports: the promql extension answers 200 on
+// /-/ready and both OTLP ports accept connections.
+func (p Ports) Probes() []Probe {
+	return []Probe{HTTPProbe(p.PromQLURL() + "/-/ready"), TCPProbe(p.OTLPGRPC), TCPProbe(p.OTLPHTTP)}
+}
+
+// WaitFor waits until every probe passes, checking every 20 ms (fine-grained, since restart
+// times are read from it). It fails the test with the process output if the process exits
+// first or the timeout passes.
+func (p *Process) WaitFor(timeout time.Duration, probes ...Probe) {
+	p.t.Helper()
+	if err := p.waitFor(timeout, probes); err != nil {
+		p.t.Fatal(err)
+	}
+}
+
+func (p *Process) waitFor(timeout time.Duration, probes []Probe) error {
+	deadline := time.Now().Add(timeout)
+	for _, pr := range probes {
+		for {
+			if p.Exited() {
+				return fmt.Errorf("%s exited before it was ready (%s); output:\n%s", p.name, p.state(), p.Output())
+			}
+			err := pr.Check()
+			if err == nil {
+				break
+			}
+			if time.Now().After(deadline) {
+				return fmt.Errorf("%s not ready after %s: %v", p.name, timeout, err)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	return nil
+}
+
+// WaitReady waits until the promql extension answers 200 on /-/ready and both OTLP ports accept
+// connections (ports.Probes()), and the extra probes pass (e.g. TCPProbe of the remote_write
+// receiver). It fails the test with the process output if the process exits first or the
+// timeout passes.
+func (p *Process) WaitReady(ports Ports, timeout time.Duration, extra ...Probe) {
+	p.t.Helper()
+	p.WaitFor(timeout, append(ports.Probes(), extra...)...)
+}
+
+// StartReady starts binary on configPath and waits (up to a minute) until the listeners in
+// ports, and the extra probes, answer.
+func StartReady(t testing.TB, name, binary, configPath string, ports Ports, extra ...Probe) *Process {
 	t.Helper()
 	p := Start(t, name, binary, "--config", configPath)
-	p.WaitReady(ports, time.Minute)
+	p.WaitReady(ports, time.Minute, extra...)
 	return p
 }
 
 // Stop sends SIGTERM and waits for a clean exit (code 0), failing the test otherwise.
 func (p *Process) Stop(timeout time.Duration) {
 	p.t.Helper()
+	if err := p.Terminate(timeout); err != nil {
+		p.t.Fatal(err)
+	}
+}
+
+// Terminate sends SIGTERM and waits for a clean exit (code 0); unlike Stop it returns the
+// failure instead of failing the test (a process still running at the timeout is left running).
+func (p *Process) Terminate(timeout time.Duration) error {
 	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil && !p.Exited() {
-		p.t.Fatalf("SIGTERM %s: %v", p.name, err)
+		return fmt.Errorf("SIGTERM %s: %v", p.name, err)
 	}
 	if !p.WaitExit(timeout) {
-		p.t.Fatalf("%s did not exit within %s of SIGTERM", p.name, timeout)
+		return fmt.Errorf("%s did not exit within %s of SIGTERM", p.name, timeout)
 	}
 	if code := p.ExitCode(); code != 0 {
-		p.t.Fatalf("%s exited with code %d after SIGTERM (%v); output:\n%s", p.name, code, p.waitErr, p.Output())
+		return fmt.Errorf("%s exited with code %d after SIGTERM (%v); output:\n%s", p.name, code, p.waitErr, p.Output())
 	}
+	return nil
 }
 
 // Kill sends SIGKILL (kill -9) and waits for the process to be gone.
@@ -184,15 +235,26 @@ func RunToExit(t testing.TB, binary string, timeout time.Duration, args ...strin
 	return cmd.ProcessState.ExitCode(), out.String()
 }
 
-// syncBuffer is a bytes.Buffer safe for the concurrent writes of stdout and stderr.
+// syncBuffer is a bytes.Buffer safe for the concurrent writes of stdout and stderr. It keeps
+// the last few MB only: a server logging an error per request (a soak with a full disk) must
+// not eat the memory of the test.
 type syncBuffer struct {
 	mu  sync.Mutex
 	buf bytes.Buffer
 }
 
+const (
+	outputMax  = 4 << 20 // above this, the output is cut down to its last outputKeep bytes
+	outputKeep = 1 << 20
+)
+
 func (b *syncBuffer) Write(p []byte) (int, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
+	if b.buf.Len() > outputMax {
+		rest := b.buf.Bytes()[b.buf.Len()-outputKeep:]
+		b.buf = *bytes.NewBuffer(append([]byte("[earlier output dropped]\n"), rest...))
+	}
 	return b.buf.Write(p)
 }
 

@@ -54,13 +54,19 @@ type Config struct {
 	// MaxRetries is the number of retries of a request answered 5xx/429 (default 10); the
 	// backoff starts at 50 ms and doubles up to 5 s.
 	MaxRetries int
+	// RequestTimeout bounds each attempt of a request (default one minute).
+	RequestTimeout time.Duration
+	// OnAttempt, when set, is called after every attempt of every request (concurrently, from
+	// the senders): the HTTP status (0 when no answer came: connection refused, timeout,
+	// cancelled) and the error (nil on 2xx). Soaks classify failures with it.
+	OnAttempt func(status int, err error)
 }
 
 // DefaultConfig returns the defaults: 100,000 series × 100 samples, 4 senders, 2,000 samples per
 // request, 15 s apart, 10 minutes at most.
 func DefaultConfig() Config {
 	return Config{Series: 100_000, Samples: 100, Senders: 4, BatchSize: 2000, Interval: 15 * time.Second,
-		Timeout: 10 * time.Minute, MaxRetries: 10}
+		Timeout: 10 * time.Minute, MaxRetries: 10, RequestTimeout: time.Minute}
 }
 
 func (c *Config) fill() {
@@ -86,6 +92,9 @@ func (c *Config) fill() {
 	if c.MaxRetries == 0 {
 		c.MaxRetries = d.MaxRetries
 	}
+	if c.RequestTimeout == 0 {
+		c.RequestTimeout = d.RequestTimeout
+	}
 }
 
 // Validate checks the limits and that the URL is an http URL on a loopback address.
@@ -109,6 +118,8 @@ func (c Config) Validate() error {
 		return fmt.Errorf("timeout: %s not in (0, %s]", c.Timeout, MaxTimeout)
 	case c.MaxRetries < 0 || c.MaxRetries > 100:
 		return fmt.Errorf("max retries: %d not in [0, 100]", c.MaxRetries)
+	case c.RequestTimeout <= 0 || c.RequestTimeout > MaxTimeout:
+		return fmt.Errorf("request timeout: %s not in (0, %s]", c.RequestTimeout, MaxTimeout)
 	}
 	return CheckLoopback(c.URL)
 }
@@ -203,7 +214,7 @@ func New(cfg Config) (*Generator, error) {
 				// Never through a proxy: the target is on this host.
 				Proxy: nil,
 			},
-			Timeout: time.Minute,
+			Timeout: cfg.RequestTimeout,
 			// A redirect could lead off loopback: never follow one.
 			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 		},
@@ -241,9 +252,33 @@ func (g *Generator) SendMetadata(ctx context.Context) error {
 	return err
 }
 
+// Senders is the number of senders, each owning a contiguous shard of the series.
+func (g *Generator) Senders() int { return g.cfg.Senders }
+
+// Shard returns the series ids [lo, hi) of sender s.
+func (g *Generator) Shard(s int) (lo, hi int) {
+	return s * g.cfg.Series / g.cfg.Senders, (s + 1) * g.cfg.Series / g.cfg.Senders
+}
+
 // Run sends rounds [from, to) and returns when every sample of them is acknowledged, or at the
 // first failure (a non-retryable answer, retries exhausted, the run's deadline, ctx).
 func (g *Generator) Run(ctx context.Context, from, to int) (Stats, error) {
+	return g.run(ctx, 0, g.cfg.Senders, from, to)
+}
+
+// RunSender is Run for the shard of sender s alone, for callers that run the senders
+// themselves and keep a ledger of what each one had acknowledged: a sender sends its rounds in
+// order (series lo..hi-1 within a round) and stops at its first failure, so what it had
+// acknowledged is always a prefix of that order.
+func (g *Generator) RunSender(ctx context.Context, s, from, to int) (Stats, error) {
+	if s < 0 || s >= g.cfg.Senders {
+		return Stats{}, fmt.Errorf("sender %d not within [0, %d)", s, g.cfg.Senders)
+	}
+	return g.run(ctx, s, s+1, from, to)
+}
+
+// run runs senders [first, last) over rounds [from, to).
+func (g *Generator) run(ctx context.Context, first, last, from, to int) (Stats, error) {
 	if from < 0 || to > g.cfg.Samples || from >= to {
 		return Stats{}, fmt.Errorf("rounds [%d, %d) not within [0, %d)", from, to, g.cfg.Samples)
 	}
@@ -257,9 +292,8 @@ func (g *Generator) Run(ctx context.Context, from, to int) (Stats, error) {
 		errOnce  sync.Once
 		firstErr error
 	)
-	for s := 0; s < g.cfg.Senders; s++ {
-		lo := s * g.cfg.Series / g.cfg.Senders
-		hi := (s + 1) * g.cfg.Series / g.cfg.Senders
+	for s := first; s < last; s++ {
+		lo, hi := g.Shard(s)
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -330,8 +364,9 @@ func (g *Generator) send(ctx context.Context, lo, hi, from, to int, stats *Stats
 	return lat, flush()
 }
 
-// errFatal marks an answer that must not be retried.
-var errFatal = errors.New("not retryable")
+// ErrNotRetryable marks a failure that is not retried (an answer other than 2xx, 5xx and 429);
+// errors.Is finds it in what Run returns.
+var ErrNotRetryable = errors.New("not retryable")
 
 // post sends one compressed request, retrying 5xx, 429 and transport errors with backoff. It
 // returns the number of retries.
@@ -342,7 +377,7 @@ func (g *Generator) post(ctx context.Context, body []byte) (int, error) {
 		if err == nil {
 			return attempt, nil
 		}
-		if errors.Is(err, errFatal) || ctx.Err() != nil {
+		if errors.Is(err, ErrNotRetryable) || ctx.Err() != nil {
 			return attempt, err
 		}
 		if attempt >= g.cfg.MaxRetries {
@@ -360,7 +395,7 @@ func (g *Generator) post(ctx context.Context, body []byte) (int, error) {
 func (g *Generator) postOnce(ctx context.Context, body []byte) error {
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, g.cfg.URL, bytes.NewReader(body))
 	if err != nil {
-		return fmt.Errorf("%w: %v", errFatal, err)
+		return fmt.Errorf("%w: %v", ErrNotRetryable, err)
 	}
 	req.Header.Set("Content-Type", "application/x-protobuf")
 	req.Header.Set("Content-Encoding", "snappy")
@@ -368,6 +403,9 @@ func (g *Generator) postOnce(ctx context.Context, body []byte) error {
 	req.Header.Set("User-Agent", "metricstor-loadgen")
 	resp, err := g.client.Do(req)
 	if err != nil {
+		if g.cfg.OnAttempt != nil {
+			g.cfg.OnAttempt(0, err)
+		}
 		return err
 	}
 	msg, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
@@ -375,10 +413,14 @@ func (g *Generator) postOnce(ctx context.Context, body []byte) error {
 	_ = resp.Body.Close()
 	switch {
 	case resp.StatusCode/100 == 2:
-		return nil
+		err = nil
 	case resp.StatusCode/100 == 5 || resp.StatusCode == http.StatusTooManyRequests:
-		return fmt.Errorf("POST %s: %s: %s", g.cfg.URL, resp.Status, bytes.TrimSpace(msg))
+		err = fmt.Errorf("POST %s: %s: %s", g.cfg.URL, resp.Status, bytes.TrimSpace(msg))
 	default:
-		return fmt.Errorf("%w: POST %s: %s: %s", errFatal, g.cfg.URL, resp.Status, bytes.TrimSpace(msg))
+		err = fmt.Errorf("%w: POST %s: %s: %s", ErrNotRetryable, g.cfg.URL, resp.Status, bytes.TrimSpace(msg))
 	}
+	if g.cfg.OnAttempt != nil {
+		g.cfg.OnAttempt(resp.StatusCode, err)
+	}
+	return err
 }

@@ -141,3 +141,69 @@ func TestLatency(t *testing.T) {
 		}
 	}
 }
+
+// TestRunSender sends one sender's shard alone and checks that only its series arrive, and that
+// OnAttempt sees every attempt with its status: the 503s and the 2xx.
+func TestRunSender(t *testing.T) {
+	var (
+		mu       sync.Mutex
+		got      = map[string]int{}
+		calls    atomic.Int64
+		statuses = map[int]int{}
+	)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if calls.Add(1)%2 == 1 {
+			http.Error(w, "try again", http.StatusServiceUnavailable)
+			return
+		}
+		body, _ := io.ReadAll(r.Body)
+		raw, _ := snappy.Decode(nil, body)
+		var req prompb.WriteRequest
+		if err := req.Unmarshal(raw); err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		for _, ts := range req.Timeseries {
+			for _, l := range ts.Labels {
+				if l.Name == "instance" {
+					got[l.Value] += len(ts.Samples)
+				}
+			}
+		}
+		w.WriteHeader(http.StatusNoContent)
+	}))
+	defer srv.Close()
+	g, err := New(Config{URL: srv.URL, Series: 4 * SeriesPerHost, Samples: 3, Senders: 4, BatchSize: SeriesPerHost,
+		OnAttempt: func(status int, err error) {
+			mu.Lock()
+			defer mu.Unlock()
+			if (status/100 == 2) != (err == nil) {
+				t.Errorf("attempt with status %d and error %v", status, err)
+			}
+			statuses[status]++
+		}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if lo, hi := g.Shard(2); lo != 2*SeriesPerHost || hi != 3*SeriesPerHost {
+		t.Fatalf("shard 2 = [%d, %d)", lo, hi)
+	}
+	st, err := g.RunSender(context.Background(), 2, 0, 3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Samples != 3*SeriesPerHost || st.Requests != 3 || st.Retries != 3 {
+		t.Fatalf("stats: %d samples in %d requests, %d retries", st.Samples, st.Requests, st.Retries)
+	}
+	if len(got) != 1 || got["host-00002:9100"] != 3*SeriesPerHost {
+		t.Fatalf("server received %v, want only host-00002 with %d samples", got, 3*SeriesPerHost)
+	}
+	if statuses[http.StatusServiceUnavailable] != 3 || statuses[http.StatusNoContent] != 3 {
+		t.Fatalf("attempts seen by OnAttempt: %v", statuses)
+	}
+	if _, err := g.RunSender(context.Background(), 4, 0, 1); err == nil {
+		t.Fatal("sender 4 of 4 accepted")
+	}
+}
