@@ -2,18 +2,13 @@ package serverbench
 
 import (
 	"bufio"
-	"bytes"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -34,11 +29,9 @@ const (
 	VictoriaMetricsVersion = "v1.151.0"
 )
 
-// Server is one system under test, running as a child process. It can be stopped and started
-// again on the same data directory (Restart), which is how the restart time is measured.
-//
-// harness.Process does not expose the process id that /proc readings need, hence this small
-// launcher of its own.
+// Server is one system under test, running as a child process (harness.Process). It can be
+// stopped and started again on the same data directory (Restart), which is how the restart time
+// is measured.
 type Server struct {
 	Name     string
 	WriteURL string // remote write 1.0 endpoint
@@ -47,120 +40,48 @@ type Server struct {
 
 	binary string
 	args   []string
-	ready  []string // URLs that must answer 200 ("tcp://host:port": accept a connection)
+	ready  []harness.Probe
 
-	cmd  *exec.Cmd
-	out  *syncBuffer
-	done chan struct{}
+	proc *harness.Process
 }
 
 // Pid is the process id of the server.
-func (s *Server) Pid() int { return s.cmd.Process.Pid }
+func (s *Server) Pid() int { return s.proc.Pid() }
 
 // Output returns what the server wrote to stdout and stderr so far.
-func (s *Server) Output() string { return s.out.String() }
-
-func (s *Server) exited() bool {
-	select {
-	case <-s.done:
-		return true
-	default:
-		return false
-	}
-}
+func (s *Server) Output() string { return s.proc.Output() }
 
 // Stop sends SIGTERM and waits up to timeout for a clean exit; it fails the test otherwise (the
-// process is then killed).
+// process is then killed at the end of the test).
 func (s *Server) Stop(t testing.TB, timeout time.Duration) {
 	t.Helper()
-	_ = s.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-s.done:
-	case <-time.After(timeout):
-		_ = s.cmd.Process.Kill()
-		<-s.done
-		t.Fatalf("%s did not exit within %s of SIGTERM; output:\n%s", s.Name, timeout, s.Output())
-	}
-	if code := s.cmd.ProcessState.ExitCode(); code != 0 {
-		t.Fatalf("%s exited with code %d after SIGTERM; output:\n%s", s.Name, code, s.Output())
-	}
+	s.proc.Stop(timeout)
 }
 
 // Restart starts the stopped server again on the same data and returns the time from the start
 // of the process until it answered every readiness probe.
 func (s *Server) Restart(t testing.TB) time.Duration {
 	t.Helper()
-	if !s.exited() {
+	if !s.proc.Exited() {
 		t.Fatalf("restart %s: still running", s.Name)
 	}
 	return s.launch(t)
 }
 
-// newServer starts binary with args, kills it at the end of the test if still running, and waits
-// until every URL in ready answers 200 (a "tcp://host:port" entry only needs to accept connections).
-func newServer(t testing.TB, name, dataDir, writeURL, queryURL, binary string, args []string, ready ...string) *Server {
+// newServer starts binary with args and waits until every probe in ready passes. The process is
+// killed at the end of the test if still running, and its output logged if the test failed.
+func newServer(t testing.TB, name, dataDir, writeURL, queryURL, binary string, args []string, ready ...harness.Probe) *Server {
 	t.Helper()
-	s := &Server{Name: name, WriteURL: writeURL, QueryURL: queryURL, DataDir: dataDir, binary: binary, args: args,
-		ready: ready, out: &syncBuffer{}}
-	t.Cleanup(func() {
-		if s.cmd == nil {
-			return
-		}
-		if !s.exited() {
-			_ = s.cmd.Process.Kill()
-			<-s.done
-		}
-		if t.Failed() {
-			t.Logf("output of %s (pid %d):\n%s", name, s.Pid(), s.Output())
-		}
-	})
+	s := &Server{Name: name, WriteURL: writeURL, QueryURL: queryURL, DataDir: dataDir, binary: binary, args: args, ready: ready}
 	s.launch(t)
 	return s
 }
 
 func (s *Server) launch(t testing.TB) time.Duration {
 	t.Helper()
-	s.cmd = exec.Command(s.binary, s.args...)
-	s.cmd.Stdout, s.cmd.Stderr = s.out, s.out
-	s.done = make(chan struct{})
 	started := time.Now()
-	if err := s.cmd.Start(); err != nil {
-		t.Fatalf("start %s: %v", s.binary, err)
-	}
-	cmd, done := s.cmd, s.done
-	go func() { _ = cmd.Wait(); close(done) }()
-	client := &http.Client{Timeout: time.Second}
-	deadline := time.Now().Add(3 * time.Minute)
-	for _, u := range s.ready {
-		for {
-			if s.exited() {
-				t.Fatalf("%s exited before it was ready; output:\n%s", s.Name, s.Output())
-			}
-			var err error
-			if addr, ok := strings.CutPrefix(u, "tcp://"); ok {
-				var conn net.Conn
-				if conn, err = net.DialTimeout("tcp", addr, time.Second); err == nil {
-					_ = conn.Close()
-				}
-			} else {
-				var resp *http.Response
-				if resp, err = client.Get(u); err == nil {
-					_ = resp.Body.Close()
-					if resp.StatusCode != http.StatusOK {
-						err = fmt.Errorf("GET %s: %s", u, resp.Status)
-					}
-				}
-			}
-			if err == nil {
-				break
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("%s not ready: %v", s.Name, err)
-			}
-			// Fine-grained, since the restart time is read from this loop.
-			time.Sleep(20 * time.Millisecond)
-		}
-	}
+	s.proc = harness.Start(t, s.Name, s.binary, s.args...)
+	s.proc.WaitFor(3*time.Minute, s.ready...)
 	return time.Since(started)
 }
 
@@ -174,8 +95,8 @@ func StartMetricstor(t testing.TB, binary string) *Server {
 	cfg.Retention = "15d"
 	config := cfg.Write(t)
 	query := cfg.Ports.PromQLURL()
-	return newServer(t, Metricstor, cfg.DataDir, "http://"+harness.Addr(cfg.RemoteWrite)+"/api/v1/write", query,
-		binary, []string{"--config", config}, query+"/-/ready", "tcp://"+harness.Addr(cfg.RemoteWrite))
+	return newServer(t, Metricstor, cfg.DataDir, cfg.RemoteWriteURL(), query, binary, []string{"--config", config},
+		harness.HTTPProbe(query+"/-/ready"), harness.TCPProbe(cfg.RemoteWrite))
 }
 
 // StartPrometheus starts Prometheus with its remote write receiver, nothing to scrape, and its
@@ -196,7 +117,7 @@ func StartPrometheus(t testing.TB, binary string) *Server {
 		"--storage.tsdb.retention.time=15d",
 		"--web.listen-address=" + harness.Addr(port),
 		"--web.enable-remote-write-receiver",
-	}, base+"/-/ready")
+	}, harness.HTTPProbe(base+"/-/ready"))
 }
 
 // StartVictoriaMetrics starts the single-node VictoriaMetrics on a temporary directory, with the
@@ -218,7 +139,7 @@ func StartVictoriaMetrics(t testing.TB, binary string) *Server {
 		"-search.disableCache",
 		"-search.maxUniqueTimeseries=10000000",
 		"-loggerLevel=WARN",
-	}, base+"/health")
+	}, harness.HTTPProbe(base+"/health"))
 }
 
 // VictoriaMetricsBinary returns $VICTORIAMETRICS_BINARY if set, else the binary
@@ -277,7 +198,7 @@ func (s *Server) Compact(t testing.TB) {
 			time.Sleep(100 * time.Millisecond)
 		}
 	}
-	if _, err := Settle(s.Pid(), time.Second, 2*time.Minute); err != nil {
+	if _, err := harness.Settle(s.Pid(), time.Second, 2*time.Minute); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -331,26 +252,4 @@ func metricValue(u, name string) (float64, error) {
 		return 0, err
 	}
 	return 0, fmt.Errorf("GET %s: no sample %s", u, name)
-}
-
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	// Keep the last few MB only: a server logging an error per request must not eat the memory.
-	if b.buf.Len() > 4<<20 {
-		rest := b.buf.Bytes()[b.buf.Len()-1<<20:]
-		b.buf = *bytes.NewBuffer(append([]byte("[earlier output dropped]\n"), rest...))
-	}
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }

@@ -129,7 +129,7 @@ func TestServerBench(t *testing.T) {
 		t.Fatalf("%s and %s must be at least 1", queryRunsEnv, dayHoursEnv)
 	}
 	bc.systemNames = strings.Split(envString(systemsEnv, defaultSystem), ",")
-	bc.ticks = ClockTicks()
+	bc.ticks = harness.ClockTicks()
 	loadBefore := loadavg()
 	started := time.Now()
 
@@ -203,7 +203,7 @@ func startLoad(t *testing.T, srv *Server, cfg *loadgen.Config) *loadgen.Generato
 	if err := g.SendMetadata(context.Background()); err != nil {
 		t.Fatalf("metadata: %v", err)
 	}
-	if _, err := Settle(srv.Pid(), 500*time.Millisecond, 10*time.Second); err != nil {
+	if _, err := harness.Settle(srv.Pid(), 500*time.Millisecond, 10*time.Second); err != nil {
 		t.Fatal(err)
 	}
 	return g
@@ -226,7 +226,7 @@ func runIngest(t *testing.T, srv *Server, bc benchConfig) *ingestResult {
 			t.Fatalf("%s, rounds [%d, %d): %v", srv.Name, from, to, err)
 		}
 		// Work the load left behind (flushes, compactions) belongs to the phase.
-		settle, err := Settle(pid, 500*time.Millisecond, 30*time.Second)
+		settle, err := harness.Settle(pid, 500*time.Millisecond, 30*time.Second)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -242,10 +242,10 @@ func runIngest(t *testing.T, srv *Server, bc benchConfig) *ingestResult {
 		r.steady.Retries, r.steady.Latency(0.5), r.steady.Latency(0.99))
 
 	var err error
-	if r.peakRSS, err = StatusKB(pid, "VmHWM"); err != nil {
+	if r.peakRSS, err = harness.StatusKB(pid, "VmHWM"); err != nil {
 		t.Fatal(err)
 	}
-	if r.endRSS, err = StatusKB(pid, "VmRSS"); err != nil {
+	if r.endRSS, err = harness.StatusKB(pid, "VmRSS"); err != nil {
 		t.Fatal(err)
 	}
 	q0 := time.Now()
@@ -287,7 +287,7 @@ func runDay(t *testing.T, srv *Server, bc benchConfig) *dayResult {
 		}
 		r.load = r.load.Add(s)
 	}
-	if _, err := Settle(srv.Pid(), 500*time.Millisecond, 30*time.Second); err != nil {
+	if _, err := harness.Settle(srv.Pid(), 500*time.Millisecond, 30*time.Second); err != nil {
 		t.Fatal(err)
 	}
 	r.loadCPU = cpu() - c0
@@ -299,7 +299,7 @@ func runDay(t *testing.T, srv *Server, bc benchConfig) *dayResult {
 	r.compactTime = time.Since(t0)
 	r.series, r.samples = countBack(t, srv, g, cfg)
 	var err error
-	if r.peakRSS, err = StatusKB(srv.Pid(), "VmHWM"); err != nil {
+	if r.peakRSS, err = harness.StatusKB(srv.Pid(), "VmHWM"); err != nil {
 		t.Fatal(err)
 	}
 	srv.Stop(t, 3*time.Minute)
@@ -357,7 +357,7 @@ func countBack(t *testing.T, srv *Server, g *loadgen.Generator, cfg loadgen.Conf
 
 func cpuReader(t *testing.T, srv *Server, ticks int64) func() time.Duration {
 	return func() time.Duration {
-		n, err := CPUTicks(srv.Pid())
+		n, err := harness.CPUTicks(srv.Pid())
 		if err != nil {
 			t.Fatalf("read the CPU time of %s: %v", srv.Name, err)
 		}

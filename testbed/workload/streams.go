@@ -379,3 +379,9 @@ func postOTLP(ctx context.Context, client *http.Client, url string, md pmetric.M
 		return Rejected, permanentError{fmt.Errorf("POST %s: %s: %s", url, resp.Status, bytes.TrimSpace(respBody))}
 	}
 }
+
+// Timestamp is the sample time of round r, in milliseconds: round Rounds-1 is at End, the
+// rounds are Step apart.
+func (w *Workload) Timestamp(r int) int64 {
+	return w.Config.End.UnixMilli() - int64(w.Config.Rounds-1-r)*w.Config.Step.Milliseconds()
+}

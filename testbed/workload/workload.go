@@ -181,3 +181,10 @@ func sleep(ctx context.Context, d time.Duration) bool {
 		return true
 	}
 }
+
+// Settled returns the number of settled rounds (acknowledged or refused for good).
+func (s *Stream) Settled() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.ledger)
+}
