@@ -44,7 +44,7 @@ func Start(t testing.TB, name, binary string, args ...string) *Process {
 		close(p.done)
 	}()
 	t.Cleanup(func() {
-		state := p.state()
+		state := p.State()
 		if !p.Exited() {
 			state = "still running at the end of the test, killed"
 			_ = cmd.Process.Kill()
@@ -79,7 +79,8 @@ func (p *Process) Exited() bool {
 // ExitCode returns the exit code of an exited process, -1 if it was killed by a signal.
 func (p *Process) ExitCode() int { return p.cmd.ProcessState.ExitCode() }
 
-func (p *Process) state() string {
+// State describes the process: "running", or how it exited ("exit status 1", "signal: killed").
+func (p *Process) State() string {
 	if !p.Exited() {
 		return "running"
 	}
@@ -139,7 +140,7 @@ func (p *Process) waitFor(timeout time.Duration, probes []Probe) error {
 	for _, pr := range probes {
 		for {
 			if p.Exited() {
-				return fmt.Errorf("%s exited before it was ready (%s); output:\n%s", p.name, p.state(), p.Output())
+				return fmt.Errorf("%s exited before it was ready (%s); output:\n%s", p.name, p.State(), p.Output())
 			}
 			err := pr.Check()
 			if err == nil {
