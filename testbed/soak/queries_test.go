@@ -32,7 +32,7 @@ var soakQueries = []struct {
 type querierStats struct {
 	mu        sync.Mutex
 	ok, fail  int
-	down      int // no answer: the binary was not running (restarts)
+	down      int             // no answer: the binary was not running (restarts)
 	latencies []time.Duration // of the answered queries
 	lastErr   string
 }
