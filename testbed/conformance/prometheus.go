@@ -2,7 +2,6 @@ package conformance
 
 import (
 	"fmt"
-	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -80,7 +79,7 @@ func (p *Prometheus) Start(t testing.TB) {
 		"--log.level=warn",
 	}, p.Args...)
 	p.proc = harness.Start(t, p.Name, p.Binary, args...)
-	waitHTTP(t, p.proc, p.Name, p.URL()+"/-/ready", time.Minute)
+	p.proc.WaitFor(time.Minute, harness.HTTPProbe(p.URL()+"/-/ready"))
 }
 
 // Stop stops the server with SIGTERM and waits for it to exit cleanly (it first flushes its
@@ -99,30 +98,6 @@ func (p *Prometheus) Reconfigure(t testing.TB, config string) {
 
 // QueryOnlyConfig is a configuration with nothing to scrape and nowhere to write.
 const QueryOnlyConfig = "global: {}\n"
-
-// waitHTTP waits until url answers 200, failing the test if proc exits first or timeout passes.
-func waitHTTP(t testing.TB, proc *harness.Process, name, url string, timeout time.Duration) {
-	t.Helper()
-	client := &http.Client{Timeout: time.Second}
-	deadline := time.Now().Add(timeout)
-	for {
-		if proc.Exited() {
-			t.Fatalf("%s exited before it was ready; output:\n%s", name, proc.Output())
-		}
-		resp, err := client.Get(url)
-		if err == nil {
-			_ = resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return
-			}
-			err = fmt.Errorf("GET %s: %s", url, resp.Status)
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s not ready after %s: %v", name, timeout, err)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-}
 
 // RemoteWrite is one remote_write destination of the reference.
 type RemoteWrite struct {

@@ -3,7 +3,6 @@ package conformance
 import (
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"path/filepath"
 	"strconv"
@@ -58,8 +57,7 @@ func StartMetricstor(t testing.TB, binary string) *Metricstor {
 
 func (m *Metricstor) start(t testing.TB) {
 	t.Helper()
-	m.proc = harness.StartReady(t, "otelcol-metricstor", m.Binary, m.config, m.Ports)
-	waitPort(t, m.proc, "remote_write receiver", m.Write)
+	m.proc = harness.StartReady(t, "otelcol-metricstor", m.Binary, m.config, m.Ports, harness.TCPProbe(m.Write))
 }
 
 func (m *Metricstor) Name() string     { return "metricstor" }
@@ -113,24 +111,4 @@ func (p *PrometheusSUT) Restart(t testing.TB) {
 	t.Helper()
 	p.Stop()
 	p.Start(t)
-}
-
-// waitPort waits until port accepts TCP connections.
-func waitPort(t testing.TB, proc *harness.Process, what string, port int) {
-	t.Helper()
-	deadline := time.Now().Add(time.Minute)
-	for {
-		conn, err := net.DialTimeout("tcp", harness.Addr(port), time.Second)
-		if err == nil {
-			_ = conn.Close()
-			return
-		}
-		if proc.Exited() {
-			t.Fatalf("%s exited; output:\n%s", what, proc.Output())
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s not listening on %d: %v", what, port, err)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
 }

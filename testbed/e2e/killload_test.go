@@ -51,7 +51,7 @@ func testKillUnderLoad(t *testing.T, syncCommits bool) {
 		}
 	}
 	proc := harness.StartReady(t, "metricstor (under load)", binary, configPath, ports)
-	waitListening(t, url)
+	waitListening(t, proc, url)
 
 	base := time.Now().Add(-time.Hour).Truncate(time.Second).UnixMilli()
 	value := func(sender, series, round int) float64 {

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"io"
 	"math"
-	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -57,21 +56,10 @@ func defaultConfigOnFreePorts(t *testing.T) (path string, ports harness.Ports, r
 	return harness.WriteFile(t, "config.yaml", text), ports, "http://" + harness.Addr(rw) + "/api/v1/write"
 }
 
-func waitListening(t *testing.T, url string) {
+func waitListening(t *testing.T, proc *harness.Process, url string) {
 	t.Helper()
 	host := strings.TrimPrefix(strings.TrimSuffix(url, "/api/v1/write"), "http://")
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		conn, err := net.DialTimeout("tcp", host, time.Second)
-		if err == nil {
-			conn.Close()
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("remote write port %s: %v", host, err)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	proc.WaitFor(30*time.Second, harness.Probe("tcp://"+host))
 }
 
 // rwPost sends a marshaled remote write message as Prometheus does (snappy block, the protobuf
@@ -133,7 +121,7 @@ func TestRemoteWriteRoundTrip(t *testing.T) {
 	binary := harness.Binary(t)
 	configPath, ports, url := defaultConfigOnFreePorts(t)
 	proc := harness.StartReady(t, "metricstor (remote write)", binary, configPath, ports)
-	waitListening(t, url)
+	waitListening(t, proc, url)
 
 	base := time.Now().Add(-10 * time.Minute).Truncate(time.Minute).UnixMilli()
 	fixture := rwFixture(base)
