@@ -172,7 +172,7 @@ func TestPushErrorAnswers(t *testing.T) {
 			cause: storage.ErrLimitExceeded, msg: "max_labels_per_series (4)",
 		},
 		{
-			name: "unknown commit failure is retryable",
+			name:      "unknown commit failure is retryable",
 			commitErr: errors.New("pebble: something odd"),
 			code:      codes.Unavailable, httpCode: http.StatusServiceUnavailable,
 			msg: "pebble: something odd",

@@ -116,9 +116,11 @@ func TestOTLPReceiverAnswers(t *testing.T) {
 			msg: "store rejected 1 of 2 samples (duplicate=1), the other 1 were stored", stored: []string{used},
 		},
 		{
-			name:      "limit exceeded, nothing stored",
-			appendErr: func(labels.Labels) error { return fmt.Errorf("%w: more than max_series (10)", storage.ErrLimitExceeded) },
-			code:      codes.InvalidArgument, httpCode: http.StatusBadRequest,
+			name: "limit exceeded, nothing stored",
+			appendErr: func(labels.Labels) error {
+				return fmt.Errorf("%w: more than max_series (10)", storage.ErrLimitExceeded)
+			},
+			code: codes.InvalidArgument, httpCode: http.StatusBadRequest,
 			msg: "more than max_series (10)",
 		},
 		{
