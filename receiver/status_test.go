@@ -2,6 +2,7 @@ package receiver
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/http"
 	"strconv"
@@ -17,8 +18,11 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"go.opentelemetry.io/collector/component"
+	"go.opentelemetry.io/collector/component/componenttest"
+	"go.opentelemetry.io/collector/consumer/consumererror"
 	"go.opentelemetry.io/collector/consumer/consumertest"
 
+	"github.com/metricstor/metricstor/internal/passthrough"
 	"github.com/metricstor/metricstor/storage"
 )
 
@@ -242,4 +246,26 @@ func TestInvalidSeriesAndStoreRefusal(t *testing.T) {
 	assert.Contains(t, r.body, "duplicate=1")
 	assert.Equal(t, 1, strings.Count(r.body, "1 series rejected"))
 	assertSeries(t, map[string][]point{`{__name__="m", job="a"}`: floats([]int64{1000}, 1)}, readAll(t, store))
+}
+
+// TestPartialWriteTelemetry: on a partial write the receiver's telemetry counts what the
+// exporter stored as accepted and only the rest as refused; the Written headers say the same.
+func TestPartialWriteTelemetry(t *testing.T) {
+	tel := componenttest.NewTelemetry()
+	t.Cleanup(func() { require.NoError(t, tel.Shutdown(context.Background())) })
+	refuse := consumererror.NewPermanent(fmt.Errorf("wrapped by exporterhelper: %w",
+		&passthrough.PartialWriteError{Err: errors.New("store rejected 1 of 4 samples (duplicate=1)"), Samples: 2, Histograms: 1, Exemplars: 1}))
+	url := startReceiver(t, consumertest.NewErr(refuse), tel, nil)
+	r := pushV2(t, url, validV2()) // 3 samples, 1 histogram, 1 exemplar
+	assert.Equal(t, http.StatusBadRequest, r.code, r.body)
+	assert.Contains(t, r.body, "pipeline refused part of the data, the rest was written: store rejected 1 of 4 samples (duplicate=1)")
+	assert.NotContains(t, r.body, "Permanent error")
+	assertHeaders(t, r, "2", "1", "1")
+
+	accepted, err := tel.GetMetric("otelcol_receiver_accepted_metric_points")
+	require.NoError(t, err)
+	refused, err := tel.GetMetric("otelcol_receiver_refused_metric_points")
+	require.NoError(t, err)
+	assert.Equal(t, int64(3), sumInt(t, accepted))
+	assert.Equal(t, int64(1), sumInt(t, refused))
 }

@@ -113,18 +113,30 @@ func (r *remoteWriteReceiver) Store(req *http.Request, msgType remoteapi.WriteMe
 	if points := conv.samples + conv.histograms; points > 0 {
 		octx := r.obsrecv.StartMetricsOp(ctx)
 		err := r.next.ConsumeMetrics(octx, conv.md)
-		r.obsrecv.EndMetricsOp(octx, string(msgType), points, err)
+		pw, partial := errors.AsType[*passthrough.PartialWriteError](err)
+		partial = partial && pipelineStatus(err) == http.StatusBadRequest
+		if partial {
+			// The receiver's telemetry counts the stored points as accepted, the rest as refused.
+			written := min(max(pw.Samples+pw.Histograms, 0), points)
+			r.obsrecv.EndMetricsOp(octx, string(msgType), written, nil)
+			if points > written {
+				r.obsrecv.EndMetricsOp(r.obsrecv.StartMetricsOp(ctx), string(msgType), points-written, err)
+			}
+		} else {
+			r.obsrecv.EndMetricsOp(octx, string(msgType), points, err)
+		}
 		if err != nil {
 			code := pipelineStatus(err)
 			r.settings.Logger.Debug("Pipeline refused remote write data", zap.Int("status", code), zap.Int("points", points), zap.Error(err))
-			pw, partial := errors.AsType[*passthrough.PartialWriteError](err)
-			if code != http.StatusBadRequest || !partial {
+			if !partial {
 				// Nothing of the request is known to be stored: the headers say 0.
 				wr.SetStatusCode(code)
 				return wr, fmt.Errorf("pipeline refused the data: %w", err)
 			}
 			wr.Add(remoteapi.WriteResponseStats{Samples: pw.Samples, Histograms: pw.Histograms, Exemplars: pw.Exemplars})
-			pipelineErr = fmt.Errorf("pipeline refused part of the data, the rest was written: %w", err)
+			// The exporter's own message, without exporterhelper's "not retryable error: Permanent
+			// error:" prefixes: err wraps pw.
+			pipelineErr = fmt.Errorf("pipeline refused part of the data, the rest was written: %w", pw)
 		} else {
 			wr.Add(remoteapi.WriteResponseStats{Samples: conv.samples, Histograms: conv.histograms, Exemplars: conv.exemplars})
 		}
