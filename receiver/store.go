@@ -71,6 +71,7 @@ func (r *remoteWriteReceiver) Store(req *http.Request, msgType remoteapi.WriteMe
 
 	conv := newConverter(r.meta)
 	defer conv.release()
+	var m writev2.Request
 	var numSeries int
 	switch msgType {
 	case remoteapi.WriteV1MessageType:
@@ -82,25 +83,24 @@ func (r *remoteWriteReceiver) Store(req *http.Request, msgType remoteapi.WriteMe
 			wr.SetStatusCode(http.StatusBadRequest)
 			return wr, fmt.Errorf("decode remote write 1.0 request (prometheus.WriteRequest): %w", err)
 		}
-		if numSeries = len(conv.v1.series); r.tooManySeries(numSeries) {
-			break
-		}
-		conv.fromV1(&conv.v1)
+		numSeries = len(conv.v1.series)
 	default:
-		var m writev2.Request
 		if err := m.Unmarshal(body); err != nil {
 			wr.SetStatusCode(http.StatusBadRequest)
 			return wr, fmt.Errorf("decode remote write 2.0 request (io.prometheus.write.v2.Request): %w", err)
 		}
-		if numSeries = len(m.Timeseries); r.tooManySeries(numSeries) {
-			break
-		}
-		conv.fromV2(&m)
+		numSeries = len(m.Timeseries)
 	}
-	if r.tooManySeries(numSeries) {
+	// Checked before the conversion to pipeline data, which costs most of a request's memory.
+	if r.cfg.MaxSeriesPerRequest > 0 && numSeries > r.cfg.MaxSeriesPerRequest {
 		wr.SetStatusCode(http.StatusBadRequest)
 		return wr, fmt.Errorf("request has %d series, more than max_series_per_request (%d); nothing was written: send smaller requests (Prometheus: queue_config.max_samples_per_send)",
 			numSeries, r.cfg.MaxSeriesPerRequest)
+	}
+	if msgType == remoteapi.WriteV1MessageType {
+		conv.fromV1(&conv.v1)
+	} else {
+		conv.fromV2(&m)
 	}
 
 	ctx := req.Context()
@@ -152,11 +152,6 @@ func (r *remoteWriteReceiver) Store(req *http.Request, msgType remoteapi.WriteMe
 		return wr, pipelineErr
 	}
 	return wr, nil
-}
-
-// tooManySeries tells whether a request of n series exceeds max_series_per_request.
-func (r *remoteWriteReceiver) tooManySeries(n int) bool {
-	return r.cfg.MaxSeriesPerRequest > 0 && n > r.cfg.MaxSeriesPerRequest
 }
 
 // rejectionError is the readable body of a partial write.
