@@ -3,6 +3,7 @@ package exporter
 import (
 	"errors"
 	"fmt"
+	"slices"
 
 	"github.com/prometheus/prometheus/model/histogram"
 	"github.com/prometheus/prometheus/model/labels"
@@ -23,6 +24,7 @@ const (
 	reasonInvalidHistogram
 	reasonNativeHistogramsDisabled
 	reasonInvalidSample
+	reasonLimitExceeded
 	numRejectReasons
 )
 
@@ -34,6 +36,7 @@ var rejectReasonNames = [numRejectReasons]string{
 	reasonInvalidHistogram:         "invalid_histogram",
 	reasonNativeHistogramsDisabled: "native_histograms_disabled",
 	reasonInvalidSample:            "invalid_sample",
+	reasonLimitExceeded:            "limit_exceeded",
 }
 
 func (r rejectReason) String() string { return rejectReasonNames[r] }
@@ -55,6 +58,8 @@ func classifyAppendError(err error) (rejectReason, bool) {
 		return reasonNativeHistogramsDisabled, true
 	case errors.Is(err, storage.ErrInvalidSample):
 		return reasonInvalidSample, true
+	case errors.Is(err, storage.ErrLimitExceeded):
+		return reasonLimitExceeded, true
 	case errors.As(err, &hErr):
 		return reasonInvalidHistogram, true
 	}
@@ -65,18 +70,21 @@ func classifyAppendError(err error) (rejectReason, bool) {
 //
 // The translator stops converting the remaining data points of a metric at the first Append error.
 // So that one rejected sample does not drop its neighbours, countingAppender swallows per-sample
-// rejections (counting them and keeping the first for the error message) and hands the translator
-// only fatal errors. After a fatal error every further Append fails fast with the same error.
-// Partial errors (some exemplars refused) count the sample as accepted.
+// rejections (counting them and keeping the first of each reason for the error message) and hands
+// the translator only fatal errors. After a fatal error every further Append fails fast with the
+// same error. Partial errors (some exemplars refused) count the sample as accepted and the
+// refused exemplars as not.
 //
 // It is not safe for concurrent use; one push owns it between reset and the end of the push.
 type countingAppender struct {
 	app promstorage.AppenderV2
 
-	accepted      int
-	rejected      [numRejectReasons]int
-	firstRejected error // the first rejection, with series and timestamp
-	fatal         error // the first fatal error; the batch must be rolled back
+	accepted           int // samples and histograms
+	acceptedHistograms int // of accepted, native histograms
+	acceptedExemplars  int
+	rejected           [numRejectReasons]int
+	firstRejected      [numRejectReasons]error // the first rejection of each reason, with series and timestamp
+	fatal              error                   // the first fatal error; the batch must be rolled back
 }
 
 var _ promstorage.AppenderV2 = (*countingAppender)(nil)
@@ -90,19 +98,38 @@ func (a *countingAppender) Append(ref promstorage.SeriesRef, ls labels.Labels, s
 		return 0, a.fatal
 	}
 	ref, err := a.app.Append(ref, ls, st, t, v, h, fh, opts)
-	if err == nil || errors.Is(err, (*promstorage.AppendPartialError)(nil)) {
+	var partial *promstorage.AppendPartialError
+	if err == nil || errors.As(err, &partial) {
 		a.accepted++
+		if h != nil || fh != nil {
+			a.acceptedHistograms++
+		}
+		a.acceptedExemplars += len(opts.Exemplars)
+		if partial != nil {
+			a.acceptedExemplars -= refusedExemplars(partial)
+		}
 		return ref, nil
 	}
 	if reason, ok := classifyAppendError(err); ok {
 		a.rejected[reason]++
-		if a.firstRejected == nil {
-			a.firstRejected = fmt.Errorf("series %s at %d: %w", ls.String(), t, err)
+		if a.firstRejected[reason] == nil {
+			a.firstRejected[reason] = fmt.Errorf("series %s at %d: %w", ls.String(), t, err)
 		}
 		return 0, nil
 	}
 	a.fatal = err
 	return 0, err
+}
+
+// refusedExemplars counts the distinct exemplars p refused; several entries may share an index.
+func refusedExemplars(p *promstorage.AppendPartialError) int {
+	n := 0
+	for i, e := range p.ExemplarErrors {
+		if !slices.ContainsFunc(p.ExemplarErrors[:i], func(prev promstorage.ExemplarError) bool { return prev.Index == e.Index }) {
+			n++
+		}
+	}
+	return n
 }
 
 func (a *countingAppender) Commit() error   { return a.app.Commit() }

@@ -7,6 +7,7 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/prometheus/prometheus/model/exemplar"
 	"github.com/prometheus/prometheus/model/histogram"
 	"github.com/prometheus/prometheus/model/labels"
 	promstorage "github.com/prometheus/prometheus/storage"
@@ -32,7 +33,10 @@ func TestClassifyAppendError(t *testing.T) {
 		{promstorage.ErrNativeHistogramsDisabled, "native_histograms_disabled"},
 		{histogram.ErrHistogramCountMismatch, "invalid_histogram"},
 		{fmt.Errorf("wrapped: %w", histogram.ErrHistogramNegativeBucketCount), "invalid_histogram"},
+		{fmt.Errorf("%w: series has 31 labels, more than max_labels_per_series (30)", storage.ErrLimitExceeded), "limit_exceeded"},
+		{storage.ErrInvalidSample, "invalid_sample"},
 		{storage.ErrNotRunning, ""},
+		{fmt.Errorf("%w: disk full", storage.ErrUnavailable), ""},
 		{context.DeadlineExceeded, ""},
 		{errors.New("disk on fire"), ""},
 	} {
@@ -84,8 +88,33 @@ func TestCountingAppender(t *testing.T) {
 	assert.Equal(t, 2, a.accepted, "a partial (exemplar) error still stores the sample")
 	assert.Equal(t, 2, a.rejected[reasonTooOld])
 	assert.Equal(t, 2, a.totalRejected())
-	assert.EqualError(t, a.firstRejected, `series {__name__="m"} at 10: too old sample`)
+	assert.EqualError(t, a.firstRejected[reasonTooOld], `series {__name__="m"} at 10: too old sample`)
+	assert.Nil(t, a.firstRejected[reasonDuplicate])
 	assert.ErrorIs(t, a.fatal, storage.ErrNotRunning)
+}
+
+// TestCountingAppenderWritten: what a partial write reports as written, by kind.
+func TestCountingAppenderWritten(t *testing.T) {
+	// Two errors for exemplar 1 (as behind a fanout storage) count it once.
+	partial := &promstorage.AppendPartialError{ExemplarErrors: []promstorage.ExemplarError{
+		{Index: 1, Err: promstorage.ErrOutOfOrderExemplar}, {Index: 1, Err: promstorage.ErrOutOfOrderExemplar},
+	}}
+	inner := &scriptedAppender{errs: []error{nil, partial, nil, promstorage.ErrDuplicateSampleForTimestamp}}
+	var a countingAppender
+	a.reset(inner)
+	ls := labels.FromStrings("__name__", "m")
+	three := promstorage.AOptions{Exemplars: make([]exemplar.Exemplar, 3)}
+	for _, app := range []struct {
+		h    *histogram.Histogram
+		opts promstorage.AOptions
+	}{{nil, three}, {nil, three}, {&histogram.Histogram{}, promstorage.AOptions{}}, {nil, three}} {
+		_, err := a.Append(0, ls, 0, 10, 1, app.h, nil, app.opts)
+		require.NoError(t, err)
+	}
+	assert.Equal(t, 3, a.accepted)
+	assert.Equal(t, 1, a.acceptedHistograms)
+	assert.Equal(t, 3+2, a.acceptedExemplars, "the rejected sample's exemplars and the refused exemplar are not written")
+	assert.Equal(t, 1, a.rejected[reasonDuplicate])
 }
 
 // Concurrent pushes share the converter pool; run with -race.

@@ -12,13 +12,13 @@ import (
 	prw "github.com/prometheus/prometheus/storage/remote/otlptranslator/prometheusremotewrite"
 	"github.com/prometheus/prometheus/util/annotations"
 	"go.opentelemetry.io/collector/component"
-	"go.opentelemetry.io/collector/consumer/consumererror"
 	"go.opentelemetry.io/collector/pdata/pmetric"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/metric"
 	"go.uber.org/zap"
 
 	"github.com/metricstor/metricstor/exporter/internal/metadata"
+	"github.com/metricstor/metricstor/internal/passthrough"
 	"github.com/metricstor/metricstor/storage"
 )
 
@@ -145,15 +145,17 @@ func (*metricstorExporter) shutdown(context.Context) error {
 
 // pushMetrics converts md into one appender of the store and commits it.
 //
-// Samples the store rejects one by one are counted and the rest of the batch is committed; the
-// push then returns a permanent error naming what was rejected, so the pipeline does not retry
-// data the store will never take. The same holds for metrics the translator cannot convert (for
-// instance delta temporality when allow_delta_temporality is off). A store that is not running, a
-// failed commit, or a context that ended during conversion rolls the whole batch back and returns
-// a retryable error.
+// Samples the store rejects one by one (out of order, too old, duplicate timestamp, over a
+// configured limit) are counted and the rest of the batch is committed; the push then returns a
+// permanent error naming what was rejected (refusedError: OTLP InvalidArgument / 400), so the
+// pipeline does not retry data the store will never take. The same holds for metrics the
+// translator cannot convert (for instance delta temporality when allow_delta_temporality is off).
+// A store that is not running or refuses writes for now (storage.ErrUnavailable), a failed commit,
+// or a context that ended during conversion rolls the whole batch back and returns a retryable
+// error (unavailableError: OTLP Unavailable / 503). See errors.go.
 func (e *metricstorExporter) pushMetrics(ctx context.Context, md pmetric.Metrics) error {
 	if e.store == nil {
-		return errors.New("metricstor exporter: not started")
+		return unavailableError(errors.New("metricstor exporter: not started"))
 	}
 	st := e.pool.Get().(*pushState)
 	defer func() {
@@ -195,10 +197,16 @@ func (e *metricstorExporter) pushMetrics(ctx context.Context, md pmetric.Metrics
 		if rbErr := app.Rollback(); rbErr != nil && !errors.Is(rbErr, storage.ErrNotRunning) {
 			e.logger.Debug("Rollback failed", zap.Error(rbErr))
 		}
-		return fmt.Errorf("metricstor exporter: write to storage %q: %w", e.cfg.Storage.String(), fatal)
+		return unavailableError(fmt.Errorf("metricstor exporter: write to storage %q: %w", e.cfg.Storage.String(), fatal))
 	}
 	if err := app.Commit(); err != nil {
-		return fmt.Errorf("metricstor exporter: commit %d samples to storage %q: %w", st.app.accepted, e.cfg.Storage.String(), err)
+		err = fmt.Errorf("metricstor exporter: commit %d samples to storage %q: %w", st.app.accepted, e.cfg.Storage.String(), err)
+		// The store's contract refuses limits and invalid samples per series from Append; should a
+		// commit be refused for such a reason, nothing is stored and a retry would be refused again.
+		if errors.Is(err, storage.ErrLimitExceeded) || errors.Is(err, storage.ErrInvalidSample) {
+			return refusedError(err)
+		}
+		return unavailableError(err)
 	}
 
 	if st.app.accepted > 0 {
@@ -217,29 +225,57 @@ func (e *metricstorExporter) pushMetrics(ctx context.Context, md pmetric.Metrics
 }
 
 // partialFailure logs once and builds the permanent error of a push whose good part was committed.
+// The message names the count per reason and the first rejected series of each reason (which
+// names the limit for limit_exceeded).
 func (e *metricstorExporter) partialFailure(app *countingAppender, rejected int, convErr error) error {
 	fields := []zap.Field{
 		zap.Int("samples_accepted", app.accepted),
 		zap.Int("samples_rejected", rejected),
 	}
-	var parts []string
+	var counts []string
+	var firsts []error
 	for r, n := range app.rejected {
 		if n > 0 {
 			name := rejectReason(r).String()
 			fields = append(fields, zap.Int(name, n))
-			parts = append(parts, fmt.Sprintf("%s=%d", name, n))
+			counts = append(counts, fmt.Sprintf("%s=%d", name, n))
+			firsts = append(firsts, fmt.Errorf("first %s: %w", name, app.firstRejected[r]))
 		}
 	}
 	var errs []error
 	if rejected > 0 {
-		fields = append(fields, zap.NamedError("first_rejection", app.firstRejected))
-		errs = append(errs, fmt.Errorf("store rejected %d of %d samples (%s); first: %w",
-			rejected, rejected+app.accepted, strings.Join(parts, ", "), app.firstRejected))
+		fields = append(fields, zap.Errors("first_rejections", firsts))
+		errs = append(errs, fmt.Errorf("store rejected %d of %d samples (%s), the other %d were stored; %w",
+			rejected, rejected+app.accepted, strings.Join(counts, ", "), app.accepted, joinSemicolon(firsts)))
 	}
 	if convErr != nil {
 		fields = append(fields, zap.NamedError("translation_error", convErr))
 		errs = append(errs, fmt.Errorf("untranslatable metrics dropped: %w", convErr))
 	}
 	e.logger.Warn("Part of a batch was not stored; the rest was committed", fields...)
-	return consumererror.NewPermanent(fmt.Errorf("metricstor exporter: %w", errors.Join(errs...)))
+	return refusedError(&passthrough.PartialWriteError{
+		Err:        fmt.Errorf("metricstor exporter: %w", errors.Join(errs...)),
+		Samples:    app.accepted - app.acceptedHistograms,
+		Histograms: app.acceptedHistograms,
+		Exemplars:  app.acceptedExemplars,
+	})
 }
+
+// semicolonJoined joins errors on one line (errors.Join puts each on its own line), keeping
+// them all for errors.Is.
+type semicolonJoined []error
+
+func joinSemicolon(errs []error) error { return semicolonJoined(errs) }
+
+func (j semicolonJoined) Error() string {
+	var b strings.Builder
+	for i, err := range j {
+		if i > 0 {
+			b.WriteString("; ")
+		}
+		b.WriteString(err.Error())
+	}
+	return b.String()
+}
+
+func (j semicolonJoined) Unwrap() []error { return j }

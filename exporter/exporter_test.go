@@ -280,7 +280,7 @@ func TestPushRejectedSamples(t *testing.T) {
 	require.Error(t, err)
 	assert.True(t, consumererror.IsPermanent(err), "rejected samples must not be retried: %v", err)
 	assert.ErrorIs(t, err, promstorage.ErrOutOfOrderSample)
-	assert.EqualError(t, err, `Permanent error: metricstor exporter: store rejected 2 of 4 samples (out_of_order=2); first: `+
+	assert.EqualError(t, err, `Permanent error: metricstor exporter: store rejected 2 of 4 samples (out_of_order=2), the other 2 were stored; first out_of_order: `+
 		`series {__name__="memory_usage_bytes", instance="pod-1", job="shop/checkout", state="used"} at 1700000000000: out of order sample`)
 
 	const id = `instance="pod-1", job="shop/checkout"`

@@ -26,6 +26,7 @@ func TestLoadConfig(t *testing.T) {
 	custom.MaxRequestBodySize = 1 << 20
 	custom.CompressionAlgorithms = []string{"snappy"}
 	custom.MetadataCacheSize = 10
+	custom.MaxSeriesPerRequest = 5000
 
 	tests := []struct {
 		id       component.ID
@@ -39,6 +40,7 @@ func TestLoadConfig(t *testing.T) {
 			errMsg: "endpoint: must not be empty\n" +
 				`compression_algorithms: remote write accepts only "" and "snappy" (got "gzip")` + "\n" +
 				`compression_algorithms: remote write accepts only "" and "snappy" (got "zstd")` + "\n" +
+				"max_series_per_request: must not be negative (got -1)\n" +
 				"metadata_cache_size: must not be negative (got -1)",
 		},
 	}
@@ -63,5 +65,7 @@ func TestDefaultConfig(t *testing.T) {
 	assert.Equal(t, "127.0.0.1:9201", cfg.NetAddr.Endpoint)
 	assert.Equal(t, []string{"", "snappy"}, cfg.CompressionAlgorithms)
 	assert.Equal(t, 100_000, cfg.MetadataCacheSize)
+	assert.Equal(t, 1_000_000, cfg.MaxSeriesPerRequest)
+	assert.Equal(t, int64(20<<20), cfg.MaxRequestBodySize)
 	require.NoError(t, cfg.Validate())
 }

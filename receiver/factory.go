@@ -12,8 +12,10 @@ import (
 )
 
 const (
-	defaultEndpoint          = "127.0.0.1:9201"
-	defaultMetadataCacheSize = 100_000
+	defaultEndpoint            = "127.0.0.1:9201"
+	defaultMetadataCacheSize   = 100_000
+	defaultMaxRequestBodySize  = 20 << 20 // confighttp's own default, made explicit
+	defaultMaxSeriesPerRequest = 1_000_000
 )
 
 // NewFactory returns the factory of the remote_write receiver.
@@ -29,9 +31,11 @@ func createDefaultConfig() component.Config {
 	srv := confighttp.NewDefaultServerConfig()
 	srv.NetAddr.Endpoint = defaultEndpoint
 	srv.CompressionAlgorithms = []string{"", "snappy"}
+	srv.MaxRequestBodySize = defaultMaxRequestBodySize
 	return &Config{
-		ServerConfig:      srv,
-		MetadataCacheSize: defaultMetadataCacheSize,
+		ServerConfig:        srv,
+		MetadataCacheSize:   defaultMetadataCacheSize,
+		MaxSeriesPerRequest: defaultMaxSeriesPerRequest,
 	}
 }
 

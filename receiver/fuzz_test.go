@@ -2,6 +2,7 @@ package receiver
 
 import (
 	"bytes"
+	"errors"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -78,15 +79,19 @@ func FuzzDecodeSnappy(f *testing.F) {
 	f.Add(snappy.Encode(nil, v1))
 	f.Add([]byte{0xff, 0xff, 0xff, 0xff, 0x0f})
 	const limit = 1 << 16
-	dec := snappyBlockDecoder(limit)
+	dec := snappyDecoder(limit, false)
 	f.Fuzz(func(t *testing.T, body []byte) {
 		rc, err := dec(io.NopCloser(bytes.NewReader(body)))
 		if err != nil {
-			return
+			t.Fatal(err) // decoding happens on Read
 		}
+		defer rc.Close()
 		out, err := io.ReadAll(rc)
 		if err != nil {
-			t.Fatal(err)
+			if _, ok := errors.AsType[*bodyError](err); !ok {
+				t.Fatalf("decode error %v is not a *bodyError (no status to answer with)", err)
+			}
+			return
 		}
 		if len(out) > limit {
 			t.Fatalf("decoded %d bytes, limit %d", len(out), limit)

@@ -9,7 +9,6 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"strings"
 	"sync"
 
 	"github.com/golang/snappy"
@@ -77,15 +76,30 @@ func (r *remoteWriteReceiver) handler() http.Handler {
 // request without Content-Encoding is snappy block-compressed too (as Prometheus assumes); any
 // other encoding is refused with 415. The decoded size is checked against max_request_body_size
 // before anything is decoded.
+//
+// Decoding is lazy (see snappyBody): it happens when Store reads the body, after Prometheus's
+// handler has answered 405 for a method and 415 for a content type, so that a request with an
+// unsupported content type gets 415 whatever its body (the remote write 2.0 spec's answer).
+// confighttp's error handler therefore sees only encodings it has no decoder for.
 func (r *remoteWriteReceiver) serverOptions() []confighttp.ToServerOption {
+	maxSize := r.cfg.MaxRequestBodySize
+	if maxSize <= 0 { // as confighttp: 0 means its default
+		maxSize = defaultMaxRequestBodySize
+	}
 	return []confighttp.ToServerOption{
-		confighttp.WithDecoder("", snappyBlockDecoder(r.cfg.MaxRequestBodySize)),
-		confighttp.WithDecoder("snappy", snappyDecoder(r.cfg.MaxRequestBodySize, true)),
+		confighttp.WithDecoder("", snappyDecoder(maxSize, false)),
+		confighttp.WithDecoder("snappy", snappyDecoder(maxSize, true)),
 		confighttp.WithDecoder("identity", func(io.ReadCloser) (io.ReadCloser, error) {
 			return nil, errors.New("unsupported Content-Encoding: identity (remote write bodies are snappy-compressed)")
 		}),
-		confighttp.WithErrorHandler(decodeErrorHandler),
+		confighttp.WithErrorHandler(unsupportedEncodingHandler),
 	}
+}
+
+// unsupportedEncodingHandler answers confighttp's decompression errors. The decoders above never
+// fail when called (they decode lazily), so every error is an encoding without a decoder: 415.
+func unsupportedEncodingHandler(w http.ResponseWriter, _ *http.Request, msg string, _ int) {
+	http.Error(w, msg, http.StatusUnsupportedMediaType)
 }
 
 // snappyFramingHeader starts a body in snappy's framed format.
@@ -94,83 +108,116 @@ var snappyFramingHeader = []byte("\xff\x06\x00\x00sNaPpY")
 // decodedBuffers hold decoded bodies between requests, so that decoding allocates nothing.
 var decodedBuffers = sync.Pool{New: func() any { return new([]byte) }}
 
-// decodedBody reads a decoded body out of a pooled buffer and gives the buffer back on Close.
-// confighttp closes it once the handler has returned, and the handler reads it all before.
-type decodedBody struct {
-	bytes.Reader
-	buf *[]byte
+// bodyError is why a request body could not be decoded, with the status it is answered with:
+// 413 for a decoded size over max_request_body_size, 400 for a corrupt body.
+type bodyError struct {
+	code int
+	err  error
 }
 
-func (b *decodedBody) Close() error {
+func (e *bodyError) Error() string { return e.err.Error() }
+func (e *bodyError) Unwrap() error { return e.err }
+
+// snappyBody is a snappy-compressed request body that decodes itself on its first Read: the
+// block format into a pooled buffer, refused before decoding when its decoded length exceeds
+// maxSize (positive); with framed, also the framed format (as confighttp's own snappy decoder does). Errors
+// are *bodyError. confighttp closes it once the handler has returned, and the handler reads it
+// all before; Close gives the buffer back.
+type snappyBody struct {
+	src     io.ReadCloser // the compressed body; nil once decoded
+	maxSize int64
+	framed  bool
+
+	decoded bytes.Reader
+	buf     *[]byte // pooled, holds decoded
+	err     error
+}
+
+func (b *snappyBody) Read(p []byte) (int, error) {
+	if b.src != nil {
+		b.err = b.decode()
+		_ = b.src.Close()
+		b.src = nil
+	}
+	if b.err != nil {
+		return 0, b.err
+	}
+	return b.decoded.Read(p)
+}
+
+func (b *snappyBody) decode() error {
+	buf := bodyBuffers.Get().(*bytes.Buffer)
+	buf.Reset()
+	defer putBodyBuffer(buf) // decoding copies out of it
+	if _, err := buf.ReadFrom(b.src); err != nil {
+		return err // *http.MaxBytesError for a compressed body over the limit
+	}
+	compressed := buf.Bytes()
+	if len(compressed) == 0 {
+		return nil // nothing to decode (an empty request): the handler answers
+	}
+	tooLarge := &bodyError{code: http.StatusRequestEntityTooLarge,
+		err: fmt.Errorf("snappy: decoded size exceeds max request body size (%d bytes)", b.maxSize)}
+	dst := decodedBuffers.Get().(*[]byte)
+	if b.framed && bytes.HasPrefix(compressed, snappyFramingHeader) {
+		out := bytes.NewBuffer((*dst)[:0])
+		_, err := out.ReadFrom(io.LimitReader(snappy.NewReader(bytes.NewReader(compressed)), b.maxSize+1))
+		*dst = out.Bytes()
+		switch {
+		case err != nil:
+			decodedBuffers.Put(dst)
+			return &bodyError{code: http.StatusBadRequest, err: fmt.Errorf("snappy (framed): %w", err)}
+		case int64(out.Len()) > b.maxSize:
+			decodedBuffers.Put(dst)
+			return tooLarge
+		}
+		b.buf = dst
+		b.decoded.Reset(*dst)
+		return nil
+	}
+	n, err := snappy.DecodedLen(compressed)
+	if err != nil {
+		decodedBuffers.Put(dst)
+		return &bodyError{code: http.StatusBadRequest, err: fmt.Errorf("snappy: %w", err)}
+	}
+	if int64(n) > b.maxSize {
+		decodedBuffers.Put(dst)
+		return tooLarge
+	}
+	if cap(*dst) < n {
+		*dst = make([]byte, n)
+	}
+	decoded, err := snappy.Decode((*dst)[:cap(*dst)], compressed)
+	if err != nil {
+		decodedBuffers.Put(dst)
+		return &bodyError{code: http.StatusBadRequest, err: fmt.Errorf("snappy: %w", err)}
+	}
+	b.buf = dst
+	b.decoded.Reset(decoded)
+	return nil
+}
+
+func (b *snappyBody) Close() error {
+	if b.src != nil {
+		_ = b.src.Close()
+		b.src = nil
+	}
 	if b.buf != nil {
 		if cap(*b.buf) <= 64<<20 {
 			decodedBuffers.Put(b.buf)
 		}
 		b.buf = nil
-		b.Reset(nil)
+		b.decoded.Reset(nil)
 	}
 	return nil
 }
 
-// snappyBlockDecoder decodes a snappy block-format body, refusing one whose decoded length
-// exceeds maxSize before allocating it.
-func snappyBlockDecoder(maxSize int64) func(io.ReadCloser) (io.ReadCloser, error) {
-	return snappyDecoder(maxSize, false)
-}
-
-// snappyDecoder decodes a snappy body: the block format into a pooled buffer, refused before
-// decoding when its decoded length exceeds maxSize; with framed, also the framed format (as
-// confighttp's own snappy decoder does; its output is limited by confighttp's MaxBytesReader).
+// snappyDecoder is confighttp's decoder of one Content-Encoding: it never fails itself, the body
+// decodes on its first Read (see snappyBody).
 func snappyDecoder(maxSize int64, framed bool) func(io.ReadCloser) (io.ReadCloser, error) {
 	return func(body io.ReadCloser) (io.ReadCloser, error) {
-		defer body.Close()
-		buf := bodyBuffers.Get().(*bytes.Buffer)
-		buf.Reset()
-		defer putBodyBuffer(buf) // decoding copies out of it
-		if _, err := buf.ReadFrom(body); err != nil {
-			return nil, err
-		}
-		compressed := buf.Bytes()
-		if len(compressed) == 0 {
-			// Nothing to decode (a GET, or an empty request): the handler answers.
-			return io.NopCloser(strings.NewReader("")), nil
-		}
-		if framed && bytes.HasPrefix(compressed, snappyFramingHeader) {
-			return io.NopCloser(snappy.NewReader(bytes.NewReader(bytes.Clone(compressed)))), nil
-		}
-		n, err := snappy.DecodedLen(compressed)
-		if err != nil {
-			return nil, fmt.Errorf("snappy: %w", err)
-		}
-		if maxSize > 0 && int64(n) > maxSize {
-			return nil, errors.New("snappy: decoded size exceeds max request body size")
-		}
-		dst := decodedBuffers.Get().(*[]byte)
-		if cap(*dst) < n {
-			*dst = make([]byte, n)
-		}
-		decoded, err := snappy.Decode((*dst)[:cap(*dst)], compressed)
-		if err != nil {
-			decodedBuffers.Put(dst)
-			return nil, fmt.Errorf("snappy: %w", err)
-		}
-		out := &decodedBody{buf: dst}
-		out.Reset(decoded)
-		return out, nil
+		return &snappyBody{src: body, maxSize: maxSize, framed: framed}, nil
 	}
-}
-
-// decodeErrorHandler maps confighttp's decompression errors onto remote write status codes:
-// an encoding other than snappy is 415, a body over max_request_body_size 413, anything else
-// (corrupt snappy) 400.
-func decodeErrorHandler(w http.ResponseWriter, _ *http.Request, msg string, code int) {
-	switch {
-	case strings.HasPrefix(msg, "unsupported Content-Encoding"):
-		code = http.StatusUnsupportedMediaType
-	case strings.Contains(msg, "request body too large"), strings.Contains(msg, "exceeds max request body size"):
-		code = http.StatusRequestEntityTooLarge
-	}
-	http.Error(w, msg, code)
 }
 
 // Start binds the listener, so that a busy port fails start-up, and serves in the background.
