@@ -2,6 +2,7 @@ package tsdb
 
 import (
 	"fmt"
+	"math"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -34,32 +35,45 @@ type LimitRejections struct {
 }
 
 // checkSeriesLimits tells whether a series new to memory passes the label limits. It returns
-// an error wrapping ErrLimitExceeded that names the limit, its value and the series.
+// an error wrapping ErrLimitExceeded that names the limit, its value and the series. One pass
+// over the labels (Labels.Len decodes them all too).
 func (db *DB) checkSeriesLimits(lset labels.Labels) error {
 	lim := &db.opts.Limits
-	if n := lset.Len(); lim.LabelsPerSeries > 0 && n > lim.LabelsPerSeries {
+	if lim.LabelsPerSeries <= 0 && lim.LabelNameLength <= 0 && lim.LabelValueLength <= 0 {
+		return nil
+	}
+	maxName, maxValue := noLimit(lim.LabelNameLength), noLimit(lim.LabelValueLength)
+	n := 0
+	var long labels.Label // the first label past a length limit
+	lset.Range(func(l labels.Label) {
+		n++
+		if long.Name == "" && (len(l.Name) > maxName || len(l.Value) > maxValue) {
+			long = l
+		}
+	})
+	switch {
+	case lim.LabelsPerSeries > 0 && n > lim.LabelsPerSeries:
 		db.stats.RejectedLimit.LabelsPerSeries.Add(1)
 		return fmt.Errorf("%w: series has %d labels, more than limits.labels_per_series %d: %s",
 			ErrLimitExceeded, n, lim.LabelsPerSeries, describeSeries(lset))
+	case len(long.Name) > maxName:
+		db.stats.RejectedLimit.LabelNameLength.Add(1)
+		return fmt.Errorf("%w: label name %s is %d bytes long, more than limits.label_name_length %d: %s",
+			ErrLimitExceeded, shorten(long.Name), len(long.Name), lim.LabelNameLength, describeSeries(lset))
+	case len(long.Value) > maxValue:
+		db.stats.RejectedLimit.LabelValueLength.Add(1)
+		return fmt.Errorf("%w: value of label %s is %d bytes long, more than limits.label_value_length %d: %s",
+			ErrLimitExceeded, shorten(long.Name), len(long.Value), lim.LabelValueLength, describeSeries(lset))
 	}
-	if lim.LabelNameLength <= 0 && lim.LabelValueLength <= 0 {
-		return nil
+	return nil
+}
+
+// noLimit maps a disabled (0) length limit to one nothing exceeds.
+func noLimit(v int) int {
+	if v <= 0 {
+		return math.MaxInt
 	}
-	var err error
-	lset.Range(func(l labels.Label) {
-		switch {
-		case err != nil:
-		case lim.LabelNameLength > 0 && len(l.Name) > lim.LabelNameLength:
-			db.stats.RejectedLimit.LabelNameLength.Add(1)
-			err = fmt.Errorf("%w: label name %s is %d bytes long, more than limits.label_name_length %d: %s",
-				ErrLimitExceeded, shorten(l.Name), len(l.Name), lim.LabelNameLength, describeSeries(lset))
-		case lim.LabelValueLength > 0 && len(l.Value) > lim.LabelValueLength:
-			db.stats.RejectedLimit.LabelValueLength.Add(1)
-			err = fmt.Errorf("%w: value of label %s is %d bytes long, more than limits.label_value_length %d: %s",
-				ErrLimitExceeded, shorten(l.Name), len(l.Value), lim.LabelValueLength, describeSeries(lset))
-		}
-	})
-	return err
+	return v
 }
 
 // errActiveSeries is the refusal of a series new to memory when the head is full.

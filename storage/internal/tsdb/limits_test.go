@@ -212,3 +212,16 @@ func TestReplayIgnoresLimits(t *testing.T) {
 	cdb := openOn(t, clone, Options{PartitionDuration: time.Hour, Limits: Limits{LabelsPerSeries: 3, ActiveSeries: 2}})
 	requireSameSeries(t, want, selectAll(t, cdb, 0, 2000, nil, allSeries))
 }
+
+// BenchmarkCheckSeriesLimits is what the label limits add to the creation of a series with
+// 10 labels (the path of a series new to memory only; series in memory are not checked).
+func BenchmarkCheckSeriesLimits(b *testing.B) {
+	db := &DB{opts: Options{Limits: Limits{LabelsPerSeries: 64, LabelNameLength: 1024, LabelValueLength: 16384}}}
+	ls := seriesWith("http_requests_total", 10)
+	b.ReportAllocs()
+	for b.Loop() {
+		if err := db.checkSeriesLimits(ls); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
