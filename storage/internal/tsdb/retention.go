@@ -122,6 +122,9 @@ func (db *DB) sizeBudget() (limit, usage uint64, err error) {
 	limit = uint64(db.opts.RetentionSize)
 	if f := db.opts.RetentionSizeFraction; f > 0 {
 		du, err := db.opts.FS.GetDiskUsage(db.dir)
+		if err == nil && du.TotalBytes == 0 {
+			err = errors.New("reported as 0 bytes") // never a reason to drop everything
+		}
 		if err != nil {
 			return 0, 0, fmt.Errorf("retention_size: size of the filesystem of %q: %w", db.dir, err)
 		}

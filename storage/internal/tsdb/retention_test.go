@@ -266,6 +266,11 @@ func TestSizeRetentionFraction(t *testing.T) {
 	require.ErrorContains(t, err, `retention_size: size of the filesystem of "db"`)
 	require.Len(t, partitionsOf(db), 4)
 
+	// A filesystem reported as empty is an error too, never a reason to drop everything.
+	mem.TestingSetDiskUsage(vfs.DiskUsage{AvailBytes: 1})
+	require.ErrorContains(t, db.ApplyRetention(context.Background()), "reported as 0 bytes")
+	require.Len(t, partitionsOf(db), 4)
+
 	// Half of a filesystem of twice the usage: everything fits.
 	mem.TestingSetDiskUsage(vfs.DiskUsage{TotalBytes: 2 * usage, AvailBytes: 1})
 	require.NoError(t, db.ApplyRetention(context.Background()))
