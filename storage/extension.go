@@ -64,6 +64,10 @@ func (e *storageExtension) Start(context.Context, component.Host) error {
 	if err != nil {
 		return fmt.Errorf("metricstor storage: %w", err)
 	}
+	if err := db.CheckRetentionSize(); err != nil {
+		_ = db.Close()
+		return fmt.Errorf("metricstor storage: %w", err)
+	}
 	reg, err := registerTelemetry(e.set.TelemetrySettings, db)
 	if err != nil {
 		_ = db.Close()

@@ -206,3 +206,17 @@ func TestExtensionLimits(t *testing.T) {
 	require.NoError(t, err)
 	assert.Len(t, m.Data.(metricdata.Sum[int64]).DataPoints, 2, "one point per reason")
 }
+
+// A percentage retention_size reads the filesystem's size at start: the limit is known (and
+// reported) from the start.
+func TestExtensionRetentionSizePercent(t *testing.T) {
+	tel := componenttest.NewTelemetry()
+	defer func() { require.NoError(t, tel.Shutdown(context.Background())) }()
+	ext := newTestExtension(t, t.TempDir(), tel)
+	ext.cfg.RetentionSize = "50%"
+	require.NoError(t, ext.Start(context.Background(), componenttest.NewNopHost()))
+	defer func() { require.NoError(t, ext.Shutdown(context.Background())) }()
+	m, err := tel.GetMetric("metricstor_storage_retention_size_limit")
+	require.NoError(t, err)
+	assert.Positive(t, m.Data.(metricdata.Gauge[int64]).DataPoints[0].Value)
+}

@@ -133,6 +133,23 @@ func (db *DB) sizeBudget() (limit, usage uint64, err error) {
 	return limit, usage, nil
 }
 
+// CheckRetentionSize computes the size retention once, so that a percentage on a filesystem
+// whose size cannot be read fails at start-up rather than at every retention run.
+func (db *DB) CheckRetentionSize() error {
+	if db.opts.RetentionSizeFraction <= 0 {
+		return nil
+	}
+	if err := db.acquire(); err != nil {
+		return err
+	}
+	defer db.release()
+	limit, _, err := db.sizeBudget()
+	if err == nil {
+		db.retentionLimit.Store(int64(limit))
+	}
+	return err
+}
+
 // partitionsCovering returns the oldest partitions, never the newest, whose estimated disk
 // size adds up to at least excess bytes; at least one when there is more than one partition.
 func (db *DB) partitionsCovering(excess uint64) ([]int64, error) {
