@@ -77,7 +77,7 @@ func newAPIHandler(store mstorage.Store, set apiSettings) *queryAPI {
 	configFunc := func() config.Config { return config.DefaultConfig }
 
 	api := v1.NewAPI(
-		engine,
+		limitPoints(engine, set.cfg.MaxPointsPerRangeQuery),
 		queryable,
 		nil, // appender: remote write and OTLP are received by the pipeline, not here
 		store,

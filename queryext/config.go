@@ -27,6 +27,12 @@ type Config struct {
 	// with errorType execution (HTTP 422). Default: 50000000 (as Prometheus).
 	MaxSamples int `mapstructure:"max_samples"`
 
+	// MaxPointsPerRangeQuery is the most points (float and histogram samples of all its series)
+	// the result of one range query may hold; more fails with errorType execution (HTTP 422).
+	// Prometheus's own limit of 11,000 steps per series (errorType bad_data, HTTP 400) applies as
+	// well. Default: 11000000 (1,000 series at 11,000 steps).
+	MaxPointsPerRangeQuery int `mapstructure:"max_points_per_range_query"`
+
 	// LookbackDelta is how far back an instant selector looks for the latest sample. A request's
 	// `lookback_delta` parameter overrides it. Default: 5m.
 	LookbackDelta time.Duration `mapstructure:"lookback_delta"`
@@ -56,6 +62,9 @@ func (cfg *Config) Validate() error {
 	}
 	if cfg.MaxSamples <= 0 {
 		errs = append(errs, fmt.Errorf("max_samples: must be positive (got %d)", cfg.MaxSamples))
+	}
+	if cfg.MaxPointsPerRangeQuery <= 0 {
+		errs = append(errs, fmt.Errorf("max_points_per_range_query: must be positive (got %d)", cfg.MaxPointsPerRangeQuery))
 	}
 	if cfg.LookbackDelta <= 0 {
 		errs = append(errs, fmt.Errorf("lookback_delta: must be positive (got %s)", cfg.LookbackDelta))

@@ -23,6 +23,7 @@ func TestLoadConfig(t *testing.T) {
 	custom.Storage = component.MustNewIDWithName("metricstor", "primary")
 	custom.Timeout = 30 * time.Second
 	custom.MaxSamples = 1000
+	custom.MaxPointsPerRangeQuery = 5000
 	custom.LookbackDelta = time.Minute
 	custom.MaxConcurrency = 4
 	custom.WriteTimeout = time.Minute
@@ -43,6 +44,7 @@ func TestLoadConfig(t *testing.T) {
 			errMsg: "endpoint: must not be empty\n" +
 				"timeout: must be positive (got 0s)\n" +
 				"max_samples: must be positive (got -1)\n" +
+				"max_points_per_range_query: must be positive (got -2)\n" +
 				"lookback_delta: must be positive (got -5m0s)\n" +
 				"max_concurrency: must be positive (got 0)",
 		},
@@ -77,6 +79,7 @@ func TestDefaultConfig(t *testing.T) {
 	assert.Equal(t, component.MustNewID("metricstor"), cfg.Storage)
 	assert.Equal(t, 2*time.Minute, cfg.Timeout)
 	assert.Equal(t, 50_000_000, cfg.MaxSamples)
+	assert.Equal(t, 11_000_000, cfg.MaxPointsPerRangeQuery)
 	assert.Equal(t, 5*time.Minute, cfg.LookbackDelta)
 	assert.Equal(t, 20, cfg.MaxConcurrency)
 	assert.Zero(t, cfg.WriteTimeout, "a query may run up to timeout; no write deadline by default")

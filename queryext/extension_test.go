@@ -425,6 +425,43 @@ func TestMaxSamples(t *testing.T) {
 	assert.Equal(t, 200, res.code, res.body)
 }
 
+// max_points_per_range_query counts the points of a range query's result, floats and
+// histograms, over all series: at the limit the query answers, one past it fails with 422.
+func TestMaxPointsPerRangeQuery(t *testing.T) {
+	// Two series over 4 steps: 8 points (series b's last value is looked back to).
+	rangeQuery := url.Values{"query": {"http_requests_total"}, "start": {"1700000000"}, "end": {"1700000045"}, "step": {"15"}}
+	histQuery := url.Values{"query": {"request_duration_seconds"}, "start": {"1700000000"}, "end": {"1700000045"}, "step": {"15"}}
+
+	at := startTestExtension(t, func(cfg *Config) { cfg.MaxPointsPerRangeQuery = 8 })
+	res := get(t, at, "/api/v1/query_range", rangeQuery)
+	require.Equal(t, 200, res.code, res.body)
+	assert.Equal(t, 8, strings.Count(res.body, "[17000000"), "8 points: %s", res.body)
+	// An instant query returning a range vector is not a range query.
+	res = get(t, at, "/api/v1/query", url.Values{"query": {"http_requests_total[1m]"}, "time": {"1700000045"}})
+	assert.Equal(t, 200, res.code, res.body)
+
+	past := startTestExtension(t, func(cfg *Config) { cfg.MaxPointsPerRangeQuery = 7 })
+	for _, do := range []func(*testing.T, string, string, url.Values) httpResult{get, postForm} {
+		res = do(t, past, "/api/v1/query_range", rangeQuery)
+		assert.Equal(t, 422, res.code)
+		assert.JSONEq(t, `{"status":"error","errorType":"execution","error":"query result has 8 points in 2 series, `+
+			`more than max_points_per_range_query 7: select fewer series, or use a larger step or a shorter range"}`, res.body)
+	}
+	// Histogram points count too: 2 of them (at t0+30s and t0+45s).
+	res = get(t, past, "/api/v1/query_range", histQuery)
+	assert.Equal(t, 200, res.code, res.body)
+	one := startTestExtension(t, func(cfg *Config) { cfg.MaxPointsPerRangeQuery = 1 })
+	res = get(t, one, "/api/v1/query_range", histQuery)
+	assert.Equal(t, 422, res.code)
+	assert.Contains(t, res.body, "query result has 2 points in 1 series, more than max_points_per_range_query 1")
+
+	// Prometheus's own 11,000 steps per series still applies, before evaluation.
+	res = get(t, at, "/api/v1/query_range", url.Values{"query": {"http_requests_total"}, "start": {"0"}, "end": {"11001"}, "step": {"1"}})
+	assert.Equal(t, 400, res.code)
+	assert.Contains(t, res.body, `"errorType":"bad_data"`)
+	assert.Contains(t, res.body, "exceeded maximum resolution of 11,000 points per timeseries")
+}
+
 func TestTimeout(t *testing.T) {
 	base := startTestExtension(t, func(cfg *Config) { cfg.Timeout = time.Nanosecond })
 	res := get(t, base, "/api/v1/query", url.Values{"query": {"http_requests_total"}, "time": {"1700000045"}})

@@ -12,11 +12,13 @@ import (
 )
 
 const (
-	defaultEndpoint       = "127.0.0.1:9090"
-	defaultTimeout        = 2 * time.Minute
-	defaultMaxSamples     = 50_000_000
-	defaultLookbackDelta  = 5 * time.Minute
-	defaultMaxConcurrency = 20
+	defaultEndpoint   = "127.0.0.1:9090"
+	defaultTimeout    = 2 * time.Minute
+	defaultMaxSamples = 50_000_000
+	// 1,000 series at Prometheus's most steps per series (11,000): about 330 MB of JSON.
+	defaultMaxPointsPerRangeQuery = 11_000_000
+	defaultLookbackDelta          = 5 * time.Minute
+	defaultMaxConcurrency         = 20
 )
 
 // defaultStorageID is the ID under which the distribution's config.yaml declares the store.
@@ -34,12 +36,13 @@ func createDefaultConfig() component.Config {
 	// API either.
 	server.WriteTimeout = 0
 	return &Config{
-		ServerConfig:   server,
-		Storage:        defaultStorageID,
-		Timeout:        defaultTimeout,
-		MaxSamples:     defaultMaxSamples,
-		LookbackDelta:  defaultLookbackDelta,
-		MaxConcurrency: defaultMaxConcurrency,
+		ServerConfig:           server,
+		Storage:                defaultStorageID,
+		Timeout:                defaultTimeout,
+		MaxSamples:             defaultMaxSamples,
+		MaxPointsPerRangeQuery: defaultMaxPointsPerRangeQuery,
+		LookbackDelta:          defaultLookbackDelta,
+		MaxConcurrency:         defaultMaxConcurrency,
 	}
 }
 

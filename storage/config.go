@@ -3,9 +3,13 @@ package storage
 import (
 	"errors"
 	"fmt"
+	"strconv"
+	"strings"
 	"time"
 
+	"github.com/alecthomas/units"
 	"github.com/prometheus/common/model"
+	"go.opentelemetry.io/collector/confmap"
 )
 
 // Config is the configuration of the metricstor storage extension. Durations are Prometheus
@@ -16,6 +20,14 @@ type Config struct {
 	// Retention is how long samples are kept, measured back from the newest stored sample (as
 	// in Prometheus). Whole partitions past it are dropped. 0 keeps everything. Default 15d.
 	Retention model.Duration `mapstructure:"retention"`
+	// RetentionSize bounds the disk the database uses (Pebble's files and the sample log): the
+	// oldest partitions are dropped until it fits, never the newest one. A size with a base-2
+	// unit as Prometheus's --storage.tsdb.retention.size ("512MB", "10GB": 1GB is 2^30 bytes),
+	// or a percentage of the total size of the filesystem holding `directory` ("80%", as
+	// Prometheus's retention percentage). "0" or empty: no size limit (default, as Prometheus).
+	RetentionSize string `mapstructure:"retention_size"`
+	// Limits bound what a series may look like and how many are active. 0 disables a limit.
+	Limits LimitsConfig `mapstructure:"limits"`
 	// PartitionDuration is the time span of one partition: the unit retention drops and the
 	// span of one generation of the inverted index. Default 24h.
 	PartitionDuration model.Duration `mapstructure:"partition_duration"`
@@ -33,14 +45,79 @@ type Config struct {
 	_ struct{}
 }
 
+// LimitsConfig bounds the series the store accepts. They are checked when a series enters
+// memory (a new series, or one idle for over an hour that comes back); a sample of a series
+// past a limit is refused with an error wrapping ErrLimitExceeded that names the limit, and
+// the rest of its batch is stored. Series already active are never refused, so existing data
+// is never altered nor cut off. The defaults are far above what real workloads send and stop
+// runaway label sets and cardinality explosions before they exhaust memory or disk.
+type LimitsConfig struct {
+	// LabelsPerSeries is the most labels one series may have, __name__ included. Default 64
+	// (Mimir: 30, VictoriaMetrics: 40; OTLP's target_info carries every resource attribute).
+	LabelsPerSeries int `mapstructure:"labels_per_series"`
+	// LabelNameLength is the longest label name in bytes. Default 1024 (as Mimir).
+	LabelNameLength int `mapstructure:"label_name_length"`
+	// LabelValueLength is the longest label value in bytes, metric names included. Default
+	// 16384 (Mimir: 2048, VictoriaMetrics: 4096; a JVM's process.command_line can pass those).
+	LabelValueLength int `mapstructure:"label_value_length"`
+	// ActiveSeries is the most series the store holds in memory: those appended to within the
+	// last hour plus out_of_order_window. New series are refused past it. Default 1000000.
+	ActiveSeries int `mapstructure:"active_series"`
+
+	// prevent unkeyed literal initialization
+	_ struct{}
+}
+
 func createDefaultConfig() *Config {
 	return &Config{
 		Directory:         "./data",
 		Retention:         model.Duration(15 * 24 * time.Hour),
+		RetentionSize:     "0",
 		PartitionDuration: model.Duration(24 * time.Hour),
 		OutOfOrderWindow:  model.Duration(10 * time.Minute),
 		CacheSizeMiB:      32,
+		Limits: LimitsConfig{
+			LabelsPerSeries:  64,
+			LabelNameLength:  1024,
+			LabelValueLength: 16384,
+			ActiveSeries:     1_000_000,
+		},
 	}
+}
+
+var _ confmap.Unmarshaler = (*Config)(nil)
+
+// Unmarshal accepts a bare number for retention_size (YAML reads `retention_size: 0` as an
+// integer) and leaves the rest to confmap.
+func (c *Config) Unmarshal(conf *confmap.Conf) error {
+	switch v := conf.Get("retention_size").(type) {
+	case int, int64, uint64, float64:
+		if err := conf.Merge(confmap.NewFromStringMap(map[string]any{"retention_size": fmt.Sprint(v)})); err != nil {
+			return err
+		}
+	}
+	return conf.Unmarshal(c)
+}
+
+// parseRetentionSize reads retention_size: a size in bytes, or a fraction of the filesystem
+// (from a percentage). At most one of the two is not zero.
+func parseRetentionSize(s string) (bytes int64, fraction float64, err error) {
+	s = strings.TrimSpace(s)
+	if s == "" || s == "0" {
+		return 0, 0, nil
+	}
+	if pct, ok := strings.CutSuffix(s, "%"); ok {
+		f, err := strconv.ParseFloat(strings.TrimSpace(pct), 64)
+		if err != nil || !(f > 0 && f <= 100) {
+			return 0, 0, fmt.Errorf("retention_size: a percentage must be above 0%% and at most 100%% (got %q)", s)
+		}
+		return 0, f / 100, nil
+	}
+	n, err := units.ParseBase2Bytes(s)
+	if err != nil || n < 0 {
+		return 0, 0, fmt.Errorf("retention_size: must be 0, a size such as 512MB or 10GB, or a percentage of the filesystem such as 80%% (got %q)", s)
+	}
+	return int64(n), 0, nil
 }
 
 // Validate checks the configuration without touching the filesystem.
@@ -63,6 +140,22 @@ func (c *Config) Validate() error {
 	}
 	if c.CacheSizeMiB < 1 {
 		errs = append(errs, fmt.Errorf("cache_size_mib: must be at least 1 (got %d)", c.CacheSizeMiB))
+	}
+	if _, _, err := parseRetentionSize(c.RetentionSize); err != nil {
+		errs = append(errs, err)
+	}
+	for _, l := range []struct {
+		key string
+		v   int
+	}{
+		{"labels_per_series", c.Limits.LabelsPerSeries},
+		{"label_name_length", c.Limits.LabelNameLength},
+		{"label_value_length", c.Limits.LabelValueLength},
+		{"active_series", c.Limits.ActiveSeries},
+	} {
+		if l.v < 0 {
+			errs = append(errs, fmt.Errorf("limits::%s: must be 0 (no limit) or positive (got %d)", l.key, l.v))
+		}
 	}
 	return errors.Join(errs...)
 }

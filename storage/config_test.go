@@ -26,6 +26,14 @@ func TestLoadConfig(t *testing.T) {
 	custom.OutOfOrderWindow = model.Duration(90 * time.Minute)
 	custom.CacheSizeMiB = 256
 	custom.SyncCommits = true
+	custom.RetentionSize = "512GB"
+	custom.Limits = LimitsConfig{LabelsPerSeries: 40, LabelNameLength: 128, LabelValueLength: 2048, ActiveSeries: 5_000_000}
+
+	percent := createDefaultConfig()
+	percent.RetentionSize = "80%"
+
+	noLimits := createDefaultConfig()
+	noLimits.Limits = LimitsConfig{}
 
 	forever := createDefaultConfig()
 	forever.Retention = 0
@@ -38,6 +46,18 @@ func TestLoadConfig(t *testing.T) {
 		{id: component.NewID(metadata.Type), expected: createDefaultConfig()},
 		{id: component.NewIDWithName(metadata.Type, "custom"), expected: custom},
 		{id: component.NewIDWithName(metadata.Type, "keep_forever"), expected: forever},
+		{id: component.NewIDWithName(metadata.Type, "percent"), expected: percent},
+		{id: component.NewIDWithName(metadata.Type, "no_limits"), expected: noLimits},
+		{
+			id: component.NewIDWithName(metadata.Type, "bad_limits"),
+			errMsg: `retention_size: must be 0, a size such as 512MB or 10GB, or a percentage of the filesystem such as 80% (got "10 apples")` + "\n" +
+				"limits::labels_per_series: must be 0 (no limit) or positive (got -1)\n" +
+				"limits::active_series: must be 0 (no limit) or positive (got -5)",
+		},
+		{
+			id:     component.NewIDWithName(metadata.Type, "bad_percent"),
+			errMsg: `retention_size: a percentage must be above 0% and at most 100% (got "120%")`,
+		},
 		{
 			id:     component.NewIDWithName(metadata.Type, "short_retention"),
 			errMsg: "retention: must be 0 (keep everything) or at least partition_duration 1d (got 1h)",
@@ -74,6 +94,34 @@ func TestDefaultConfig(t *testing.T) {
 	assert.Equal(t, 24*time.Hour, time.Duration(cfg.PartitionDuration))
 	assert.Equal(t, 10*time.Minute, time.Duration(cfg.OutOfOrderWindow))
 	assert.Equal(t, 32, cfg.CacheSizeMiB)
+	assert.Equal(t, "0", cfg.RetentionSize, "no size retention, as Prometheus")
+	assert.Equal(t, LimitsConfig{LabelsPerSeries: 64, LabelNameLength: 1024, LabelValueLength: 16384, ActiveSeries: 1_000_000}, cfg.Limits)
+}
+
+func TestParseRetentionSize(t *testing.T) {
+	for _, tt := range []struct {
+		in       string
+		bytes    int64
+		fraction float64
+		err      string
+	}{
+		{in: ""}, {in: "0"}, {in: "0B"},
+		{in: "512MB", bytes: 512 << 20}, {in: "10GB", bytes: 10 << 30}, {in: "1.5GiB", bytes: 3 << 29}, {in: "1TB", bytes: 1 << 40},
+		{in: "80%", fraction: 0.8}, {in: "100%", fraction: 1}, {in: "0.5%", fraction: 0.005},
+		{in: "0%", err: "a percentage must be above 0%"}, {in: "101%", err: "at most 100%"}, {in: "x%", err: "percentage"},
+		{in: "10", err: `(got "10")`}, {in: "10kB", err: "512MB"}, {in: "-1GB", err: "512MB"},
+	} {
+		t.Run(tt.in, func(t *testing.T) {
+			b, f, err := parseRetentionSize(tt.in)
+			if tt.err != "" {
+				require.ErrorContains(t, err, tt.err)
+				return
+			}
+			require.NoError(t, err)
+			assert.Equal(t, tt.bytes, b)
+			assert.InDelta(t, tt.fraction, f, 1e-12)
+		})
+	}
 }
 
 func TestLoadConfigRejectsNegativeDurations(t *testing.T) {

@@ -41,8 +41,20 @@ func newExtension(cfg *Config, set extension.Settings) *storageExtension {
 
 // Start opens the database; a directory locked by another process fails here.
 func (e *storageExtension) Start(context.Context, component.Host) error {
+	size, fraction, err := parseRetentionSize(e.cfg.RetentionSize)
+	if err != nil {
+		return fmt.Errorf("metricstor storage: %w", err)
+	}
 	db, err := tsdb.Open(e.cfg.Directory, tsdb.Options{
-		Retention:         time.Duration(e.cfg.Retention),
+		Retention:             time.Duration(e.cfg.Retention),
+		RetentionSize:         size,
+		RetentionSizeFraction: fraction,
+		Limits: tsdb.Limits{
+			LabelsPerSeries:  e.cfg.Limits.LabelsPerSeries,
+			LabelNameLength:  e.cfg.Limits.LabelNameLength,
+			LabelValueLength: e.cfg.Limits.LabelValueLength,
+			ActiveSeries:     e.cfg.Limits.ActiveSeries,
+		},
 		PartitionDuration: time.Duration(e.cfg.PartitionDuration),
 		OutOfOrderWindow:  time.Duration(e.cfg.OutOfOrderWindow),
 		CacheSize:         int64(e.cfg.CacheSizeMiB) << 20,
@@ -50,6 +62,10 @@ func (e *storageExtension) Start(context.Context, component.Host) error {
 		Logger:            e.set.Logger,
 	})
 	if err != nil {
+		return fmt.Errorf("metricstor storage: %w", err)
+	}
+	if err := db.CheckRetentionSize(); err != nil {
+		_ = db.Close()
 		return fmt.Errorf("metricstor storage: %w", err)
 	}
 	reg, err := registerTelemetry(e.set.TelemetrySettings, db)
@@ -157,11 +173,12 @@ func registerTelemetry(set component.TelemetrySettings, db *tsdb.DB) (metric.Reg
 	rejected := counter("metricstor_storage_samples_rejected", "Samples refused one by one, by reason.", "{sample}")
 	created := counter("metricstor_storage_series_created", "Series stored for the first time.", "{series}")
 	exemplars := counter("metricstor_storage_exemplars_appended", "Exemplars committed to the store.", "{exemplar}")
-	dropped := counter("metricstor_storage_partitions_dropped", "Time partitions dropped by retention.", "{partition}")
+	dropped := counter("metricstor_storage_partitions_dropped", "Time partitions dropped, by reason (retention, retention_size).", "{partition}")
 	checkpoints := counter("metricstor_storage_checkpoints", "Checkpoints: open head chunks written out and the sample log deleted.", "{checkpoint}")
 	head := gauge("metricstor_storage_head_series", "Series held in memory.", "{series}")
 	parts := gauge("metricstor_storage_partitions", "Time partitions that hold data.", "{partition}")
-	disk := gauge("metricstor_storage_disk_usage", "Bytes the database uses on disk.", "By")
+	disk := gauge("metricstor_storage_disk_usage", "Bytes the database uses on disk: Pebble's files and the sample log.", "By")
+	sizeLimit := gauge("metricstor_storage_retention_size_limit", "The size retention in bytes as last computed; 0 when there is none.", "By")
 	for _, err := range errs {
 		if err != nil {
 			return nil, err
@@ -176,15 +193,22 @@ func registerTelemetry(set component.TelemetrySettings, db *tsdb.DB) (metric.Reg
 		o.ObserveInt64(rejected, st.RejectedTooOld.Load(), reason("too_old"))
 		o.ObserveInt64(rejected, st.RejectedDuplicate.Load(), reason("duplicate"))
 		o.ObserveInt64(rejected, st.RejectedInvalid.Load(), reason("invalid"))
+		o.ObserveInt64(rejected, st.RejectedLimit.LabelsPerSeries.Load(), reason("labels_per_series_limit"))
+		o.ObserveInt64(rejected, st.RejectedLimit.LabelNameLength.Load(), reason("label_name_length_limit"))
+		o.ObserveInt64(rejected, st.RejectedLimit.LabelValueLength.Load(), reason("label_value_length_limit"))
+		o.ObserveInt64(rejected, st.RejectedLimit.ActiveSeries.Load(), reason("active_series_limit"))
 		o.ObserveInt64(created, st.SeriesCreated.Load())
 		o.ObserveInt64(exemplars, st.ExemplarsAppended.Load())
-		o.ObserveInt64(dropped, st.PartitionsDropped.Load())
+		bySize := st.PartitionsDroppedBySize.Load()
+		o.ObserveInt64(dropped, st.PartitionsDropped.Load()-bySize, reason("retention"))
+		o.ObserveInt64(dropped, bySize, reason("retention_size"))
 		o.ObserveInt64(checkpoints, st.Checkpoints.Load())
 		o.ObserveInt64(head, int64(db.HeadSeries()))
 		o.ObserveInt64(parts, int64(db.Partitions()))
 		o.ObserveInt64(disk, int64(db.DiskUsage()))
+		o.ObserveInt64(sizeLimit, db.RetentionSizeLimit())
 		return nil
-	}, appended, ooo, rejected, created, exemplars, dropped, checkpoints, head, parts, disk)
+	}, appended, ooo, rejected, created, exemplars, dropped, checkpoints, head, parts, disk, sizeLimit)
 	if err != nil {
 		return nil, err
 	}

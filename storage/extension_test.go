@@ -165,3 +165,58 @@ func TestExtensionTelemetry(t *testing.T) {
 	assert.Positive(t, sum("metricstor_storage_disk_usage"))
 	assert.Equal(t, int64(0), sum("metricstor_storage_checkpoints"), "nothing is checkpointed before a minute")
 }
+
+// The limits of the config reach the store: a series past one is refused with
+// ErrLimitExceeded and counted under its reason; a size retention is reported.
+func TestExtensionLimits(t *testing.T) {
+	tel := componenttest.NewTelemetry()
+	defer func() { require.NoError(t, tel.Shutdown(context.Background())) }()
+	ext := newTestExtension(t, t.TempDir(), tel)
+	ext.cfg.Limits.LabelsPerSeries = 2
+	ext.cfg.Limits.ActiveSeries = 2
+	ext.cfg.RetentionSize = "1GB"
+	require.NoError(t, ext.Start(context.Background(), componenttest.NewNopHost()))
+	defer func() { require.NoError(t, ext.Shutdown(context.Background())) }()
+
+	app := ext.AppenderV2(context.Background())
+	_, err := app.Append(0, labels.FromStrings("__name__", "up", "job", "a"), 0, 1000, 1, nil, nil, promstorage.AOptions{})
+	require.NoError(t, err, "at labels_per_series")
+	_, err = app.Append(0, labels.FromStrings("__name__", "up", "job", "a", "x", "y"), 0, 1000, 1, nil, nil, promstorage.AOptions{})
+	require.ErrorIs(t, err, ErrLimitExceeded)
+	require.ErrorContains(t, err, "series has 3 labels, more than limits.labels_per_series 2")
+	_, err = app.Append(0, labels.FromStrings("__name__", "up", "job", "b"), 0, 1000, 1, nil, nil, promstorage.AOptions{})
+	require.NoError(t, err, "at active_series")
+	_, err = app.Append(0, labels.FromStrings("__name__", "up", "job", "c"), 0, 1000, 1, nil, nil, promstorage.AOptions{})
+	require.ErrorIs(t, err, ErrLimitExceeded)
+	require.ErrorContains(t, err, "limits.active_series is 2")
+	require.NoError(t, app.Commit())
+	assert.Len(t, readFloats(t, ext, labels.MustNewMatcher(labels.MatchEqual, "__name__", "up")), 2)
+
+	m, err := tel.GetMetric("metricstor_storage_samples_rejected")
+	require.NoError(t, err)
+	byReason := map[string]int64{}
+	for _, p := range m.Data.(metricdata.Sum[int64]).DataPoints {
+		r, _ := p.Attributes.Value("reason")
+		byReason[r.AsString()] = p.Value
+	}
+	assert.Equal(t, int64(1), byReason["labels_per_series_limit"])
+	assert.Equal(t, int64(1), byReason["active_series_limit"])
+	assert.Equal(t, int64(0), byReason["label_value_length_limit"])
+	m, err = tel.GetMetric("metricstor_storage_partitions_dropped")
+	require.NoError(t, err)
+	assert.Len(t, m.Data.(metricdata.Sum[int64]).DataPoints, 2, "one point per reason")
+}
+
+// A percentage retention_size reads the filesystem's size at start: the limit is known (and
+// reported) from the start.
+func TestExtensionRetentionSizePercent(t *testing.T) {
+	tel := componenttest.NewTelemetry()
+	defer func() { require.NoError(t, tel.Shutdown(context.Background())) }()
+	ext := newTestExtension(t, t.TempDir(), tel)
+	ext.cfg.RetentionSize = "50%"
+	require.NoError(t, ext.Start(context.Background(), componenttest.NewNopHost()))
+	defer func() { require.NoError(t, ext.Shutdown(context.Background())) }()
+	m, err := tel.GetMetric("metricstor_storage_retention_size_limit")
+	require.NoError(t, err)
+	assert.Positive(t, m.Data.(metricdata.Gauge[int64]).DataPoints[0].Value)
+}

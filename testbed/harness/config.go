@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"text/template"
 )
@@ -26,6 +27,10 @@ type Config struct {
 	// MaxSamples sets the promql extension's max_samples when positive.
 	MaxSamples int
 
+	// StorageYAML and PromQLYAML are more settings of the storage and promql extensions, as
+	// YAML at the extension's level ("limits:\n  active_series: 10"); empty adds nothing.
+	StorageYAML, PromQLYAML string
+
 	// ExporterStorage and PromQLStorage are the `storage:` IDs of the exporter and the promql
 	// extension; empty means "metricstor", the ID of the storage extension.
 	ExporterStorage string
@@ -39,7 +44,7 @@ func NewConfig(t testing.TB) Config {
 	return Config{Ports: NewPorts(t), DataDir: filepath.Join(t.TempDir(), "data")}
 }
 
-var configTemplate = template.Must(template.New("config").Parse(`receivers:
+var configTemplate = template.Must(template.New("config").Funcs(template.FuncMap{"indent": indent}).Parse(`receivers:
   otlp:
     protocols:
       grpc:
@@ -66,11 +71,17 @@ extensions:
 {{- if .Retention}}
     retention: {{.Retention}}
 {{- end}}
+{{- if .StorageYAML}}
+{{indent .StorageYAML}}
+{{- end}}
   promql:
     endpoint: 127.0.0.1:{{.Ports.PromQL}}
     storage: {{or .PromQLStorage "metricstor"}}
 {{- if gt .MaxSamples 0}}
     max_samples: {{.MaxSamples}}
+{{- end}}
+{{- if .PromQLYAML}}
+{{indent .PromQLYAML}}
 {{- end}}
 
 service:
@@ -91,6 +102,15 @@ service:
                 host: 127.0.0.1
                 port: {{.Ports.Telemetry}}
 `))
+
+// indent puts settings at the level of an extension's keys.
+func indent(yaml string) string {
+	lines := strings.Split(strings.TrimRight(yaml, "\n"), "\n")
+	for i, l := range lines {
+		lines[i] = "    " + l
+	}
+	return strings.Join(lines, "\n")
+}
 
 // YAML renders the configuration.
 func (c Config) YAML() (string, error) {

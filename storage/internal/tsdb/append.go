@@ -114,7 +114,7 @@ func (a *Appender) series(ref storage.SeriesRef, ls labels.Labels) (*memSeries, 
 		return nil, err
 	}
 	defer a.db.release()
-	return a.db.getOrCreate(ls)
+	return a.db.getOrCreateLimited(ls, true)
 }
 
 func validateHistogram(s sample) error {

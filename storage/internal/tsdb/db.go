@@ -34,6 +34,15 @@ type Options struct {
 	// (as Prometheus does), not from the wall clock. Whole partitions older than that are
 	// dropped. 0 keeps everything.
 	Retention time.Duration
+	// RetentionSize bounds the bytes the database uses on disk (Pebble's files and the sample
+	// log): the oldest partitions are dropped until it fits, except the newest one (see
+	// retention.go). 0 disables it; see RetentionSizeFraction.
+	RetentionSize int64
+	// RetentionSizeFraction, when above 0, replaces RetentionSize by that fraction of the total
+	// size of the filesystem that holds the database (as Prometheus's retention percentage).
+	RetentionSizeFraction float64
+	// Limits bound the series appenders may create (limits.go). The zero value sets none.
+	Limits Limits
 	// PartitionDuration is the time span of one partition. Default 24h.
 	PartitionDuration time.Duration
 	// OutOfOrderWindow is how far behind the newest sample of the database a sample that is
@@ -150,6 +159,11 @@ type DB struct {
 	metaMu sync.RWMutex
 	meta   map[string]metadata.Metadata // by metric family name; mirrors the d family
 
+	// Size retention (retention.go): the limit as last computed, in bytes, and whether the
+	// newest partition alone kept the database above it (warned about once).
+	retentionLimit atomic.Int64
+	overSize       atomic.Bool
+
 	stats      Stats
 	sampleBufs sync.Pool // of *[]pendingSample
 
@@ -165,12 +179,14 @@ type Stats struct {
 	RejectedTooOld,
 	RejectedDuplicate,
 	RejectedInvalid atomic.Int64
-	SeriesCreated       atomic.Int64
-	ExemplarsAppended   atomic.Int64
-	PartitionsDropped   atomic.Int64
-	RetentionRuns       atomic.Int64
-	HeadSeriesCollected atomic.Int64
-	Checkpoints         atomic.Int64
+	RejectedLimit           LimitRejections
+	PartitionsDroppedBySize atomic.Int64 // also counted in PartitionsDropped
+	SeriesCreated           atomic.Int64
+	ExemplarsAppended       atomic.Int64
+	PartitionsDropped       atomic.Int64
+	RetentionRuns           atomic.Int64
+	HeadSeriesCollected     atomic.Int64
+	Checkpoints             atomic.Int64
 }
 
 // Open opens or creates the database in dir.
@@ -464,15 +480,6 @@ func (db *DB) Stats() *Stats { return &db.stats }
 
 // HeadSeries is the number of series held in memory.
 func (db *DB) HeadSeries() int { return db.series.count() }
-
-// DiskUsage is Pebble's estimate of the bytes it uses on disk.
-func (db *DB) DiskUsage() uint64 {
-	if db.acquire() != nil {
-		return 0
-	}
-	defer db.release()
-	return db.pdb.Metrics().DiskSpaceUsage()
-}
 
 func (db *DB) background() {
 	defer close(db.done)

@@ -84,8 +84,15 @@ func findSeries(list []*memSeries, lset labels.Labels) *memSeries {
 }
 
 // getOrCreate returns the memSeries of lset, looking it up on disk, or giving it a new ref,
-// when it is not in memory.
+// when it is not in memory. It applies no limit: it serves replay and series that must be
+// found again for samples already admitted.
 func (db *DB) getOrCreate(lset labels.Labels) (*memSeries, error) {
+	return db.getOrCreateLimited(lset, false)
+}
+
+// getOrCreateLimited is getOrCreate that, when limited, refuses a series new to memory that
+// exceeds Options.Limits (limits.go) with an error wrapping ErrLimitExceeded.
+func (db *DB) getOrCreateLimited(lset labels.Labels, limited bool) (*memSeries, error) {
 	h := lset.Hash()
 	st := &db.series.byHash[h%seriesStripes]
 	st.RLock()
@@ -93,6 +100,17 @@ func (db *DB) getOrCreate(lset labels.Labels) (*memSeries, error) {
 	st.RUnlock()
 	if s != nil {
 		return s, nil
+	}
+	maxActive := 0
+	if limited {
+		if err := db.checkSeriesLimits(lset); err != nil {
+			return nil, err
+		}
+		// Checked before a ref is handed out, so that a flood of refused series burns no refs;
+		// byRef.addBelow makes it exact under concurrency.
+		if maxActive = db.opts.Limits.ActiveSeries; maxActive > 0 && db.series.count() >= maxActive {
+			return nil, db.errActiveSeries(lset)
+		}
 	}
 
 	st.Lock()
@@ -117,10 +135,14 @@ func (db *DB) getOrCreate(lset labels.Labels) (*memSeries, error) {
 		s.ref = db.nextRef.Add(1)
 		s.loaded = true // nothing stored yet
 		s.fresh = true
+	}
+	if !db.series.byRef.addBelow(s, maxActive) {
+		return nil, db.errActiveSeries(lset)
+	}
+	if !found {
 		db.stats.SeriesCreated.Add(1)
 	}
 	st.m[h] = append(st.m[h], s)
-	db.series.addRef(s)
 	return s, nil
 }
 

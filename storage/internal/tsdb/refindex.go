@@ -45,9 +45,16 @@ func (x *refIndex) get(ref uint64) *memSeries {
 }
 
 // add registers s under its ref, replacing whatever was there.
-func (x *refIndex) add(s *memSeries) {
+func (x *refIndex) add(s *memSeries) { x.addBelow(s, 0) }
+
+// addBelow is add that, when limit is positive, registers s only while fewer than limit series
+// are registered, and tells whether it did.
+func (x *refIndex) addBelow(s *memSeries, limit int) bool {
 	x.mu.Lock()
 	defer x.mu.Unlock()
+	if limit > 0 && x.n.Load() >= int64(limit) {
+		return false
+	}
 	var d []*refPage
 	if cur := x.dir.Load(); cur != nil {
 		d = *cur
@@ -65,6 +72,7 @@ func (x *refIndex) add(s *memSeries) {
 		p.used++
 		x.n.Add(1)
 	}
+	return true
 }
 
 // remove unregisters s, if it is what its ref names.

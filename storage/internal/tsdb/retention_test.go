@@ -2,8 +2,14 @@ package tsdb
 
 import (
 	"context"
+	"fmt"
+	"io/fs"
+	"math/rand/v2"
+	"path/filepath"
 	"testing"
 	"time"
+
+	"github.com/cockroachdb/pebble/v2/vfs"
 
 	"github.com/prometheus/prometheus/model/exemplar"
 	"github.com/prometheus/prometheus/model/labels"
@@ -133,4 +139,150 @@ func TestCollectHead(t *testing.T) {
 	// Labels come from disk for a series not in memory.
 	db.collectHead()
 	require.Contains(t, selectAll(t, db, 0, 100, nil, eq("__name__", "idle")), idle.String())
+}
+
+// dirSize is the bytes of the regular files under dir, as du would count them (apparent size).
+func dirSize(t testing.TB, dir string) int64 {
+	t.Helper()
+	var n int64
+	err := filepath.WalkDir(dir, func(_ string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if d.Type().IsRegular() {
+			info, err := d.Info()
+			if err != nil {
+				return err
+			}
+			n += info.Size()
+		}
+		return nil
+	})
+	require.NoError(t, err)
+	return n
+}
+
+// fillPartitions writes series with random values (they do not compress) into partitions
+// 0..parts-1 of an hour each, and returns the series.
+func fillPartitions(t testing.TB, db *DB, parts, series int) []labels.Labels {
+	t.Helper()
+	rng := rand.New(rand.NewPCG(7, 8))
+	var all []labels.Labels
+	for i := range series {
+		all = append(all, lbls("__name__", "fill", "i", fmt.Sprint(i)))
+	}
+	for p := range int64(parts) {
+		app := db.AppenderV2(context.Background())
+		for _, ls := range all {
+			for ts := p * hourMs; ts < (p+1)*hourMs; ts += 10_000 {
+				_, err := app.Append(0, ls, 0, ts, rng.Float64(), nil, nil, storage.AppendV2Options{})
+				require.NoError(t, err)
+			}
+		}
+		require.NoError(t, app.Commit())
+	}
+	return all
+}
+
+// Size retention drops the oldest partitions until the database fits, compacts their ranges
+// so that the directory really shrinks, keeps the newest partitions intact, and survives a
+// reopen. A limit below the newest partition's size drops everything but it.
+func TestSizeRetention(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "db")
+	opts := Options{PartitionDuration: time.Hour, RetentionInterval: time.Hour}
+	db, err := Open(dir, opts)
+	require.NoError(t, err)
+	const parts = 10
+	series := fillPartitions(t, db, parts, 100)
+	require.NoError(t, db.Close())
+	full := dirSize(t, dir)
+	t.Logf("10 partitions of 100 series x 360 random samples: directory %d bytes", full)
+
+	limit := full * 6 / 10
+	opts.RetentionSize = limit
+	db, err = Open(dir, opts)
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = db.Close() })
+	before := db.DiskUsage()
+	require.NoError(t, db.ApplyRetention(context.Background()))
+	kept := partitionsOf(db)
+	t.Logf("retention_size %d: DiskUsage %d bytes before, partitions kept %v", limit, before, kept)
+	require.Greater(t, len(kept), 1, "only the oldest partitions go")
+	require.Less(t, len(kept), parts, "some partitions go")
+	require.Equal(t, int64(parts-1), kept[len(kept)-1], "the newest partition stays")
+	for i, p := range kept {
+		require.Equal(t, kept[0]+int64(i), p, "the oldest partitions go first, the kept ones are contiguous")
+	}
+	require.Equal(t, int64(parts-len(kept)), db.Stats().PartitionsDroppedBySize.Load())
+	require.Equal(t, db.Stats().PartitionsDropped.Load(), db.Stats().PartitionsDroppedBySize.Load())
+	require.Equal(t, limit, db.RetentionSizeLimit())
+	// The files of the dropped ranges are deleted (Pebble deletes obsolete files in the
+	// background): the space really returns.
+	require.Eventually(t, func() bool { return db.DiskUsage() <= uint64(limit) && dirSize(t, dir) <= limit },
+		time.Minute, 50*time.Millisecond, "directory %d bytes, limit %d", dirSize(t, dir), limit)
+	t.Logf("after retention: DiskUsage %d bytes, directory %d bytes", db.DiskUsage(), dirSize(t, dir))
+
+	check := func(db *DB) {
+		t.Helper()
+		require.Equal(t, kept, partitionsOf(db))
+		require.Empty(t, selectAll(t, db, 0, kept[0]*hourMs-1, nil, allSeries), "the dropped range is empty")
+		got := selectStrict(t, db, kept[0]*hourMs, parts*hourMs, nil, allSeries)
+		require.Len(t, got, len(series))
+		for _, ls := range series {
+			require.Len(t, got[ls.String()], len(kept)*360, "series %s keeps every sample of the kept partitions", ls)
+		}
+	}
+	check(db)
+	// Within the limit, another run drops nothing.
+	require.NoError(t, db.ApplyRetention(context.Background()))
+	require.Equal(t, kept, partitionsOf(db))
+
+	// After a reopen with a limit below the newest partition's size, only the newest is left,
+	// and the database goes on being written.
+	require.NoError(t, db.Close())
+	opts.RetentionSize = 1
+	db, err = Open(dir, opts)
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = db.Close() })
+	require.NoError(t, db.ApplyRetention(context.Background()))
+	require.Equal(t, []int64{parts - 1}, partitionsOf(db))
+	require.NoError(t, db.ApplyRetention(context.Background()), "a database that cannot fit is no error")
+	mustAppend(t, db, series[0], smp{T: parts * hourMs, F: 1})
+	require.Len(t, seriesSamples(t, db, series[0]), 361)
+	kept = []int64{parts - 1, parts}
+	require.Equal(t, kept, partitionsOf(db))
+}
+
+// A fractional size retention is that fraction of the filesystem's total size.
+func TestSizeRetentionFraction(t *testing.T) {
+	mem := vfs.NewMem()
+	opts := Options{PartitionDuration: time.Hour, RetentionSizeFraction: 0.5}
+	db := openOn(t, mem, opts)
+	fillPartitions(t, db, 4, 20)
+	require.NoError(t, db.pdb.Flush())
+	usage := db.DiskUsage()
+	// Without the filesystem's size the limit cannot be computed: an error, nothing dropped.
+	err := db.ApplyRetention(context.Background())
+	require.ErrorContains(t, err, `retention_size: size of the filesystem of "db"`)
+	require.Len(t, partitionsOf(db), 4)
+
+	// A filesystem reported as empty is an error too, never a reason to drop everything.
+	mem.TestingSetDiskUsage(vfs.DiskUsage{AvailBytes: 1})
+	require.ErrorContains(t, db.ApplyRetention(context.Background()), "reported as 0 bytes")
+	require.Len(t, partitionsOf(db), 4)
+
+	// Half of a filesystem of twice the usage: everything fits.
+	mem.TestingSetDiskUsage(vfs.DiskUsage{TotalBytes: 2 * usage, AvailBytes: 1})
+	require.NoError(t, db.ApplyRetention(context.Background()))
+	require.Len(t, partitionsOf(db), 4)
+	require.Equal(t, int64(usage), db.RetentionSizeLimit())
+
+	// Half of a filesystem of the usage: about half of the partitions go, the newest stays.
+	mem.TestingSetDiskUsage(vfs.DiskUsage{TotalBytes: usage, AvailBytes: 1})
+	require.NoError(t, db.ApplyRetention(context.Background()))
+	require.Equal(t, int64(usage/2), db.RetentionSizeLimit())
+	parts := partitionsOf(db)
+	require.Less(t, len(parts), 4)
+	require.Equal(t, int64(3), parts[len(parts)-1])
+	require.Eventually(t, func() bool { return db.DiskUsage() <= usage/2 }, time.Minute, 50*time.Millisecond)
 }
