@@ -1,9 +1,7 @@
 package e2e
 
 import (
-	"bytes"
 	"fmt"
-	"io"
 	"io/fs"
 	"math/rand/v2"
 	"net/http"
@@ -21,26 +19,15 @@ import (
 )
 
 // rwSend posts a remote write 1.0 request as Prometheus does and returns the status and body.
-func rwSend(t *testing.T, url string, req *prompb.WriteRequest) (int, string) {
+// rwSendV1 posts req as remote write 1.0 and returns the status and body.
+func rwSendV1(t *testing.T, url string, req *prompb.WriteRequest) (int, string) {
 	t.Helper()
 	msg, err := req.Marshal()
 	if err != nil {
 		t.Fatal(err)
 	}
-	hreq, err := http.NewRequest(http.MethodPost, url, bytes.NewReader(snappy.Encode(nil, msg)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	hreq.Header.Set("Content-Type", "application/x-protobuf")
-	hreq.Header.Set("Content-Encoding", "snappy")
-	hreq.Header.Set("X-Prometheus-Remote-Write-Version", "0.1.0")
-	resp, err := (&http.Client{Timeout: time.Minute}).Do(hreq)
-	if err != nil {
-		t.Fatalf("POST %s: %v", url, err)
-	}
-	defer resp.Body.Close()
-	body, _ := io.ReadAll(resp.Body)
-	return resp.StatusCode, string(body)
+	code, body, _ := rwSend(t, url, ctRW1, snappy.Encode(nil, msg))
+	return code, body
 }
 
 func rwTimeseries(ts int64, v float64, kv ...string) prompb.TimeSeries {
@@ -77,13 +64,13 @@ func TestLimitsRemoteWrite(t *testing.T) {
 	cfg.RemoteWrite = harness.FreePorts(t, 1)[0]
 	cfg.StorageYAML = "limits:\n  labels_per_series: 4\n  label_value_length: 32\n  active_series: 3\n"
 	cfg.PromQLYAML = "max_points_per_range_query: 4\n"
-	harness.StartReady(t, "metricstor (limits)", binary, cfg.Write(t), cfg.Ports)
+	proc := harness.StartReady(t, "metricstor (limits)", binary, cfg.Write(t), cfg.Ports)
 	rwURL := "http://" + harness.Addr(cfg.RemoteWrite) + "/api/v1/write"
-	waitListening(t, rwURL)
+	waitListening(t, proc, rwURL)
 
 	t0 := time.Now().Add(-time.Minute).Truncate(time.Second)
 	ms := t0.UnixMilli()
-	code, body := rwSend(t, rwURL, &prompb.WriteRequest{Timeseries: []prompb.TimeSeries{
+	code, body := rwSendV1(t, rwURL, &prompb.WriteRequest{Timeseries: []prompb.TimeSeries{
 		rwTimeseries(ms, 1, "__name__", "lim_ok", "job", "a", "instance", "x", "i", "1"), // 4 labels: at the limit
 		rwTimeseries(ms, 2, "__name__", "lim_wide", "job", "a", "instance", "x", "i", "2", "extra", "e"),
 		rwTimeseries(ms, 3, "__name__", "lim_ok", "job", "b", "instance", strings.Repeat("v", 32)), // at the value limit
@@ -110,7 +97,7 @@ func TestLimitsRemoteWrite(t *testing.T) {
 
 	// Two series are active; a third fits, a fourth is refused while the active ones are written.
 	ms2 := ms + 15_000
-	code, body = rwSend(t, rwURL, &prompb.WriteRequest{Timeseries: []prompb.TimeSeries{
+	code, body = rwSendV1(t, rwURL, &prompb.WriteRequest{Timeseries: []prompb.TimeSeries{
 		rwTimeseries(ms2, 10, "__name__", "lim_ok", "job", "a", "instance", "x", "i", "1"),
 		rwTimeseries(ms2, 11, "__name__", "lim_third", "job", "c"),
 		rwTimeseries(ms2, 12, "__name__", "lim_fourth", "job", "d"),
@@ -193,7 +180,7 @@ func TestRetentionSize(t *testing.T) {
 	configPath := cfg.Write(t)
 	proc := harness.StartReady(t, "metricstor (retention_size)", binary, configPath, cfg.Ports)
 	rwURL := "http://" + harness.Addr(cfg.RemoteWrite) + "/api/v1/write"
-	waitListening(t, rwURL)
+	waitListening(t, proc, rwURL)
 
 	// Every series carries a long random label value, so that each partition's index (which
 	// repeats the label pairs of its series) weighs about a megabyte and a half on disk.
@@ -220,7 +207,7 @@ func TestRetentionSize(t *testing.T) {
 			}
 			req.Timeseries = append(req.Timeseries, ts)
 		}
-		if code, body := rwSend(t, rwURL, req); code != http.StatusNoContent {
+		if code, body := rwSendV1(t, rwURL, req); code != http.StatusNoContent {
 			t.Fatalf("push partition %d: %d %s", p, code, body)
 		}
 	}

@@ -182,8 +182,8 @@ const (
 func TestRemoteWriteStatusCodes(t *testing.T) {
 	binary := harness.Binary(t)
 	configPath, ports, url := defaultConfigOnFreePorts(t)
-	harness.StartReady(t, "metricstor (remote write)", binary, configPath, ports)
-	waitListening(t, url)
+	proc := harness.StartReady(t, "metricstor (remote write)", binary, configPath, ports)
+	waitListening(t, proc, url)
 
 	one := prompb.WriteRequest{Timeseries: []prompb.TimeSeries{{
 		Labels: []prompb.Label{{Name: "__name__", Value: "up"}}, Samples: []prompb.Sample{{Timestamp: 1, Value: 1}},
@@ -263,8 +263,8 @@ func TestRemoteWriteMaxSeriesPerRequest(t *testing.T) {
 		t.Fatalf("config has no %q:\n%s", endpoint, text)
 	}
 	configPath = harness.WriteFile(t, "config.yaml", strings.Replace(string(text), endpoint, endpoint+"\n    max_series_per_request: 3", 1))
-	harness.StartReady(t, "metricstor (remote write)", binary, configPath, ports)
-	waitListening(t, url)
+	proc := harness.StartReady(t, "metricstor (remote write)", binary, configPath, ports)
+	waitListening(t, proc, url)
 
 	at := time.Now().Add(-time.Minute).Truncate(time.Second)
 	request := func(batch string, n int) []byte {
