@@ -47,6 +47,7 @@ func (e *storageExtension) Start(context.Context, component.Host) error {
 		OutOfOrderWindow:  time.Duration(e.cfg.OutOfOrderWindow),
 		CacheSize:         int64(e.cfg.CacheSizeMiB) << 20,
 		SyncCommits:       e.cfg.SyncCommits,
+		MinFreeSpace:      minFreeSpace(e.cfg.MinFreeSpaceMiB),
 		Logger:            e.set.Logger,
 	})
 	if err != nil {
@@ -77,6 +78,15 @@ func (e *storageExtension) Shutdown(context.Context) error {
 		_ = reg.Unregister()
 	}
 	return db.Close()
+}
+
+// minFreeSpace turns min_free_space_mib into tsdb.Options.MinFreeSpace: 0 keeps the default,
+// -1 (off) becomes negative.
+func minFreeSpace(mib int) int64 {
+	if mib < 0 {
+		return -1
+	}
+	return int64(mib) << 20
 }
 
 func (e *storageExtension) current() *tsdb.DB {
@@ -162,6 +172,8 @@ func registerTelemetry(set component.TelemetrySettings, db *tsdb.DB) (metric.Reg
 	head := gauge("metricstor_storage_head_series", "Series held in memory.", "{series}")
 	parts := gauge("metricstor_storage_partitions", "Time partitions that hold data.", "{partition}")
 	disk := gauge("metricstor_storage_disk_usage", "Bytes the database uses on disk.", "By")
+	writable := gauge("metricstor_storage_writable", "1 when the store accepts writes, 0 while it refuses them (disk full, read-only or gone, I/O errors); the log says why.", "1")
+	refused := counter("metricstor_storage_commits_refused", "Commits refused because the store could not write (answered as retryable errors).", "{commit}")
 	for _, err := range errs {
 		if err != nil {
 			return nil, err
@@ -183,8 +195,14 @@ func registerTelemetry(set component.TelemetrySettings, db *tsdb.DB) (metric.Reg
 		o.ObserveInt64(head, int64(db.HeadSeries()))
 		o.ObserveInt64(parts, int64(db.Partitions()))
 		o.ObserveInt64(disk, int64(db.DiskUsage()))
+		w := int64(0)
+		if ok, _ := db.Writable(); ok {
+			w = 1
+		}
+		o.ObserveInt64(writable, w)
+		o.ObserveInt64(refused, db.CommitsRefused())
 		return nil
-	}, appended, ooo, rejected, created, exemplars, dropped, checkpoints, head, parts, disk)
+	}, appended, ooo, rejected, created, exemplars, dropped, checkpoints, head, parts, disk, writable, refused)
 	if err != nil {
 		return nil, err
 	}

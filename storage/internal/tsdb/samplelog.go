@@ -141,20 +141,25 @@ func (l *sampleLog) write(rec []byte) error {
 func (l *sampleLog) abandon(rec []byte, n int) {
 	f, name := l.f, l.name
 	l.f, l.name = nil, ""
-	if l.off == 0 {
-		_ = f.Close()
-		_ = l.fs.Remove(name) // best effort: an empty or torn segment replays as nothing
-		return
-	}
 	if n >= logHeaderLen {
-		// The header is out, maybe the whole record: flip its checksum. Overwriting bytes
-		// already allocated needs no space. If it fails too (the disk went read-only),
-		// a short record is still torn; only a whole one whose sync failed could come back.
+		// The header is out, maybe the whole record: flip its checksum (and try to sync
+		// that). Overwriting bytes already allocated needs no space. If it fails too (the disk
+		// went read-only), a short record is still torn; only a whole one whose sync failed
+		// could come back.
 		hdr := slices.Clone(rec[:logHeaderLen])
 		binary.LittleEndian.PutUint32(hdr[4:8], ^binary.LittleEndian.Uint32(hdr[4:8]))
-		_, _ = f.WriteAt(hdr, l.off)
+		if _, err := f.WriteAt(hdr, l.off); err == nil {
+			_ = f.Sync()
+		}
 	}
 	_ = f.Close()
+	if l.off == 0 {
+		// No whole record: remove the segment, best effort (one left behind replays as
+		// nothing, and the next checkpoint removes it).
+		if l.fs.Remove(name) == nil {
+			_ = l.syncDir()
+		}
+	}
 }
 
 // createSegment starts a new segment and syncs the directory, so the file's name survives a

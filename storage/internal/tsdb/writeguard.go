@@ -87,7 +87,7 @@ type writeGuard struct {
 	bytesAtLast atomic.Int64  // logWritten at the last statfs
 	logWritten  atomic.Int64  // bytes written to the sample log since Open
 
-	flushing atomic.Int32 // flushes running (between FlushBegin and FlushEnd)
+	flushErr atomic.Pointer[error] // the error of the last flush, when it failed
 }
 
 func (g *writeGuard) init(db *DB) { g.db, g.checkEvery = db, spaceCheckInterval }
@@ -260,15 +260,19 @@ func (db *DB) Reserve() uint64 {
 // succeeds, so commits are refused from the first failure until a flush succeeds.
 func (g *writeGuard) eventListener() pebble.EventListener {
 	return pebble.EventListener{
-		FlushBegin: func(pebble.FlushInfo) { g.flushing.Add(1) },
 		FlushEnd: func(info pebble.FlushInfo) {
-			g.flushing.Add(-1)
-			if info.Err == nil && g.refusing.Load() {
+			if info.Err != nil {
+				// Maybe only an empty flush; a failed one is reported to BackgroundError next.
+				g.flushErr.Store(&info.Err)
+				return
+			}
+			g.flushErr.Store(nil)
+			if g.refusing.Load() {
 				g.set(causeFlush, nil)
 			}
 		},
 		BackgroundError: func(err error) {
-			if g.flushing.Load() > 0 {
+			if p := g.flushErr.Load(); p != nil && *p == err {
 				g.mu.Lock()
 				if g.causes[causeFlush] == nil {
 					g.setLocked(causeFlush, fmt.Errorf("pebble cannot flush its memtable: %w", err))
