@@ -168,7 +168,7 @@ func (g *writeGuard) setLocked(cause int, err error) {
 	case !was && now:
 		g.since = time.Now()
 		g.lastProbe = g.since
-		log.Error("Storage is refusing writes; they are answered as retryable errors until the cause is gone",
+		log.Warn("Storage is refusing writes; they are answered as retryable errors until the cause is gone",
 			zap.String("cause", causeNames[cause]), zap.Error(err))
 	case was && !now:
 		log.Info("Storage accepts writes again",
