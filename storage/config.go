@@ -40,6 +40,10 @@ type Config struct {
 	// SyncCommits fsyncs the sample log on every commit (power-loss durability). Without it an
 	// acknowledged commit survives a crash of the process, and the log is fsynced at checkpoints.
 	SyncCommits bool `mapstructure:"sync_commits"`
+	// MinFreeSpaceMiB is the free space of the data directory's filesystem below which writes
+	// are refused (retryably) so that the database never runs out of space in the middle of a
+	// write. 0 means the smaller of 64 MiB and a quarter of the filesystem; -1 turns it off.
+	MinFreeSpaceMiB int `mapstructure:"min_free_space_mib"`
 
 	// prevent unkeyed literal initialization
 	_ struct{}
@@ -137,6 +141,9 @@ func (c *Config) Validate() error {
 	}
 	if c.OutOfOrderWindow < 0 {
 		errs = append(errs, fmt.Errorf("out_of_order_window: must not be negative (got %v)", c.OutOfOrderWindow))
+	}
+	if c.MinFreeSpaceMiB < -1 {
+		errs = append(errs, fmt.Errorf("min_free_space_mib: must be -1 (off), 0 (default) or a size in MiB (got %d)", c.MinFreeSpaceMiB))
 	}
 	if c.CacheSizeMiB < 1 {
 		errs = append(errs, fmt.Errorf("cache_size_mib: must be at least 1 (got %d)", c.CacheSizeMiB))

@@ -26,6 +26,7 @@ func TestLoadConfig(t *testing.T) {
 	custom.OutOfOrderWindow = model.Duration(90 * time.Minute)
 	custom.CacheSizeMiB = 256
 	custom.SyncCommits = true
+	custom.MinFreeSpaceMiB = 512
 	custom.RetentionSize = "512GB"
 	custom.Limits = LimitsConfig{LabelsPerSeries: 40, LabelNameLength: 128, LabelValueLength: 2048, ActiveSeries: 5_000_000}
 
@@ -66,6 +67,7 @@ func TestLoadConfig(t *testing.T) {
 			id: component.NewIDWithName(metadata.Type, "all_bad"),
 			errMsg: "directory: must not be empty\n" +
 				"partition_duration: must be at least 1m (got 30s)\n" +
+				"min_free_space_mib: must be -1 (off), 0 (default) or a size in MiB (got -2)\n" +
 				"cache_size_mib: must be at least 1 (got 0)",
 		},
 	}

@@ -59,6 +59,7 @@ func (e *storageExtension) Start(context.Context, component.Host) error {
 		OutOfOrderWindow:  time.Duration(e.cfg.OutOfOrderWindow),
 		CacheSize:         int64(e.cfg.CacheSizeMiB) << 20,
 		SyncCommits:       e.cfg.SyncCommits,
+		MinFreeSpace:      minFreeSpace(e.cfg.MinFreeSpaceMiB),
 		Logger:            e.set.Logger,
 	})
 	if err != nil {
@@ -93,6 +94,15 @@ func (e *storageExtension) Shutdown(context.Context) error {
 		_ = reg.Unregister()
 	}
 	return db.Close()
+}
+
+// minFreeSpace turns min_free_space_mib into tsdb.Options.MinFreeSpace: 0 keeps the default,
+// -1 (off) becomes negative.
+func minFreeSpace(mib int) int64 {
+	if mib < 0 {
+		return -1
+	}
+	return int64(mib) << 20
 }
 
 func (e *storageExtension) current() *tsdb.DB {
@@ -179,6 +189,8 @@ func registerTelemetry(set component.TelemetrySettings, db *tsdb.DB) (metric.Reg
 	parts := gauge("metricstor_storage_partitions", "Time partitions that hold data.", "{partition}")
 	disk := gauge("metricstor_storage_disk_usage", "Bytes the database uses on disk: Pebble's files and the sample log.", "By")
 	sizeLimit := gauge("metricstor_storage_retention_size_limit", "The size retention in bytes as last computed; 0 when there is none.", "By")
+	writable := gauge("metricstor_storage_writable", "1 when the store accepts writes, 0 while it refuses them (disk full, read-only or gone, I/O errors); the log says why.", "1")
+	refused := counter("metricstor_storage_commits_refused", "Commits refused because the store could not write (answered as retryable errors).", "{commit}")
 	for _, err := range errs {
 		if err != nil {
 			return nil, err
@@ -207,8 +219,14 @@ func registerTelemetry(set component.TelemetrySettings, db *tsdb.DB) (metric.Reg
 		o.ObserveInt64(parts, int64(db.Partitions()))
 		o.ObserveInt64(disk, int64(db.DiskUsage()))
 		o.ObserveInt64(sizeLimit, db.RetentionSizeLimit())
+		w := int64(0)
+		if ok, _ := db.Writable(); ok {
+			w = 1
+		}
+		o.ObserveInt64(writable, w)
+		o.ObserveInt64(refused, db.CommitsRefused())
 		return nil
-	}, appended, ooo, rejected, created, exemplars, dropped, checkpoints, head, parts, disk, sizeLimit)
+	}, appended, ooo, rejected, created, exemplars, dropped, checkpoints, head, parts, disk, sizeLimit, writable, refused)
 	if err != nil {
 		return nil, err
 	}

@@ -164,6 +164,40 @@ func TestExtensionTelemetry(t *testing.T) {
 	assert.Equal(t, int64(1), sum("metricstor_storage_partitions"))
 	assert.Positive(t, sum("metricstor_storage_disk_usage"))
 	assert.Equal(t, int64(0), sum("metricstor_storage_checkpoints"), "nothing is checkpointed before a minute")
+	assert.Equal(t, int64(1), sum("metricstor_storage_writable"))
+	assert.Equal(t, int64(0), sum("metricstor_storage_commits_refused"))
+}
+
+// A store whose filesystem has less free space than min_free_space_mib refuses writes with
+// ErrUnavailable (retryable), says so in its telemetry, and still answers queries.
+func TestExtensionRefusesWritesBelowTheReserve(t *testing.T) {
+	tel := componenttest.NewTelemetry()
+	defer func() { require.NoError(t, tel.Shutdown(context.Background())) }()
+	dir := t.TempDir()
+	ext := newTestExtension(t, dir, tel)
+	ls := labels.FromStrings("__name__", "up")
+	require.NoError(t, ext.Start(context.Background(), componenttest.NewNopHost()))
+	appendFloat(t, ext, ls, 10_000, 1)
+	require.NoError(t, ext.Shutdown(context.Background()))
+
+	ext = newTestExtension(t, dir, tel)
+	ext.cfg.MinFreeSpaceMiB = 1 << 40 // more than any disk has
+	require.NoError(t, ext.Start(context.Background(), componenttest.NewNopHost()))
+	defer func() { require.NoError(t, ext.Shutdown(context.Background())) }()
+	app := ext.AppenderV2(context.Background())
+	_, err := app.Append(0, ls, 0, 20_000, 2, nil, nil, promstorage.AOptions{})
+	require.NoError(t, err)
+	err = app.Commit()
+	require.ErrorIs(t, err, ErrUnavailable)
+	assert.ErrorContains(t, err, "below the reserve")
+	assert.Equal(t, map[string][]float64{`{__name__="up"}`: {1}}, readFloats(t, ext))
+
+	m, err := tel.GetMetric("metricstor_storage_writable")
+	require.NoError(t, err)
+	assert.Equal(t, int64(0), m.Data.(metricdata.Gauge[int64]).DataPoints[0].Value)
+	m, err = tel.GetMetric("metricstor_storage_commits_refused")
+	require.NoError(t, err)
+	assert.Equal(t, int64(1), m.Data.(metricdata.Sum[int64]).DataPoints[0].Value)
 }
 
 // The limits of the config reach the store: a series past one is refused with

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"slices"
 	"time"
 
 	"github.com/cockroachdb/pebble/v2"
@@ -24,6 +25,7 @@ import (
 // An Appender is not safe for concurrent use and must not be reused after Commit or Rollback.
 type Appender struct {
 	db        *DB
+	ctx       context.Context // bounds how long Append and Commit wait for an earlier commit
 	samples   []pendingSample
 	meta      map[string]metadata.Metadata
 	exemplars []pendingExemplar
@@ -35,8 +37,9 @@ type Appender struct {
 }
 
 type pendingSample struct {
-	s   *memSeries
-	smp sample
+	s       *memSeries
+	smp     sample
+	inOrder bool // decided by prepareCommit: appended to the head, not merged
 }
 
 type pendingExemplar struct {
@@ -47,10 +50,16 @@ type pendingExemplar struct {
 var _ storage.AppenderV2 = (*Appender)(nil)
 
 // AppenderV2 returns a new appender.
-func (db *DB) AppenderV2(context.Context) storage.AppenderV2 { return db.NewAppender() }
+// Commit gives up waiting for an earlier commit when ctx ends, with ErrUnavailable.
+func (db *DB) AppenderV2(ctx context.Context) storage.AppenderV2 {
+	if ctx == nil {
+		ctx = context.Background()
+	}
+	return &Appender{db: db, ctx: ctx}
+}
 
-// NewAppender returns a new appender.
-func (db *DB) NewAppender() *Appender { return &Appender{db: db} }
+// NewAppender returns a new appender that waits for earlier commits as long as they take.
+func (db *DB) NewAppender() *Appender { return &Appender{db: db, ctx: context.Background()} }
 
 // Append implements storage.AppenderV2. It never fails for a metadata or exemplar problem:
 // those are reported as *storage.AppendPartialError after the sample was buffered.
@@ -137,7 +146,7 @@ func (a *Appender) admit(s *memSeries, smp sample, rejectOOO bool) error {
 		return err
 	}
 	defer a.db.release()
-	if err := a.db.ensureLoaded(s); err != nil {
+	if err := a.db.ensureLoaded(a.ctx, s); err != nil {
 		return fmt.Errorf("load series head: %w", err)
 	}
 	s.mu.Lock()
@@ -206,7 +215,14 @@ func (a *Appender) addMetadata(ls labels.Labels, family string, m metadata.Metad
 	a.meta[family] = m
 }
 
-// Commit writes everything buffered in one Pebble batch, synced to the WAL before it returns.
+// Commit writes everything buffered: the float samples as one record of the sample log, then
+// one Pebble batch. It fails with an error wrapping ErrUnavailable, having stored and shown
+// nothing of the commit, when the DB cannot write (writeguard.go), and gives up waiting for an
+// earlier commit when the appender's context ends.
+//
+// The order makes a refusal leave no trace: everything that can fail (Pebble reads, the log
+// write) happens before anything in memory changes, and what changes in memory after the log
+// record is out can always be rebuilt from it.
 func (a *Appender) Commit() error {
 	defer a.reset()
 	if len(a.samples) == 0 && len(a.meta) == 0 && len(a.exemplars) == 0 {
@@ -217,19 +233,27 @@ func (a *Appender) Commit() error {
 		return err
 	}
 	defer db.release()
-
-	db.writeMu.Lock()
-	if db.failed != nil {
-		db.writeMu.Unlock()
-		return db.failed
-	}
-	b, ooo, needSync, err := db.writeInOrder(a)
+	probe, err := db.guard.admit()
 	if err != nil {
-		// Heads may already hold samples of the discarded batch: memory and disk disagree.
-		db.failed = fmt.Errorf("encode batch: %w", err)
+		a.unpend()
+		return err
+	}
+	if err := db.writeMu.LockContext(a.ctx); err != nil {
+		a.unpend()
+		return err
+	}
+	if err := db.brokenErr(); err != nil {
+		db.writeMu.Unlock()
+		a.unpend()
+		return err
+	}
+	b := db.pdb.NewBatch()
+	ooo, needSync, err := db.prepareCommit(a, b)
+	if err != nil {
+		db.undoCommit()
 		db.writeMu.Unlock()
 		_ = b.Close()
-		return db.failed
+		return fmt.Errorf("%w: %v", ErrUnavailable, err)
 	}
 	// The log record first: the batch only holds what the log can rebuild, or waits for
 	// Pebble's WAL sync (needSync), so a crash between the two loses nothing acknowledged.
@@ -237,24 +261,35 @@ func (a *Appender) Commit() error {
 		if db.log.bytes == 0 {
 			db.logStart = time.Now()
 		}
-		if err := db.log.write(db.logRec.framed()); err != nil {
-			db.failed = err
+		rec := db.logRec.framed()
+		if err := db.log.write(rec); err != nil {
+			db.undoCommit()
 			db.writeMu.Unlock()
 			_ = b.Close()
-			return db.failed
+			db.guard.set(causeLog, err)
+			return fmt.Errorf("%w: %v", ErrUnavailable, err)
 		}
+		db.guard.logWritten.Add(int64(len(rec)))
 	}
+	if probe {
+		db.guard.set(causeLog, nil)
+	}
+	db.publishCommit(a, b)
 	if needSync {
 		err = db.pdb.ApplyNoSyncWait(b, pebble.Sync)
 	} else if !b.Empty() {
 		err = db.pdb.Apply(b, pebble.NoSync)
 	}
 	if err != nil {
-		db.failed = fmt.Errorf("commit batch: %w", err)
+		// Pebble's commit pipeline failed (in Pebble v2 it is fatal, so this is defensive): the
+		// commit is in the log and in memory, cut chunks included (memSeries.cut keeps them
+		// visible), and the next Open replays it; nothing more is written until then.
+		err = db.setBroken(fmt.Errorf("commit batch: %w", err))
 		db.writeMu.Unlock()
 		_ = b.Close()
-		return db.failed
+		return err
 	}
+	db.clearCuts()
 	db.publishMetadata(a.meta)
 	if len(ooo) > 0 {
 		err = db.writeOutOfOrder(ooo)
@@ -266,11 +301,13 @@ func (a *Appender) Commit() error {
 	db.writeMu.Unlock()
 	if cp != nil {
 		// Outside writeMu: other commits go on while Pebble's WAL syncs the heads.
-		err = errors.Join(err, cp.finish(db, false))
+		err = errors.Join(err, cp.finish(db))
 	}
 	if needSync {
 		// Wait for the fsync outside writeMu, so concurrent commits share one WAL sync.
-		err = errors.Join(err, b.SyncWait())
+		if serr := b.SyncWait(); serr != nil {
+			err = errors.Join(err, db.setBroken(fmt.Errorf("sync batch: %w", serr)))
+		}
 	}
 	err = errors.Join(err, b.Close())
 	if err == nil && a.refusedAtCommit > 0 {
@@ -281,48 +318,68 @@ func (a *Appender) Commit() error {
 	return err
 }
 
-// writeInOrder encodes the buffered in-order samples into head chunks and returns the batch to
-// apply, the samples that must be merged out of order, and whether the batch holds anything the
-// sample log cannot rebuild (histograms, metadata, exemplars), so that it must be synced. The
-// commit's log record is left in db.logRec. Caller holds writeMu.
-func (db *DB) writeInOrder(a *Appender) (b *pebble.Batch, ooo []pendingSample, needSync bool, err error) {
-	b = db.pdb.NewBatch()
-	var (
-		dirty []*memSeries
-		buf   []byte
-		maxT  = db.maxT.Load()
-		added int64
-		rec   = &db.logRec
-	)
+// unpend forgets the appender's pending samples when its commit is refused before it starts.
+func (a *Appender) unpend() {
+	for _, ps := range a.samples {
+		ps.s.clearPending(a)
+	}
+}
+
+// commitScratch is the bookkeeping of the commit being prepared, guarded by writeMu: what
+// prepareCommit changed that undoCommit must take back, and what publishCommit must finish.
+type commitScratch struct {
+	touched   []*memSeries  // series with memSeries.cmt set
+	persisted []*memSeries  // series whose keys this commit writes
+	indexed   []indexedPart // index entries this commit writes
+	cuts      []*memSeries  // series with chunks cut by this commit, waiting for its batch
+}
+
+type indexedPart struct {
+	s    *memSeries
+	part int64
+}
+
+func (sc *commitScratch) reset() {
+	clear(sc.touched)
+	clear(sc.persisted)
+	clear(sc.indexed)
+	clear(sc.cuts)
+	sc.touched, sc.persisted, sc.indexed, sc.cuts = sc.touched[:0], sc.persisted[:0], sc.indexed[:0], sc.cuts[:0]
+}
+
+// prepareCommit decides which buffered samples are appended in order, builds the commit's log
+// record (db.logRec) and the Pebble batch (series and index keys, metadata, exemplars), and
+// returns the samples that must be merged out of order and whether the batch holds anything the
+// sample log cannot rebuild (histograms, metadata, exemplars), so that it must be synced. It
+// changes nothing that queries or later commits see, except what undoCommit takes back.
+// Caller holds writeMu.
+func (db *DB) prepareCommit(a *Appender, b *pebble.Batch) (ooo []pendingSample, needSync bool, err error) {
+	sc := &db.scratch
+	sc.reset()
+	rec := &db.logRec
 	rec.reset()
-	emit := func(c *chunkBuilder, ref uint64) {
-		buf = encodeChunkValue(buf[:0], c)
-		_ = b.Set(chunkKey(nil, c.part, ref, c.mint), buf, nil)
-		c.dirty = false
-	}
-	// Chunks cut by an append are closed: they may take the decimal layout.
-	emitCut := func(c *chunkBuilder, ref uint64) {
-		buf = encodeClosedChunkValue(buf[:0], c, &db.decimal)
-		_ = b.Set(chunkKey(nil, c.part, ref, c.mint), buf, nil)
-		c.dirty = false
-	}
 	for i := range a.samples {
 		ps := &a.samples[i]
+		ps.inOrder = false
 		ps.s.clearPending(a)
 		if ps.s.removed {
 			s, err := db.getOrCreate(ps.s.lset)
 			if err != nil {
-				return b, nil, false, err
+				return nil, false, err
 			}
 			ps.s = s
 		}
 		s := ps.s
 		if err := db.loadHeadLocked(s); err != nil {
-			return b, nil, false, fmt.Errorf("load series head: %w", err)
+			return nil, false, fmt.Errorf("load series head: %w", err)
 		}
-		if ps.smp.t <= s.maxT {
+		if !s.cmt {
+			s.cmt, s.cmtMaxT, s.cmtLast = true, s.maxT, s.last
+			sc.touched = append(sc.touched, s)
+		}
+		if ps.smp.t <= s.cmtMaxT {
 			// Another commit got there first, or the sample was out of order from the start.
-			switch err := db.checkSample(ps.smp, s.maxT, s.last, false); {
+			switch err := db.checkSample(ps.smp, s.cmtMaxT, s.cmtLast, false); {
 			case err == nil:
 				ooo = append(ooo, *ps)
 			case !errors.Is(err, errIgnoredDuplicate):
@@ -333,15 +390,88 @@ func (db *DB) writeInOrder(a *Appender) (b *pebble.Batch, ooo []pendingSample, n
 			}
 			continue
 		}
-		part := db.partition(ps.smp.t)
 		if !s.persisted {
 			rec.addSeries(s.ref, s.lset)
 			db.ensurePersisted(b, s)
+			sc.persisted = append(sc.persisted, s)
 		}
-		if err := db.ensureIndexed(b, s, part); err != nil {
-			return b, nil, false, err
+		if err := db.ensureIndexed(b, s, db.partition(ps.smp.t)); err != nil {
+			return nil, false, err
 		}
-		if err := s.head.append(ps.smp, part, func(c *chunkBuilder) { emitCut(c, s.ref) }); err != nil {
+		ps.inOrder = true
+		s.cmtMaxT, s.cmtLast = ps.smp.t, ps.smp
+		if ps.smp.h == nil && ps.smp.fh == nil {
+			rec.samples = appendLogSample(rec.samples, s.ref, ps.smp)
+		} else {
+			needSync = true
+		}
+	}
+	for family, m := range a.meta {
+		_ = b.Set(metadataKey(nil, family), encodeMetadata(m), nil)
+		needSync = true
+	}
+	if len(a.exemplars) > 0 {
+		needSync = true
+		if err := db.writeExemplars(b, a.exemplars); err != nil {
+			return nil, false, err
+		}
+	}
+	return ooo, needSync, nil
+}
+
+// undoCommit takes back what prepareCommit changed, for a commit that is refused. Caller holds
+// writeMu.
+func (db *DB) undoCommit() {
+	sc := &db.scratch
+	for _, s := range sc.touched {
+		s.cmt = false
+	}
+	for _, s := range sc.persisted {
+		s.persisted = false
+	}
+	for _, ip := range sc.indexed {
+		if i := slices.Index(ip.s.indexed, ip.part); i >= 0 {
+			ip.s.indexed = slices.Delete(ip.s.indexed, i, i+1)
+		}
+	}
+	sc.reset()
+	db.logRec.reset()
+}
+
+// publishCommit appends the commit's in-order samples to their heads, adding the chunks they
+// cut to the batch. Nothing here can fail: the log record is written, and memory must show
+// what it holds. Caller holds writeMu; headMu is taken here, so queries see a commit whole.
+func (db *DB) publishCommit(a *Appender, b *pebble.Batch) {
+	var (
+		dirty []*memSeries
+		buf   []byte
+		maxT  = db.maxT.Load()
+		added int64
+		sc    = &db.scratch
+	)
+	// Chunks cut by an append are closed: they may take the decimal layout. Until the batch is
+	// applied, the cut chunk is only in memory: memSeries.cut keeps it visible to queries.
+	emitCut := func(c *chunkBuilder, s *memSeries) {
+		buf = encodeClosedChunkValue(buf[:0], c, &db.decimal)
+		_ = b.Set(chunkKey(nil, c.part, s.ref, c.mint), buf, nil)
+		c.dirty = false
+		if len(s.cut) == 0 {
+			sc.cuts = append(sc.cuts, s)
+		}
+		s.cut = append(s.cut, storedChunk{mint: c.mint, maxt: c.maxt, enc: c.chunk.Encoding(), data: c.chunk.Bytes()})
+	}
+	db.headMu.Lock()
+	defer db.headMu.Unlock()
+	for _, s := range sc.touched {
+		s.cmt = false
+	}
+	for i := range a.samples {
+		ps := &a.samples[i]
+		if !ps.inOrder {
+			continue
+		}
+		s := ps.s
+		if err := s.head.append(ps.smp, db.partition(ps.smp.t), func(c *chunkBuilder) { emitCut(c, s) }); err != nil {
 			db.stats.RejectedInvalid.Add(1)
 			db.logger.Debug("Dropped a sample the chunk encoder refused", zap.Uint64("series_ref", s.ref), zap.Error(err))
 			continue
@@ -349,11 +479,6 @@ func (db *DB) writeInOrder(a *Appender) (b *pebble.Batch, ooo []pendingSample, n
 		s.mu.Lock()
 		s.maxT, s.last = ps.smp.t, ps.smp
 		s.mu.Unlock()
-		if ps.smp.h == nil && ps.smp.fh == nil {
-			rec.samples = appendLogSample(rec.samples, s.ref, ps.smp)
-		} else {
-			needSync = true
-		}
 		if !s.inDirty {
 			s.inDirty = true
 			dirty = append(dirty, s)
@@ -370,22 +495,34 @@ func (db *DB) writeInOrder(a *Appender) (b *pebble.Batch, ooo []pendingSample, n
 		if isFloatChunk(s.head.chunk) {
 			db.unsynced[s] = struct{}{}
 		} else {
-			emit(&s.head, s.ref)
+			buf = encodeChunkValue(buf[:0], &s.head)
+			_ = b.Set(chunkKey(nil, s.head.part, s.ref, s.head.mint), buf, nil)
+			s.head.dirty = false
 		}
 	}
-	for family, m := range a.meta {
-		_ = b.Set(metadataKey(nil, family), encodeMetadata(m), nil)
-		needSync = true
+	for _, ip := range sc.indexed {
+		db.addPartition(ip.part)
 	}
-	if len(a.exemplars) > 0 {
-		needSync = true
-		if err := db.writeExemplars(b, a.exemplars); err != nil {
-			return b, nil, false, err
-		}
-	}
+	db.cutPending += len(sc.cuts)
 	db.maxT.Store(maxT)
 	db.stats.SamplesAppended.Add(added)
-	return b, ooo, needSync, nil
+}
+
+// clearCuts drops the cut chunks kept in memory once the batch that holds them is applied.
+// Caller holds writeMu.
+func (db *DB) clearCuts() {
+	sc := &db.scratch
+	if len(sc.cuts) == 0 {
+		return
+	}
+	db.headMu.Lock()
+	for _, s := range sc.cuts {
+		clear(s.cut)
+		s.cut = s.cut[:0]
+	}
+	db.cutPending -= len(sc.cuts)
+	db.headMu.Unlock()
+	sc.reset()
 }
 
 // ensurePersisted adds the series keys of a series new to disk to the batch.
@@ -431,7 +568,13 @@ func (db *DB) ensureIndexed(b *pebble.Batch, s *memSeries, part int64) error {
 		s.lset.Range(func(l labels.Label) {
 			_ = b.Set(putRef(postingsValuePrefix(nil, part, l.Name, l.Value), s.ref), nil, nil)
 		})
-		db.addPartition(part)
+		// Listed for the commit being prepared (publishCommit adds the partition, undoCommit
+		// forgets it); replay and out-of-order merges add it at once.
+		if s.cmt {
+			db.scratch.indexed = append(db.scratch.indexed, indexedPart{s, part})
+		} else {
+			db.addPartition(part)
+		}
 	default:
 		return err
 	}

@@ -67,6 +67,15 @@ type Options struct {
 	// crash of the process (its record is written before Commit returns), and the log is made
 	// durable at every checkpoint, as Prometheus's write-ahead log is between segment syncs.
 	SyncCommits bool
+	// MinFreeSpace is the free space, in bytes, below which the DB refuses writes with
+	// ErrUnavailable, so that Pebble's flushes and compactions never run out of space (see
+	// writeguard.go). 0 means the smaller of 64 MiB and a quarter of the filesystem; negative
+	// turns the reserve off. Filesystems that cannot tell their free space (in-memory ones)
+	// have no reserve.
+	MinFreeSpace int64
+	// ProbeInterval is how often a DB that refuses writes after a failed write lets one commit
+	// through to find out whether writing works again. Default 1s.
+	ProbeInterval time.Duration
 	// Logger receives lifecycle and degradation messages. Default: no logging.
 	Logger *zap.Logger
 	// FS replaces the OS filesystem (tests use vfs.NewMem and crash clones).
@@ -92,6 +101,9 @@ func (o *Options) withDefaults() Options {
 	}
 	if r.CheckpointBytes <= 0 {
 		r.CheckpointBytes = defaultCheckpointBytes
+	}
+	if r.ProbeInterval <= 0 {
+		r.ProbeInterval = defaultProbeInterval
 	}
 	if r.Logger == nil {
 		r.Logger = zap.NewNop()
@@ -133,21 +145,31 @@ type DB struct {
 
 	// writeMu serialises the encoding and application of commits, so that the chunk bytes a
 	// commit writes are always a superset of those of the commit before it. It also guards the
-	// head state of every memSeries and the partition list's additions.
-	writeMu sync.Mutex
+	// head state of every memSeries and the partition list's additions. A commit may wait for
+	// it only until its context ends (LockContext).
+	writeMu ctxMutex
+	// headMu guards what queries read of the heads (memSeries.head, memSeries.cut, unsynced):
+	// writers hold it, under writeMu, only while they change those in memory, never across
+	// I/O, so a query never waits for a write that is stuck on the disk. Queries hold it for
+	// reading while they take their Pebble snapshot and copy the heads, so that the two agree.
+	headMu sync.RWMutex
+	// cutPending counts the series whose cut chunks wait in memory (memSeries.cut) for their
+	// commit's batch to be applied. Guarded by headMu.
+	cutPending int
+	// guard decides whether writes are accepted (writeguard.go).
+	guard writeGuard
+	// scratch is the current commit's bookkeeping, guarded by writeMu.
+	scratch commitScratch
 
 	// The sample log, guarded by writeMu: the log, the time of its first record since the
 	// last checkpoint, the series whose head chunk holds samples that only the log has, and
 	// whether Pebble still holds log records of the version that kept them there.
 	log       *sampleLog
 	logStart  time.Time
-	logRec    logRecord      // the record being built by the current commit
-	decimal   decimalScratch // buffers of encodeClosedChunkValue
-	unsynced  map[*memSeries]struct{}
+	logRec    logRecord               // the record being built by the current commit
+	decimal   decimalScratch          // buffers of encodeClosedChunkValue
+	unsynced  map[*memSeries]struct{} // also guarded by headMu for writing
 	legacyLog bool
-	// failed is set, under writeMu, when a batch could not be applied: memory and disk may then
-	// disagree, so every later commit fails until the DB is reopened.
-	failed error
 
 	series  seriesRegistry
 	nextRef atomic.Uint64 // last series ref handed out
@@ -199,6 +221,7 @@ func Open(dir string, o Options) (*DB, error) {
 		logger:   opts.Logger,
 		meta:     map[string]metadata.Metadata{},
 		unsynced: map[*memSeries]struct{}{},
+		writeMu:  newCtxMutex(),
 		stop:     make(chan struct{}),
 		done:     make(chan struct{}),
 	}
@@ -207,6 +230,7 @@ func Open(dir string, o Options) (*DB, error) {
 	}
 	db.series.init()
 	db.maxT.Store(math.MinInt64)
+	db.guard.init(db)
 
 	db.cache = pebble.NewCache(opts.CacheSize)
 	popts := &pebble.Options{
@@ -215,6 +239,8 @@ func Open(dir string, o Options) (*DB, error) {
 		Logger:       pebbleLogger{opts.Logger.Sugar()},
 		FS:           opts.FS,
 	}
+	el := db.guard.eventListener()
+	popts.EventListener = &el
 	// Bloom filters make the point lookups of the write path cheap when they miss: a label set
 	// never seen before, a series not yet indexed in a partition. Every level is compressed
 	// with zstd, flushes included: Pebble moves a flushed table down unchanged when nothing
@@ -239,6 +265,7 @@ func Open(dir string, o Options) (*DB, error) {
 		return nil, fmt.Errorf("open pebble at %q: %w", dir, err)
 	}
 	db.pdb = pdb
+	db.guard.initReserve()
 	var segments []string
 	db.log, segments, err = openSampleLog(opts.FS, dir, opts.SyncCommits)
 	if err == nil {
@@ -390,12 +417,23 @@ func (db *DB) Close() error {
 	<-db.done
 	db.inflight.Wait()
 	db.writeMu.Lock()
-	err := db.checkpointLocked()
+	// A DB that refuses writes does not write at close either: a checkpoint or a flush on a
+	// full disk would fail, and Pebble's Flush waits until a flush succeeds. The sample log
+	// (and Pebble's WAL) hold everything acknowledged; the next Open replays them.
+	writable, why := db.Writable()
+	var err error
+	if writable {
+		err = db.checkpointLocked()
+	}
 	err = errors.Join(err, db.log.close())
 	db.writeMu.Unlock()
-	err = errors.Join(err, db.pdb.Flush())
+	if writable {
+		err = errors.Join(err, db.pdb.Flush())
+	} else {
+		db.logger.Warn("Closing without a checkpoint: the store refuses writes; the next start replays the sample log", zap.Error(why))
+	}
 	err = errors.Join(err, db.pdb.Close())
-	if err == nil {
+	if err == nil && writable {
 		err = db.removePebbleLogs()
 	}
 	db.cache.Unref()
@@ -487,13 +525,21 @@ func (db *DB) background() {
 	defer t.Stop()
 	cp := time.NewTicker(max(db.opts.CheckpointInterval/4, time.Millisecond))
 	defer cp.Stop()
+	probe := time.NewTicker(min(db.opts.ProbeInterval, time.Second))
+	defer probe.Stop()
 	for {
 		select {
 		case <-db.stop:
 			return
+		case <-probe.C:
+			db.guard.poll()
+			db.freeLogSpace()
 		case <-cp.C:
 			db.checkpointIfDue()
 		case <-t.C:
+			if ok, _ := db.Writable(); !ok {
+				continue // retention and head collection write: not while refusing
+			}
 			if err := db.ApplyRetention(context.Background()); err != nil {
 				db.logger.Warn("Retention failed", zap.Error(err))
 			}

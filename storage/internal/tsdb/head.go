@@ -1,6 +1,7 @@
 package tsdb
 
 import (
+	"context"
 	"encoding/binary"
 	"fmt"
 	"math"
@@ -37,6 +38,14 @@ type memSeries struct {
 	indexed   []int64 // partitions known to hold this series' index entries, newest last
 	inDirty   bool    // listed in the current commit's dirty list
 	removed   bool    // dropped from the registry by head GC; appenders must look up again
+
+	// The newest sample the commit being prepared appends, while cmt (see prepareCommit).
+	cmt     bool
+	cmtMaxT int64
+	cmtLast sample
+	// cut holds the chunks the current commit cut from the head until its batch, which
+	// stores them, is applied: queries read them from here meanwhile. Guarded by headMu.
+	cut []storedChunk
 }
 
 const seriesStripes = 64
@@ -214,27 +223,32 @@ func (db *DB) removeSeries(s *memSeries) {
 	s.removed = true
 }
 
-// ensureLoaded makes s.head, s.maxT and s.last reflect what is stored.
-func (db *DB) ensureLoaded(s *memSeries) error {
+// ensureLoaded makes s.head, s.maxT and s.last reflect what is stored. It waits for writeMu
+// only until ctx ends.
+func (db *DB) ensureLoaded(ctx context.Context, s *memSeries) error {
 	s.mu.Lock()
 	loaded := s.loaded
 	s.mu.Unlock()
 	if loaded {
 		return nil
 	}
-	db.writeMu.Lock()
+	if err := db.writeMu.LockContext(ctx); err != nil {
+		return err
+	}
 	defer db.writeMu.Unlock()
 	return db.loadHeadLocked(s)
 }
 
-// loadHeadLocked reopens the newest stored chunk of s as its head. Caller holds writeMu.
+// loadHeadLocked reopens the newest stored chunk of s as its head. Caller holds writeMu, which
+// is what changes loaded to false; the head is read from Pebble first and set under headMu.
 func (db *DB) loadHeadLocked(s *memSeries) error {
 	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.loaded {
+	loaded := s.loaded
+	s.mu.Unlock()
+	if loaded {
 		return nil
 	}
-	s.head, s.maxT, s.last = chunkBuilder{}, math.MinInt64, sample{}
+	head, maxT, last := chunkBuilder{}, int64(math.MinInt64), sample{}
 	if s.persisted {
 		db.partsMu.RLock()
 		parts := slices.Clone(db.parts)
@@ -247,15 +261,20 @@ func (db *DB) loadHeadLocked(s *memSeries) error {
 			if !found {
 				continue
 			}
-			b, last, err := builderFromStored(parts[i], c)
+			b, l, err := builderFromStored(parts[i], c)
 			if err != nil {
 				return err
 			}
-			s.head, s.maxT, s.last = b, c.maxt, last
+			head, maxT, last = b, c.maxt, l
 			break
 		}
 	}
+	db.headMu.Lock()
+	s.mu.Lock()
+	s.head, s.maxT, s.last = head, maxT, last
 	s.loaded = true
+	s.mu.Unlock()
+	db.headMu.Unlock()
 	return nil
 }
 

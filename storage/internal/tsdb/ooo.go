@@ -37,7 +37,7 @@ func (db *DB) writeOutOfOrder(samples []pendingSample) error {
 		start = end
 	}
 	if err := b.Commit(pebble.Sync); err != nil {
-		return fmt.Errorf("commit out-of-order samples: %w", err)
+		return db.setBroken(fmt.Errorf("commit out-of-order samples: %w", err))
 	}
 	db.stats.SamplesAppended.Add(merged)
 	db.stats.SamplesOutOfOrder.Add(merged)
@@ -163,18 +163,19 @@ func (db *DB) syncHeads(samples []pendingSample) error {
 			continue
 		}
 		_ = b.Set(chunkKey(nil, s.head.part, s.ref, s.head.mint), encodeChunkValue(nil, &s.head), nil)
-		s.head.dirty = false
 		synced = append(synced, s)
 	}
 	if len(synced) == 0 {
 		return nil
 	}
 	if err := b.Commit(pebble.Sync); err != nil {
-		db.failed = fmt.Errorf("write head chunks: %w", err)
-		return db.failed
+		return db.setBroken(fmt.Errorf("write head chunks: %w", err))
 	}
+	db.headMu.Lock()
 	for _, s := range synced {
+		s.head.dirty = false
 		delete(db.unsynced, s)
 	}
+	db.headMu.Unlock()
 	return nil
 }

@@ -28,7 +28,7 @@ const slabSize = 64 << 10
 // the copies of the open head chunks taken together with it, and reads chunks and labels
 // batch by batch as Next is called.
 //
-// Invariants: snap and heads were taken under writeMu together, so a sample committed before
+// Invariants: snap and heads were taken under headMu together, so a sample committed before
 // Select is either in a head copy or in a chunk of snap, and a chunk cut between the two cannot
 // exist. Within a batch refs are visited in ascending order, so each partition's iterator only
 // ever moves forward unless the output order (sorted by labels) makes a batch start below the
@@ -41,9 +41,9 @@ type streamSet struct {
 	trim       bool
 	withData   bool
 
-	order []uint64        // refs in output order: ascending, or sorted by labels
-	lsets []labels.Labels // labels parallel to order when sorted, else nil
-	heads map[uint64]storedChunk
+	order []uint64                 // refs in output order: ascending, or sorted by labels
+	lsets []labels.Labels          // labels parallel to order when sorted, else nil
+	heads map[uint64][]storedChunk // chunks in memory: cut and not yet applied, then the open head
 	parts []partIter
 	lblIt *pebble.Iterator // over the l family of snap, created on first need
 
@@ -72,7 +72,7 @@ type partIter struct {
 var _ storage.SeriesSet = (*streamSet)(nil)
 
 // newStreamSet takes a fresh snapshot and copies the open head chunks of refs that hold samples
-// the snapshot lacks, both under writeMu so that they agree. refs must ascend.
+// the snapshot lacks, both under headMu so that they agree. refs must ascend.
 func (q *Querier) newStreamSet(ctx context.Context, refs []uint64, mint, maxt int64, trim, withData bool) *streamSet {
 	db := q.db
 	s := &streamSet{db: db, ctx: ctx, mint: mint, maxt: maxt, trim: trim, withData: withData, order: refs}
@@ -80,32 +80,49 @@ func (q *Querier) newStreamSet(ctx context.Context, refs []uint64, mint, maxt in
 		s.parts = append(s.parts, partIter{part: part})
 	}
 	var headBytes []byte
-	db.writeMu.Lock()
+	copyChunk := func(c storedChunk) storedChunk {
+		if !withData {
+			c.data = nil
+			return c
+		}
+		if cap(headBytes)-len(headBytes) < len(c.data) {
+			headBytes = make([]byte, 0, max(slabSize, len(c.data)))
+		}
+		off := len(headBytes)
+		headBytes = append(headBytes, c.data...)
+		c.data = headBytes[off:len(headBytes):len(headBytes)]
+		return c
+	}
+	// headMu, not writeMu: a commit holds headMu only while it changes memory, never while it
+	// writes, so a query does not wait for a write stuck on the disk.
+	db.headMu.RLock()
 	s.snap = db.pdb.NewSnapshot()
-	// Heads that are not dirty are stored as they are under their c key, in snap.
-	if len(db.unsynced) > 0 {
+	// Heads that are not dirty are stored as they are under their c key, in snap. Cut chunks
+	// wait in memory while their commit's batch is applied.
+	if len(db.unsynced) > 0 || db.cutPending > 0 {
 		for _, ref := range refs {
 			ms := db.series.getByRef(ref)
-			if ms == nil || ms.head.chunk == nil || !ms.head.dirty {
+			if ms == nil {
 				continue
 			}
-			h := storedChunk{mint: ms.head.mint, maxt: ms.head.maxt, enc: ms.head.chunk.Encoding()}
-			if withData {
-				b := ms.head.chunk.Bytes()
-				if cap(headBytes)-len(headBytes) < len(b) {
-					headBytes = make([]byte, 0, max(slabSize, len(b)))
-				}
-				off := len(headBytes)
-				headBytes = append(headBytes, b...)
-				h.data = headBytes[off:len(headBytes):len(headBytes)]
+			var mem []storedChunk
+			for _, c := range ms.cut {
+				mem = append(mem, copyChunk(c))
+			}
+			if ms.head.chunk != nil && ms.head.dirty {
+				mem = append(mem, copyChunk(storedChunk{mint: ms.head.mint, maxt: ms.head.maxt,
+					enc: ms.head.chunk.Encoding(), data: ms.head.chunk.Bytes()}))
+			}
+			if len(mem) == 0 {
+				continue
 			}
 			if s.heads == nil {
-				s.heads = map[uint64]storedChunk{}
+				s.heads = map[uint64][]storedChunk{}
 			}
-			s.heads[ref] = h
+			s.heads[ref] = mem
 		}
 	}
-	db.writeMu.Unlock()
+	db.headMu.RUnlock()
 	q.track(s)
 	return s
 }
@@ -273,8 +290,10 @@ func (s *streamSet) seriesChunks(ref uint64, dst []storedChunk) ([]storedChunk, 
 			return dst, err
 		}
 	}
-	if h, ok := s.heads[ref]; ok {
-		// The stored chunk with the head's mint, if any, is an older prefix of the head.
+	for _, h := range s.heads[ref] {
+		// The stored chunk with the mint of a chunk in memory, if any, is an older prefix of
+		// it (or, for a cut chunk whose batch was applied meanwhile, the same chunk). Chunks in
+		// memory are the newest of the series, in time order.
 		for j := start; j < len(dst); j++ {
 			if dst[j].mint == h.mint {
 				dst = slices.Delete(dst, j, j+1)

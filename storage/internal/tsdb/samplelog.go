@@ -37,6 +37,8 @@ type sampleLog struct {
 	sync bool // fsync after each record
 
 	f       vfs.File // the open segment; nil until the first record after a reset
+	name    string   // path of f
+	off     int64    // bytes of whole records in f
 	nextSeg uint64   // number of the next segment to create
 	bytes   int64    // record bytes written since the last reset
 }
@@ -105,37 +107,76 @@ func frame(rec []byte) []byte {
 
 // write appends one framed record (see frame) with one write call. Caller holds DB.writeMu, so
 // records are in commit order, which replay relies on.
+//
+// When the write (or its sync) fails, the record must never be replayed: its commit is refused.
+// A short write leaves a torn record, which replay treats as the end of the segment; a record
+// written whole whose sync failed gets its checksum overwritten. Either way the segment is
+// closed, so that the next record starts a new segment, after the failed one.
 func (l *sampleLog) write(rec []byte) error {
 	if l.f == nil {
 		if err := l.createSegment(); err != nil {
 			return err
 		}
 	}
-	if _, err := l.f.Write(rec); err != nil {
-		return fmt.Errorf("write sample log: %w", err)
-	}
-	if l.sync {
-		if err := l.f.Sync(); err != nil {
-			return fmt.Errorf("sync sample log: %w", err)
+	n, err := l.f.Write(rec)
+	if err != nil {
+		err = fmt.Errorf("write sample log: %w", err)
+	} else if l.sync {
+		if serr := l.f.Sync(); serr != nil {
+			err = fmt.Errorf("sync sample log: %w", serr)
 		}
 	}
+	if err != nil {
+		l.abandon(rec, n)
+		return err
+	}
+	l.off += int64(len(rec))
 	l.bytes += int64(len(rec))
 	return nil
+}
+
+// abandon ends the open segment after a record failed: n of its bytes reached the file. The
+// record is made unreadable, so that a later replay stops the segment before it; a segment
+// that holds no whole record is removed.
+func (l *sampleLog) abandon(rec []byte, n int) {
+	f, name := l.f, l.name
+	l.f, l.name = nil, ""
+	if n >= logHeaderLen {
+		// The header is out, maybe the whole record: flip its checksum (and try to sync
+		// that). Overwriting bytes already allocated needs no space. If it fails too (the disk
+		// went read-only), a short record is still torn; only a whole one whose sync failed
+		// could come back.
+		hdr := slices.Clone(rec[:logHeaderLen])
+		binary.LittleEndian.PutUint32(hdr[4:8], ^binary.LittleEndian.Uint32(hdr[4:8]))
+		if _, err := f.WriteAt(hdr, l.off); err == nil {
+			_ = f.Sync()
+		}
+	}
+	_ = f.Close()
+	if l.off == 0 {
+		// No whole record: remove the segment, best effort (one left behind replays as
+		// nothing, and the next checkpoint removes it).
+		if l.fs.Remove(name) == nil {
+			_ = l.syncDir()
+		}
+	}
 }
 
 // createSegment starts a new segment and syncs the directory, so the file's name survives a
 // power loss as well as its synced contents.
 func (l *sampleLog) createSegment() error {
-	f, err := l.fs.Create(l.fs.PathJoin(l.dir, segmentName(l.nextSeg)), vfs.WriteCategoryUnspecified)
+	name := l.fs.PathJoin(l.dir, segmentName(l.nextSeg))
+	f, err := l.fs.Create(name, vfs.WriteCategoryUnspecified)
 	if err != nil {
 		return fmt.Errorf("create sample log segment: %w", err)
 	}
 	l.nextSeg++
 	if err := l.syncDir(); err != nil {
 		_ = f.Close()
-		return err
+		_ = l.fs.Remove(name)
+		return fmt.Errorf("sync sample log directory: %w", err)
 	}
-	l.f = f
+	l.f, l.name, l.off = f, name, 0
 	return nil
 }
 
@@ -156,7 +197,7 @@ func (l *sampleLog) rotate() ([]string, error) {
 	var err error
 	if l.f != nil {
 		err = l.f.Close()
-		l.f = nil
+		l.f, l.name = nil, ""
 	}
 	l.bytes = 0
 	names, lerr := l.fs.List(l.dir)
@@ -190,7 +231,7 @@ func (l *sampleLog) close() error {
 		return nil
 	}
 	err := l.f.Close()
-	l.f = nil
+	l.f, l.name = nil, ""
 	return err
 }
 

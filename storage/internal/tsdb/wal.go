@@ -118,7 +118,7 @@ func (db *DB) checkpointLocked() error {
 	if err != nil {
 		return err
 	}
-	return cp.finish(db, true)
+	return cp.finish(db)
 }
 
 // pendingCheckpoint is a checkpoint whose batch is applied but maybe not yet synced.
@@ -133,8 +133,8 @@ type pendingCheckpoint struct {
 // applied under writeMu so that it is ordered before every later commit's batch (a later cut
 // of a head must not be overwritten by this older copy of it).
 func (db *DB) beginCheckpointLocked() (*pendingCheckpoint, error) {
-	if db.failed != nil {
-		return nil, db.failed
+	if err := db.brokenErr(); err != nil {
+		return nil, err
 	}
 	if len(db.unsynced) == 0 && db.log.bytes == 0 && !db.legacyLog {
 		return &pendingCheckpoint{}, nil
@@ -152,8 +152,7 @@ func (db *DB) beginCheckpointLocked() (*pendingCheckpoint, error) {
 			// spike of that much memory. The synced batch at the end makes these durable.
 			if err := db.pdb.Apply(b, pebble.NoSync); err != nil {
 				_ = b.Close()
-				db.failed = fmt.Errorf("checkpoint: %w", err)
-				return nil, db.failed
+				return nil, db.setBroken(fmt.Errorf("checkpoint: %w", err))
 			}
 			_ = b.Close()
 			b = db.pdb.NewBatch()
@@ -167,13 +166,16 @@ func (db *DB) beginCheckpointLocked() (*pendingCheckpoint, error) {
 	_ = b.LogData([]byte("checkpoint"), nil)
 	if err := db.pdb.ApplyNoSyncWait(b, pebble.Sync); err != nil {
 		_ = b.Close()
-		db.failed = fmt.Errorf("checkpoint: %w", err)
-		return nil, db.failed
+		return nil, db.setBroken(fmt.Errorf("checkpoint: %w", err))
 	}
+	// The heads are clean once their copies are applied: a query that copies a head still
+	// marked dirty meanwhile finds the same chunk in its snapshot, and the head replaces it.
+	db.headMu.Lock()
 	for s := range db.unsynced {
 		s.head.dirty = false
 	}
 	clear(db.unsynced)
+	db.headMu.Unlock()
 	db.legacyLog = false
 	old, err := db.log.rotate()
 	if err != nil {
@@ -183,23 +185,17 @@ func (db *DB) beginCheckpointLocked() (*pendingCheckpoint, error) {
 }
 
 // finish waits for the checkpoint's sync and removes the log segments it made redundant.
-// holdingWriteMu says whether the caller holds DB.writeMu.
-func (cp *pendingCheckpoint) finish(db *DB, holdingWriteMu bool) error {
+func (cp *pendingCheckpoint) finish(db *DB) error {
 	if cp.b == nil {
 		return nil
 	}
 	err := cp.b.SyncWait()
 	_ = cp.b.Close()
 	if err != nil {
-		err = fmt.Errorf("checkpoint: %w", err)
-		if !holdingWriteMu {
-			db.writeMu.Lock()
-			defer db.writeMu.Unlock()
-		}
-		if db.failed == nil {
-			db.failed = err
-		}
-		return err
+		// Pebble's WAL failed: its log writer keeps the error, and every later write to it
+		// fails (or panics). The heads were marked clean, but the log segments are kept, so
+		// nothing is lost: the next Open replays them.
+		return db.setBroken(fmt.Errorf("checkpoint: %w", err))
 	}
 	if err := db.log.remove(cp.old); err != nil {
 		// Everything is durable in Pebble; a segment left behind is replayed once more at the
@@ -217,18 +213,52 @@ func (db *DB) checkpointIfDue() {
 	}
 	defer db.release()
 	db.writeMu.Lock()
-	if db.log.bytes == 0 || time.Since(db.logStart) < db.opts.CheckpointInterval {
+	if ok, _ := db.Writable(); !ok || db.log.bytes == 0 || time.Since(db.logStart) < db.opts.CheckpointInterval {
 		db.writeMu.Unlock()
 		return
 	}
 	cp, err := db.beginCheckpointLocked()
 	db.writeMu.Unlock()
 	if err == nil {
-		err = cp.finish(db, false)
+		err = cp.finish(db)
 	}
 	if err != nil {
 		db.logger.Warn("Checkpoint failed", zap.Error(err))
 	}
+}
+
+// freeLogSpace checkpoints early when the free-space reserve is what refuses writes and the
+// sample log holds a good part of the used space: a checkpoint writes the heads (a few hundred
+// bytes a series) and deletes the log, which on a small volume is most of what fills it. It
+// runs only while at least half the reserve is free, so that Pebble has room for the heads.
+func (db *DB) freeLogSpace() {
+	if !db.guard.shortOfSpace() {
+		return
+	}
+	if db.acquire() != nil {
+		return
+	}
+	defer db.release()
+	db.writeMu.Lock()
+	du, err := db.opts.FS.GetDiskUsage(db.dir)
+	if err != nil || db.log.bytes < spaceCheckBytes || du.AvailBytes < db.Reserve()/2 {
+		db.writeMu.Unlock()
+		return
+	}
+	logBytes := db.log.bytes
+	cp, err := db.beginCheckpointLocked()
+	db.writeMu.Unlock()
+	if err == nil {
+		err = cp.finish(db)
+	}
+	if err != nil {
+		db.logger.Warn("Checkpoint to free the sample log's space failed", zap.Error(err))
+		return
+	}
+	db.logger.Info("Checkpointed early to free the sample log's space", zap.Int64("log_bytes", logBytes))
+	db.guard.mu.Lock()
+	db.guard.checkSpaceLocked(time.Now(), true)
+	db.guard.mu.Unlock()
 }
 
 // replay holds the state of one replay of the log.
