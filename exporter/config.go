@@ -21,8 +21,8 @@ type Config struct {
 	// QueueConfig is the exporterhelper sending queue (key `sending_queue`). Disabled by default:
 	// with the queue on, an acknowledgement no longer means the data is stored.
 	QueueConfig configoptional.Optional[exporterhelper.QueueBatchConfig] `mapstructure:"sending_queue"`
-	// RetryConfig retries retryable failures (store not running, failed commit); key
-	// `retry_on_failure`, enabled by default.
+	// RetryConfig retries retryable failures (store not running or refusing writes, failed
+	// commit); key `retry_on_failure`, disabled by default (the sender retries; see factory.go).
 	RetryConfig configretry.BackOffConfig `mapstructure:"retry_on_failure"`
 
 	// Storage is the component ID of the metricstor storage extension (default `metricstor`).

@@ -117,8 +117,9 @@ func TestDefaultConfig(t *testing.T) {
 	assert.Equal(t, component.MustNewID("metricstor"), cfg.Storage)
 	assert.Equal(t, 5*time.Second, cfg.Timeout)
 	assert.False(t, cfg.QueueConfig.HasValue(), "the sending queue must be off by default: an ack means stored")
-	assert.Equal(t, configretry.NewDefaultBackOffConfig(), cfg.RetryConfig)
-	assert.True(t, cfg.RetryConfig.Enabled)
+	retry := configretry.NewDefaultBackOffConfig()
+	retry.Enabled = false
+	assert.Equal(t, retry, cfg.RetryConfig, "no retry inside the collector by default: the sender's request would wait past every timeout")
 	assert.Equal(t, otlptranslator.UnderscoreEscapingWithSuffixes, cfg.TranslationStrategy)
 	assert.True(t, cfg.TargetInfo)
 	assert.True(t, cfg.LabelNameUnderscoreSanitization)

@@ -31,11 +31,23 @@ func NewFactory() exporter.Factory {
 	)
 }
 
+// defaultRetryConfig is configretry's default backoff, disabled. With the sending queue off (the
+// default: an answer means stored), a retry inside the collector holds the sender's request while
+// the store refuses writes (a full disk) until the backoff's 5 minutes run out, far past the
+// exporter's timeout and the sender's. The senders retry themselves: Prometheus's remote write
+// and OTLP clients back off and resend on 503 / Unavailable, as they do against Prometheus, which
+// has no retry of its own either. Retries here belong with a sending queue.
+func defaultRetryConfig() configretry.BackOffConfig {
+	c := configretry.NewDefaultBackOffConfig()
+	c.Enabled = false
+	return c
+}
+
 func createDefaultConfig() component.Config {
 	return &Config{
 		TimeoutConfig:                        exporterhelper.TimeoutConfig{Timeout: defaultTimeout},
 		QueueConfig:                          metadata.NewDefaultSendingQueueConfig(),
-		RetryConfig:                          configretry.NewDefaultBackOffConfig(),
+		RetryConfig:                          defaultRetryConfig(),
 		Storage:                              defaultStorageID,
 		TranslationStrategy:                  otlptranslator.UnderscoreEscapingWithSuffixes,
 		TargetInfo:                           true,

@@ -57,20 +57,13 @@ func TestDiskFull(t *testing.T) {
 	// The default reserve (min_free_space_mib: the smaller of 64 MiB and a quarter of the
 	// filesystem) is what this test relies on: 12 MiB of 48.
 	cfg := strings.Replace(string(text), "directory: ", "directory: "+fmt.Sprintf("%q", dataDir)+" # was ", 1)
-	// The exporter's retry_on_failure (on by default, up to 5 minutes) retries a refused commit
-	// inside the collector while the sender waits: the refusal must reach the sender, whose
-	// own retries are the right ones. Until the exporter stops retrying ErrUnavailable itself
-	// (the exporter's part of issue 8), the test turns its retries off.
-	const queue = "    sending_queue:\n      enabled: false\n"
-	if !strings.Contains(cfg, queue) {
-		t.Fatalf("config.yaml no longer has %q", queue)
-	}
-	cfg = strings.Replace(cfg, queue, queue+"    retry_on_failure:\n      enabled: false\n", 1)
+	// The exporter's defaults (no sending queue, no retry_on_failure) pass a refusal straight
+	// to the sender, whose own retries are the right ones: the test runs them unchanged.
 	if err := os.WriteFile(configPath, []byte(cfg), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	proc := harness.StartReady(t, "metricstor (48 MiB tmpfs)", binary, configPath, ports)
-	waitListening(t, url)
+	waitListening(t, proc, url)
 
 	// Leave 24 MiB free (12 above the reserve): the load fills the rest, together with Pebble,
 	// which preallocates each new write-ahead log file (1.1 x its 8 MiB memtable).
