@@ -48,16 +48,13 @@ func (a flakyAppender) Append(ref promstorage.SeriesRef, ls labels.Labels, st, t
 
 // TestStoreUnavailableIsRetryable: while the store is unavailable the sender gets 503 and
 // nothing is stored; the sender's retry of the same request then succeeds and the data is stored
-// once. (The exporter's own retry is off here so that the 503 comes at once; with the default
-// retry_on_failure the request waits while the exporter retries, up to the sender's timeout.)
+// once. The exporter's defaults (no retry_on_failure) give the 503 at once.
 func TestStoreUnavailableIsRetryable(t *testing.T) {
 	var down atomic.Bool
 	down.Store(true)
 	url, store := startPipelineWith(t,
 		func(s storage.Store) storage.Store { return flakyStore{Store: s, down: &down} },
-		func(cfg component.Config) {
-			require.NoError(t, unmarshalInto(cfg, map[string]any{"retry_on_failure": map[string]any{"enabled": false}}))
-		})
+		func(component.Config) {})
 	req := validV1()
 	for range 3 {
 		r := pushV1(t, url, req)
@@ -74,9 +71,10 @@ func TestStoreUnavailableIsRetryable(t *testing.T) {
 	}, readAll(t, store))
 }
 
-// TestStoreUnavailableDefaultRetry: with the exporter's default retry the request is held while
-// the store is briefly unavailable and answered 204 once the store is back: nothing lost.
-func TestStoreUnavailableDefaultRetry(t *testing.T) {
+// TestStoreUnavailableExporterRetry: with the exporter's retry_on_failure enabled (off by
+// default) the request is held while the store is briefly unavailable and answered 204 once the
+// store is back: nothing lost.
+func TestStoreUnavailableExporterRetry(t *testing.T) {
 	var down atomic.Bool
 	down.Store(true)
 	url, store := startPipelineWith(t,
@@ -84,7 +82,7 @@ func TestStoreUnavailableDefaultRetry(t *testing.T) {
 		func(cfg component.Config) {
 			rc := configretry.NewDefaultBackOffConfig()
 			rc.InitialInterval = 50 * time.Millisecond
-			require.NoError(t, unmarshalInto(cfg, map[string]any{"retry_on_failure": map[string]any{"initial_interval": rc.InitialInterval}}))
+			require.NoError(t, unmarshalInto(cfg, map[string]any{"retry_on_failure": map[string]any{"enabled": true, "initial_interval": rc.InitialInterval}}))
 		})
 	time.AfterFunc(300*time.Millisecond, func() { down.Store(false) })
 	r := pushV1(t, url, validV1())
