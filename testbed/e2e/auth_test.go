@@ -20,6 +20,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
@@ -524,6 +525,15 @@ func TestAuthBasic(t *testing.T) {
 		readyAuth: basic(user, password),
 	})
 	client := s.httpClient(s.ca.pool)
+
+	// The authenticator starts before the API serves (basicauth panics on a request before its
+	// Start): the promql extension declares it as a dependency.
+	out := s.proc.Output()
+	authStarted := regexp.MustCompile(`Extension started\.[^\n]*"otelcol.component.id": "basicauth"`).FindStringIndex(out)
+	apiListening := strings.Index(out, "Prometheus HTTP API listening")
+	if authStarted == nil || apiListening < 0 || authStarted[0] > apiListening {
+		t.Errorf("the basicauth extension must start before the query API listens; output:\n%s", out)
+	}
 
 	query := s.promqlURL() + "/api/v1/query?" + url.Values{"query": {"1"}}.Encode()
 	for _, auth := range []string{"", basic(user, "wrong"), basic("nobody", password), "Bearer " + s.token} {
