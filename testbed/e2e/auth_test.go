@@ -559,3 +559,70 @@ func TestAuthBasic(t *testing.T) {
 		t.Errorf("secure_basic_value = %v, want 7", got)
 	}
 }
+
+// TestSecureExampleInREADME keeps README.md's "Securing Metricstor" section true: each of its
+// YAML blocks whose first line names a file in examples/secure is that file byte for byte (the
+// files the tests above run), both files are shown, and every listen address of the example
+// defaults to loopback.
+func TestSecureExampleInREADME(t *testing.T) {
+	root, err := harness.RepoRoot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	readme, err := os.ReadFile(filepath.Join(root, "README.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	text := string(readme)
+	start := strings.Index(text, "\n## Securing Metricstor\n")
+	if start < 0 {
+		t.Fatal(`README.md has no "## Securing Metricstor" section`)
+	}
+	section := text[start+1:]
+	if end := strings.Index(section, "\n## "); end >= 0 {
+		section = section[:end]
+	}
+	blocks := regexp.MustCompile("(?s)```yaml\n(.*?)```").FindAllStringSubmatch(section, -1)
+	shown := map[string]bool{}
+	for _, b := range blocks {
+		name, ok := strings.CutPrefix(strings.SplitN(b[1], "\n", 2)[0], "# examples/secure/")
+		if !ok {
+			continue
+		}
+		name, _, _ = strings.Cut(name, ":")
+		file, err := os.ReadFile(filepath.Join(root, "examples", "secure", name))
+		if err != nil {
+			t.Errorf("README.md shows examples/secure/%s: %v", name, err)
+			continue
+		}
+		if b[1] != string(file) {
+			t.Errorf("README.md's copy of examples/secure/%s differs from the file: copy the file into the README", name)
+		}
+		shown[name] = true
+	}
+	for _, name := range []string{"config.yaml", "basicauth.yaml"} {
+		if !shown[name] {
+			t.Errorf("README.md's Securing Metricstor section does not show examples/secure/%s", name)
+		}
+	}
+
+	cfg, err := os.ReadFile(filepath.Join(root, "examples", "secure", "config.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	listen := regexp.MustCompile(`(?m)^\s*(endpoint|host):\s*(\S+)`)
+	matches := listen.FindAllStringSubmatch(string(cfg), -1)
+	// OTLP gRPC, OTLP HTTP, remote_write, promql, telemetry.
+	if len(matches) != 5 {
+		t.Errorf("examples/secure/config.yaml: found %d endpoint/host settings, want 5", len(matches))
+	}
+	for _, m := range matches {
+		addr := m[2]
+		if strings.HasPrefix(addr, "${env:") {
+			_, addr, _ = strings.Cut(strings.TrimSuffix(addr, "}"), ":-")
+		}
+		if !strings.HasPrefix(addr, "127.0.0.1") {
+			t.Errorf("examples/secure/config.yaml: %s %s does not default to loopback 127.0.0.1", m[1], m[2])
+		}
+	}
+}
