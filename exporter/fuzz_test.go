@@ -130,7 +130,7 @@ type hostileInput struct {
 	bound       float64
 	scale       int32
 	offset      int32
-	flags       uint8  // bit 0: delta temporality; 1: monotonic; 2: no recorded value; 3: remote write pass-through scope; 4: promote all resource attributes-like duplicate key
+	flags       uint8  // bit 0: delta temporality; 1: monotonic; 2: no recorded value; 3: remote write pass-through scope; 4: attributes whose names escape to the same label
 	passthrough []byte // a marshaled remote write 2.0 histogram for the pass-through scope
 }
 
