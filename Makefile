@@ -25,7 +25,7 @@ PINNED_MODULES := github.com/prometheus/prometheus \
                   go.opentelemetry.io/collector/exporter/exporterhelper \
                   go.opentelemetry.io/collector/extension/extensioncapabilities
 
-.PHONY: all build run test unit e2e conformance prometheus victoriametrics bench soak vet fmt-check check-versions clean
+.PHONY: all build run test unit e2e conformance prometheus victoriametrics bench soak vet fmt-check check-versions clean fuzz
 
 all: build
 
@@ -66,6 +66,23 @@ unit:
 # `make conformance`, the server benchmark `make bench-server`.
 e2e: build
 	METRICSTOR_BINARY=$(BINARY) $(GO) test -count=1 -timeout=$(E2E_TIMEOUT) -skip '^(TestConformance|TestServerBench|TestSoak)$$' ./testbed/...
+
+# Coverage-guided fuzzing, FUZZTIME per target (default 20s), one target at a time (go test -fuzz
+# takes one target per run) with one worker to spare the machine (about 3.5 minutes in all). Not part of `make test`; the seed
+# corpora (f.Add and testdata/fuzz/<Target>) already run as ordinary tests in `make unit`. A failing
+# input is written to testdata/fuzz/<Target>/ of its package: fix the bug and commit the input.
+FUZZTIME    ?= 20s
+# Minimizing each new interesting input may otherwise take the whole FUZZTIME (default 60s) on the
+# targets whose inputs are large and slow (the exporter's, which commit to a store).
+FUZZMINIMIZETIME ?= 2s
+FUZZ_TARGETS := ./receiver:FuzzDecodeRequest ./receiver:FuzzDecodeSnappy ./receiver:FuzzDecodeV1 \
+                ./exporter:FuzzPushProto ./exporter:FuzzPushHostile ./queryext:FuzzHTTPAPI
+fuzz:
+	@set -e; for t in $(FUZZ_TARGETS); do \
+		pkg=$${t%%:*}; name=$${t##*:}; \
+		echo "fuzz $$pkg $$name for $(FUZZTIME)"; \
+		$(GO) test -run '^$$' -fuzz "^$$name\$$" -fuzztime $(FUZZTIME) -fuzzminimizetime $(FUZZMINIMIZETIME) -parallel 1 $$pkg; \
+	done
 
 # Benchmarks measure, never assert: each runs Metricstor and Prometheus's own TSDB on the same
 # workload in the same run, so compare the ratio. Results and the command go in BENCHMARKS.md.

@@ -85,7 +85,24 @@ type countingAppender struct {
 	rejected           [numRejectReasons]int
 	firstRejected      [numRejectReasons]error // the first rejection of each reason, with series and timestamp
 	fatal              error                   // the first fatal error; the batch must be rolled back
+
+	// translating is set while Prometheus's OTLP translator appends (not for pass-through data):
+	// only then is target_info bounded, see maxTargetInfoSamples.
+	translating    bool
+	targetInfoHash uint64 // labels hash of the target_info series being appended
+	targetInfoRun  int    // samples appended in a row to that series
 }
+
+// maxTargetInfoSamples bounds the target_info samples the translator writes for one resource of
+// one batch. It writes one every lookback_delta/2 from the resource's earliest to its latest data
+// point, and remembers each in a map: a request of two data points 50 years apart made 11 million
+// samples and took 75 s (found while fuzzing the exporter; the request is a seed of FuzzPushProto).
+// 10,000 is 17 days at the default 5m lookback.
+// Past it, Append fails: the translator stops that resource's target_info and reports the error,
+// the rest of the batch is committed and the push returns a permanent error.
+const maxTargetInfoSamples = 10_000
+
+const targetInfoName = "target_info"
 
 var _ promstorage.AppenderV2 = (*countingAppender)(nil)
 
@@ -96,6 +113,16 @@ func (a *countingAppender) reset(app promstorage.AppenderV2) {
 func (a *countingAppender) Append(ref promstorage.SeriesRef, ls labels.Labels, st, t int64, v float64, h *histogram.Histogram, fh *histogram.FloatHistogram, opts promstorage.AOptions) (promstorage.SeriesRef, error) {
 	if a.fatal != nil {
 		return 0, a.fatal
+	}
+	if a.translating && opts.MetricFamilyName == targetInfoName {
+		// The translator appends a resource's target_info samples one after the other.
+		if hash := ls.Hash(); hash != a.targetInfoHash || a.targetInfoRun == 0 {
+			a.targetInfoHash, a.targetInfoRun = hash, 0
+		}
+		a.targetInfoRun++
+		if a.targetInfoRun > maxTargetInfoSamples {
+			return 0, fmt.Errorf("%s %s: the data points of its resource span more than %d target_info samples (one per lookback_delta/2) in one batch; no more written from %d", targetInfoName, ls.String(), maxTargetInfoSamples, t)
+		}
 	}
 	ref, err := a.app.Append(ref, ls, st, t, v, h, fh, opts)
 	var partial *promstorage.AppendPartialError

@@ -177,7 +177,9 @@ func (e *metricstorExporter) pushMetrics(ctx context.Context, md pmetric.Metrics
 	var annots annotations.Annotations
 	var convErr error
 	if rwFatal == nil && !(hasRW && rest.ResourceMetrics().Len() == 0) {
+		st.app.translating = true
 		annots, convErr = st.conv.FromMetrics(ctx, rest, e.settings)
+		st.app.translating = false
 	}
 	convErr = errors.Join(rwInvalid, convErr)
 	if len(annots) > 0 {

@@ -38,9 +38,16 @@ func newExtension(cfg *Config, set extension.Settings) *promqlExtension {
 	return &promqlExtension{cfg: cfg, settings: set}
 }
 
-// Dependencies makes the collector start the storage extension before this one and stop it after.
+// Dependencies makes the collector start the storage extension, and the authenticator named by
+// `auth:` if any, before this one and stop them after. The API answers requests as soon as Start
+// returns, and an authenticator may only be ready after its own Start: basicauth reads its
+// htpasswd there and panics on a request before it.
 func (e *promqlExtension) Dependencies() []component.ID {
-	return []component.ID{e.cfg.Storage}
+	deps := []component.ID{e.cfg.Storage}
+	if e.cfg.Auth.HasValue() {
+		deps = append(deps, e.cfg.Auth.Get().Config.AuthenticatorID)
+	}
+	return deps
 }
 
 // Start finds the store, binds the listener (so a busy port fails here) and serves the API.
