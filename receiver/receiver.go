@@ -96,10 +96,15 @@ func (r *remoteWriteReceiver) serverOptions() []confighttp.ToServerOption {
 	}
 }
 
-// unsupportedEncodingHandler answers confighttp's decompression errors. The decoders above never
-// fail when called (they decode lazily), so every error is an encoding without a decoder: 415.
-func unsupportedEncodingHandler(w http.ResponseWriter, _ *http.Request, msg string, _ int) {
-	http.Error(w, msg, http.StatusUnsupportedMediaType)
+// unsupportedEncodingHandler answers the errors of confighttp's middleware. Its decompressor
+// reports 400; the decoders above never fail when called (they decode lazily), so such an error is
+// a Content-Encoding without a decoder: 415. Every other status (401 from the `auth:`
+// authenticator) passes unchanged.
+func unsupportedEncodingHandler(w http.ResponseWriter, _ *http.Request, msg string, statusCode int) {
+	if statusCode == http.StatusBadRequest {
+		statusCode = http.StatusUnsupportedMediaType
+	}
+	http.Error(w, msg, statusCode)
 }
 
 // snappyFramingHeader starts a body in snappy's framed format.

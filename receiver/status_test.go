@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"net/http/httptest"
 	"strconv"
 	"strings"
 	"testing"
@@ -268,4 +269,18 @@ func TestPartialWriteTelemetry(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, int64(3), sumInt(t, accepted))
 	assert.Equal(t, int64(1), sumInt(t, refused))
+}
+
+// TestMiddlewareErrorStatus: confighttp's decompressor reports 400 for an encoding without a
+// decoder, which remote write answers 415; the authenticator's 401 passes unchanged.
+func TestMiddlewareErrorStatus(t *testing.T) {
+	for _, tc := range []struct{ in, want int }{
+		{http.StatusBadRequest, http.StatusUnsupportedMediaType},
+		{http.StatusUnauthorized, http.StatusUnauthorized},
+		{http.StatusForbidden, http.StatusForbidden},
+	} {
+		w := httptest.NewRecorder()
+		unsupportedEncodingHandler(w, httptest.NewRequest(http.MethodPost, "/api/v1/write", nil), "msg", tc.in)
+		assert.Equal(t, tc.want, w.Code, "confighttp status %d", tc.in)
+	}
 }
