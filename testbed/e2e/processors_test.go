@@ -3,12 +3,15 @@ package e2e
 import (
 	"context"
 	"fmt"
+	"io"
 	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"regexp"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -167,6 +170,41 @@ func TestProcessorsCardinality(t *testing.T) {
 			t.Errorf("%s: dropped series were stored: %v", q, got)
 		}
 	}
+	// Dropping is not silent: the processor counts what it dropped in the collector's metrics.
+	if got := telemetrySum(t, cfg.Ports, "otelcol_processor_filter_datapoints_filtered"); got != 6 {
+		t.Errorf("otelcol_processor_filter_datapoints_filtered = %v, want 6 (2 by name, 2 by path, 2 by job)", got)
+	}
+}
+
+// telemetrySum adds up the samples of the collector's own metric name (all label sets, with or
+// without the _total suffix) from its Prometheus endpoint.
+func telemetrySum(t *testing.T, ports harness.Ports, name string) float64 {
+	t.Helper()
+	resp, err := http.Get("http://" + harness.Addr(ports.Telemetry) + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	var sum float64
+	found := false
+	for line := range strings.SplitSeq(string(body), "\n") {
+		rest, ok := strings.CutPrefix(line, name)
+		if !ok || !(strings.HasPrefix(rest, "{") || strings.HasPrefix(rest, " ") || strings.HasPrefix(rest, "_total")) {
+			continue
+		}
+		fields := strings.Fields(line)
+		v, err := strconv.ParseFloat(fields[len(fields)-1], 64)
+		if err != nil {
+			t.Fatalf("telemetry line %q: %v", line, err)
+		}
+		sum += v
+		found = true
+	}
+	if !found {
+		t.Fatalf("telemetry has no %s:\n%s", name, body)
+	}
+	return sum
 }
 
 // TestProcessorsLabels runs examples/processors/labels.yaml: the `status` label is renamed
