@@ -70,8 +70,8 @@ func addGauge(ms pmetric.MetricSlice, name string, at time.Time, v float64, kv .
 	putAttrs(dp.Attributes(), kv)
 }
 
-// addCounter adds a monotonic sum point over [start, at] with the given temporality.
-func addCounter(ms pmetric.MetricSlice, name string, temp pmetric.AggregationTemporality, start, at time.Time, v float64, kv ...string) {
+// addCounter adds a monotonic sum with one point over [start, at] with the given temporality.
+func addCounter(ms pmetric.MetricSlice, name string, temp pmetric.AggregationTemporality, start, at time.Time, v float64, kv ...string) pmetric.Metric {
 	m := ms.AppendEmpty()
 	m.SetName(name)
 	s := m.SetEmptySum()
@@ -80,6 +80,17 @@ func addCounter(ms pmetric.MetricSlice, name string, temp pmetric.AggregationTem
 	dp := s.DataPoints().AppendEmpty()
 	dp.SetStartTimestamp(pcommon.NewTimestampFromTime(start))
 	dp.SetTimestamp(pcommon.NewTimestampFromTime(at))
+	dp.SetDoubleValue(v)
+	putAttrs(dp.Attributes(), kv)
+	return m
+}
+
+// addPoint adds a point of another series to sum m, at the times of its first point.
+func addPoint(m pmetric.Metric, v float64, kv ...string) {
+	dps := m.Sum().DataPoints()
+	dp := dps.AppendEmpty()
+	dp.SetStartTimestamp(dps.At(0).StartTimestamp())
+	dp.SetTimestamp(dps.At(0).Timestamp())
 	dp.SetDoubleValue(v)
 	putAttrs(dp.Attributes(), kv)
 }
@@ -124,7 +135,8 @@ func checkValues(t *testing.T, what string, got, want map[string]float64) {
 
 // TestProcessorsCardinality runs examples/processors/cardinality.yaml: metrics dropped by name,
 // series dropped by a label value and by job are absent from /api/v1/series and from queries,
-// for OTLP and remote write data alike, and every other series of the same requests is stored.
+// for OTLP and remote write data alike, every other series of the same requests is stored, and
+// the series that differed only in the dropped `user_id` label are stored as their sum.
 func TestProcessorsCardinality(t *testing.T) {
 	cfg := harness.NewConfig(t)
 	cfg.RemoteWrite = harness.FreePorts(t, 1)[0]
@@ -134,8 +146,10 @@ func TestProcessorsCardinality(t *testing.T) {
 	md := pmetric.NewMetrics()
 	shop := otlpResource(md, "shop", "a")
 	addGauge(shop, "go_memstats_alloc_bytes", at, 1)
-	addCounter(shop, "http_requests", pmetric.AggregationTemporalityCumulative, at.Add(-time.Hour), at, 10, "path", "/api/orders")
-	addCounter(shop, "http_requests", pmetric.AggregationTemporalityCumulative, at.Add(-time.Hour), at, 2, "path", "/debug/pprof")
+	requests := addCounter(shop, "http_requests", pmetric.AggregationTemporalityCumulative, at.Add(-time.Hour), at, 10, "path", "/api/orders", "user_id", "u1")
+	addPoint(requests, 5, "path", "/api/orders", "user_id", "u2")
+	addPoint(requests, 1, "path", "/api/cart", "user_id", "u1")
+	addPoint(requests, 2, "path", "/debug/pprof")
 	addGauge(shop, "temperature", at, 21.5)
 	addGauge(otlpResource(md, "load-test", "b"), "temperature", at, 99)
 	pushGRPC(t, cfg.Ports, md)
@@ -145,7 +159,8 @@ func TestProcessorsCardinality(t *testing.T) {
 		rwTimeseries(ms, 4096, "__name__", "go_memstats_heap_bytes", "job", "node", "instance", "n1"),
 		rwTimeseries(ms, 0.5, "__name__", "node_load1", "job", "node", "instance", "n1"),
 		rwTimeseries(ms, 7, "__name__", "http_requests_total", "job", "node", "instance", "n1", "path", "/debug/vars"),
-		rwTimeseries(ms, 8, "__name__", "http_requests_total", "job", "node", "instance", "n1", "path", "/"),
+		rwTimeseries(ms, 6, "__name__", "http_requests_total", "job", "node", "instance", "n1", "path", "/", "user_id", "u1"),
+		rwTimeseries(ms, 2, "__name__", "http_requests_total", "job", "node", "instance", "n1", "path", "/", "user_id", "u2"),
 		rwTimeseries(ms, 9, "__name__", "node_load1", "job", "load-test", "instance", "n2"),
 	}})
 	if code != 204 {
@@ -155,17 +170,19 @@ func TestProcessorsCardinality(t *testing.T) {
 	got := seriesSet(t, cfg.Ports, `{job=~"shop|load-test|node"}`, at)
 	checkSeries(t, "series after the filter", got, []string{
 		`http_requests_total{instance="a", job="shop", path="/api/orders"}`,
+		`http_requests_total{instance="a", job="shop", path="/api/cart"}`,
 		`temperature{instance="a", job="shop"}`,
 		`node_load1{instance="n1", job="node"}`,
 		`http_requests_total{instance="n1", job="node", path="/"}`,
 	})
 	checkValues(t, "kept values", instantVector(t, cfg.Ports, `{job=~"shop|load-test|node"}`, at), map[string]float64{
-		`http_requests_total{instance="a", job="shop", path="/api/orders"}`: 10,
+		`http_requests_total{instance="a", job="shop", path="/api/orders"}`: 15, // u1 + u2
+		`http_requests_total{instance="a", job="shop", path="/api/cart"}`:   1,
 		`temperature{instance="a", job="shop"}`:                             21.5,
 		`node_load1{instance="n1", job="node"}`:                             0.5,
-		`http_requests_total{instance="n1", job="node", path="/"}`:          8,
+		`http_requests_total{instance="n1", job="node", path="/"}`:          8, // u1 + u2
 	})
-	for _, q := range []string{`{__name__=~"go_memstats_.*"}`, `{path=~"/debug/.*"}`, `{job="load-test"}`} {
+	for _, q := range []string{`{__name__=~"go_memstats_.*"}`, `{path=~"/debug/.*"}`, `{job="load-test"}`, `{user_id!=""}`} {
 		if got := instantVector(t, cfg.Ports, q, at); len(got) != 0 {
 			t.Errorf("%s: dropped series were stored: %v", q, got)
 		}
