@@ -1,11 +1,13 @@
 package e2e
 
 import (
+	"compress/gzip"
 	"context"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -467,5 +469,131 @@ func TestProcessorExamplesInREADME(t *testing.T) {
 		if !shown[filepath.Base(f)] {
 			t.Errorf("README.md's Processors before storage section does not show examples/processors/%s", filepath.Base(f))
 		}
+	}
+}
+
+// httpSink is an OTLP/HTTP metrics endpoint (protobuf, gzip or not) that keeps what it receives.
+type httpSink struct {
+	mu  sync.Mutex
+	got []pmetric.Metrics
+}
+
+func (s *httpSink) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	var body io.Reader = r.Body
+	if r.Header.Get("Content-Encoding") == "gzip" {
+		zr, err := gzip.NewReader(r.Body)
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		body = zr
+	}
+	raw, err := io.ReadAll(body)
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusBadRequest)
+		return
+	}
+	req := pmetricotlp.NewExportRequest()
+	if err := req.UnmarshalProto(raw); err != nil {
+		http.Error(w, err.Error(), http.StatusBadRequest)
+		return
+	}
+	s.mu.Lock()
+	s.got = append(s.got, req.Metrics())
+	s.mu.Unlock()
+	resp, _ := pmetricotlp.NewExportResponse().MarshalProto()
+	w.Header().Set("Content-Type", "application/x-protobuf")
+	_, _ = w.Write(resp)
+}
+
+// sums returns the points of the sums named name received so far, as "temporality value".
+func (s *httpSink) sums(name string) []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []string
+	for _, md := range s.got {
+		rms := md.ResourceMetrics()
+		for i := range rms.Len() {
+			sms := rms.At(i).ScopeMetrics()
+			for j := range sms.Len() {
+				ms := sms.At(j).Metrics()
+				for k := range ms.Len() {
+					m := ms.At(k)
+					if m.Name() != name || m.Type() != pmetric.MetricTypeSum {
+						continue
+					}
+					for l := range m.Sum().DataPoints().Len() {
+						out = append(out, fmt.Sprintf("%s %v", m.Sum().AggregationTemporality(), m.Sum().DataPoints().At(l).DoubleValue()))
+					}
+				}
+			}
+		}
+	}
+	return out
+}
+
+// TestProcessorsOtherComponents runs the components no README example uses, in one
+// configuration: groupbyattrs in the storing pipeline, and a second pipeline from the same otlp
+// receiver through cumulative_to_delta to an otlp_http exporter and an OTLP/HTTP endpoint of the
+// test. The store gets the cumulative counter (its `host` label moved to the resource, so on
+// target_info), the forward endpoint the delta between the two pushes.
+func TestProcessorsOtherComponents(t *testing.T) {
+	sink := &httpSink{}
+	srv := httptest.NewServer(sink)
+	t.Cleanup(srv.Close)
+
+	cfg := harness.NewConfig(t)
+	overlay := harness.WriteFile(t, "overlay.yaml", `processors:
+  groupbyattrs/host:
+    keys: [host]
+  cumulative_to_delta: {}
+exporters:
+  otlp_http/forward:
+    endpoint: `+srv.URL+`
+service:
+  pipelines:
+    metrics:
+      processors: [groupbyattrs/host]
+    metrics/forward:
+      receivers: [otlp]
+      processors: [cumulative_to_delta]
+      exporters: [otlp_http/forward]
+`)
+	p := harness.Start(t, "metricstor", harness.Binary(t), "--config", cfg.Write(t), "--config", overlay)
+	p.WaitFor(time.Minute, cfg.Probes()...)
+
+	t1 := time.Now().Truncate(time.Second).Add(-time.Minute)
+	t2 := t1.Add(10 * time.Second)
+	for _, pt := range []struct {
+		at time.Time
+		v  float64
+	}{{t1, 10}, {t2, 25}} {
+		md := pmetric.NewMetrics()
+		addCounter(otlpResource(md, "shop", "a"), "jobs_done", pmetric.AggregationTemporalityCumulative, t1.Add(-time.Hour), pt.at, pt.v, "host", "h1")
+		pushGRPC(t, cfg.Ports, md)
+	}
+
+	checkValues(t, "stored at t2", instantVector(t, cfg.Ports, `{job="shop"}`, t2), map[string]float64{
+		`jobs_done_total{instance="a", job="shop"}`:        25,
+		`target_info{host="h1", instance="a", job="shop"}`: 1,
+	})
+	checkValues(t, "stored at t1", instantVector(t, cfg.Ports, `jobs_done_total`, t1), map[string]float64{
+		`jobs_done_total{instance="a", job="shop"}`: 10,
+	})
+	// cumulative_to_delta drops the first point of a series that started before the collector
+	// (initial_value: auto) and forwards the difference of the next one.
+	deadline := time.Now().Add(time.Minute)
+	for {
+		got := sink.sums("jobs_done")
+		if len(got) > 0 {
+			if !slices.Equal(got, []string{"Delta 15"}) {
+				t.Errorf("forwarded jobs_done points = %q, want [\"Delta 15\"]", got)
+			}
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("jobs_done did not reach the OTLP/HTTP endpoint within a minute")
+		}
+		time.Sleep(100 * time.Millisecond)
 	}
 }
