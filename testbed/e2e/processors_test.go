@@ -275,9 +275,9 @@ func TestProcessorsLabels(t *testing.T) {
 // TestProcessorsDeltaToCumulative runs examples/processors/delta.yaml: delta sums and delta
 // histograms pushed one interval per request come back as the running totals a Prometheus
 // counter and classic histogram would have. Without the processor the exporter refuses deltas
-// (allow_delta_temporality: false), so every value read back went through it. After a restart
-// the store still has the totals, and the processor's totals start again from the next delta:
-// one counter reset, which rate() and increase() account for.
+// (allow_delta_temporality: false), so every value read back went through it. After a kill -9
+// and restart the store still has the totals, and the processor's totals start again from the
+// next delta: one counter reset, which rate() and increase() account for.
 func TestProcessorsDeltaToCumulative(t *testing.T) {
 	cfg := harness.NewConfig(t)
 	p := startExample(t, cfg, "delta.yaml")
@@ -334,7 +334,7 @@ func TestProcessorsDeltaToCumulative(t *testing.T) {
 		return
 	}
 
-	p.Stop(time.Minute)
+	p.Kill() // kill -9: what was acknowledged is stored, the processor's totals are gone
 	startExample(t, cfg, "delta.yaml")
 	push(4, interval{orders: 4, buckets: []uint64{0, 0, 1}, sum: 5})
 	checkValues(t, "orders_total after the restart", instantVector(t, cfg.Ports, `orders_total`+sel, at(4)),
