@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/url"
 	"sync"
 	"sync/atomic"
 
@@ -30,6 +31,11 @@ type promqlExtension struct {
 	addr    net.Addr // the bound address (the real port when the endpoint says :0)
 	api     *queryAPI
 	serveWG sync.WaitGroup // the serve goroutine
+
+	store       mstorage.Store // set by Start, read by the rules extension after it
+	externalURL *url.URL       // set by Start, read by the rules extension after it
+
+	rules atomic.Pointer[rulesRef] // what /api/v1/rules, /alerts, /alertmanagers serve; nil: nothing
 }
 
 var _ extensioncapabilities.Dependent = (*promqlExtension)(nil)
@@ -55,6 +61,7 @@ func (e *promqlExtension) Start(ctx context.Context, host component.Host) error 
 		logger:  newSlogLogger(logger),
 		version: e.settings.BuildInfo.Version,
 		ready:   &e.ready,
+		rules:   e.servedRules,
 	})
 
 	ln, err := e.cfg.ToListener(ctx)
@@ -68,7 +75,14 @@ func (e *promqlExtension) Start(ctx context.Context, host component.Host) error 
 		_ = api.engine.Close()
 		return fmt.Errorf("promql: create http server: %w", err)
 	}
+	extURL, err := externalURL(ln.Addr(), e.cfg.TLS.HasValue())
+	if err != nil {
+		_ = ln.Close()
+		_ = api.engine.Close()
+		return err
+	}
 	e.server, e.addr, e.api = srv, ln.Addr(), api
+	e.store, e.externalURL = store, extURL
 
 	e.serveWG.Add(1)
 	go func() {
