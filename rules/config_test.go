@@ -93,4 +93,3 @@ func splitLines(s string) []string {
 	}
 	return append(out, s[start:])
 }
-

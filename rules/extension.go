@@ -300,4 +300,3 @@ func nonNil(u []*url.URL) []*url.URL {
 	}
 	return u
 }
-
