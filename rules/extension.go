@@ -44,6 +44,7 @@ type rulesExtension struct {
 	query    queryext.QueryService
 	manager  *promrules.Manager
 	notifier *notifier.Manager
+	tel      *telemetry
 	cancel   context.CancelFunc // stops the rule evaluations' context and the file check
 	wg       sync.WaitGroup     // the manager's, the notifier's and the file check's goroutines
 
@@ -105,6 +106,10 @@ func (e *rulesExtension) Start(_ context.Context, host component.Host) error {
 	if err != nil {
 		return err
 	}
+	tel, err := newTelemetry(e.settings.TelemetrySettings, reg)
+	if err != nil {
+		return fmt.Errorf("rules: telemetry: %w", err)
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	mgr := promrules.NewManager(&promrules.ManagerOptions{
 		NameValidationScheme:   model.UTF8Validation,
@@ -124,10 +129,11 @@ func (e *rulesExtension) Start(_ context.Context, host component.Host) error {
 	})
 	if err := mgr.Update(e.cfg.EvaluationInterval, files, e.extLabels, e.extURL, nil); err != nil {
 		cancel()
+		_ = tel.shutdown()
 		return fmt.Errorf("rules: rule_files: %w", err)
 	}
 	e.loaded = fingerprint
-	e.query, e.manager, e.notifier, e.cancel = qs, mgr, nm, cancel
+	e.query, e.manager, e.notifier, e.tel, e.cancel = qs, mgr, nm, tel, cancel
 
 	e.wg.Add(2)
 	go func() {
@@ -214,7 +220,9 @@ func (e *rulesExtension) checkFiles(ctx context.Context) {
 			continue
 		}
 		e.loaded = fingerprint
-		if err := e.manager.Update(e.cfg.EvaluationInterval, files, e.extLabels, e.extURL, nil); err != nil {
+		err = e.manager.Update(e.cfg.EvaluationInterval, files, e.extLabels, e.extURL, nil)
+		e.tel.reloaded(err == nil)
+		if err != nil {
 			// The rule manager logged each error, naming file and rule.
 			e.settings.Logger.Error("Reloading rule files failed; the previous rules keep running", zap.Error(err))
 			continue
@@ -263,7 +271,7 @@ func (e *rulesExtension) Shutdown(context.Context) error {
 	e.notifier.Stop()
 	e.wg.Wait()
 	e.manager = nil
-	return nil
+	return e.tel.shutdown()
 }
 
 // findQueryService looks the promql extension up by id and checks that it offers a QueryService.

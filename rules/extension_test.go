@@ -21,6 +21,8 @@ import (
 	"go.opentelemetry.io/collector/component"
 	"go.opentelemetry.io/collector/component/componenttest"
 	"go.opentelemetry.io/collector/extension"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/sdk/metric/metricdata"
 	"go.uber.org/zap/zaptest"
 
 	"github.com/metricstor/metricstor/queryext"
@@ -63,6 +65,7 @@ type env struct {
 	api   string // base URL of the promql extension
 	rules extension.Extension
 	host  testHost
+	tel   *componenttest.Telemetry // the rules extension's telemetry
 }
 
 // startEnv starts the store and the promql extension, then the rules extension with cfg.
@@ -97,7 +100,10 @@ func startEnv(t *testing.T, mutate func(*Config)) (*env, error) {
 		mutate(cfg)
 	}
 	require.NoError(t, cfg.Validate())
+	tel := componenttest.NewTelemetry()
+	t.Cleanup(func() { require.NoError(t, tel.Shutdown(ctx)) })
 	rset := settings(t, metadata.Type)
+	rset.TelemetrySettings = tel.NewTelemetrySettings()
 	rset.Logger = zaptest.NewLogger(t)
 	ext, err := NewFactory().Create(ctx, rset, cfg)
 	require.NoError(t, err)
@@ -107,6 +113,7 @@ func startEnv(t *testing.T, mutate func(*Config)) (*env, error) {
 		api:   queryExt.(queryext.QueryService).ExternalURL().String(),
 		rules: ext,
 		host:  host,
+		tel:   tel,
 	}
 	if err := ext.Start(ctx, host); err != nil {
 		require.NoError(t, ext.Shutdown(ctx))
@@ -319,6 +326,37 @@ func TestRulesEvaluateAlertAndServe(t *testing.T) {
 		assert.False(c, last.EndsAt.After(time.Now()), "resolved: endsAt %s", last.EndsAt)
 	}, waitFor, 50*time.Millisecond, "the Alertmanager receives the resolution")
 	assert.Empty(t, alerts(t, e.api))
+
+	// Telemetry: evaluations of the group, the two alerts sent (firing, resolved) to the Alertmanager.
+	group := filepath.Join(dir, "demo.rules.yml") + ";demo"
+	assert.Positive(t, sumOf(t, e.tel, "metricstor_rules_evaluations", "rule_group", group))
+	assert.Equal(t, int64(0), sumOf(t, e.tel, "metricstor_rules_evaluation_failures", "rule_group", group))
+	assert.GreaterOrEqual(t, sumOf(t, e.tel, "metricstor_rules_notifications_sent", "alertmanager", am.server.URL+"/prefix/api/v2/alerts"), int64(2))
+	assert.Equal(t, int64(0), sumOf(t, e.tel, "metricstor_rules_notifications_dropped", "alertmanager", am.server.URL+"/prefix/api/v2/alerts"))
+}
+
+// sumOf is the value of the int64 sum or gauge name at the data point whose attribute key is
+// value; it fails the test when there is none.
+func sumOf(t *testing.T, tel *componenttest.Telemetry, name, key, value string) int64 {
+	t.Helper()
+	m, err := tel.GetMetric(name)
+	require.NoError(t, err, name)
+	var points []metricdata.DataPoint[int64]
+	switch d := m.Data.(type) {
+	case metricdata.Sum[int64]:
+		points = d.DataPoints
+	case metricdata.Gauge[int64]:
+		points = d.DataPoints
+	default:
+		t.Fatalf("%s: unexpected data %T", name, m.Data)
+	}
+	for _, p := range points {
+		if v, ok := p.Attributes.Value(attribute.Key(key)); ok && v.AsString() == value {
+			return p.Value
+		}
+	}
+	t.Fatalf("%s: no data point with %s=%q in %+v", name, key, value, points)
+	return 0
 }
 
 // TestRulesReloadOnChange: a rule file changed on disk is reloaded; an invalid change leaves the
@@ -344,13 +382,23 @@ func TestRulesReloadOnChange(t *testing.T) {
 
 	// Invalid: the previous rules keep running and keep being served.
 	writeFile(t, path, "groups:\n  - name: broken\n    rules:\n      - record: x\n        expr: sum(\n")
-	// The check runs every 100ms: the rules are still served across several checks.
+	require.EventuallyWithT(t, func(c *assert.CollectT) {
+		m, err := e.tel.GetMetric("metricstor_rules_reloads")
+		if assert.NoError(c, err) {
+			assert.Len(c, m.Data.(metricdata.Sum[int64]).DataPoints, 2, "a success and a failure")
+		}
+	}, waitFor, 50*time.Millisecond)
+	assert.Equal(t, int64(1), sumOf(t, e.tel, "metricstor_rules_reloads", "result", "success"))
+	assert.Equal(t, int64(1), sumOf(t, e.tel, "metricstor_rules_reloads", "result", "failure"))
+	// The check runs every 100ms: the same broken content is not tried again, and the previous
+	// rules are still served.
 	for range 5 {
 		g := ruleGroups(t, e.api)
 		require.Len(t, g, 1)
 		assert.Equal(t, "renamed", g[0].Name)
 		time.Sleep(100 * time.Millisecond)
 	}
+	assert.Equal(t, int64(1), sumOf(t, e.tel, "metricstor_rules_reloads", "result", "failure"))
 }
 
 // TestRulesInvalidFileFailsStart: Start fails with Prometheus's error naming the file and rule.
