@@ -26,6 +26,7 @@ import (
 	"github.com/prometheus/prometheus/util/notifications"
 	v1 "github.com/prometheus/prometheus/web/api/v1"
 
+	mrules "github.com/metricstor/metricstor/rules"
 	mstorage "github.com/metricstor/metricstor/storage"
 )
 
@@ -49,7 +50,7 @@ type apiSettings struct {
 	ready   *atomic.Bool // false before Start finished and once Shutdown began
 	// rules is the state of the rules extension to serve at the time of a request (an empty
 	// one when no rules extension runs). Nil serves nothing.
-	rules func() RulesSource
+	rules func() mrules.State
 }
 
 // queryAPI is the HTTP handler of the extension and the engine behind it.
@@ -229,7 +230,7 @@ func (noTargets) ScrapePoolConfig(name string) (*config.ScrapeConfig, error) {
 	return nil, fmt.Errorf("scrape pool %q not found: metricstor does not scrape", name)
 }
 
-func rulesOf(set apiSettings) RulesSource {
+func rulesOf(set apiSettings) mrules.State {
 	if set.rules == nil {
 		return noRules{}
 	}

@@ -16,6 +16,7 @@ import (
 	"go.opentelemetry.io/collector/extension/extensioncapabilities"
 	"go.uber.org/zap"
 
+	"github.com/metricstor/metricstor/internal/zapslog"
 	mstorage "github.com/metricstor/metricstor/storage"
 )
 
@@ -58,7 +59,7 @@ func (e *promqlExtension) Start(ctx context.Context, host component.Host) error 
 	logger := e.settings.Logger
 	api := newAPIHandler(store, apiSettings{
 		cfg:     e.cfg,
-		logger:  newSlogLogger(logger),
+		logger:  zapslog.New(logger),
 		version: e.settings.BuildInfo.Version,
 		ready:   &e.ready,
 		rules:   e.servedRules,

@@ -25,7 +25,7 @@ import (
 	"go.opentelemetry.io/collector/extension/extensioncapabilities"
 	"go.uber.org/zap"
 
-	"github.com/metricstor/metricstor/queryext"
+	"github.com/metricstor/metricstor/internal/zapslog"
 )
 
 // Prometheus's defaults for what this extension does not configure.
@@ -41,7 +41,7 @@ type rulesExtension struct {
 	settings extension.Settings // never changes after construction
 
 	// Set by Start, read by Shutdown; the collector never calls them concurrently.
-	query    queryext.QueryService
+	query    QueryAPI
 	manager  *promrules.Manager
 	notifier *notifier.Manager
 	tel      *telemetry
@@ -87,7 +87,7 @@ func (e *rulesExtension) Start(_ context.Context, host component.Host) error {
 	}
 	e.extLabels = labels.FromMap(e.cfg.ExternalLabels)
 
-	logger := queryext.NewSlogLogger(e.settings.Logger)
+	logger := zapslog.New(e.settings.Logger)
 	p := parser.NewParser(parser.Options{})
 	// Prometheus's own error for an invalid file names the file, the group, the rule and the line.
 	if err := promrules.ParseFiles(e.cfg.RuleFiles, model.UTF8Validation, p, logger); err != nil {
@@ -275,12 +275,12 @@ func (e *rulesExtension) Shutdown(context.Context) error {
 }
 
 // findQueryService looks the promql extension up by id and checks that it offers a QueryService.
-func findQueryService(host component.Host, id component.ID) (queryext.QueryService, error) {
+func findQueryService(host component.Host, id component.ID) (QueryAPI, error) {
 	ext, ok := host.GetExtensions()[id]
 	if !ok {
 		return nil, fmt.Errorf("rules: promql extension %q not found", id)
 	}
-	qs, ok := ext.(queryext.QueryService)
+	qs, ok := ext.(QueryAPI)
 	if !ok {
 		return nil, fmt.Errorf("rules: extension %q is not a metricstor promql extension (it is a %T)", id, ext)
 	}

@@ -1,4 +1,6 @@
-package rules
+// The extension is tested with the real storage and promql extensions, as in the binary: an
+// external test package, since queryext imports this one.
+package rules_test
 
 import (
 	"context"
@@ -21,12 +23,13 @@ import (
 	"go.opentelemetry.io/collector/component"
 	"go.opentelemetry.io/collector/component/componenttest"
 	"go.opentelemetry.io/collector/extension"
+	"go.opentelemetry.io/collector/extension/extensioncapabilities"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/sdk/metric/metricdata"
 	"go.uber.org/zap/zaptest"
 
 	"github.com/metricstor/metricstor/queryext"
-	"github.com/metricstor/metricstor/rules/internal/metadata"
+	"github.com/metricstor/metricstor/rules"
 	mstorage "github.com/metricstor/metricstor/storage"
 )
 
@@ -69,7 +72,7 @@ type env struct {
 }
 
 // startEnv starts the store and the promql extension, then the rules extension with cfg.
-func startEnv(t *testing.T, mutate func(*Config)) (*env, error) {
+func startEnv(t *testing.T, mutate func(*rules.Config)) (*env, error) {
 	ctx := context.Background()
 	sf := mstorage.NewFactory()
 	scfg := sf.CreateDefaultConfig().(*mstorage.Config)
@@ -93,7 +96,7 @@ func startEnv(t *testing.T, mutate func(*Config)) (*env, error) {
 	t.Cleanup(func() { require.NoError(t, queryExt.Shutdown(ctx)) })
 	host[component.NewID(qf.Type())] = queryExt
 
-	cfg := createDefaultConfig().(*Config)
+	cfg := rules.NewFactory().CreateDefaultConfig().(*rules.Config)
 	cfg.EvaluationInterval = 100 * time.Millisecond
 	cfg.FileCheckInterval = 100 * time.Millisecond
 	if mutate != nil {
@@ -102,15 +105,15 @@ func startEnv(t *testing.T, mutate func(*Config)) (*env, error) {
 	require.NoError(t, cfg.Validate())
 	tel := componenttest.NewTelemetry()
 	t.Cleanup(func() { require.NoError(t, tel.Shutdown(ctx)) })
-	rset := settings(t, metadata.Type)
+	rset := settings(t, rules.NewFactory().Type())
 	rset.TelemetrySettings = tel.NewTelemetrySettings()
 	rset.Logger = zaptest.NewLogger(t)
-	ext, err := NewFactory().Create(ctx, rset, cfg)
+	ext, err := rules.NewFactory().Create(ctx, rset, cfg)
 	require.NoError(t, err)
-	assert.Equal(t, []component.ID{cfg.PromQL}, ext.(*rulesExtension).Dependencies())
+	assert.Equal(t, []component.ID{cfg.PromQL}, ext.(extensioncapabilities.Dependent).Dependencies())
 	e := &env{
 		store: storeExt.(mstorage.Store),
-		api:   queryExt.(queryext.QueryService).ExternalURL().String(),
+		api:   queryExt.(rules.QueryAPI).ExternalURL().String(),
 		rules: ext,
 		host:  host,
 		tel:   tel,
@@ -254,7 +257,7 @@ func TestRulesEvaluateAlertAndServe(t *testing.T) {
 	dir := t.TempDir()
 	writeFile(t, filepath.Join(dir, "demo.rules.yml"), ruleFile)
 	am := newAMReceiver(t)
-	e, err := startEnv(t, func(cfg *Config) {
+	e, err := startEnv(t, func(cfg *rules.Config) {
 		cfg.RuleFiles = []string{filepath.Join(dir, "*.rules.yml")}
 		cfg.ExternalLabels = map[string]string{"cluster": "test"}
 		cfg.Alertmanagers = []string{am.server.URL + "/prefix"}
@@ -365,7 +368,7 @@ func TestRulesReloadOnChange(t *testing.T) {
 	dir := t.TempDir()
 	path := filepath.Join(dir, "demo.yml")
 	writeFile(t, path, ruleFile)
-	e, err := startEnv(t, func(cfg *Config) { cfg.RuleFiles = []string{path} })
+	e, err := startEnv(t, func(cfg *rules.Config) { cfg.RuleFiles = []string{path} })
 	require.NoError(t, err)
 	require.Len(t, ruleGroups(t, e.api), 1)
 
@@ -406,7 +409,7 @@ func TestRulesInvalidFileFailsStart(t *testing.T) {
 	dir := t.TempDir()
 	path := filepath.Join(dir, "bad.yml")
 	writeFile(t, path, "groups:\n  - name: g\n    rules:\n      - record: x\n        expr: sum(\n")
-	_, err := startEnv(t, func(cfg *Config) { cfg.RuleFiles = []string{path} })
+	_, err := startEnv(t, func(cfg *rules.Config) { cfg.RuleFiles = []string{path} })
 	require.Error(t, err)
 	assert.Contains(t, err.Error(), "rules: rule_files: ")
 	assert.Contains(t, err.Error(), path)
@@ -425,9 +428,10 @@ func TestRulesAPIEmptyWithoutRules(t *testing.T) {
 
 // TestRulesPromQLNotFound: a missing or wrong promql extension fails Start with its ID.
 func TestRulesPromQLNotFound(t *testing.T) {
-	cfg := createDefaultConfig().(*Config)
+	f := rules.NewFactory()
+	cfg := f.CreateDefaultConfig().(*rules.Config)
 	cfg.PromQL = component.MustNewIDWithName("promql", "other")
-	ext, err := NewFactory().Create(context.Background(), settings(t, metadata.Type), cfg)
+	ext, err := f.Create(context.Background(), settings(t, f.Type()), cfg)
 	require.NoError(t, err)
 	err = ext.Start(context.Background(), testHost{})
 	require.EqualError(t, err, `rules: promql extension "promql/other" not found`)
