@@ -69,7 +69,7 @@ func (e *rulesExtension) Dependencies() []component.ID {
 // Start loads the rule files (an invalid file fails Start, as it fails Prometheus's start),
 // starts the notifier and the rule manager and hands their state to the promql extension.
 func (e *rulesExtension) Start(_ context.Context, host component.Host) error {
-	qs, err := findQueryService(host, e.cfg.PromQL)
+	qs, err := findQueryAPI(host, e.cfg.PromQL)
 	if err != nil {
 		return err
 	}
@@ -274,8 +274,8 @@ func (e *rulesExtension) Shutdown(context.Context) error {
 	return e.tel.shutdown()
 }
 
-// findQueryService looks the promql extension up by id and checks that it offers a QueryService.
-func findQueryService(host component.Host, id component.ID) (QueryAPI, error) {
+// findQueryAPI looks the promql extension up by id and checks that it offers a QueryAPI.
+func findQueryAPI(host component.Host, id component.ID) (QueryAPI, error) {
 	ext, ok := host.GetExtensions()[id]
 	if !ok {
 		return nil, fmt.Errorf("rules: promql extension %q not found", id)
