@@ -73,6 +73,11 @@ type env struct {
 
 // startEnv starts the store and the promql extension, then the rules extension with cfg.
 func startEnv(t *testing.T, mutate func(*rules.Config)) (*env, error) {
+	return startEnvQuery(t, nil, mutate)
+}
+
+// startEnvQuery is startEnv with settings of the promql extension changed by qmutate.
+func startEnvQuery(t *testing.T, qmutate func(*queryext.Config), mutate func(*rules.Config)) (*env, error) {
 	ctx := context.Background()
 	sf := mstorage.NewFactory()
 	scfg := sf.CreateDefaultConfig().(*mstorage.Config)
@@ -87,6 +92,9 @@ func startEnv(t *testing.T, mutate func(*rules.Config)) (*env, error) {
 	qf := queryext.NewFactory()
 	qcfg := qf.CreateDefaultConfig().(*queryext.Config)
 	qcfg.NetAddr.Endpoint = "127.0.0.1:0"
+	if qmutate != nil {
+		qmutate(qcfg)
+	}
 	qset := settings(t, qf.Type())
 	qset.Logger = zaptest.NewLogger(t)
 	queryExt, err := qf.Create(ctx, qset, qcfg)
@@ -402,6 +410,40 @@ func TestRulesReloadOnChange(t *testing.T) {
 		time.Sleep(100 * time.Millisecond)
 	}
 	assert.Equal(t, int64(1), sumOf(t, e.tel, "metricstor_rules_reloads", "result", "failure"))
+}
+
+// TestRulesQueryLimit: a rule whose query exceeds the promql extension's max_samples fails with
+// the engine's error, shown in /api/v1/rules and counted in the telemetry; the group's other
+// rules go on.
+func TestRulesQueryLimit(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "limit.yml")
+	writeFile(t, path, "groups:\n  - name: limit\n    rules:\n      - record: too_big\n        expr: demo_value + 0\n      - record: fine\n        expr: vector(1)\n")
+	e, err := startEnvQuery(t, func(q *queryext.Config) { q.MaxSamples = 4 }, func(cfg *rules.Config) { cfg.RuleFiles = []string{path} })
+	require.NoError(t, err)
+	for _, inst := range []string{"a", "b", "c", "d", "e", "f"} {
+		appendNow(t, e.store, inst, 1)
+	}
+
+	var d struct {
+		Groups []struct {
+			Rules []struct {
+				Name      string `json:"name"`
+				Health    string `json:"health"`
+				LastError string `json:"lastError"`
+			} `json:"rules"`
+		} `json:"groups"`
+	}
+	require.EventuallyWithT(t, func(c *assert.CollectT) {
+		require.NoError(c, json.Unmarshal(apiData(t, e.api, "/api/v1/rules"), &d))
+		if assert.Len(c, d.Groups, 1) && assert.Len(c, d.Groups[0].Rules, 2) {
+			assert.Equal(c, "err", d.Groups[0].Rules[0].Health)
+			assert.Equal(c, "ok", d.Groups[0].Rules[1].Health, d.Groups[0].Rules[1].LastError)
+		}
+	}, waitFor, 50*time.Millisecond)
+	assert.Contains(t, d.Groups[0].Rules[0].LastError, "query processing would load too many samples into memory")
+	assert.Equal(t, "1", instantQuery(t, e.api, "fine"))
+	assert.Positive(t, sumOf(t, e.tel, "metricstor_rules_evaluation_failures", "rule_group", path+";limit"))
 }
 
 // TestRulesInvalidFileFailsStart: Start fails with Prometheus's error naming the file and rule.

@@ -461,3 +461,29 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 		time.Sleep(200 * time.Millisecond)
 	}
 }
+
+// TestRulesInvalidFile: the binary refuses to start on a rule file that does not parse, with
+// Prometheus's error naming the file and the rule, as Prometheus refuses to start.
+func TestRulesInvalidFile(t *testing.T) {
+	binary := harness.Binary(t)
+	path := filepath.Join(t.TempDir(), "bad.rules.yml")
+	if err := os.WriteFile(path, []byte("groups:\n  - name: g\n    rules:\n      - record: broken_rule\n        expr: sum(rate(x[5m])\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg := harness.NewConfig(t)
+	cfg.RulesYAML = fmt.Sprintf("rule_files: [%q]\n", path)
+	code, out := harness.RunToExit(t, binary, time.Minute, "--config", cfg.Write(t))
+	if code == 0 {
+		t.Fatalf("started on an invalid rule file:\n%s", out)
+	}
+	for _, want := range []string{"rules: rule_files: ", path, "broken_rule"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("the error does not name %q:\n%s", want, out)
+		}
+	}
+	for _, l := range strings.Split(out, "\n") {
+		if strings.Contains(l, "rules: rule_files: ") {
+			t.Logf("exit code %d: %s", code, l)
+		}
+	}
+}
