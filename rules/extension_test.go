@@ -446,6 +446,76 @@ func TestRulesQueryLimit(t *testing.T) {
 	assert.Positive(t, sumOf(t, e.tel, "metricstor_rules_evaluation_failures", "rule_group", path+";limit"))
 }
 
+// TestRulesQueryOffset: query_offset evaluates groups that far in the past (data pushed now is not
+// seen yet), unless a group sets its own.
+func TestRulesQueryOffset(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "offset.yml")
+	writeFile(t, path, `groups:
+  - name: global_offset
+    rules:
+      - record: seen_with_offset
+        expr: demo_value
+  - name: own_offset
+    query_offset: 0s
+    rules:
+      - record: seen_now
+        expr: demo_value
+`)
+	e, err := startEnv(t, func(cfg *rules.Config) {
+		cfg.RuleFiles = []string{path}
+		cfg.QueryOffset = time.Hour
+	})
+	require.NoError(t, err)
+	appendNow(t, e.store, "a", 4)
+	require.EventuallyWithT(t, func(c *assert.CollectT) {
+		assert.Equal(c, "4", instantQuery(t, e.api, "seen_now"))
+	}, waitFor, 50*time.Millisecond)
+	// Both groups evaluated since the sample was appended (seen_now has it); give the offset
+	// group a few more evaluations: it evaluates an hour ago, before the sample.
+	time.Sleep(500 * time.Millisecond)
+	assert.Empty(t, instantQuery(t, e.api, "seen_with_offset"))
+	var d struct {
+		Groups []struct {
+			Name        string `json:"name"`
+			Evaluations string `json:"lastEvaluation"`
+		} `json:"groups"`
+	}
+	require.NoError(t, json.Unmarshal(apiData(t, e.api, "/api/v1/rules"), &d))
+	require.Len(t, d.Groups, 2)
+	assert.NotEqual(t, "0001-01-01T00:00:00Z", d.Groups[0].Evaluations, "the offset group has been evaluated")
+}
+
+// TestRulesAlertmanagerDown: an Alertmanager that does not answer costs counted send errors, not
+// evaluations.
+func TestRulesAlertmanagerDown(t *testing.T) {
+	dir := t.TempDir()
+	writeFile(t, filepath.Join(dir, "demo.rules.yml"), ruleFile)
+	down := httptest.NewServer(http.NotFoundHandler())
+	downURL := down.URL
+	down.Close() // nothing listens there any more
+	e, err := startEnv(t, func(cfg *rules.Config) {
+		cfg.RuleFiles = []string{filepath.Join(dir, "*.rules.yml")}
+		cfg.Alertmanagers = []string{downURL}
+		cfg.AlertmanagerTimeout = time.Second
+	})
+	require.NoError(t, err)
+	appendNow(t, e.store, "a", 7)
+	require.EventuallyWithT(t, func(c *assert.CollectT) {
+		m, err := e.tel.GetMetric("metricstor_rules_notifications_errors")
+		if assert.NoError(c, err) {
+			dp := m.Data.(metricdata.Sum[int64]).DataPoints
+			if assert.Len(c, dp, 1) {
+				assert.Positive(c, dp[0].Value)
+			}
+		}
+	}, waitFor, 50*time.Millisecond)
+	assert.Equal(t, int64(0), sumOf(t, e.tel, "metricstor_rules_notifications_sent", "alertmanager", downURL+"/api/v2/alerts"))
+	as := alerts(t, e.api)
+	require.Len(t, as, 1)
+	assert.Equal(t, "firing", as[0].State)
+}
+
 // TestRulesInvalidFileFailsStart: Start fails with Prometheus's error naming the file and rule.
 func TestRulesInvalidFileFailsStart(t *testing.T) {
 	dir := t.TempDir()
