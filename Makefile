@@ -13,6 +13,8 @@ E2E_TIMEOUT ?= 15m
 PROMETHEUS_VERSION  := v0.316.0
 PROMETHEUS          := $(CURDIR)/bin/tools/prometheus-$(PROMETHEUS_VERSION)/prometheus
 CONFORMANCE_TIMEOUT ?= 30m
+# The Alertmanager of the rules end-to-end test (TestRulesMatchPrometheus).
+ALERTMANAGER_VERSION := v0.35.0
 # The peer of the server benchmark, installed with go install from the module proxy.
 VICTORIAMETRICS_VERSION := v1.151.0
 VICTORIAMETRICS         := $(CURDIR)/bin/tools/victoriametrics-$(VICTORIAMETRICS_VERSION)/victoria-metrics
@@ -25,7 +27,7 @@ PINNED_MODULES := github.com/prometheus/prometheus \
                   go.opentelemetry.io/collector/exporter/exporterhelper \
                   go.opentelemetry.io/collector/extension/extensioncapabilities
 
-.PHONY: all build run test unit e2e conformance prometheus victoriametrics bench soak vet fmt-check check-versions clean fuzz
+.PHONY: all build run test unit e2e conformance prometheus alertmanager victoriametrics bench soak vet fmt-check check-versions clean fuzz
 
 all: build
 
@@ -63,8 +65,9 @@ unit:
 	$(GO) test -race $$($(GO) list ./... | grep -v '/testbed/')
 
 # End-to-end tests against the built binary. The minutes-long conformance run is
-# `make conformance`, the server benchmark `make bench-server`.
-e2e: build
+# `make conformance`, the server benchmark `make bench-server`. TestRulesMatchPrometheus runs the
+# reference Prometheus and an Alertmanager beside the binary.
+e2e: build prometheus alertmanager
 	METRICSTOR_BINARY=$(BINARY) $(GO) test -count=1 -timeout=$(E2E_TIMEOUT) -skip '^(TestConformance|TestServerBench|TestSoak)$$' ./testbed/...
 
 # Coverage-guided fuzzing, FUZZTIME per target (default 20s), one target at a time (go test -fuzz
@@ -131,6 +134,10 @@ soak: build
 # Installs the reference Prometheus (skipped when that version is already there).
 prometheus:
 	@testbed/scripts/install-prometheus.sh $(PROMETHEUS_VERSION) >/dev/null
+
+# Builds the Alertmanager of the rules end-to-end test (skipped when that version is already there).
+alertmanager:
+	@testbed/scripts/install-alertmanager.sh $(ALERTMANAGER_VERSION) >/dev/null
 
 # Installs the VictoriaMetrics single-node server of the server benchmark (skipped when there).
 victoriametrics:

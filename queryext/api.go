@@ -26,6 +26,7 @@ import (
 	"github.com/prometheus/prometheus/util/notifications"
 	v1 "github.com/prometheus/prometheus/web/api/v1"
 
+	mrules "github.com/metricstor/metricstor/rules"
 	mstorage "github.com/metricstor/metricstor/storage"
 )
 
@@ -37,7 +38,8 @@ const prometheusAPIVersion = "3.16.0"
 const apiPrefix = "/api/v1"
 
 // defaultSubqueryStep is the step of a subquery written without one, Prometheus's default
-// evaluation_interval (we run no rules, so there is no evaluation interval of our own).
+// evaluation_interval (the rules extension has its own; like Prometheus, an API query does not
+// follow it).
 const defaultSubqueryStep = time.Minute
 
 // apiSettings is what newAPIHandler needs besides the store.
@@ -46,6 +48,9 @@ type apiSettings struct {
 	logger  *slog.Logger
 	version string       // Metricstor's version for /api/v1/status/buildinfo
 	ready   *atomic.Bool // false before Start finished and once Shutdown began
+	// rules is the state of the rules extension to serve at the time of a request (an empty
+	// one when no rules extension runs). Nil serves nothing.
+	rules func() mrules.State
 }
 
 // queryAPI is the HTTP handler of the extension and the engine behind it.
@@ -83,7 +88,7 @@ func newAPIHandler(store mstorage.Store, set apiSettings) *queryAPI {
 		store,
 		func(context.Context) v1.ScrapePoolsRetriever { return noTargets{} },
 		func(context.Context) v1.TargetRetriever { return noTargets{} },
-		func(context.Context) v1.AlertmanagerRetriever { return noAlertmanagers{} },
+		func(context.Context) v1.AlertmanagerRetriever { return rulesOf(set) },
 		configFunc,
 		map[string]string{},
 		v1.GlobalURLOptions{ListenAddress: set.cfg.NetAddr.Endpoint, Host: set.cfg.NetAddr.Endpoint, Scheme: "http"},
@@ -94,7 +99,7 @@ func newAPIHandler(store mstorage.Store, set apiSettings) *queryAPI {
 		false, // search API off
 		0,
 		set.logger.With("component", "api"),
-		func(context.Context) v1.RulesRetriever { return noRules{} },
+		func(context.Context) v1.RulesRetriever { return rulesOf(set) },
 		0, 0, 0, // remote read: no sample limit, no concurrency limit, default frame size
 		false, // not an agent
 		// CORS is confighttp's job (`cors:`); this pattern matches no Origin, so Prometheus's own
@@ -225,17 +230,21 @@ func (noTargets) ScrapePoolConfig(name string) (*config.ScrapeConfig, error) {
 	return nil, fmt.Errorf("scrape pool %q not found: metricstor does not scrape", name)
 }
 
-// noAlertmanagers serves /api/v1/alertmanagers: Metricstor sends no alerts.
-type noAlertmanagers struct{}
+func rulesOf(set apiSettings) mrules.State {
+	if set.rules == nil {
+		return noRules{}
+	}
+	return set.rules()
+}
 
-func (noAlertmanagers) Alertmanagers() []*url.URL        { return []*url.URL{} }
-func (noAlertmanagers) DroppedAlertmanagers() []*url.URL { return []*url.URL{} }
-
-// noRules serves /api/v1/rules and /api/v1/alerts: Metricstor evaluates no rules.
+// noRules serves /api/v1/rules, /api/v1/alerts and /api/v1/alertmanagers while no rules
+// extension runs: no rules, no alerts, no Alertmanagers.
 type noRules struct{}
 
 func (noRules) RuleGroups() []*rules.Group           { return []*rules.Group{} }
 func (noRules) AlertingRules() []*rules.AlertingRule { return []*rules.AlertingRule{} }
+func (noRules) Alertmanagers() []*url.URL            { return []*url.URL{} }
+func (noRules) DroppedAlertmanagers() []*url.URL     { return []*url.URL{} }
 
 // errUnsupported is returned by the TSDB status and admin endpoints, which describe Prometheus's
 // own TSDB; the metricstor store reports its state through its own telemetry.

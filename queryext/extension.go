@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/url"
 	"sync"
 	"sync/atomic"
 
@@ -15,6 +16,7 @@ import (
 	"go.opentelemetry.io/collector/extension/extensioncapabilities"
 	"go.uber.org/zap"
 
+	"github.com/metricstor/metricstor/internal/zapslog"
 	mstorage "github.com/metricstor/metricstor/storage"
 )
 
@@ -30,6 +32,11 @@ type promqlExtension struct {
 	addr    net.Addr // the bound address (the real port when the endpoint says :0)
 	api     *queryAPI
 	serveWG sync.WaitGroup // the serve goroutine
+
+	store       mstorage.Store // set by Start, read by the rules extension after it
+	externalURL *url.URL       // set by Start, read by the rules extension after it
+
+	rules atomic.Pointer[rulesRef] // what /api/v1/rules, /alerts, /alertmanagers serve; nil: nothing
 }
 
 var _ extensioncapabilities.Dependent = (*promqlExtension)(nil)
@@ -59,9 +66,10 @@ func (e *promqlExtension) Start(ctx context.Context, host component.Host) error 
 	logger := e.settings.Logger
 	api := newAPIHandler(store, apiSettings{
 		cfg:     e.cfg,
-		logger:  newSlogLogger(logger),
+		logger:  zapslog.New(logger),
 		version: e.settings.BuildInfo.Version,
 		ready:   &e.ready,
+		rules:   e.servedRules,
 	})
 
 	ln, err := e.cfg.ToListener(ctx)
@@ -75,7 +83,14 @@ func (e *promqlExtension) Start(ctx context.Context, host component.Host) error 
 		_ = api.engine.Close()
 		return fmt.Errorf("promql: create http server: %w", err)
 	}
+	extURL, err := externalURL(ln.Addr(), e.cfg.TLS.HasValue())
+	if err != nil {
+		_ = ln.Close()
+		_ = api.engine.Close()
+		return err
+	}
 	e.server, e.addr, e.api = srv, ln.Addr(), api
+	e.store, e.externalURL = store, extURL
 
 	e.serveWG.Add(1)
 	go func() {

@@ -35,6 +35,10 @@ type Config struct {
 	// extension; empty means "metricstor", the ID of the storage extension.
 	ExporterStorage string
 	PromQLStorage   string
+
+	// RulesYAML, when not empty, adds the rules extension with these settings (YAML at the
+	// extension's level, "rule_files: [...]") to the service.
+	RulesYAML string
 }
 
 // NewConfig returns the default test configuration with fresh ports and a t.TempDir() data
@@ -83,9 +87,13 @@ extensions:
 {{- if .PromQLYAML}}
 {{indent .PromQLYAML}}
 {{- end}}
+{{- if .RulesYAML}}
+  rules:
+{{indent .RulesYAML}}
+{{- end}}
 
 service:
-  extensions: [metricstor, promql]
+  extensions: [metricstor, promql{{if .RulesYAML}}, rules{{end}}]
   pipelines:
     metrics:
       receivers: [otlp{{if .RemoteWrite}}, remote_write{{end}}]

@@ -1,4 +1,4 @@
-package queryext
+package zapslog
 
 import (
 	"errors"
@@ -14,7 +14,7 @@ import (
 
 func TestSlogAdapter(t *testing.T) {
 	core, logs := observer.New(zapcore.InfoLevel)
-	logger := newSlogLogger(zap.New(core)).With("component", "api").WithGroup("req")
+	logger := New(zap.New(core)).With("component", "api").WithGroup("req")
 
 	logger.Debug("dropped below the zap level")
 	logger.Error("error writing response", "bytesWritten", 3, "err", errors.New("broken pipe"),

@@ -1,4 +1,6 @@
-package queryext // import "github.com/metricstor/metricstor/queryext"
+// Package zapslog adapts the collector's zap logger to the *slog.Logger that Prometheus's packages
+// want; the promql and rules extensions log through it.
+package zapslog // import "github.com/metricstor/metricstor/internal/zapslog"
 
 import (
 	"context"
@@ -10,9 +12,9 @@ import (
 	"go.uber.org/zap/zapcore"
 )
 
-// newSlogLogger adapts the collector's zap logger to the *slog.Logger that Prometheus's code
+// New adapts the collector's zap logger to the *slog.Logger that Prometheus's code
 // wants (go.uber.org/zap/exp/zapslog is not in the module graph).
-func newSlogLogger(logger *zap.Logger) *slog.Logger {
+func New(logger *zap.Logger) *slog.Logger {
 	return slog.New(&zapHandler{core: logger.Core()})
 }
 

@@ -1,0 +1,20 @@
+// Hand-written to match what mdatagen v0.165.0 generates from ../../metadata.yaml: mdatagen is not
+// served by the module proxy available to this project. Keep it in sync with metadata.yaml by hand.
+
+package metadata // import "github.com/metricstor/metricstor/rules/internal/metadata"
+
+import (
+	"go.opentelemetry.io/collector/component"
+)
+
+var (
+	// Type is the component type name of the extension.
+	Type = component.MustNewType("rules")
+	// ScopeName is the instrumentation scope name of the extension's own telemetry.
+	ScopeName = "github.com/metricstor/metricstor/rules"
+)
+
+const (
+	// ExtensionStability is the stability level of the extension.
+	ExtensionStability = component.StabilityLevelDevelopment
+)
