@@ -27,7 +27,7 @@ PINNED_MODULES := github.com/prometheus/prometheus \
                   go.opentelemetry.io/collector/exporter/exporterhelper \
                   go.opentelemetry.io/collector/extension/extensioncapabilities
 
-.PHONY: all build run test unit e2e conformance prometheus alertmanager victoriametrics bench soak vet fmt-check check-versions clean fuzz
+.PHONY: all build run test unit e2e conformance prometheus alertmanager rwcompliance victoriametrics bench soak vet fmt-check check-versions clean fuzz
 
 all: build
 
@@ -67,7 +67,7 @@ unit:
 # End-to-end tests against the built binary. The minutes-long conformance run is
 # `make conformance`, the server benchmark `make bench-server`. TestRulesMatchPrometheus runs the
 # reference Prometheus and an Alertmanager beside the binary.
-e2e: build prometheus alertmanager
+e2e: build prometheus alertmanager rwcompliance
 	METRICSTOR_BINARY=$(BINARY) $(GO) test -count=1 -timeout=$(E2E_TIMEOUT) -skip '^(TestConformance|TestServerBench|TestSoak)$$' ./testbed/...
 
 # Coverage-guided fuzzing, FUZZTIME per target (default 20s), one target at a time (go test -fuzz
@@ -138,6 +138,11 @@ prometheus:
 # Builds the Alertmanager of the rules end-to-end test (skipped when that version is already there).
 alertmanager:
 	@testbed/scripts/install-alertmanager.sh $(ALERTMANAGER_VERSION) >/dev/null
+
+# Builds prometheus/compliance's remote write receiver suite that TestRemoteWriteCompliance runs
+# (skipped when that version is already there).
+rwcompliance:
+	@testbed/scripts/install-rwcompliance.sh >/dev/null
 
 # Installs the VictoriaMetrics single-node server of the server benchmark (skipped when there).
 victoriametrics:
