@@ -1,0 +1,139 @@
+package scrapereceiver
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"sync"
+
+	"github.com/prometheus/prometheus/model/exemplar"
+	"github.com/prometheus/prometheus/model/histogram"
+	"github.com/prometheus/prometheus/model/labels"
+	"github.com/prometheus/prometheus/storage"
+	"go.opentelemetry.io/collector/consumer"
+	"go.opentelemetry.io/collector/receiver/receiverhelper"
+	"go.uber.org/zap"
+
+	mreceiver "github.com/metricstor/metricstor/receiver"
+)
+
+// format is the obsreport "format" of a scrape.
+const format = "prometheus_scrape"
+
+// errStopped is what a scrape appends after Shutdown gets.
+var errStopped = errors.New("prometheus receiver is shut down")
+
+// appendable is the storage of the scrape manager: each scrape (one target, one interval,
+// synthetic series and staleness markers included) appends through one appender, whose Commit
+// hands everything to the next consumer at once.
+type appendable struct {
+	next    consumer.Metrics
+	obsrecv *receiverhelper.ObsReport
+	logger  *zap.Logger
+
+	mu     sync.RWMutex
+	closed bool
+}
+
+var _ storage.AppendableV2 = (*appendable)(nil)
+
+// AppenderV2 returns the appender of one scrape.
+func (a *appendable) AppenderV2(ctx context.Context) storage.AppenderV2 {
+	return &appender{ctx: ctx, a: a}
+}
+
+func (a *appendable) close() {
+	a.mu.Lock()
+	a.closed = true
+	a.mu.Unlock()
+}
+
+// appender collects one scrape in a SeriesBatch: the remote_write receiver's conversion of a
+// remote write 2.0 request, so the metricstor exporter stores exactly what was appended.
+type appender struct {
+	ctx   context.Context
+	a     *appendable
+	batch *mreceiver.SeriesBatch
+	// refused counts the samples Append refused (invalid series), for obsreport.
+	refused int
+}
+
+// Append adds one sample. The scrape loop has applied relabeling and limits; what is left to
+// refuse is what Prometheus's TSDB refuses (an invalid native histogram, an out-of-range
+// timestamp): the error is returned so that the scrape fails as it does in Prometheus.
+func (ap *appender) Append(ref storage.SeriesRef, ls labels.Labels, st, t int64, v float64, h *histogram.Histogram, fh *histogram.FloatHistogram, opts storage.AppendV2Options) (storage.SeriesRef, error) {
+	if ap.batch == nil {
+		ap.batch = mreceiver.NewSeriesBatch()
+	}
+	// The scrape loop reuses the bytes of the family name and of the exemplar slice after
+	// Append returns (storage.AppendV2Options); histograms may be reused by the parser.
+	family := strings.Clone(trimReportSuffix(opts.MetricFamilyName))
+	var exs []exemplar.Exemplar
+	if len(opts.Exemplars) > 0 {
+		exs = append([]exemplar.Exemplar(nil), opts.Exemplars...)
+	}
+	if h != nil {
+		h = h.Copy()
+	}
+	if fh != nil {
+		fh = fh.Copy()
+	}
+	if err := ap.batch.Add(ls, family, opts.Metadata, st, t, v, h, fh, exs); err != nil {
+		ap.refused++
+		return 0, err
+	}
+	if ref == 0 {
+		ref = storage.SeriesRef(ls.Hash())
+	}
+	return ref, nil
+}
+
+// trimReportSuffix removes the invalid byte (0xff) the scrape loop appends to the names of its
+// synthetic series (up, scrape_duration_seconds, ...) when it passes them as family names.
+func trimReportSuffix(family string) string { return strings.TrimSuffix(family, "\xff") }
+
+// Commit sends the scrape to the next consumer and returns its error: the scrape loop logs it
+// and counts the scrape as failed, as it does when Prometheus's TSDB fails a commit.
+func (ap *appender) Commit() error {
+	if ap.batch == nil {
+		ap.reportRefused()
+		return nil
+	}
+	points := ap.batch.Points()
+	md := ap.batch.Finish()
+	ap.batch = nil
+	ap.reportRefused()
+	if points == 0 {
+		return nil
+	}
+	ap.a.mu.RLock()
+	defer ap.a.mu.RUnlock()
+	if ap.a.closed {
+		return errStopped
+	}
+	ctx := ap.a.obsrecv.StartMetricsOp(ap.ctx)
+	err := ap.a.next.ConsumeMetrics(ctx, md)
+	ap.a.obsrecv.EndMetricsOp(ctx, format, points, err)
+	return err
+}
+
+func (ap *appender) reportRefused() {
+	if ap.refused == 0 {
+		return
+	}
+	ctx := ap.a.obsrecv.StartMetricsOp(ap.ctx)
+	ap.a.obsrecv.EndMetricsOp(ctx, format, ap.refused, errInvalid)
+	ap.refused = 0
+}
+
+var errInvalid = errors.New("invalid series")
+
+// Rollback discards the scrape (the scrape loop rolls back a scrape that failed).
+func (ap *appender) Rollback() error {
+	if ap.batch != nil {
+		ap.batch.Discard()
+		ap.batch = nil
+	}
+	ap.reportRefused()
+	return nil
+}

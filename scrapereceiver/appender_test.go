@@ -1,0 +1,169 @@
+package scrapereceiver
+
+import (
+	"context"
+	"errors"
+	"math"
+	"testing"
+
+	"github.com/prometheus/common/model"
+	"github.com/prometheus/prometheus/model/exemplar"
+	"github.com/prometheus/prometheus/model/histogram"
+	"github.com/prometheus/prometheus/model/labels"
+	"github.com/prometheus/prometheus/model/metadata"
+	"github.com/prometheus/prometheus/model/value"
+	"github.com/prometheus/prometheus/storage"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"go.opentelemetry.io/collector/consumer/consumertest"
+	"go.opentelemetry.io/collector/pdata/pmetric"
+	"go.opentelemetry.io/collector/receiver/receivertest"
+
+	"github.com/metricstor/metricstor/internal/passthrough"
+	mdata "github.com/metricstor/metricstor/scrapereceiver/internal/metadata"
+)
+
+func newTestAppendable(t *testing.T, next *consumertest.MetricsSink) *appendable {
+	t.Helper()
+	r, err := newScrapeReceiver(&Config{}, receivertest.NewNopSettings(mdata.Type), next)
+	require.NoError(t, err)
+	return r.app
+}
+
+// findMetric returns the metric named name under the resource of (job, instance).
+func findMetric(t *testing.T, md pmetric.Metrics, job, instance, name string) pmetric.Metric {
+	t.Helper()
+	for _, rm := range md.ResourceMetrics().All() {
+		j, _ := rm.Resource().Attributes().Get(passthrough.JobAttribute)
+		i, _ := rm.Resource().Attributes().Get(passthrough.InstanceAttribute)
+		if j.Str() != job || i.Str() != instance {
+			continue
+		}
+		for _, sm := range rm.ScopeMetrics().All() {
+			assert.Equal(t, passthrough.ScopeName, sm.Scope().Name(), "the exporter writes back only data of the passthrough scope")
+			for _, m := range sm.Metrics().All() {
+				if m.Name() == name {
+					return m
+				}
+			}
+		}
+	}
+	t.Fatalf("no metric %s for job=%s instance=%s in %d resources", name, job, instance, md.ResourceMetrics().Len())
+	return pmetric.Metric{}
+}
+
+// TestAppenderRoundTrip appends what a scrape appends (a counter with metadata and an exemplar,
+// a classic histogram bucket, a native histogram, a synthetic series with its family name as the
+// scrape loop passes it, a staleness marker) and checks the passthrough encoding the consumer gets.
+func TestAppenderRoundTrip(t *testing.T) {
+	sink := new(consumertest.MetricsSink)
+	app := newTestAppendable(t, sink).AppenderV2(context.Background())
+
+	target := func(kv ...string) labels.Labels {
+		return labels.FromStrings(append([]string{"job", "app", "instance", "h:1", "env", "test"}, kv...)...)
+	}
+	const ts = 1_700_000_000_000
+	counterMeta := metadata.Metadata{Type: model.MetricTypeCounter, Help: "Requests.", Unit: ""}
+	_, err := app.Append(0, target("__name__", "http_requests_total", "code", "200"), 0, ts, 42, nil, nil, storage.AOptions{
+		MetricFamilyName: "http_requests",
+		Metadata:         counterMeta,
+		Exemplars:        []exemplar.Exemplar{{Labels: labels.FromStrings("trace_id", "abc"), Value: 1, Ts: ts, HasTs: true}},
+	})
+	require.NoError(t, err)
+	_, err = app.Append(0, target("__name__", "lat_seconds_bucket", "le", "1.0"), 0, ts, 3, nil, nil, storage.AOptions{
+		MetricFamilyName: "lat_seconds",
+		Metadata:         metadata.Metadata{Type: model.MetricTypeHistogram, Help: "Latency.", Unit: "seconds"},
+	})
+	require.NoError(t, err)
+	nh := &histogram.Histogram{Schema: 0, Count: 3, Sum: 2.5, ZeroThreshold: 0.001, ZeroCount: 1,
+		PositiveSpans: []histogram.Span{{Offset: 0, Length: 2}}, PositiveBuckets: []int64{1, 0}}
+	_, err = app.Append(0, target("__name__", "native_seconds"), 0, ts, 0, nh, nil, storage.AOptions{
+		MetricFamilyName: "native_seconds",
+		Metadata:         metadata.Metadata{Type: model.MetricTypeHistogram, Help: "Native."},
+	})
+	require.NoError(t, err)
+	// The scrape loop passes a synthetic series' family name with a trailing 0xff byte.
+	_, err = app.Append(0, target("__name__", "up"), 0, ts, 1, nil, nil, storage.AOptions{
+		MetricFamilyName: "up\xff",
+		Metadata:         metadata.Metadata{Type: model.MetricTypeGauge, Help: "Health of the scrape target."},
+	})
+	require.NoError(t, err)
+	_, err = app.Append(0, target("__name__", "gone"), 0, ts, math.Float64frombits(value.StaleNaN), nil, nil, storage.AOptions{})
+	require.NoError(t, err)
+	require.Empty(t, sink.AllMetrics(), "nothing reaches the pipeline before Commit")
+	require.NoError(t, app.Commit())
+
+	require.Len(t, sink.AllMetrics(), 1, "one scrape is one ConsumeMetrics call")
+	md := sink.AllMetrics()[0]
+	assert.Equal(t, 1, md.ResourceMetrics().Len(), "one resource per (job, instance)")
+	assert.Equal(t, 5, md.DataPointCount())
+
+	c := findMetric(t, md, "app", "h:1", "http_requests_total")
+	require.Equal(t, pmetric.MetricTypeSum, c.Type())
+	assert.Equal(t, "Requests.", c.Description())
+	typ, _ := c.Metadata().Get(passthrough.KeyType)
+	assert.Equal(t, "counter", typ.Str())
+	fam, _ := c.Metadata().Get(passthrough.KeyFamily)
+	assert.Equal(t, "http_requests", fam.Str())
+	dp := c.Sum().DataPoints().At(0)
+	assert.Equal(t, 42.0, dp.DoubleValue())
+	assert.Equal(t, map[string]any{"env": "test", "code": "200"}, dp.Attributes().AsRaw())
+	require.Equal(t, 1, dp.Exemplars().Len())
+	assert.Equal(t, 1.0, dp.Exemplars().At(0).DoubleValue())
+
+	b := findMetric(t, md, "app", "h:1", "lat_seconds_bucket")
+	le, _ := b.Gauge().DataPoints().At(0).Attributes().Get("le")
+	assert.Equal(t, "1.0", le.Str(), "label values are kept as scraped")
+	assert.Equal(t, "seconds", b.Unit())
+	fam, _ = b.Metadata().Get(passthrough.KeyFamily)
+	assert.Equal(t, "lat_seconds", fam.Str())
+
+	n := findMetric(t, md, "app", "h:1", "native_seconds")
+	require.Equal(t, pmetric.MetricTypeExponentialHistogram, n.Type())
+	exact, ok := n.Metadata().Get(passthrough.KeyNativeHistograms)
+	require.True(t, ok, "the exact native histogram travels with the data point")
+	assert.Equal(t, 1, exact.Slice().Len())
+
+	up := findMetric(t, md, "app", "h:1", "up")
+	_, hasFamily := up.Metadata().Get(passthrough.KeyFamily)
+	assert.False(t, hasFamily, "up is its own family once the 0xff byte is removed")
+	assert.Equal(t, "Health of the scrape target.", up.Description())
+
+	g := findMetric(t, md, "app", "h:1", "gone")
+	gdp := g.Gauge().DataPoints().At(0)
+	assert.True(t, gdp.Flags().NoRecordedValue(), "a staleness marker is a data point without a recorded value")
+	assert.True(t, value.IsStaleNaN(gdp.DoubleValue()))
+}
+
+// TestAppenderRefusesInvalid: an invalid native histogram is refused by Append, as Prometheus's
+// TSDB refuses it (the scrape then fails), and the rest of the scrape is not sent by a rollback.
+func TestAppenderRefusesInvalid(t *testing.T) {
+	sink := new(consumertest.MetricsSink)
+	app := newTestAppendable(t, sink).AppenderV2(context.Background())
+	_, err := app.Append(0, labels.FromStrings("__name__", "ok", "job", "j"), 0, 1000, 1, nil, nil, storage.AOptions{})
+	require.NoError(t, err)
+	bad := &histogram.Histogram{Schema: 0, Count: 1, PositiveSpans: []histogram.Span{{Offset: 0, Length: 2}}, PositiveBuckets: []int64{1}}
+	_, err = app.Append(0, labels.FromStrings("__name__", "bad", "job", "j"), 0, 1000, 0, bad, nil, storage.AOptions{})
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "invalid native histogram")
+	assert.Contains(t, err.Error(), `__name__="bad"`)
+	require.NoError(t, app.Rollback())
+	assert.Empty(t, sink.AllMetrics())
+}
+
+// TestAppenderCommitError: the pipeline's error is Commit's, for the scrape loop to report.
+func TestAppenderCommitError(t *testing.T) {
+	sink := new(consumertest.MetricsSink)
+	a := newTestAppendable(t, sink)
+	a.next = consumertest.NewErr(errors.New("store refuses"))
+	app := a.AppenderV2(context.Background())
+	_, err := app.Append(0, labels.FromStrings("__name__", "x"), 0, 1000, 1, nil, nil, storage.AOptions{})
+	require.NoError(t, err)
+	assert.EqualError(t, app.Commit(), "store refuses")
+
+	a.close()
+	app = a.AppenderV2(context.Background())
+	_, err = app.Append(0, labels.FromStrings("__name__", "x"), 0, 2000, 1, nil, nil, storage.AOptions{})
+	require.NoError(t, err)
+	assert.ErrorIs(t, app.Commit(), errStopped)
+}

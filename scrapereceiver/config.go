@@ -1,0 +1,96 @@
+package scrapereceiver
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"strings"
+
+	promconfig "github.com/prometheus/prometheus/config"
+	"go.opentelemetry.io/collector/confmap"
+	"go.yaml.in/yaml/v2"
+
+	// The service discovery mechanisms this receiver supports, besides static_configs (part of
+	// the discovery package): each registers its *_sd_configs key with Prometheus's config
+	// parser. discovery/install (every mechanism) is not linked: it pulls in every cloud SDK.
+	_ "github.com/prometheus/prometheus/discovery/file"
+	_ "github.com/prometheus/prometheus/discovery/http"
+)
+
+// configKey is the receiver's one setting: a Prometheus configuration.
+const configKey = "config"
+
+// Config is the receiver's configuration: `config:` holds a Prometheus configuration file's
+// `global` and `scrape_configs` (and `scrape_config_files`), in Prometheus's own YAML.
+type Config struct {
+	// PrometheusConfig is the parsed `config:` block; nil when it is missing.
+	PrometheusConfig *promconfig.Config `mapstructure:"-"`
+}
+
+// Unmarshal parses `config:` with Prometheus's config package (strictly: an unknown key, or a
+// service discovery mechanism this build does not contain, is an error naming it), so that it
+// means exactly what it means in prometheus.yml.
+func (c *Config) Unmarshal(conf *confmap.Conf) error {
+	raw := conf.ToStringMap()
+	for k := range raw {
+		if k != configKey {
+			return fmt.Errorf("unknown setting %q: the prometheus receiver's only setting is %q, a Prometheus configuration (global, scrape_configs)", k, configKey)
+		}
+	}
+	v, ok := raw[configKey]
+	if !ok || v == nil {
+		return nil
+	}
+	out, err := yaml.Marshal(v)
+	if err != nil {
+		return fmt.Errorf("%s: %w", configKey, err)
+	}
+	pc, err := promconfig.Load(string(out), slog.New(slog.DiscardHandler))
+	if err != nil {
+		return fmt.Errorf("%s: invalid Prometheus configuration: %w", configKey, err)
+	}
+	c.PrometheusConfig = pc
+	return nil
+}
+
+// Validate checks that there is something to scrape and that no part of the Prometheus
+// configuration would be silently ignored: rules, alerting and remote read/write belong to
+// other components of the distribution.
+func (c *Config) Validate() error {
+	pc := c.PrometheusConfig
+	if pc == nil {
+		return fmt.Errorf("%s is required: a Prometheus configuration with scrape_configs", configKey)
+	}
+	var unsupported []string
+	if len(pc.RuleFiles) > 0 {
+		unsupported = append(unsupported, "rule_files (use the rules extension)")
+	}
+	if len(pc.AlertingConfig.AlertmanagerConfigs) > 0 || len(pc.AlertingConfig.AlertRelabelConfigs) > 0 {
+		unsupported = append(unsupported, "alerting (use the rules extension)")
+	}
+	if len(pc.RemoteWriteConfigs) > 0 {
+		unsupported = append(unsupported, "remote_write (use the prometheusremotewrite exporter)")
+	}
+	if len(pc.RemoteReadConfigs) > 0 {
+		unsupported = append(unsupported, "remote_read")
+	}
+	if len(unsupported) > 0 {
+		return fmt.Errorf("%s: not supported by the prometheus receiver: %s", configKey, strings.Join(unsupported, ", "))
+	}
+	scs, err := pc.GetScrapeConfigs()
+	if err != nil {
+		return fmt.Errorf("%s: scrape_configs: %w", configKey, err)
+	}
+	if len(scs) == 0 {
+		return errors.New(configKey + ": no scrape_configs: nothing to scrape")
+	}
+	var jobs []string
+	for _, sc := range scs {
+		if slices.Contains(jobs, sc.JobName) {
+			return fmt.Errorf("%s: scrape_configs: job_name %q is used twice", configKey, sc.JobName)
+		}
+		jobs = append(jobs, sc.JobName)
+	}
+	return nil
+}
