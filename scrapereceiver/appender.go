@@ -9,6 +9,7 @@ import (
 	"github.com/prometheus/prometheus/model/exemplar"
 	"github.com/prometheus/prometheus/model/histogram"
 	"github.com/prometheus/prometheus/model/labels"
+	"github.com/prometheus/prometheus/model/metadata"
 	"github.com/prometheus/prometheus/storage"
 	"go.opentelemetry.io/collector/consumer"
 	"go.opentelemetry.io/collector/receiver/receiverhelper"
@@ -67,7 +68,15 @@ func (ap *appender) Append(ref storage.SeriesRef, ls labels.Labels, st, t int64,
 	}
 	// The scrape loop reuses the bytes of the family name and of the exemplar slice after
 	// Append returns (storage.AppendV2Options); histograms may be reused by the parser.
-	family := strings.Clone(trimReportSuffix(opts.MetricFamilyName))
+	family, meta := opts.MetricFamilyName, opts.Metadata
+	if report, ok := strings.CutSuffix(family, "\xff"); ok {
+		// A synthetic series of the scrape loop (up, scrape_*): its family name carries a
+		// trailing 0xff byte. Prometheus's /api/v1/metadata has no metadata for these series
+		// (it answers from the targets' scrape caches, which hold only scraped metadata), so
+		// none is stored, and the query API answers as Prometheus does.
+		family, meta = report, metadata.Metadata{}
+	}
+	family = strings.Clone(family)
 	var exs []exemplar.Exemplar
 	if len(opts.Exemplars) > 0 {
 		exs = append([]exemplar.Exemplar(nil), opts.Exemplars...)
@@ -78,7 +87,7 @@ func (ap *appender) Append(ref storage.SeriesRef, ls labels.Labels, st, t int64,
 	if fh != nil {
 		fh = fh.Copy()
 	}
-	if err := ap.batch.Add(ls, family, opts.Metadata, st, t, v, h, fh, exs); err != nil {
+	if err := ap.batch.Add(ls, family, meta, st, t, v, h, fh, exs); err != nil {
 		ap.refused++
 		return 0, err
 	}
@@ -87,10 +96,6 @@ func (ap *appender) Append(ref storage.SeriesRef, ls labels.Labels, st, t int64,
 	}
 	return ref, nil
 }
-
-// trimReportSuffix removes the invalid byte (0xff) the scrape loop appends to the names of its
-// synthetic series (up, scrape_duration_seconds, ...) when it passes them as family names.
-func trimReportSuffix(family string) string { return strings.TrimSuffix(family, "\xff") }
 
 // Commit sends the scrape to the next consumer and returns its error: the scrape loop logs it
 // and counts the scrape as failed, as it does when Prometheus's TSDB fails a commit.

@@ -125,9 +125,10 @@ func TestAppenderRoundTrip(t *testing.T) {
 	assert.Equal(t, 1, exact.Slice().Len())
 
 	up := findMetric(t, md, "app", "h:1", "up")
-	_, hasFamily := up.Metadata().Get(passthrough.KeyFamily)
-	assert.False(t, hasFamily, "up is its own family once the 0xff byte is removed")
-	assert.Equal(t, "Health of the scrape target.", up.Description())
+	assert.Equal(t, 1.0, up.Gauge().DataPoints().At(0).DoubleValue())
+	_, hasType := up.Metadata().Get(passthrough.KeyType)
+	assert.False(t, hasType, "no metadata for a synthetic series, as in Prometheus's metadata API")
+	assert.Empty(t, up.Description())
 
 	g := findMetric(t, md, "app", "h:1", "gone")
 	gdp := g.Gauge().DataPoints().At(0)

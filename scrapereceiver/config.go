@@ -24,9 +24,15 @@ const configKey = "config"
 // Config is the receiver's configuration: `config:` holds a Prometheus configuration file's
 // `global` and `scrape_configs` (and `scrape_config_files`), in Prometheus's own YAML.
 type Config struct {
-	// PrometheusConfig is the parsed `config:` block; nil when it is missing.
-	PrometheusConfig *promconfig.Config `mapstructure:"-"`
+	// prometheusConfig is the parsed `config:` block; nil when it is missing. Unexported: the
+	// collector validates every exported field that has a Validate method, and Prometheus's
+	// config types have some that only hold after Prometheus's own defaulting (an empty
+	// fallback scrape protocol is invalid for them, yet means "none" in a loaded config).
+	prometheusConfig *promconfig.Config
 }
+
+// PrometheusConfig returns the parsed Prometheus configuration, nil when `config:` is missing.
+func (c *Config) PrometheusConfig() *promconfig.Config { return c.prometheusConfig }
 
 // Unmarshal parses `config:` with Prometheus's config package (strictly: an unknown key, or a
 // service discovery mechanism this build does not contain, is an error naming it), so that it
@@ -50,7 +56,7 @@ func (c *Config) Unmarshal(conf *confmap.Conf) error {
 	if err != nil {
 		return fmt.Errorf("%s: invalid Prometheus configuration: %w", configKey, err)
 	}
-	c.PrometheusConfig = pc
+	c.prometheusConfig = pc
 	return nil
 }
 
@@ -58,7 +64,7 @@ func (c *Config) Unmarshal(conf *confmap.Conf) error {
 // configuration would be silently ignored: rules, alerting and remote read/write belong to
 // other components of the distribution.
 func (c *Config) Validate() error {
-	pc := c.PrometheusConfig
+	pc := c.prometheusConfig
 	if pc == nil {
 		return fmt.Errorf("%s is required: a Prometheus configuration with scrape_configs", configKey)
 	}

@@ -9,6 +9,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"go.opentelemetry.io/collector/component"
+	"go.opentelemetry.io/collector/confmap"
 	"go.opentelemetry.io/collector/confmap/confmaptest"
 
 	"github.com/metricstor/metricstor/scrapereceiver/internal/metadata"
@@ -30,7 +31,10 @@ func TestLoadConfig(t *testing.T) {
 		cfg, err := load(t, "")
 		require.NoError(t, err)
 		require.NoError(t, cfg.Validate())
-		scs, err := cfg.PrometheusConfig.GetScrapeConfigs()
+		// What the collector runs: Validate of every exported field too (Prometheus's config
+		// types have Validate methods that fail on a loaded config).
+		require.NoError(t, confmap.Validate(cfg))
+		scs, err := cfg.PrometheusConfig().GetScrapeConfigs()
 		require.NoError(t, err)
 		require.Len(t, scs, 3)
 		node := scs[0]
@@ -45,7 +49,7 @@ func TestLoadConfig(t *testing.T) {
 	})
 
 	unmarshalErrs := map[string]string{
-		"unknown_key": `unknown setting "target_allocator"`,
+		"unknown_key":  `unknown setting "target_allocator"`,
 		"bad_interval": `config: invalid Prometheus configuration: scrape timeout greater than scrape interval for scrape config with job name "a"`,
 		// Only static, file and http service discovery are linked into the distribution.
 		"kubernetes": "field kubernetes_sd_configs not found",

@@ -53,7 +53,7 @@ func newScrapeReceiver(cfg *Config, set receiver.Settings, next consumer.Metrics
 // nothing exports: the collector's telemetry is the receiver's obsreport (accepted and refused
 // points, per scrape).
 func (r *scrapeReceiver) Start(_ context.Context, _ component.Host) error {
-	pc := r.cfg.PrometheusConfig
+	pc := r.cfg.PrometheusConfig()
 	if pc == nil {
 		return errors.New("prometheus receiver: no Prometheus configuration")
 	}

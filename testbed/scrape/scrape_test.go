@@ -1,0 +1,248 @@
+package scrape
+
+import (
+	"fmt"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/metricstor/metricstor/testbed/conformance"
+	"github.com/metricstor/metricstor/testbed/harness"
+)
+
+// interval is the scrape interval of both servers.
+const interval = time.Second
+
+// scrapeConfig is the Prometheus configuration both servers run: Prometheus as its
+// configuration file, Metricstor under the prometheus receiver's `config:`. It exercises target
+// labels, relabel_configs and metric_relabel_configs.
+func scrapeConfig(app, node, om, otelApp, native string) string {
+	return fmt.Sprintf(`global:
+  scrape_interval: %[1]s
+  scrape_timeout: %[1]s
+scrape_configs:
+  - job_name: app
+    static_configs:
+      - targets: [%[2]q]
+        labels:
+          env: test
+    relabel_configs:
+      - target_label: team
+        replacement: storage
+    metric_relabel_configs:
+      - source_labels: [__name__]
+        regex: app_dropped_.*
+        action: drop
+  - job_name: node
+    static_configs:
+      - targets: [%[3]q]
+  - job_name: openmetrics
+    static_configs:
+      - targets: [%[4]q]
+  - job_name: otelapp
+    static_configs:
+      - targets: [%[5]q]
+  - job_name: native
+    scrape_protocols: [PrometheusProto, OpenMetricsText1.0.0, PrometheusText0.0.4]
+    scrape_native_histograms: true
+    static_configs:
+      - targets: [%[6]q]
+`, promDuration(interval), app, node, om, otelApp, native)
+}
+
+func promDuration(d time.Duration) string { return fmt.Sprintf("%dms", d.Milliseconds()) }
+
+// metricstorConfig runs the prometheus receiver (scrapereceiver) on scrape into the metricstor
+// exporter, both on their defaults: the receiver's passthrough encoding is stored exactly
+// whatever the exporter's translation settings. The otlp receiver is there only for the
+// harness's readiness probes.
+func metricstorConfig(ports harness.Ports, dataDir, scrape string) string {
+	indented := "        " + strings.ReplaceAll(strings.TrimRight(scrape, "\n"), "\n", "\n        ")
+	return fmt.Sprintf(`receivers:
+  otlp:
+    protocols:
+      grpc:
+        endpoint: 127.0.0.1:%d
+      http:
+        endpoint: 127.0.0.1:%d
+  prometheus:
+    config:
+%s
+
+exporters:
+  metricstor:
+    storage: metricstor
+    sending_queue:
+      enabled: false
+
+extensions:
+  metricstor:
+    directory: %q
+  promql:
+    endpoint: 127.0.0.1:%d
+    storage: metricstor
+
+service:
+  extensions: [metricstor, promql]
+  pipelines:
+    metrics:
+      receivers: [otlp, prometheus]
+      exporters: [metricstor]
+  telemetry:
+    logs:
+      level: warn
+    metrics:
+      level: normal
+      readers:
+        - pull:
+            exporter:
+              prometheus:
+                host: 127.0.0.1
+                port: %d
+`, ports.OTLPGRPC, ports.OTLPHTTP, indented, dataDir, ports.PromQL, ports.Telemetry)
+}
+
+// knownDifference is a difference between Metricstor and Prometheus that is understood and
+// explained in the README's "Scraping" section. A difference matches when its kind and metric
+// are equal and its detail contains detail.
+type knownDifference struct {
+	kind, metric, detail string
+	why                  string
+}
+
+// whyDropped: Prometheus's /api/v1/metadata answers from its targets' scrape caches, which
+// record the metadata of the exposition before metric_relabel_configs, so a metric dropped by
+// relabeling keeps its metadata there. Metricstor's answers from the store, which holds the
+// metadata of stored series only (as Prometheus's own TSDB does with metadata WAL records).
+const whyDropped = "Prometheus's metadata comes from the scrape cache, before metric_relabel_configs: a dropped metric keeps its metadata"
+
+var knownDifferences = []knownDifference{
+	{kindMetadata, "app_dropped_total", "metricstor []", whyDropped},
+}
+
+// TestScrapeMatchesPrometheus: a reference Prometheus and Metricstor scrape the same three
+// targets (an app in the text format, a node_exporter-style target, an OpenMetrics target) with
+// the same configuration; the servers' series, current values and metadata must agree (1) in the
+// steady state, (2) after series disappear from a target (staleness markers), (3) after a target
+// goes down (up 0, all its series stale). A fourth target exposes an OpenTelemetry SDK's
+// target_info, a fifth a native histogram in the protobuf format.
+func TestScrapeMatchesPrometheus(t *testing.T) {
+	binary := harness.Binary(t)
+	promBinary := conformance.PrometheusBinary(t)
+	start := time.Now().Add(-time.Minute)
+
+	app := newTarget(t, textFormat, appMetrics)
+	node := newTarget(t, textFormat, nodeMetrics)
+	om := newTarget(t, openMetricsFormat, openMetrics)
+	otelApp := newTarget(t, utf8TextFormat, otelAppMetrics)
+	protoType, protoBody := protoMetrics(t)
+	native := newTarget(t, protoType, protoBody)
+	scrape := scrapeConfig(app.addr(), node.addr(), om.addr(), otelApp.addr(), native.addr())
+
+	prom := conformance.NewPrometheus(t, "prometheus (reference)", promBinary, scrape)
+	prom.Start(t)
+	t.Cleanup(prom.Stop)
+
+	ports := harness.NewPorts(t)
+	cfgPath := harness.WriteFile(t, "config.yaml", metricstorConfig(ports, filepath.Join(t.TempDir(), "data"), scrape))
+	ms := harness.StartReady(t, "otelcol-metricstor", binary, cfgPath, ports)
+	t.Cleanup(func() { ms.Stop(time.Minute) })
+	servers := map[string]string{"prometheus": prom.URL(), "metricstor": ports.PromQLURL()}
+
+	seen := map[knownDifference]bool{}
+	check := func(phase string) {
+		t.Helper()
+		// Three more scrapes of every target by both servers, then both answer.
+		waitScrapes(t, servers, 3)
+		ref, err := takeSnapshot(prom.URL(), start)
+		if err != nil {
+			t.Fatalf("%s: prometheus: %v", phase, err)
+		}
+		got, err := takeSnapshot(ports.PromQLURL(), start)
+		if err != nil {
+			t.Fatalf("%s: metricstor: %v", phase, err)
+		}
+		if len(ref.values) == 0 {
+			t.Fatalf("%s: the reference scraped nothing", phase)
+		}
+		var unexpected []string
+		for _, d := range compare(ref, got) {
+			if k, ok := known(d); ok {
+				seen[k] = true
+				t.Logf("%s: known difference: %s (%s)", phase, d, k.why)
+				continue
+			}
+			unexpected = append(unexpected, d.String())
+		}
+		if len(unexpected) > 0 {
+			t.Errorf("%s: %d unexpected differences between Metricstor and Prometheus:\n%s", phase, len(unexpected), strings.Join(unexpected, "\n"))
+		}
+		t.Logf("%s: compared %d series, %d current values, %d metadata families", phase, len(ref.series), len(ref.values), len(ref.metadata))
+	}
+
+	check("steady state")
+
+	app.set(appMetricsLater)
+	check("after series disappeared")
+
+	node.down.Store(true)
+	check("after a target went down")
+
+	for _, k := range knownDifferences {
+		if !seen[k] {
+			t.Errorf("known difference no longer occurs, remove it from knownDifferences and the README: %s: %s", k.kind, k.metric)
+		}
+	}
+}
+
+func known(d difference) (knownDifference, bool) {
+	for _, k := range knownDifferences {
+		if k.kind == d.kind && (k.metric == d.metric || k.metric == "*") && strings.Contains(d.detail, k.detail) {
+			return k, true
+		}
+	}
+	return knownDifference{}, false
+}
+
+// waitScrapes waits until every server has stored n more scrapes of every target than now
+// (counted by its `up` samples).
+func waitScrapes(t *testing.T, servers map[string]string, n int) {
+	t.Helper()
+	const query = `count_over_time(up[10m])`
+	counts := func(base string) (map[string]float64, error) {
+		v, err := instant(base, query)
+		if err != nil {
+			return nil, err
+		}
+		out := map[string]float64{}
+		for _, s := range v {
+			out[string(s.Metric["job"])] = float64(s.Value)
+		}
+		return out, nil
+	}
+	for name, base := range servers {
+		before, err := counts(base)
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		deadline := time.Now().Add(2 * time.Minute)
+		for {
+			now, err := counts(base)
+			if err != nil {
+				t.Fatalf("%s: %v", name, err)
+			}
+			done := len(now) == 5
+			for _, job := range []string{"app", "node", "openmetrics", "otelapp", "native"} {
+				done = done && now[job] >= before[job]+float64(n)
+			}
+			if done {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%s did not scrape every target %d more times: up samples before %v, now %v", name, n, before, now)
+			}
+			time.Sleep(200 * time.Millisecond)
+		}
+	}
+}
