@@ -1,7 +1,8 @@
 // Package passthrough declares the contract between the remote_write receiver (../../receiver)
 // and the metricstor exporter (../../exporter): how a Prometheus series travels through a
 // collector pipeline as pmetric data and is written back to the store as exactly the series the
-// sender sent. The receiver's README ("Mapping and the exact round trip") describes it for users.
+// sender sent. The prometheus (scrape) receiver (../../scrapereceiver) produces the same encoding,
+// through the remote_write receiver's conversion (receiver.SeriesBatch), with the same scope. The receiver's README ("Mapping and the exact round trip") describes it for users.
 //
 // Data of the receiver carries ScopeName as its instrumentation scope. Per metric:
 //   - the metric name is the series' __name__, unchanged;
