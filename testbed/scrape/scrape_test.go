@@ -2,6 +2,7 @@ package scrape
 
 import (
 	"fmt"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -17,7 +18,7 @@ const interval = time.Second
 // scrapeConfig is the Prometheus configuration both servers run: Prometheus as its
 // configuration file, Metricstor under the prometheus receiver's `config:`. It exercises target
 // labels, relabel_configs and metric_relabel_configs.
-func scrapeConfig(app, node, om, otelApp, native string) string {
+func scrapeConfig(app, node, om, otelApp, native, sdFile string) string {
 	return fmt.Sprintf(`global:
   scrape_interval: %[1]s
   scrape_timeout: %[1]s
@@ -48,7 +49,10 @@ scrape_configs:
     scrape_native_histograms: true
     static_configs:
       - targets: [%[6]q]
-`, promDuration(interval), app, node, om, otelApp, native)
+  - job_name: sd
+    file_sd_configs:
+      - files: [%[7]q]
+`, promDuration(interval), app, node, om, otelApp, native, sdFile)
 }
 
 func promDuration(d time.Duration) string { return fmt.Sprintf("%dms", d.Milliseconds()) }
@@ -121,12 +125,14 @@ var knownDifferences = []knownDifference{
 	{kindMetadata, "app_dropped_total", "metricstor []", whyDropped},
 }
 
-// TestScrapeMatchesPrometheus: a reference Prometheus and Metricstor scrape the same three
-// targets (an app in the text format, a node_exporter-style target, an OpenMetrics target) with
-// the same configuration; the servers' series, current values and metadata must agree (1) in the
-// steady state, (2) after series disappear from a target (staleness markers), (3) after a target
-// goes down (up 0, all its series stale). A fourth target exposes an OpenTelemetry SDK's
-// target_info, a fifth a native histogram in the protobuf format.
+// TestScrapeMatchesPrometheus: a reference Prometheus and Metricstor scrape the same six
+// targets with the same configuration: an app in the text format, a node_exporter-style target,
+// an OpenMetrics target, a target exposing an OpenTelemetry SDK's target_info, a native
+// histogram in the protobuf format, and a target found by file_sd_configs. The servers' series,
+// current values and metadata must agree (1) in the steady state, (2) after series disappear from
+// a target (staleness markers), (3) after a target goes down (up 0, all its series stale), (4)
+// after the file_sd target leaves service discovery (end-of-run staleness markers), (5) after
+// Metricstor is killed with SIGKILL and restarted on its data directory.
 func TestScrapeMatchesPrometheus(t *testing.T) {
 	binary := harness.Binary(t)
 	promBinary := conformance.PrometheusBinary(t)
@@ -138,7 +144,12 @@ func TestScrapeMatchesPrometheus(t *testing.T) {
 	otelApp := newTarget(t, utf8TextFormat, otelAppMetrics)
 	protoType, protoBody := protoMetrics(t)
 	native := newTarget(t, protoType, protoBody)
-	scrape := scrapeConfig(app.addr(), node.addr(), om.addr(), otelApp.addr(), native.addr())
+	// The sd job's target comes from a file both servers watch (file_sd_configs); removing it
+	// from the file ends the target's scrape loop in both (end-of-run staleness markers).
+	sdTarget := newTarget(t, textFormat, nodeMetrics)
+	sdFile := filepath.Join(t.TempDir(), "targets.json")
+	writeSDFile(t, sdFile, fmt.Sprintf(`[{"targets": [%q], "labels": {"source": "file"}}]`, sdTarget.addr()))
+	scrape := scrapeConfig(app.addr(), node.addr(), om.addr(), otelApp.addr(), native.addr(), sdFile)
 
 	prom := conformance.NewPrometheus(t, "prometheus (reference)", promBinary, scrape)
 	prom.Start(t)
@@ -147,7 +158,8 @@ func TestScrapeMatchesPrometheus(t *testing.T) {
 	ports := harness.NewPorts(t)
 	cfgPath := harness.WriteFile(t, "config.yaml", metricstorConfig(ports, filepath.Join(t.TempDir(), "data"), scrape))
 	ms := harness.StartReady(t, "otelcol-metricstor", binary, cfgPath, ports)
-	t.Cleanup(func() { ms.Stop(time.Minute) })
+	// Stopped (SIGTERM, clean exit) at the end of the test; on an earlier failure the harness
+	// kills it.
 	servers := map[string]string{"prometheus": prom.URL(), "metricstor": ports.PromQLURL()}
 
 	seen := map[knownDifference]bool{}
@@ -188,6 +200,19 @@ func TestScrapeMatchesPrometheus(t *testing.T) {
 
 	node.down.Store(true)
 	check("after a target went down")
+
+	// The sd target leaves service discovery: its scrape loop stops and, about two intervals
+	// later, writes staleness markers for all its series (up included) in both servers.
+	writeSDFile(t, sdFile, `[]`)
+	waitGone(t, servers, `{job="sd"}`)
+	check("after a target left service discovery")
+
+	// kill -9 and restart on the same data directory: what was stored (staleness markers
+	// included) is still there, and scraping resumes.
+	ms.Kill()
+	ms = harness.StartReady(t, "otelcol-metricstor (restarted)", binary, cfgPath, ports)
+	check("after kill -9 and restart")
+	ms.Stop(time.Minute)
 
 	for _, k := range knownDifferences {
 		if !seen[k] {
@@ -232,7 +257,7 @@ func waitScrapes(t *testing.T, servers map[string]string, n int) {
 			if err != nil {
 				t.Fatalf("%s: %v", name, err)
 			}
-			done := len(now) == 5
+			done := len(now) == 6 // the sd job's up stays in the 10m window after it left
 			for _, job := range []string{"app", "node", "openmetrics", "otelapp", "native"} {
 				done = done && now[job] >= before[job]+float64(n)
 			}
@@ -241,6 +266,39 @@ func waitScrapes(t *testing.T, servers map[string]string, n int) {
 			}
 			if time.Now().After(deadline) {
 				t.Fatalf("%s did not scrape every target %d more times: up samples before %v, now %v", name, n, before, now)
+			}
+			time.Sleep(200 * time.Millisecond)
+		}
+	}
+}
+
+// writeSDFile replaces a file_sd file atomically (write, then rename), as file_sd expects.
+func writeSDFile(t *testing.T, path, content string) {
+	t.Helper()
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, []byte(content), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// waitGone waits until no server has a current value for selector (every series stale).
+func waitGone(t *testing.T, servers map[string]string, selector string) {
+	t.Helper()
+	for name, base := range servers {
+		deadline := time.Now().Add(2 * time.Minute)
+		for {
+			v, err := instant(base, selector)
+			if err != nil {
+				t.Fatalf("%s: %v", name, err)
+			}
+			if len(v) == 0 {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: %s still has %d current series", name, selector, len(v))
 			}
 			time.Sleep(200 * time.Millisecond)
 		}
