@@ -75,6 +75,9 @@ type snapshot struct {
 	series   map[string]model.Metric    // /api/v1/series since the start, by canonical labels
 	values   map[string]*model.Sample   // /api/v1/query {__name__=~".+"} at now
 	metadata map[string][]metadataEntry // /api/v1/metadata, entries sorted
+	// exemplars are /api/v1/query_exemplars {__name__=~".+"} since the start: by canonical
+	// series labels, each exemplar as "labels value@timestamp", sorted.
+	exemplars map[string][]string
 }
 
 func takeSnapshot(base string, since time.Time) (*snapshot, error) {
@@ -96,6 +99,25 @@ func takeSnapshot(base string, since time.Time) (*snapshot, error) {
 	}
 	if err := get(base, "/api/v1/metadata", url.Values{}, &s.metadata); err != nil {
 		return nil, err
+	}
+	var exemplars []struct {
+		SeriesLabels model.Metric `json:"seriesLabels"`
+		Exemplars    []struct {
+			Labels    model.Metric `json:"labels"`
+			Value     string       `json:"value"`
+			Timestamp float64      `json:"timestamp"`
+		} `json:"exemplars"`
+	}
+	if err := get(base, "/api/v1/query_exemplars", url.Values{"query": {`{__name__=~".+"}`}, "start": params["start"], "end": params["end"]}, &exemplars); err != nil {
+		return nil, err
+	}
+	s.exemplars = map[string][]string{}
+	for _, se := range exemplars {
+		k := canonical(se.SeriesLabels)
+		for _, e := range se.Exemplars {
+			s.exemplars[k] = append(s.exemplars[k], fmt.Sprintf("%s %s@%.3f", canonical(e.Labels), e.Value, e.Timestamp))
+		}
+		slices.Sort(s.exemplars[k])
 	}
 	for _, entries := range s.metadata {
 		slices.SortFunc(entries, func(a, b metadataEntry) int { return strings.Compare(a.String(), b.String()) })
@@ -136,6 +158,7 @@ const (
 	kindValueExtra    = "current value only in metricstor"
 	kindValue         = "different value"
 	kindMetadata      = "different metadata"
+	kindExemplars     = "different exemplars"
 )
 
 func (d difference) String() string { return fmt.Sprintf("%s: %s: %s", d.kind, d.metric, d.detail) }
@@ -184,6 +207,19 @@ func compare(ref, got *snapshot) []difference {
 		r, g := ref.metadata[n], got.metadata[n]
 		if !slices.Equal(r, g) {
 			diffs = append(diffs, difference{kindMetadata, n, fmt.Sprintf("prometheus %v, metricstor %v", r, g)})
+		}
+	}
+	exemplarSeries := map[string]bool{}
+	for k := range ref.exemplars {
+		exemplarSeries[k] = true
+	}
+	for k := range got.exemplars {
+		exemplarSeries[k] = true
+	}
+	for k := range exemplarSeries {
+		r, g := ref.exemplars[k], got.exemplars[k]
+		if !slices.Equal(r, g) {
+			diffs = append(diffs, difference{kindExemplars, k, fmt.Sprintf("prometheus %v, metricstor %v", r, g)})
 		}
 	}
 	slices.SortFunc(diffs, func(a, b difference) int { return strings.Compare(a.String(), b.String()) })

@@ -140,7 +140,11 @@ func TestScrapeMatchesPrometheus(t *testing.T) {
 
 	app := newTarget(t, textFormat, appMetrics)
 	node := newTarget(t, textFormat, nodeMetrics)
-	om := newTarget(t, openMetricsFormat, openMetrics)
+	// An exemplar on the OpenMetrics counter, with its own timestamp so that both servers store
+	// the same one (without, each would stamp it with its own scrape time).
+	exemplarTs := float64(time.Now().UnixMilli()) / 1000
+	om := newTarget(t, openMetricsFormat, strings.Replace(openMetrics, "om_sent_bytes_total 4096\n",
+		fmt.Sprintf("om_sent_bytes_total 4096 # {trace_id=\"4bf92f3577b34da6a3ce929d0e0e4736\"} 1024 %.3f\n", exemplarTs), 1))
 	otelApp := newTarget(t, utf8TextFormat, otelAppMetrics)
 	protoType, protoBody := protoMetrics(t)
 	native := newTarget(t, protoType, protoBody)
@@ -151,7 +155,7 @@ func TestScrapeMatchesPrometheus(t *testing.T) {
 	writeSDFile(t, sdFile, fmt.Sprintf(`[{"targets": [%q], "labels": {"source": "file"}}]`, sdTarget.addr()))
 	scrape := scrapeConfig(app.addr(), node.addr(), om.addr(), otelApp.addr(), native.addr(), sdFile)
 
-	prom := conformance.NewPrometheus(t, "prometheus (reference)", promBinary, scrape)
+	prom := conformance.NewPrometheus(t, "prometheus (reference)", promBinary, scrape, "--enable-feature=exemplar-storage")
 	prom.Start(t)
 	t.Cleanup(prom.Stop)
 
@@ -190,7 +194,10 @@ func TestScrapeMatchesPrometheus(t *testing.T) {
 		if len(unexpected) > 0 {
 			t.Errorf("%s: %d unexpected differences between Metricstor and Prometheus:\n%s", phase, len(unexpected), strings.Join(unexpected, "\n"))
 		}
-		t.Logf("%s: compared %d series, %d current values, %d metadata families", phase, len(ref.series), len(ref.values), len(ref.metadata))
+		if len(ref.exemplars) == 0 {
+			t.Errorf("%s: the reference stored no exemplar", phase)
+		}
+		t.Logf("%s: compared %d series, %d current values, %d metadata families, exemplars of %d series", phase, len(ref.series), len(ref.values), len(ref.metadata), len(ref.exemplars))
 	}
 
 	check("steady state")
