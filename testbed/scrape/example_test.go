@@ -56,6 +56,8 @@ func TestExampleConfig(t *testing.T) {
 		// The collector's own telemetry, scraped: the exporter's counter of stored points, under
 		// the name its exposition gives it (no _total there), as Prometheus stores it.
 		`count(otelcol_exporter_sent_metric_points{job="metricstor", instance=~"127.0.0.1:.*"}) > 0`: 1,
+		// The prometheus receiver's own telemetry: the points of its scrapes, accepted.
+		`count(otelcol_receiver_accepted_metric_points{job="metricstor", receiver="prometheus", transport="http"} > 0)`: 1,
 	}
 	deadline := time.Now().Add(2 * time.Minute)
 	for q, want := range checks {
