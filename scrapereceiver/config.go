@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"regexp"
 	"slices"
 	"strings"
 
@@ -20,6 +21,10 @@ import (
 
 // configKey is the receiver's one setting: a Prometheus configuration.
 const configKey = "config"
+
+// sdNotLinked matches Prometheus's error for a *_sd_configs key of a mechanism that is not
+// linked into the binary.
+var sdNotLinked = regexp.MustCompile(`field \w+_sd_configs not found`)
 
 // Config is the receiver's configuration: `config:` holds a Prometheus configuration file's
 // `global` and `scrape_configs` (and `scrape_config_files`), in Prometheus's own YAML.
@@ -54,7 +59,13 @@ func (c *Config) Unmarshal(conf *confmap.Conf) error {
 	}
 	pc, err := promconfig.Load(string(out), slog.New(slog.DiscardHandler))
 	if err != nil {
-		return fmt.Errorf("%s: invalid Prometheus configuration: %w", configKey, err)
+		// Line numbers in Prometheus's message count lines of `config:` as re-serialized here
+		// (keys sorted), not of the collector's file: say so, and name what SD is linked.
+		hint := " (line numbers count within `config:`, keys sorted)"
+		if sdNotLinked.MatchString(err.Error()) {
+			hint += "; service discovery supported by this distribution: static_configs, file_sd_configs, http_sd_configs"
+		}
+		return fmt.Errorf("%s: invalid Prometheus configuration%s: %w", configKey, hint, err)
 	}
 	c.prometheusConfig = pc
 	return nil

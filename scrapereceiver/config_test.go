@@ -50,15 +50,18 @@ func TestLoadConfig(t *testing.T) {
 
 	unmarshalErrs := map[string]string{
 		"unknown_key":  `unknown setting "target_allocator"`,
-		"bad_interval": `config: invalid Prometheus configuration: scrape timeout greater than scrape interval for scrape config with job name "a"`,
+		"bad_interval": `scrape timeout greater than scrape interval for scrape config with job name "a"`,
 		// Only static, file and http service discovery are linked into the distribution.
-		"kubernetes": "field kubernetes_sd_configs not found",
+		"kubernetes": "field kubernetes_sd_configs not found in type config.ScrapeConfig",
 	}
 	for name, msg := range unmarshalErrs {
 		t.Run(name, func(t *testing.T) {
 			_, err := load(t, name)
 			require.Error(t, err)
 			assert.Contains(t, err.Error(), msg)
+			if name == "kubernetes" {
+				assert.Contains(t, err.Error(), "service discovery supported by this distribution: static_configs, file_sd_configs, http_sd_configs")
+			}
 		})
 	}
 
