@@ -565,46 +565,7 @@ func TestAuthBasic(t *testing.T) {
 // files the tests above run), both files are shown, and every listen address of the example
 // defaults to loopback.
 func TestSecureExampleInREADME(t *testing.T) {
-	root, err := harness.RepoRoot()
-	if err != nil {
-		t.Fatal(err)
-	}
-	readme, err := os.ReadFile(filepath.Join(root, "README.md"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	text := string(readme)
-	start := strings.Index(text, "\n## Securing Metricstor\n")
-	if start < 0 {
-		t.Fatal(`README.md has no "## Securing Metricstor" section`)
-	}
-	section := text[start+1:]
-	if end := strings.Index(section, "\n## "); end >= 0 {
-		section = section[:end]
-	}
-	blocks := regexp.MustCompile("(?s)```yaml\n(.*?)```").FindAllStringSubmatch(section, -1)
-	shown := map[string]bool{}
-	for _, b := range blocks {
-		name, ok := strings.CutPrefix(strings.SplitN(b[1], "\n", 2)[0], "# examples/secure/")
-		if !ok {
-			continue
-		}
-		name, _, _ = strings.Cut(name, ":")
-		file, err := os.ReadFile(filepath.Join(root, "examples", "secure", name))
-		if err != nil {
-			t.Errorf("README.md shows examples/secure/%s: %v", name, err)
-			continue
-		}
-		if b[1] != string(file) {
-			t.Errorf("README.md's copy of examples/secure/%s differs from the file: copy the file into the README", name)
-		}
-		shown[name] = true
-	}
-	for _, name := range []string{"config.yaml", "basicauth.yaml"} {
-		if !shown[name] {
-			t.Errorf("README.md's Securing Metricstor section does not show examples/secure/%s", name)
-		}
-	}
+	root := checkREADMEExamples(t, "Securing Metricstor", "secure", []string{"config.yaml", "basicauth.yaml"})
 
 	cfg, err := os.ReadFile(filepath.Join(root, "examples", "secure", "config.yaml"))
 	if err != nil {

@@ -8,9 +8,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
-	"os"
 	"path/filepath"
-	"regexp"
 	"slices"
 	"sort"
 	"strconv"
@@ -431,45 +429,15 @@ func TestProcessorExamplesInREADME(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	readme, err := os.ReadFile(filepath.Join(root, "README.md"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	text := string(readme)
-	start := strings.Index(text, "\n## Processors before storage\n")
-	if start < 0 {
-		t.Fatal(`README.md has no "## Processors before storage" section`)
-	}
-	section := text[start+1:]
-	if end := strings.Index(section, "\n## "); end >= 0 {
-		section = section[:end]
-	}
-	shown := map[string]bool{}
-	for _, b := range regexp.MustCompile("(?s)```yaml\n(.*?)```").FindAllStringSubmatch(section, -1) {
-		name, ok := strings.CutPrefix(strings.SplitN(b[1], "\n", 2)[0], "# examples/processors/")
-		if !ok {
-			continue
-		}
-		name, _, _ = strings.Cut(name, ":")
-		file, err := os.ReadFile(filepath.Join(root, "examples", "processors", name))
-		if err != nil {
-			t.Errorf("README.md shows examples/processors/%s: %v", name, err)
-			continue
-		}
-		if b[1] != string(file) {
-			t.Errorf("README.md's copy of examples/processors/%s differs from the file: copy the file into the README", name)
-		}
-		shown[name] = true
-	}
 	files, err := filepath.Glob(filepath.Join(root, "examples", "processors", "*.yaml"))
 	if err != nil || len(files) == 0 {
 		t.Fatalf("no examples/processors/*.yaml: %v", err)
 	}
+	var names []string
 	for _, f := range files {
-		if !shown[filepath.Base(f)] {
-			t.Errorf("README.md's Processors before storage section does not show examples/processors/%s", filepath.Base(f))
-		}
+		names = append(names, filepath.Base(f))
 	}
+	checkREADMEExamples(t, "Processors before storage", "processors", names)
 }
 
 // httpSink is an OTLP/HTTP metrics endpoint (protobuf, gzip or not) that keeps what it receives.
