@@ -16,6 +16,7 @@ set -eu
 version=${1:-v0.35.0}
 module=github.com/prometheus/alertmanager
 root=$(cd "$(dirname "$0")/../.." && pwd)
+. "$root/testbed/scripts/modcopy.sh"
 dir="$root/bin/tools/alertmanager-$version"
 bin="$dir/alertmanager"
 
@@ -26,12 +27,7 @@ fi
 
 start=$(date +%s)
 echo "building $module/cmd/alertmanager@$version into $dir (a few minutes when nothing is cached)" >&2
-src=$(cd "$root" && GOFLAGS=-mod=mod go mod download -json "$module@$version" | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p')
-[ -d "$src" ] || { echo "go mod download gave no directory for $module@$version" >&2; exit 1; }
-work=$(mktemp -d)
-trap 'chmod -R u+w "$work"; rm -rf "$work"' EXIT
-cp -R "$src/." "$work/"
-chmod -R u+w "$work"
+module_copy "$module" "$version"
 for ui in elm mantine; do
 	mkdir -p "$work/ui/app/dist/$ui"
 	echo "<html><body>Alertmanager $version built without its web UI (testbed/scripts/install-alertmanager.sh).</body></html>" > "$work/ui/app/dist/$ui/index.html"

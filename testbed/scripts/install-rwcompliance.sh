@@ -15,6 +15,7 @@ set -eu
 version=${1:-v0.0.0-20260806071727-67b8327a2e93}
 module=github.com/prometheus/compliance/remotewrite/receiver
 root=$(cd "$(dirname "$0")/../.." && pwd)
+. "$root/testbed/scripts/modcopy.sh"
 dir="$root/bin/tools/rwcompliance-$version"
 bin="$dir/receiver.test"
 
@@ -25,12 +26,7 @@ fi
 
 start=$(date +%s)
 echo "building the remote write receiver suite $module@$version into $dir" >&2
-src=$(cd "$root" && GOFLAGS=-mod=mod go mod download -json "$module@$version" | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p')
-[ -d "$src" ] || { echo "go mod download gave no directory for $module@$version" >&2; exit 1; }
-work=$(mktemp -d)
-trap 'chmod -R u+w "$work"; rm -rf "$work"' EXIT
-cp -R "$src/." "$work/"
-chmod -R u+w "$work"
+module_copy "$module" "$version"
 mkdir -p "$dir"
 (cd "$work" && GOFLAGS=-mod=mod GOWORK=off go test -c -o "$bin" .)
 echo "$module@$version" > "$dir/VERSION"
