@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/url"
@@ -16,8 +17,8 @@ import (
 	"go.opentelemetry.io/collector/extension/extensioncapabilities"
 	"go.uber.org/zap"
 
-	"github.com/metricstor/metricstor/internal/zapslog"
 	mstorage "github.com/metricstor/metricstor/storage"
+	"go.uber.org/zap/exp/zapslog"
 )
 
 // promqlExtension serves the Prometheus HTTP API over the store of the storage extension.
@@ -66,7 +67,7 @@ func (e *promqlExtension) Start(ctx context.Context, host component.Host) error 
 	logger := e.settings.Logger
 	api := newAPIHandler(store, apiSettings{
 		cfg:     e.cfg,
-		logger:  zapslog.New(logger),
+		logger:  slog.New(zapslog.NewHandler(logger.Core(), zapslog.WithCaller(true))),
 		version: e.settings.BuildInfo.Version,
 		ready:   &e.ready,
 		rules:   e.servedRules,

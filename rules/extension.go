@@ -25,7 +25,7 @@ import (
 	"go.opentelemetry.io/collector/extension/extensioncapabilities"
 	"go.uber.org/zap"
 
-	"github.com/metricstor/metricstor/internal/zapslog"
+	"go.uber.org/zap/exp/zapslog"
 )
 
 // Prometheus's defaults for what this extension does not configure.
@@ -87,7 +87,7 @@ func (e *rulesExtension) Start(_ context.Context, host component.Host) error {
 	}
 	e.extLabels = labels.FromMap(e.cfg.ExternalLabels)
 
-	logger := zapslog.New(e.settings.Logger)
+	logger := slog.New(zapslog.NewHandler(e.settings.Logger.Core(), zapslog.WithCaller(true)))
 	p := parser.NewParser(parser.Options{})
 	// Prometheus's own error for an invalid file names the file, the group, the rule and the line.
 	if err := promrules.ParseFiles(e.cfg.RuleFiles, model.UTF8Validation, p, logger); err != nil {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"sync"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -15,7 +16,7 @@ import (
 	"go.opentelemetry.io/collector/receiver/receiverhelper"
 	"go.uber.org/zap"
 
-	"github.com/metricstor/metricstor/internal/zapslog"
+	"go.uber.org/zap/exp/zapslog"
 )
 
 // scrapeReceiver runs Prometheus's discovery and scrape managers; every scrape is appended
@@ -61,7 +62,7 @@ func (r *scrapeReceiver) Start(_ context.Context, _ component.Host) error {
 	if err != nil {
 		return fmt.Errorf("prometheus receiver: scrape_configs: %w", err)
 	}
-	logger := zapslog.New(r.settings.Logger)
+	logger := slog.New(zapslog.NewHandler(r.settings.Logger.Core(), zapslog.WithCaller(true)))
 	reg := prometheus.NewRegistry()
 	sdMetrics, err := discovery.CreateAndRegisterSDMetrics(reg)
 	if err != nil {
