@@ -2,11 +2,9 @@ package e2e
 
 import (
 	"fmt"
-	"io/fs"
 	"math/rand/v2"
 	"net/http"
 	"net/url"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -136,21 +134,7 @@ func TestLimitsRemoteWrite(t *testing.T) {
 // dataDirSize is the bytes of the files under dir (what du --apparent-size counts).
 func dataDirSize(t *testing.T, dir string) int64 {
 	t.Helper()
-	var n int64
-	err := filepath.WalkDir(dir, func(_ string, d fs.DirEntry, err error) error {
-		if err != nil {
-			if d == nil || !d.IsDir() {
-				return nil // removed while walking
-			}
-			return err
-		}
-		if d.Type().IsRegular() {
-			if info, err := d.Info(); err == nil {
-				n += info.Size()
-			}
-		}
-		return nil
-	})
+	n, err := harness.DirBytes(dir)
 	if err != nil {
 		t.Fatal(err)
 	}

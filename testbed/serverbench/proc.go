@@ -15,25 +15,6 @@ import (
 	"strings"
 )
 
-// DirBytes returns the total size of the regular files under dir (apparent sizes, not blocks).
-func DirBytes(dir string) (int64, error) {
-	var total int64
-	err := filepath.WalkDir(dir, func(_ string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		if d.Type().IsRegular() {
-			info, err := d.Info()
-			if err != nil {
-				return err
-			}
-			total += info.Size()
-		}
-		return nil
-	})
-	return total, err
-}
-
 // DirBreakdown returns the bytes under dir grouped by where they are and by file extension, sorted
 // by name, as "name=bytes" items: "wal/other", "*.sst", "blocks/other" (Prometheus's blocks, whose
 // directories are ULIDs), "data/small/other" (a data/ directory is split one level further, for

@@ -207,7 +207,7 @@ func (s *Server) Compact(t testing.TB) {
 // those caches: VictoriaMetrics persists caches (series names, IDs, ...) into cache/ at shutdown
 // and rebuilds them when they are gone; the others keep none.
 func (s *Server) DiskBytes() (data, cache int64, err error) {
-	total, err := DirBytes(s.DataDir)
+	total, err := harness.DirBytes(s.DataDir)
 	if err != nil || s.Name != VictoriaMetrics {
 		return total, 0, err
 	}
@@ -215,7 +215,7 @@ func (s *Server) DiskBytes() (data, cache int64, err error) {
 	if _, err := os.Stat(dir); err != nil {
 		return total, 0, nil
 	}
-	cache, err = DirBytes(dir)
+	cache, err = harness.DirBytes(dir)
 	return total - cache, cache, err
 }
 

@@ -386,7 +386,7 @@ func prometheusBlocks(dir string) (bytes, samples int64, err error) {
 		if err := json.Unmarshal(data, &meta); err != nil {
 			return 0, 0, fmt.Errorf("%s: %v", m, err)
 		}
-		n, err := DirBytes(filepath.Dir(m))
+		n, err := harness.DirBytes(filepath.Dir(m))
 		if err != nil {
 			return 0, 0, err
 		}
