@@ -32,14 +32,14 @@ import (
 // counted back exactly, nothing refused is.
 func TestDiskFull(t *testing.T) {
 	if os.Geteuid() != 0 {
-		t.Skip("needs root to mount a tmpfs of a fixed size (mount -t tmpfs -o size=48m)")
+		t.Skip("skipped: needs root to mount a tmpfs of a fixed size (mount -t tmpfs -o size=48m); it runs in `make e2e` as root, as CI and this project's machines run it")
 	}
 	mnt := filepath.Join(t.TempDir(), "mnt")
 	if err := os.MkdirAll(mnt, 0o755); err != nil {
 		t.Fatal(err)
 	}
 	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size=48m", "tmpfs", mnt).CombinedOutput(); err != nil {
-		t.Skipf("cannot mount a tmpfs here (%v: %s)", err, out)
+		t.Skipf("skipped: cannot mount a tmpfs here (%v: %s); it runs in `make e2e` as root where mount -t tmpfs is allowed (CI, a VM, a privileged container)", err, out)
 	}
 	t.Cleanup(func() {
 		if out, err := exec.Command("umount", mnt).CombinedOutput(); err != nil {

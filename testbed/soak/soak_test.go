@@ -47,7 +47,7 @@ type event struct {
 
 func TestSoak(t *testing.T) {
 	if os.Getenv(enableEnv) != "1" {
-		t.Skipf("the soak runs for minutes: `make soak` (%s=1)", enableEnv)
+		t.Skipf("skipped: the soak runs for minutes and is not part of `make test`; it runs with `make soak` (which sets %s=1)", enableEnv)
 	}
 	s := loadSettings(t)
 	binary := harness.Binary(t)
