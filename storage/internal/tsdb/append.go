@@ -452,7 +452,7 @@ func (db *DB) publishCommit(a *Appender, b *pebble.Batch) {
 	// Chunks cut by an append are closed: they may take the decimal layout. Until the batch is
 	// applied, the cut chunk is only in memory: memSeries.cut keeps it visible to queries.
 	emitCut := func(c *chunkBuilder, s *memSeries) {
-		buf = encodeClosedChunkValue(buf[:0], c, &db.decimal)
+		buf = encodeStoredChunkValue(buf[:0], c, &db.decimal)
 		_ = b.Set(chunkKey(nil, c.part, s.ref, c.mint), buf, nil)
 		c.dirty = false
 		if len(s.cut) == 0 {

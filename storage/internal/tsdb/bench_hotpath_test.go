@@ -51,7 +51,7 @@ func BenchmarkChunkEncode(b *testing.B) {
 			for i := range b.N {
 				c := chunks[i%len(chunks)]
 				if layout == "decimal" {
-					buf = encodeClosedChunkValue(buf[:0], c, &sc)
+					buf = encodeStoredChunkValue(buf[:0], c, &sc)
 				} else {
 					buf = encodeChunkValue(buf[:0], c)
 				}
@@ -65,7 +65,7 @@ func BenchmarkChunkEncode(b *testing.B) {
 			for _, c := range chunks {
 				var v []byte
 				if layout == "decimal" {
-					v = encodeClosedChunkValue(nil, c, &sc)
+					v = encodeStoredChunkValue(nil, c, &sc)
 				} else {
 					v = encodeChunkValue(nil, c)
 				}

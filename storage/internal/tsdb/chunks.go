@@ -151,9 +151,11 @@ func encodeChunkValue(b []byte, c *chunkBuilder) []byte {
 	return append(b, c.chunk.Bytes()...)
 }
 
-// encodeClosedChunkValue is encodeChunkValue for a chunk that will not be appended to again
-// (it was cut): a float chunk of short decimals takes the decimal layout (decimal.go).
-func encodeClosedChunkValue(b []byte, c *chunkBuilder, sc *decimalScratch) []byte {
+// encodeStoredChunkValue is encodeChunkValue for a float chunk written to Pebble: one of short
+// decimals takes the decimal layout (decimal.go), whether it was cut or is an open head that a
+// checkpoint stores. The head in memory stays XOR; a stored decimal head is reopened as XOR
+// (builderFromDecimal), so the layout on disk never constrains appending.
+func encodeStoredChunkValue(b []byte, c *chunkBuilder, sc *decimalScratch) []byte {
 	if isFloatChunk(c.chunk) {
 		start := len(b)
 		b = append(b, byte(encDecimal))

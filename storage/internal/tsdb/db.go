@@ -167,7 +167,7 @@ type DB struct {
 	log       *sampleLog
 	logStart  time.Time
 	logRec    logRecord               // the record being built by the current commit
-	decimal   decimalScratch          // buffers of encodeClosedChunkValue
+	decimal   decimalScratch          // buffers of encodeStoredChunkValue
 	unsynced  map[*memSeries]struct{} // also guarded by headMu for writing
 	legacyLog bool
 

@@ -20,9 +20,10 @@ import (
 // timestamp deltas, constant counter rates) to almost nothing.
 //
 // A chunk is only written this way when it decodes back bit for bit (-0, NaN, stale markers and
-// values with more than 15 significant digits keep XOR) and has no start timestamps. Open head
-// chunks stay XOR: they are appended to. A stored decimal chunk that is reopened as a head (after
-// a restart) is converted back to XOR first (builderFromStored).
+// values with more than 15 significant digits keep XOR) and has no start timestamps. It is
+// written for cut chunks and for the open heads a checkpoint stores; in memory, open heads stay
+// XOR: they are appended to. A stored decimal chunk that is reopened as a head (after a restart)
+// is converted back to XOR first (builderFromStored).
 //
 // Layout after the chunk value's encoding byte and maxt-mint (see encodeChunkValue):
 //

@@ -145,7 +145,9 @@ func (db *DB) beginCheckpointLocked() (*pendingCheckpoint, error) {
 		if s.head.chunk == nil || !s.head.dirty {
 			continue
 		}
-		buf = encodeChunkValue(buf[:0], &s.head)
+		// The decimal layout here too: most heads are never cut before a clean stop or before
+		// their series stops, so what a checkpoint writes is what stays on disk.
+		buf = encodeStoredChunkValue(buf[:0], &s.head, &db.decimal)
 		_ = b.Set(chunkKey(nil, s.head.part, s.ref, s.head.mint), buf, nil)
 		if b.Len() >= checkpointBatchBytes {
 			// Applied in parts: one batch of every head (tens of MB at 100k series) was a
@@ -395,7 +397,7 @@ func (r *replay) sample(ref uint64, smp sample) error {
 		return err
 	}
 	emit := func(c *chunkBuilder) {
-		r.buf = encodeClosedChunkValue(r.buf[:0], c, &db.decimal)
+		r.buf = encodeStoredChunkValue(r.buf[:0], c, &db.decimal)
 		_ = r.b.Set(chunkKey(nil, c.part, s.ref, c.mint), r.buf, nil)
 		c.dirty = false
 	}
