@@ -493,7 +493,7 @@ func (db *DB) publishCommit(a *Appender, b *pebble.Batch) {
 			continue
 		}
 		if isFloatChunk(s.head.chunk) {
-			db.unsynced[s] = struct{}{}
+			db.markUnsynced(s)
 		} else {
 			buf = encodeChunkValue(buf[:0], &s.head)
 			_ = b.Set(chunkKey(nil, s.head.part, s.ref, s.head.mint), buf, nil)

@@ -166,9 +166,9 @@ type DB struct {
 	// whether Pebble still holds log records of the version that kept them there.
 	log       *sampleLog
 	logStart  time.Time
-	logRec    logRecord               // the record being built by the current commit
-	decimal   decimalScratch          // buffers of encodeStoredChunkValue
-	unsynced  map[*memSeries]struct{} // also guarded by headMu for writing
+	logRec    logRecord      // the record being built by the current commit
+	decimal   decimalScratch // buffers of encodeStoredChunkValue
+	unsynced  []*memSeries   // heads with samples only the log has (memSeries.unsynced); also guarded by headMu for writing
 	legacyLog bool
 
 	series  seriesRegistry
@@ -215,15 +215,14 @@ type Stats struct {
 func Open(dir string, o Options) (*DB, error) {
 	opts := o.withDefaults()
 	db := &DB{
-		dir:      dir,
-		opts:     opts,
-		partMs:   opts.PartitionDuration.Milliseconds(),
-		logger:   opts.Logger,
-		meta:     map[string]metadata.Metadata{},
-		unsynced: map[*memSeries]struct{}{},
-		writeMu:  newCtxMutex(),
-		stop:     make(chan struct{}),
-		done:     make(chan struct{}),
+		dir:     dir,
+		opts:    opts,
+		partMs:  opts.PartitionDuration.Milliseconds(),
+		logger:  opts.Logger,
+		meta:    map[string]metadata.Metadata{},
+		writeMu: newCtxMutex(),
+		stop:    make(chan struct{}),
+		done:    make(chan struct{}),
 	}
 	if db.partMs <= 0 {
 		return nil, fmt.Errorf("partition duration %v is below 1ms", opts.PartitionDuration)

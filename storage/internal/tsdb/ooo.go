@@ -159,7 +159,7 @@ func (db *DB) syncHeads(samples []pendingSample) error {
 	var synced []*memSeries
 	for _, ps := range samples {
 		s := ps.s
-		if _, ok := db.unsynced[s]; !ok || !s.head.dirty {
+		if !s.unsynced || !s.head.dirty {
 			continue
 		}
 		_ = b.Set(chunkKey(nil, s.head.part, s.ref, s.head.mint), encodeChunkValue(nil, &s.head), nil)
@@ -174,7 +174,7 @@ func (db *DB) syncHeads(samples []pendingSample) error {
 	db.headMu.Lock()
 	for _, s := range synced {
 		s.head.dirty = false
-		delete(db.unsynced, s)
+		s.unsynced = false // stays in db.unsynced until the next checkpoint, which skips it
 	}
 	db.headMu.Unlock()
 	return nil

@@ -141,8 +141,8 @@ func (db *DB) beginCheckpointLocked() (*pendingCheckpoint, error) {
 	}
 	b := db.pdb.NewBatch()
 	var buf []byte
-	for s := range db.unsynced {
-		if s.head.chunk == nil || !s.head.dirty {
+	for _, s := range db.unsynced {
+		if !s.unsynced || s.head.chunk == nil || !s.head.dirty {
 			continue
 		}
 		// The decimal layout here too: most heads are never cut before a clean stop or before
@@ -173,10 +173,14 @@ func (db *DB) beginCheckpointLocked() (*pendingCheckpoint, error) {
 	// The heads are clean once their copies are applied: a query that copies a head still
 	// marked dirty meanwhile finds the same chunk in its snapshot, and the head replaces it.
 	db.headMu.Lock()
-	for s := range db.unsynced {
-		s.head.dirty = false
+	for _, s := range db.unsynced {
+		if s.unsynced {
+			s.head.dirty = false
+			s.unsynced = false
+		}
 	}
-	clear(db.unsynced)
+	clear(db.unsynced) // no pointers kept to series head GC may drop
+	db.unsynced = db.unsynced[:0]
 	db.headMu.Unlock()
 	db.legacyLog = false
 	old, err := db.log.rotate()
@@ -405,7 +409,7 @@ func (r *replay) sample(ref uint64, smp sample) error {
 		return err
 	}
 	s.maxT, s.last = smp.t, smp
-	db.unsynced[s] = struct{}{}
+	db.markUnsynced(s)
 	r.maxT = max(r.maxT, smp.t)
 	r.replayed++
 	return nil
