@@ -211,6 +211,9 @@ type Stats struct {
 	Checkpoints             atomic.Int64
 }
 
+// dataBlockSize is the target size of Pebble's data blocks (before compression); see Open.
+const dataBlockSize = 32 << 10
+
 // Open opens or creates the database in dir.
 func Open(dir string, o Options) (*DB, error) {
 	opts := o.withDefaults()
@@ -240,6 +243,10 @@ func Open(dir string, o Options) (*DB, error) {
 	}
 	el := db.guard.eventListener()
 	popts.EventListener = &el
+	// Data blocks of 32 KiB, not Pebble's 4 KiB: zstd finds the runs of neighbouring chunks of a
+	// series and of neighbouring series (BenchmarkDiskAndQuery 0.26 -> 0.19 B/sample, 16 KiB 0.20,
+	// 64 KiB 0.16; its queries unchanged). The write path's point reads mostly miss in bloom
+	// filters or hit memory, so the larger block they would decompress is rarely paid.
 	// Bloom filters make the point lookups of the write path cheap when they miss: a label set
 	// never seen before, a series not yet indexed in a partition. Every level is compressed
 	// with zstd, flushes included: Pebble moves a flushed table down unchanged when nothing
@@ -250,6 +257,7 @@ func Open(dir string, o Options) (*DB, error) {
 	for i := range popts.Levels {
 		popts.Levels[i].FilterPolicy = bloom.FilterPolicy(10)
 		popts.Levels[i].Compression = func() *sstable.CompressionProfile { return sstable.ZstdCompression }
+		popts.Levels[i].BlockSize = dataBlockSize
 	}
 	// Compaction of L0 waits for 16 files instead of 4: new series write their index keys all
 	// over the keyspace, and each L0 compaction rewrites the level below where they land, so
