@@ -17,7 +17,9 @@ import (
 // it has shut down return ErrNotRunning (appenders return it from Append and Commit).
 //
 // Writes: an AppenderV2 buffers samples; Commit makes them visible to every querier created after
-// it returns and durable against a crash of the process (the commit is synced to Pebble's WAL).
+// it returns and durable against a crash of the process (the commit is written to the store's
+// sample log, FORMAT.md). Append keeps the label set of a new series, as Prometheus's head does:
+// callers must not reuse its memory afterwards (no labels.ScratchBuilder.Overwrite buffers).
 // Append returns per-sample errors (ErrOutOfOrderSample, ErrTooOldSample,
 // ErrDuplicateSampleForTimestamp, ...) from Prometheus's storage package; the rest of the batch is
 // unaffected.

@@ -62,7 +62,8 @@ func (db *DB) AppenderV2(ctx context.Context) storage.AppenderV2 {
 func (db *DB) NewAppender() *Appender { return &Appender{db: db, ctx: context.Background()} }
 
 // Append implements storage.AppenderV2. It never fails for a metadata or exemplar problem:
-// those are reported as *storage.AppendPartialError after the sample was buffered.
+// those are reported as *storage.AppendPartialError after the sample was buffered. A new
+// series keeps ls: the caller must not reuse its memory (labels.ScratchBuilder.Overwrite).
 func (a *Appender) Append(ref storage.SeriesRef, ls labels.Labels, st, t int64, v float64, h *histogram.Histogram, fh *histogram.FloatHistogram, opts storage.AppendV2Options) (storage.SeriesRef, error) {
 	s, err := a.series(ref, ls)
 	if err != nil {
