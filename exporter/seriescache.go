@@ -1,6 +1,7 @@
 package exporter
 
 import (
+	"bytes"
 	"hash/maphash"
 	"sync"
 
@@ -23,8 +24,15 @@ import (
 //     resolves the labels and returns the right ref, which replaces the cached one.
 //
 // Memory is bounded by two generations of at most limit entries each: a lookup that hits the old
-// generation moves the entry to the new one, and when the new one is full the old is dropped.
+// generation copies the entry to the new one, and when the new one is full the old is dropped.
 // Series that stop arriving thus leave the cache within two generations.
+//
+// Layout: at 100k series the cache is larger than the CPU's caches, so a lookup costs what it
+// misses. A Go map of entries took a directory, a table, a control word, a slot and the key's own
+// allocation (about 500 ns a lookup on a loaded machine, 12-20 % of the steady CPU); here a
+// lookup reads one slot of an open-addressed array and the key's bytes in the generation's
+// arena. The labels are the store's own (it keeps the label set it was given), so the store
+// compares them by pointer without reading them.
 //
 // It is safe for concurrent use.
 type seriesCache struct {
@@ -37,38 +45,49 @@ const cacheStripes = 16
 
 type cacheStripe struct {
 	mu       sync.Mutex
-	cur, old map[uint64]cacheEntry
+	cur, old cacheGen
 }
 
-type cacheEntry struct {
-	key string
-	ls  labels.Labels // owned: never a reused buffer
-	ref promstorage.SeriesRef
+// cacheGen is one generation: linear probing over slots (a power of two, at most 3/4 full),
+// keys appended to arena. A slot is empty when its ref is 0 (the store never hands out 0).
+// Entries are never deleted; a colliding key replaces the slot of its hash, so a hash has at
+// most one slot.
+type cacheGen struct {
+	slots []cacheSlot
+	arena []byte
+	n     int
+}
+
+type cacheSlot struct {
+	h        uint64
+	ref      promstorage.SeriesRef
+	ls       labels.Labels // owned: never a reused buffer
+	off, len uint32        // the key in arena
 }
 
 // newSeriesCache returns a cache of at most about 2*size entries.
 func newSeriesCache(size int) *seriesCache {
-	c := &seriesCache{seed: maphash.MakeSeed(), limit: max(size/cacheStripes, 1)}
-	for i := range c.stripes {
-		c.stripes[i].cur = map[uint64]cacheEntry{}
-	}
-	return c
+	return &seriesCache{seed: maphash.MakeSeed(), limit: max(size/cacheStripes, 1)}
 }
 
 func (c *seriesCache) hash(key []byte) uint64 { return maphash.Bytes(c.seed, key) }
 
+// stripe picks the stripe from the hash's low bits; slot indexes use the high bits.
+func (c *seriesCache) stripe(h uint64) *cacheStripe { return &c.stripes[h%cacheStripes] }
+
 // get returns the labels and ref cached for key, whose hash is h.
 func (c *seriesCache) get(h uint64, key []byte) (labels.Labels, promstorage.SeriesRef, bool) {
-	st := &c.stripes[h%cacheStripes]
+	st := c.stripe(h)
 	st.mu.Lock()
 	defer st.mu.Unlock()
-	if e, ok := st.cur[h]; ok && e.key == string(key) {
-		return e.ls, e.ref, true
+	if i, ok := st.cur.find(h); ok && st.cur.keyIs(i, key) {
+		s := &st.cur.slots[i]
+		return s.ls, s.ref, true
 	}
-	if e, ok := st.old[h]; ok && e.key == string(key) {
-		delete(st.old, h)
-		st.putLocked(h, e, c.limit)
-		return e.ls, e.ref, true
+	if i, ok := st.old.find(h); ok && st.old.keyIs(i, key) {
+		s := st.old.slots[i]
+		st.putLocked(h, key, s.ls, s.ref, c.limit)
+		return s.ls, s.ref, true
 	}
 	return labels.Labels{}, 0, false
 }
@@ -76,22 +95,86 @@ func (c *seriesCache) get(h uint64, key []byte) (labels.Labels, promstorage.Seri
 // put caches ls and ref for key (hash h). ls must not be a reused buffer. A colliding entry of
 // another key is replaced.
 func (c *seriesCache) put(h uint64, key []byte, ls labels.Labels, ref promstorage.SeriesRef) {
-	st := &c.stripes[h%cacheStripes]
+	if ref == 0 {
+		return // not a series of the store; 0 also marks empty slots
+	}
+	st := c.stripe(h)
 	st.mu.Lock()
 	defer st.mu.Unlock()
-	if e, ok := st.cur[h]; ok && e.key == string(key) {
-		e.ref = ref
-		st.cur[h] = e
-		return
-	}
-	st.putLocked(h, cacheEntry{key: string(key), ls: ls, ref: ref}, c.limit)
+	st.putLocked(h, key, ls, ref, c.limit)
 }
 
-func (st *cacheStripe) putLocked(h uint64, e cacheEntry, limit int) {
-	if _, ok := st.cur[h]; !ok && len(st.cur) >= limit {
-		st.old, st.cur = st.cur, make(map[uint64]cacheEntry, limit)
+func (st *cacheStripe) putLocked(h uint64, key []byte, ls labels.Labels, ref promstorage.SeriesRef, limit int) {
+	// A generation's arena holds at most maxArena bytes: keys that replaced colliding ones leave
+	// their predecessors' bytes behind.
+	maxArena := 512 * limit
+	if i, ok := st.cur.find(h); ok {
+		s := &st.cur.slots[i]
+		if st.cur.keyIs(i, key) {
+			s.ls, s.ref = ls, ref
+			return
+		}
+		if len(st.cur.arena)+len(key) <= maxArena {
+			s.off, s.len = st.cur.addKey(key)
+			s.ls, s.ref = ls, ref
+			return
+		}
 	}
-	st.cur[h] = e
+	// A full generation starts the next.
+	if st.cur.n >= limit || len(st.cur.arena)+len(key) > maxArena {
+		st.old, st.cur = st.cur, cacheGen{}
+	}
+	st.cur.insert(h, key, ls, ref)
+}
+
+// find returns the slot of h, or false and the empty slot where it would go.
+func (g *cacheGen) find(h uint64) (int, bool) {
+	if len(g.slots) == 0 {
+		return 0, false
+	}
+	mask := uint64(len(g.slots) - 1)
+	for i := (h >> 32) & mask; ; i = (i + 1) & mask {
+		s := &g.slots[i]
+		if s.ref == 0 {
+			return int(i), false
+		}
+		if s.h == h {
+			return int(i), true
+		}
+	}
+}
+
+func (g *cacheGen) keyIs(i int, key []byte) bool {
+	s := &g.slots[i]
+	return bytes.Equal(g.arena[s.off:s.off+s.len], key)
+}
+
+func (g *cacheGen) addKey(key []byte) (off, n uint32) {
+	off = uint32(len(g.arena))
+	g.arena = append(g.arena, key...)
+	return off, uint32(len(key))
+}
+
+// insert adds h, which is not in g, growing the slots to stay at most 3/4 full.
+func (g *cacheGen) insert(h uint64, key []byte, ls labels.Labels, ref promstorage.SeriesRef) {
+	if 4*(g.n+1) > 3*len(g.slots) {
+		g.grow()
+	}
+	i, _ := g.find(h)
+	off, n := g.addKey(key)
+	g.slots[i] = cacheSlot{h: h, ref: ref, ls: ls, off: off, len: n}
+	g.n++
+}
+
+func (g *cacheGen) grow() {
+	old := g.slots
+	g.slots = make([]cacheSlot, max(64, 2*len(old)))
+	for _, s := range old {
+		if s.ref != 0 {
+			i, _ := g.find(s.h)
+			g.slots[i] = s
+		}
+	}
 }
 
 // len is the number of entries, both generations.
@@ -100,7 +183,7 @@ func (c *seriesCache) len() int {
 	for i := range c.stripes {
 		st := &c.stripes[i]
 		st.mu.Lock()
-		n += len(st.cur) + len(st.old)
+		n += st.cur.n + st.old.n
 		st.mu.Unlock()
 	}
 	return n

@@ -59,6 +59,53 @@ func TestSeriesCacheBounded(t *testing.T) {
 	assert.LessOrEqual(t, c.len(), 2*size)
 }
 
+// TestSeriesCacheGrows fills one generation far past its initial slots: every entry is found
+// with its own labels and ref, a key never seen is not, and a ref update keeps one entry.
+func TestSeriesCacheGrows(t *testing.T) {
+	const n = 20_000
+	c := newSeriesCache(cacheStripes * n) // one generation holds them all
+	key := func(i int) []byte { return fmt.Appendf(nil, "series %d", i) }
+	for i := range n {
+		k := key(i)
+		c.put(c.hash(k), k, labels.FromStrings("i", fmt.Sprint(i)), promstorage.SeriesRef(i+1))
+	}
+	require.Equal(t, n, c.len())
+	for i := range n {
+		k := key(i)
+		ls, ref, ok := c.get(c.hash(k), k)
+		require.True(t, ok, i)
+		require.Equal(t, promstorage.SeriesRef(i+1), ref)
+		require.Equal(t, fmt.Sprint(i), ls.Get("i"))
+	}
+	_, _, ok := c.get(c.hash(key(n)), key(n))
+	assert.False(t, ok)
+	k := key(7)
+	c.put(c.hash(k), k, labels.FromStrings("i", "7"), 99)
+	_, ref, ok := c.get(c.hash(k), k)
+	require.True(t, ok)
+	assert.Equal(t, promstorage.SeriesRef(99), ref)
+	assert.Equal(t, n, c.len())
+	c.put(c.hash(key(n)), key(n), labels.FromStrings("i", "x"), 0)
+	assert.Equal(t, n, c.len(), "ref 0 names no series and is not cached")
+}
+
+// A hash whose key keeps changing (colliding identities) replaces its slot's key each time: the
+// arena bound starts a new generation instead of growing without end.
+func TestSeriesCacheArenaBounded(t *testing.T) {
+	c := newSeriesCache(cacheStripes * 4)
+	const h = 5
+	for i := range 10_000 {
+		k := fmt.Appendf(nil, "colliding key number %d", i)
+		c.put(h, k, labels.FromStrings("i", fmt.Sprint(i)), promstorage.SeriesRef(i+1))
+		_, ref, ok := c.get(h, k)
+		require.True(t, ok)
+		require.Equal(t, promstorage.SeriesRef(i+1), ref)
+	}
+	st := c.stripe(h)
+	assert.LessOrEqual(t, len(st.cur.arena), 512*c.limit)
+	assert.LessOrEqual(t, len(st.old.arena), 512*c.limit)
+}
+
 // refAppender records the refs the exporter hands over, and answers with the ref of the label set
 // in refs (assigning the next one to a new label set); bump makes every label set change ref
 // once, as a store that dropped its series from memory would.
@@ -183,5 +230,31 @@ func TestPushPassthroughConcurrent(t *testing.T) {
 	require.Len(t, got, workers)
 	for _, samples := range got {
 		assert.Len(t, samples, pushes)
+	}
+}
+
+// BenchmarkSeriesCacheGet looks up 100,000 cached series in the same order each round, as a
+// remote write sender's rounds do: at that size the cache is larger than the CPU's caches, so
+// what it costs is mostly memory latency (a profile of the binary at 100k series showed the
+// lookup at 12-20 % of the steady CPU).
+func BenchmarkSeriesCacheGet(b *testing.B) {
+	const n = 100_000
+	c := newSeriesCache(seriesCacheSize)
+	keys := make([][]byte, n)
+	hashes := make([]uint64, n)
+	for i := range keys {
+		keys[i] = fmt.Appendf(nil, "\x0fnode_cpu_seconds_total\x07loadgen\x0ehost-%05d:9100\x03cpu\x02%d\x04mode\x06user%03d", i/100, i%16, i)
+		hashes[i] = c.hash(keys[i])
+		c.put(hashes[i], keys[i], labels.FromStrings("__name__", "m", "i", fmt.Sprint(i)), promstorage.SeriesRef(i+1))
+	}
+	b.ResetTimer()
+	i := 0
+	for b.Loop() {
+		if _, ref, ok := c.get(hashes[i], keys[i]); !ok || ref != promstorage.SeriesRef(i+1) {
+			b.Fatal("missed", i)
+		}
+		if i++; i == n {
+			i = 0
+		}
 	}
 }
