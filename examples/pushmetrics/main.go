@@ -1,22 +1,21 @@
 // Command pushmetrics pushes a few series to a running Metricstor with Prometheus remote write
-// 1.0 (protobuf + snappy), then prints how to query them back.
+// 1.0 (protobuf + snappy) through client_golang's remote write client (exp/api/remote), which
+// retries 5xx and 429 answers with backoff, then prints how to query them back.
 //
 //	go run ./examples/pushmetrics -url http://127.0.0.1:9201/api/v1/write
 package main
 
 import (
-	"bytes"
 	"context"
 	"flag"
 	"fmt"
-	"io"
 	"log"
 	"math"
 	"net/http"
 	"os"
 	"time"
 
-	"github.com/golang/snappy"
+	remoteapi "github.com/prometheus/client_golang/exp/api/remote"
 	"github.com/prometheus/prometheus/prompb"
 )
 
@@ -27,7 +26,11 @@ func main() {
 	flag.Parse()
 
 	req := buildRequest(time.Now(), *points)
-	if err := push(context.Background(), *url, req); err != nil {
+	client, err := newClient(*url, remoteapi.BackoffConfig{Min: time.Second, Max: 10 * time.Second, MaxRetries: 5})
+	if err != nil {
+		log.Fatal(err)
+	}
+	if err := push(context.Background(), client, req); err != nil {
 		log.Fatal(err)
 	}
 	n := 0
@@ -77,28 +80,19 @@ func buildRequest(now time.Time, points int) *prompb.WriteRequest {
 	return req
 }
 
-// push sends req as remote write 1.0 and fails unless Metricstor answers 2xx.
-func push(ctx context.Context, url string, req *prompb.WriteRequest) error {
-	raw, err := req.Marshal()
-	if err != nil {
-		return fmt.Errorf("marshal: %w", err)
-	}
-	httpReq, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(snappy.Encode(nil, raw)))
-	if err != nil {
-		return err
-	}
-	httpReq.Header.Set("Content-Type", "application/x-protobuf")
-	httpReq.Header.Set("Content-Encoding", "snappy")
-	httpReq.Header.Set("X-Prometheus-Remote-Write-Version", "0.1.0")
-	httpReq.Header.Set("User-Agent", "metricstor-pushmetrics")
-	resp, err := (&http.Client{Timeout: 30 * time.Second}).Do(httpReq)
-	if err != nil {
-		return fmt.Errorf("POST %s: %w", url, err)
-	}
-	defer resp.Body.Close()
-	body, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
-	if resp.StatusCode/100 != 2 {
-		return fmt.Errorf("POST %s: %s: %s", url, resp.Status, bytes.TrimSpace(body))
-	}
-	return nil
+// newClient returns a remote write client for the write URL url (the whole URL: no path is
+// appended to it), retrying with the given backoff.
+func newClient(url string, backoff remoteapi.BackoffConfig) (*remoteapi.API, error) {
+	return remoteapi.NewAPI(url,
+		remoteapi.WithAPIPath(""),
+		remoteapi.WithAPIHTTPClient(&http.Client{Timeout: 30 * time.Second}),
+		remoteapi.WithAPIBackoff(backoff))
+}
+
+// push sends req as remote write 1.0 and fails unless Metricstor answers 2xx, after the client's
+// retries of 5xx and 429 answers (a 4xx other than 429 is final: the request itself is wrong).
+func push(ctx context.Context, client *remoteapi.API, req *prompb.WriteRequest) error {
+	_, err := client.Write(ctx, remoteapi.WriteV1MessageType, req,
+		remoteapi.WithWriteRetryCallback(func(err error) { log.Printf("retrying: %v", err) }))
+	return err
 }

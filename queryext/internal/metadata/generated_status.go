@@ -1,5 +1,5 @@
 // Hand-written to match what mdatagen v0.165.0 generates from ../../metadata.yaml: mdatagen is not
-// served by the module proxy available to this project. Keep it in sync with metadata.yaml by hand.
+// served by the module proxy available to this project. Keep it in sync with metadata.yaml: metadata_test.go (internal/metadatatest) fails when they differ.
 
 package metadata // import "github.com/metricstor/metricstor/queryext/internal/metadata"
 

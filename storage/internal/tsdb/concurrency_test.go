@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"runtime"
 	"sync"
 	"testing"
 	"time"
@@ -177,10 +178,16 @@ func TestCloseWhileBusy(t *testing.T) {
 	var wg sync.WaitGroup
 	errs := make(chan error, 8)
 	acked := make([]int, 3)
+	// running is done when every writer and reader has done one operation (or given up), so
+	// Close below meets them busy rather than not yet started.
+	var running sync.WaitGroup
 	for g := range 3 {
 		wg.Add(1)
+		running.Add(1)
 		go func() {
 			defer wg.Done()
+			var once sync.Once
+			defer once.Do(running.Done)
 			for i := 1; ; i++ {
 				app := db.AppenderV2(ctx)
 				_, err := app.Append(0, lbls("__name__", "w", "g", fmt.Sprint(g)), 0, int64(i), float64(i), nil, nil, storage.AppendV2Options{})
@@ -194,13 +201,17 @@ func TestCloseWhileBusy(t *testing.T) {
 					return
 				}
 				acked[g] = i
+				once.Do(running.Done)
 			}
 		}()
 	}
 	for range 2 {
 		wg.Add(1)
+		running.Add(1)
 		go func() {
 			defer wg.Done()
+			var once sync.Once
+			defer once.Do(running.Done)
 			for {
 				q, err := db.Querier(0, 1<<40)
 				if err != nil {
@@ -222,16 +233,21 @@ func TestCloseWhileBusy(t *testing.T) {
 					errs <- err
 					return
 				}
+				once.Do(running.Done)
 			}
 		}()
 	}
-	time.Sleep(50 * time.Millisecond)
+	running.Wait()
 	// A querier open across Close keeps working until closed.
 	q, err := db.Querier(0, 1<<40)
 	require.NoError(t, err)
 	closed := make(chan error)
 	go func() { closed <- db.Close() }()
-	time.Sleep(20 * time.Millisecond)
+	// Wait until Close has begun (it marks the DB closed first, then waits for open queriers), so
+	// the query below runs while Close is waiting for it.
+	for !db.closing() {
+		runtime.Gosched()
+	}
 	ss := q.Select(ctx, true, nil, eq("__name__", "x"))
 	require.True(t, ss.Next())
 	requireSamples(t, []smp{{T: 0, F: 1}}, readIter(t, ss.At().Iterator(nil)))
@@ -278,4 +294,11 @@ func floatsUpTo(n int) []smp {
 		out = append(out, smp{T: int64(i), F: float64(i)})
 	}
 	return out
+}
+
+// closing tells whether Close has begun.
+func (db *DB) closing() bool {
+	db.lifeMu.Lock()
+	defer db.lifeMu.Unlock()
+	return db.closed
 }

@@ -19,7 +19,18 @@ const (
 	famMetadata     byte = 'd' // d | metric family name                  -> metadata
 	famExemplars    byte = 'e' // e | partition | ref | ts                -> exemplar
 	famSeriesHashes byte = 'h' // h | labels hash | ref                   -> empty
+	// famLog keys (w | seq -> samples) held the sample log inside Pebble before it moved to
+	// segment files (wal.go, samplelog.go); a database written by that version may still hold
+	// some, which Open replays and the next checkpoint deletes. Never written any more.
+	famLog byte = 'w'
 )
+
+// Writes into a Pebble batch ignore the error of Set, Delete, DeleteRange and LogData
+// (`_ = b.Set(...)`) throughout this package. That is safe because every batch here comes from
+// DB.NewBatch, which is not indexed: in Pebble v2 those methods only append the record to the
+// batch's buffer, and their one error is from adding the key to an indexed batch's skiplist
+// (NewIndexedBatch, which this package never uses: TestBatchesAreNotIndexed). Errors of the
+// write itself (disk full, closed DB) come from Apply/Commit, which are always checked.
 
 var errCorruptKey = errors.New("corrupt key")
 

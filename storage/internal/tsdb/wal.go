@@ -25,11 +25,6 @@ import (
 // (Querier.headChunks).
 
 const (
-	// famLog keys (w | seq -> samples) held the sample log inside Pebble before it moved to
-	// segment files; a database written by that version may still hold some, which Open replays
-	// and the next checkpoint deletes.
-	famLog byte = 'w'
-
 	// A checkpoint rewrites every open head chunk that gained samples since the last one, so
 	// its cost per sample falls as the interval grows, while the log to replay after a crash
 	// grows (64 MiB is about 4.5 M samples, a few seconds of replay).
