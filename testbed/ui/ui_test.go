@@ -4,6 +4,7 @@
 package ui
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -20,6 +21,9 @@ import (
 	"time"
 
 	"github.com/chromedp/chromedp"
+	"go.opentelemetry.io/collector/pdata/pcommon"
+	"go.opentelemetry.io/collector/pdata/pmetric"
+	"go.opentelemetry.io/collector/pdata/pmetric/pmetricotlp"
 
 	"github.com/metricstor/metricstor/testbed/harness"
 	"github.com/metricstor/metricstor/testbed/loadgen"
@@ -74,9 +78,10 @@ type apiResult struct {
 	Data      struct {
 		ResultType string `json:"resultType"`
 		Result     []struct {
-			Metric map[string]string `json:"metric"`
-			Value  [2]any            `json:"value"`
-			Values [][2]any          `json:"values"`
+			Metric    map[string]string `json:"metric"`
+			Value     [2]any            `json:"value"`
+			Histogram [2]any            `json:"histogram"`
+			Values    [][2]any          `json:"values"`
 		} `json:"result"`
 	} `json:"data"`
 }
@@ -93,6 +98,45 @@ func apiQuery(t *testing.T, base, path string, params url.Values) apiResult {
 		t.Fatalf("decode %s: %v", path, err)
 	}
 	return r
+}
+
+// histogramQuery selects the native histogram pushed over OTLP (ui.response.size in By).
+const histogramQuery = `ui_response_size_bytes`
+
+// pushHistogram sends one OTLP exponential histogram point (a native histogram in the store)
+// over OTLP/HTTP, as an SDK would.
+func pushHistogram(t *testing.T, otlpURL string) {
+	t.Helper()
+	md := pmetric.NewMetrics()
+	rm := md.ResourceMetrics().AppendEmpty()
+	rm.Resource().Attributes().PutStr("service.name", "ui-test")
+	m := rm.ScopeMetrics().AppendEmpty().Metrics().AppendEmpty()
+	m.SetName("ui.response.size")
+	m.SetUnit("By")
+	m.SetDescription("Response size")
+	eh := m.SetEmptyExponentialHistogram()
+	eh.SetAggregationTemporality(pmetric.AggregationTemporalityCumulative)
+	dp := eh.DataPoints().AppendEmpty()
+	now := time.Now()
+	dp.SetStartTimestamp(pcommon.NewTimestampFromTime(now.Add(-time.Minute)))
+	dp.SetTimestamp(pcommon.NewTimestampFromTime(now))
+	dp.SetScale(0)
+	dp.Positive().SetOffset(0)
+	dp.Positive().BucketCounts().FromRaw([]uint64{3, 5}) // (1,2] and (2,4]
+	dp.SetCount(8)
+	dp.SetSum(21.5)
+	body, err := pmetricotlp.NewExportRequestFromMetrics(md).MarshalProto()
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.Post(otlpURL+"/v1/metrics", "application/x-protobuf", bytes.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("OTLP push: %s", resp.Status)
+	}
 }
 
 // formatLabels writes a label set as the page does: name{a="b", c="d"}, names sorted.
@@ -166,6 +210,7 @@ func TestQueryPage(t *testing.T) {
 	if _, err := gen.Run(ctx, 0, samples); err != nil {
 		t.Fatal(err)
 	}
+	pushHistogram(t, cfg.Ports.OTLPHTTPURL())
 
 	// The browser: headless, no sandbox (the tests run as root in a container).
 	allocCtx, cancelAlloc := chromedp.NewExecAllocator(ctx, append(chromedp.DefaultExecAllocatorOptions[:],
@@ -352,6 +397,48 @@ func TestQueryPage(t *testing.T) {
 		}
 	})
 
+	t.Run("native histogram", func(t *testing.T) {
+		cons.reset()
+		want := apiQuery(t, base, "query", url.Values{"query": {histogramQuery}})
+		if want.Status != "success" || len(want.Data.Result) != 1 {
+			t.Fatalf("API: %s %s, %d series, want 1", want.Status, want.Error, len(want.Data.Result))
+		}
+		h, _ := want.Data.Result[0].Histogram[1].(map[string]any)
+		if h == nil {
+			t.Fatalf("API answered no histogram: %+v", want.Data.Result[0])
+		}
+		do(t, "open", chromedp.Navigate(base+"/graph?g0.tab=1&g0.expr="+url.QueryEscape(histogramQuery)), chromedp.WaitVisible(chromedp.CSS(".panel .cm-content")))
+		waitPanel(t, 0)
+		got := eval(t, "histogram", `document.querySelector('.panel table.result .histogram')?.innerText ?? ''`)
+		if wantHead := fmt.Sprintf("count: %v, sum: %v", h["count"], h["sum"]); !strings.HasPrefix(got, wantHead) || h["count"] != "8" {
+			t.Errorf("the table shows %q, want it to start with %q (count 8)", got, wantHead)
+		}
+		// One line per bucket of the API's answer, in interval notation by its boundary rule (0
+		// open left, 1 open right, 2 open both, 3 closed both): (1,2] holds 3, (2,4] holds 5.
+		buckets, _ := h["buckets"].([]any)
+		for _, b := range buckets {
+			bb := b.([]any)
+			rule := bb[0].(float64)
+			open, closing := "[", ")"
+			if rule == 0 || rule == 2 {
+				open = "("
+			}
+			if rule == 0 || rule == 3 {
+				closing = "]"
+			}
+			if line := fmt.Sprintf("%s%v, %v%s: %v", open, bb[1], bb[2], closing, bb[3]); !strings.Contains(got, line) {
+				t.Errorf("the table lacks bucket %q: %q", line, got)
+			}
+		}
+		if len(buckets) != 2 {
+			t.Errorf("the API gives %d buckets, want 2", len(buckets))
+		}
+		shot(t, "histogram")
+		if errs := cons.errors(false); len(errs) > 0 {
+			t.Errorf("console errors: %v", errs)
+		}
+	})
+
 	t.Run("metadata", func(t *testing.T) {
 		cons.reset()
 		do(t, "open /metadata", chromedp.Navigate(base+"/metadata"), chromedp.WaitVisible(chromedp.CSS("table.metrics tr:nth-child(2)")))
@@ -378,6 +465,13 @@ func TestQueryPage(t *testing.T) {
 	})
 
 	t.Run("errors and status", func(t *testing.T) {
+		// A query with no series says so instead of drawing an empty plot.
+		do(t, "open empty", chromedp.Navigate(base+"/graph?g0.expr=no_such_metric&g0.tab=0"), chromedp.WaitVisible(chromedp.CSS(".panel .cm-content")))
+		waitPanel(t, 0)
+		if got := eval(t, "empty", `document.querySelector('.panel .graph').innerText`); got != "Empty query result" {
+			t.Errorf("the graph of no series shows %q", got)
+		}
+
 		// The API's error is shown as the API returns it.
 		bad := `sum(rate(node_cpu_seconds_total[5m])`
 		want := apiQuery(t, base, "query", url.Values{"query": {bad}})
@@ -400,8 +494,9 @@ func TestQueryPage(t *testing.T) {
 			t.Fatal(err)
 		}
 		for k, v := range map[string]string{
-			"Metric names": fmt.Sprint(len(loadgen.MetricNames())),
-			"Series with a sample in the last 5 minutes": fmt.Sprint(hosts * loadgen.SeriesPerHost),
+			// loadgen's, and the OTLP histogram.
+			"Metric names": fmt.Sprint(len(loadgen.MetricNames()) + 1),
+			"Series with a sample in the last 5 minutes": fmt.Sprint(hosts*loadgen.SeriesPerHost + 1),
 			"version": "3.16.0",
 		} {
 			if kv[k] != v {

@@ -20,6 +20,13 @@ export interface GraphInput {
 // (nil when there is nothing to draw) and a note about what was left out.
 export function drawGraph(parent: HTMLElement, g: GraphInput): { plot: uPlot | null; note: string } {
   parent.replaceChildren();
+  if (g.series.length === 0) {
+    const empty = document.createElement('div');
+    empty.className = 'empty';
+    empty.textContent = 'Empty query result';
+    parent.append(empty);
+    return { plot: null, note: '' };
+  }
   const n = Math.floor((g.end - g.start) / g.step + 1e-9) + 1;
   const xs: number[] = new Array(n);
   for (let i = 0; i < n; i++) xs[i] = g.start + i * g.step;

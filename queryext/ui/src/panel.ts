@@ -268,8 +268,9 @@ export class Panel {
 
 function formatHistogram(h: Histogram): HTMLElement {
   const buckets = (h.buckets ?? []).map(([rule, lo, hi, c]) => {
-    const open = rule === 1 || rule === 2 ? '(' : '[';
-    const close = rule === 0 || rule === 2 ? ']' : ')';
+    // The API's boundary rules: 0 open left, 1 open right, 2 open both, 3 closed both.
+    const open = rule === 0 || rule === 2 ? '(' : '[';
+    const close = rule === 0 || rule === 3 ? ']' : ')';
     return `${open}${lo}, ${hi}${close}: ${c}`;
   });
   return el('div', { class: 'histogram' },
