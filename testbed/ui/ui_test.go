@@ -369,6 +369,9 @@ func TestQueryPage(t *testing.T) {
 		q.Set("g1.tab", "0")
 		q.Set("g1.range_input", "30m")
 		q.Set("g1.stacked", "1")
+		q.Set("g1.step_input", "30")
+		endInput := time.Now().UTC().Add(time.Minute).Format(time.DateTime) // the classic UI's end_input
+		q.Set("g1.end_input", endInput)
 		do(t, "open link", chromedp.Navigate(base+"/graph?"+q.Encode()), chromedp.WaitVisible(chromedp.CSS(".panel .cm-content")))
 		waitPanel(t, 0)
 		waitPanel(t, 1)
@@ -385,8 +388,23 @@ func TestQueryPage(t *testing.T) {
 		if got := eval(t, "rows", `String(document.querySelectorAll('.panel')[0].querySelectorAll('table.result tr').length)`); got != fmt.Sprint(len(want.Data.Result)) || len(want.Data.Result) != 8 {
 			t.Errorf("panel 0 shows %s rows, the API %d series (want 8)", got, len(want.Data.Result))
 		}
-		if got := eval(t, "range", `document.querySelectorAll('.panel')[1].querySelector('.range-input').value + ' ' + document.querySelectorAll('.panel')[1].querySelector('.stacked-input').checked`); got != "30m true" {
-			t.Errorf("panel 1 settings: %s, want 30m true", got)
+		p1 := `document.querySelectorAll('.panel')[1]`
+		if got := eval(t, "settings", p1+`.querySelector('.range-input').value + ' ' + `+p1+`.querySelector('.stacked-input').checked + ' ' + `+p1+`.querySelector('.step-input').value + ' ' + `+p1+`.querySelector('.end-input').value`); got != "30m true 30 "+endInput {
+			t.Errorf("panel 1 settings: %q, want %q", got, "30m true 30 "+endInput)
+		}
+		if got := eval(t, "stats", p1+`.querySelector('.stats').textContent`); !strings.HasPrefix(got, fmt.Sprintf("%d series, step 30s", hosts*8)) {
+			t.Errorf("panel 1 says %q, want %d series at step 30s", got, hosts*8)
+		}
+		// The page writes the state back in the same format.
+		search := eval(t, "url", `location.search`)
+		back, err := url.ParseQuery(strings.TrimPrefix(search, "?"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, k := range []string{"g0.expr", "g0.tab", "g1.expr", "g1.tab", "g1.range_input", "g1.stacked", "g1.step_input", "g1.end_input"} {
+			if back.Get(k) != q.Get(k) {
+				t.Errorf("the page's URL has %s=%q, the link %q", k, back.Get(k), q.Get(k))
+			}
 		}
 		if got := eval(t, "series", `String(document.querySelectorAll('.panel')[1].querySelectorAll('.u-legend .u-series').length - 1)`); got != fmt.Sprint(hosts*8) {
 			t.Errorf("panel 1 graphs %s series, want %d", got, hosts*8)
