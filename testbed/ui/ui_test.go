@@ -72,9 +72,11 @@ func screenshotDir(t *testing.T) string {
 
 // apiResult is the part of an API answer the test compares.
 type apiResult struct {
-	Status    string `json:"status"`
-	ErrorType string `json:"errorType"`
-	Error     string `json:"error"`
+	Status    string   `json:"status"`
+	ErrorType string   `json:"errorType"`
+	Error     string   `json:"error"`
+	Warnings  []string `json:"warnings"`
+	Infos     []string `json:"infos"`
 	Data      struct {
 		ResultType string `json:"resultType"`
 		Result     []struct {
@@ -502,6 +504,26 @@ func TestQueryPage(t *testing.T) {
 			t.Errorf("the page shows %q, want the API's %s error %q", got, want.ErrorType, want.Error)
 		}
 		shot(t, "error")
+
+		// Warnings and infos too: rate() of a gauge gives an info annotation.
+		noted := `rate(node_hwmon_temp_celsius[5m])`
+		want = apiQuery(t, base, "query", url.Values{"query": {noted}})
+		if want.Status != "success" || len(want.Infos)+len(want.Warnings) == 0 {
+			t.Fatalf("API answered %s with no warning or info to %s", want.Status, noted)
+		}
+		do(t, "open noted link", chromedp.Navigate(base+"/graph?g0.tab=1&g0.expr="+url.QueryEscape(noted)), chromedp.WaitVisible(chromedp.CSS(".panel .cm-content")))
+		waitPanel(t, 0)
+		shown := eval(t, "notes", `[...document.querySelectorAll('.panel .messages .warning, .panel .messages .info')].map(e => e.textContent).join('\n')`)
+		for _, w := range want.Warnings {
+			if !strings.Contains(shown, "Warning: "+w) {
+				t.Errorf("the page lacks the API's warning %q: %q", w, shown)
+			}
+		}
+		for _, i := range want.Infos {
+			if !strings.Contains(shown, "Info: "+i) {
+				t.Errorf("the page lacks the API's info %q: %q", i, shown)
+			}
+		}
 
 		do(t, "open /status", chromedp.Navigate(base+"/status"), chromedp.WaitVisible(chromedp.CSS(".status-section:nth-of-type(4) table, .status-section:nth-of-type(4) .error")))
 		do(t, "status filled", chromedp.Poll[chromedp.Void](`document.querySelectorAll('.status-section').length === 4 && ![...document.querySelectorAll('td')].some(td => td.textContent === '…')`,
