@@ -20,6 +20,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/chromedp/cdproto/cdp"
+	"github.com/chromedp/cdproto/input"
 	"github.com/chromedp/chromedp"
 	"go.opentelemetry.io/collector/pdata/pcommon"
 	"go.opentelemetry.io/collector/pdata/pmetric"
@@ -139,6 +141,23 @@ func pushHistogram(t *testing.T, otlpURL string) {
 	if resp.StatusCode != http.StatusOK {
 		t.Fatalf("OTLP push: %s", resp.Status)
 	}
+}
+
+// pressEnter presses Enter as a keyboard does: one keyDown that carries the text, then keyUp.
+// chromedp.KeyEvent("\r") sends a separate char event, which inserts a new line even when the
+// page handled the keyDown (a real browser then sends no keypress).
+func pressEnter() chromedp.Action[chromedp.Void] {
+	return chromedp.Func(func(ctx context.Context, t *chromedp.Target) error {
+		down := input.DispatchKeyEventParams{Type: input.DispatchKeyEventTypeKeyDown, Key: "Enter", Code: "Enter",
+			Text: "\r", UnmodifiedText: "\r", WindowsVirtualKeyCode: 13, NativeVirtualKeyCode: 13}
+		if _, err := cdp.Call(ctx, t, input.DispatchKeyEvent, down); err != nil {
+			return err
+		}
+		up := input.DispatchKeyEventParams{Type: input.DispatchKeyEventTypeKeyUp, Key: "Enter", Code: "Enter",
+			WindowsVirtualKeyCode: 13, NativeVirtualKeyCode: 13}
+		_, err := cdp.Call(ctx, t, input.DispatchKeyEvent, up)
+		return err
+	})
 }
 
 // formatLabels writes a label set as the page does: name{a="b", c="d"}, names sorted.
@@ -354,6 +373,17 @@ func TestQueryPage(t *testing.T) {
 		do(t, "completion", chromedp.Poll[chromedp.Void](`[...document.querySelectorAll('.cm-tooltip-autocomplete li')].some(li => li.textContent.includes('node_hwmon_temp_celsius'))`,
 			chromedp.WithPollingTimeout(time.Minute)))
 		shot(t, "autocomplete")
+		// Enter accepts the completion, and a second Enter (no completion open) runs the query.
+		do(t, "accept", pressEnter())
+		if err := chromedp.Do(bctx, chromedp.Poll[chromedp.Void](`document.querySelectorAll('.panel')[1].querySelector('.cm-content').innerText === 'node_hwmon_temp_celsius'`,
+			chromedp.WithPollingTimeout(30*time.Second))); err != nil {
+			t.Fatalf("Enter did not accept the completion: the editor holds %q (%v)", eval(t, "editor", `document.querySelectorAll('.panel')[1].querySelector('.cm-content').innerText`), err)
+		}
+		do(t, "run with Enter", pressEnter())
+		waitPanel(t, 1)
+		if got := eval(t, "series", `document.querySelectorAll('.panel')[1].dataset.series`); got != fmt.Sprint(hosts*8) {
+			t.Errorf("Enter ran a query of %s series, want %d", got, hosts*8)
+		}
 		if errs := cons.errors(false); len(errs) > 0 {
 			t.Errorf("console errors: %v", errs)
 		}
