@@ -295,6 +295,17 @@ func TestQueryPage(t *testing.T) {
 	t.Run("graph", func(t *testing.T) {
 		// / redirects to /graph, which shows an empty editor.
 		do(t, "open /", chromedp.Navigate(base+"/"), chromedp.WaitVisible(chromedp.CSS(".panel .cm-content")))
+		// The console listener works, and the page loaded without errors: the probe is the
+		// only error seen (then forgotten).
+		eval(t, "probe", `console.error('ui-test probe'), 'ok'`)
+		for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+			if errs := cons.errors(false); len(errs) == 1 && strings.Contains(errs[0], "ui-test probe") {
+				break
+			} else if time.Now().After(deadline) {
+				t.Fatalf("the console listener did not see the probe: %v", errs)
+			}
+		}
+		cons.reset()
 		if loc := eval(t, "location", `location.pathname`); loc != "/graph" {
 			t.Errorf("/ led to %s, want /graph", loc)
 		}
