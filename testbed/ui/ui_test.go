@@ -15,6 +15,7 @@ import (
 	"path/filepath"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -495,6 +496,56 @@ func TestQueryPage(t *testing.T) {
 			t.Errorf("the API gives %d buckets, want 2", len(buckets))
 		}
 		shot(t, "histogram")
+		if errs := cons.errors(false); len(errs) > 0 {
+			t.Errorf("console errors: %v", errs)
+		}
+	})
+
+	t.Run("table types", func(t *testing.T) {
+		cons.reset()
+		// A scalar, a string and a range vector (matrix) in three table panels.
+		matrix := `node_network_up{instance="host-00000:9100"}[1m]`
+		q := url.Values{}
+		for i, e := range []string{`1 + 1`, `"hello"`, matrix} {
+			q.Set(fmt.Sprintf("g%d.expr", i), e)
+			q.Set(fmt.Sprintf("g%d.tab", i), "1")
+		}
+		do(t, "open", chromedp.Navigate(base+"/graph?"+q.Encode()), chromedp.WaitVisible(chromedp.CSS(".panel .cm-content")))
+		for i := range 3 {
+			waitPanel(t, i)
+		}
+		cells := func(i int) [][]string {
+			js := fmt.Sprintf(`JSON.stringify([...document.querySelectorAll('.panel')[%d].querySelectorAll('table.result tr')].map(r => [...r.cells].map(c => c.textContent)))`, i)
+			var out [][]string
+			if err := json.Unmarshal([]byte(eval(t, "cells", js)), &out); err != nil {
+				t.Fatal(err)
+			}
+			return out
+		}
+		if got := cells(0); fmt.Sprint(got) != "[[scalar 2]]" {
+			t.Errorf("scalar 1 + 1 shows %v", got)
+		}
+		if got := cells(1); fmt.Sprint(got) != "[[string hello]]" {
+			t.Errorf(`string "hello" shows %v`, got)
+		}
+		// Each matrix row holds the series' samples as "value @time", as the API gives them.
+		want := apiQuery(t, base, "query", url.Values{"query": {matrix}})
+		wantRows := map[string]string{}
+		for _, s := range want.Data.Result {
+			var lines []string
+			for _, v := range s.Values {
+				lines = append(lines, fmt.Sprintf("%v @%s", v[1], strconv.FormatFloat(v[0].(float64), 'f', -1, 64)))
+			}
+			wantRows[formatLabels(s.Metric)] = strings.Join(lines, "\n")
+		}
+		gotRows := map[string]string{}
+		for _, r := range cells(2) {
+			gotRows[r[0]] = r[1]
+		}
+		if len(wantRows) != 4 || fmt.Sprint(gotRows) != fmt.Sprint(wantRows) {
+			t.Errorf("matrix table:\n got  %v\n want %v", gotRows, wantRows)
+		}
+		shot(t, "table-types")
 		if errs := cons.errors(false); len(errs) > 0 {
 			t.Errorf("console errors: %v", errs)
 		}
