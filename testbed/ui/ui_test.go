@@ -318,13 +318,18 @@ func TestQueryPage(t *testing.T) {
 		}
 		do(t, "execute", chromedp.Click(chromedp.CSS(".panel .execute")))
 		waitPanel(t, 0)
+		// The range's − button twice: 1h, 30m, 15m (the data spans 10 minutes); each runs the
+		// query again, at the automatic resolution of range/250.
+		do(t, "shorter range", chromedp.Click(chromedp.CSS(".panel .graph-controls button:first-child")), chromedp.Click(chromedp.CSS(".panel .graph-controls button:first-child")))
+		do(t, "15m graph", chromedp.Poll[chromedp.Void](`document.querySelector('.panel .range-input').value === '15m' && document.querySelector('.panel .stats').textContent.startsWith('8 series, step 3s')`,
+			chromedp.WithPollingTimeout(2*time.Minute)))
 		if errs := eval(t, "panel errors", `[...document.querySelectorAll('.panel .messages .error')].map(e => e.textContent).join('\n')`); errs != "" {
 			t.Fatalf("the page shows errors: %s", errs)
 		}
-		// The page asked a range query of the last hour; the API's answer to the same query.
+		// The page asked a range query of the last 15 minutes; the API's answer to the same query.
 		end := time.Now()
 		want := apiQuery(t, base, "query_range", url.Values{"query": {cpuQuery},
-			"start": {fmt.Sprint(end.Add(-time.Hour).Unix())}, "end": {fmt.Sprint(end.Unix())}, "step": {"14"}})
+			"start": {fmt.Sprint(end.Add(-15 * time.Minute).Unix())}, "end": {fmt.Sprint(end.Unix())}, "step": {"3"}})
 		if want.Status != "success" || len(want.Data.Result) != 8 {
 			t.Fatalf("API: %s %s, %d series, want 8", want.Status, want.Error, len(want.Data.Result))
 		}
@@ -346,7 +351,7 @@ func TestQueryPage(t *testing.T) {
 		if n := eval(t, "canvas", `String(document.querySelectorAll('.panel .u-over').length + document.querySelectorAll('.panel canvas').length)`); n != "2" {
 			t.Errorf("the panel has %s uPlot canvas and overlay elements, want 2", n)
 		}
-		if got := eval(t, "url", `location.search`); !strings.Contains(got, "g0.expr="+url.QueryEscape(cpuQuery)) || !strings.Contains(got, "g0.tab=0") {
+		if got := eval(t, "url", `location.search`); !strings.Contains(got, "g0.expr="+url.QueryEscape(cpuQuery)) || !strings.Contains(got, "g0.tab=0") || !strings.Contains(got, "g0.range_input=15m") {
 			t.Errorf("the URL does not hold the panel's state: %s", got)
 		}
 		// Hover: the legend shows each series' value at the cursor.
@@ -355,7 +360,8 @@ func TestQueryPage(t *testing.T) {
 		if err := json.Unmarshal([]byte(box), &r); err != nil {
 			t.Fatal(err)
 		}
-		do(t, "hover", chromedp.MouseEvent("mouseMoved", r.X+r.Width-20, r.Y+r.Height/2))
+		// Near the bottom edge, away from the lines, so that no series is focused (dimming the rest).
+		do(t, "hover", chromedp.MouseEvent("mouseMoved", r.X+r.Width-20, r.Y+r.Height-2))
 		do(t, "hover values", chromedp.Poll[chromedp.Void](`[...document.querySelectorAll('.panel .u-legend .u-series')].slice(1).every(r => r.querySelector('.u-value').textContent !== '' && r.querySelector('.u-value').textContent !== '--')`,
 			chromedp.WithPollingTimeout(30*time.Second)))
 		shot(t, "graph")

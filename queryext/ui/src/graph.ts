@@ -4,8 +4,8 @@
 import uPlot from 'uplot';
 import { formatLabels, MatrixSeries } from './api';
 
-// Colors of Prometheus's classic UI (flot's palette), repeated.
-const palette = ['#edc240', '#afd8f8', '#cb4b4b', '#4da74d', '#9440ed', '#bd9b11', '#8cacc6', '#a23c3c', '#3d853d', '#7633bd'];
+// Ten colors that stay apart on white (Tableau 10), repeated.
+const palette = ['#4e79a7', '#f28e2b', '#e15759', '#76b7b2', '#59a14f', '#edc948', '#b07aa1', '#ff9da7', '#9c755f', '#bab0ac'];
 const colorOf = (i: number) => palette[i % palette.length];
 
 export interface GraphInput {
