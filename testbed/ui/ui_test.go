@@ -552,6 +552,29 @@ func TestQueryPage(t *testing.T) {
 			t.Errorf("matrix table:\n got  %v\n want %v", gotRows, wantRows)
 		}
 		shot(t, "table-types")
+
+		// An evaluation time in the past (the classic UI's moment_input, UTC): the values of then.
+		moment := time.UnixMilli(gen.Timestamp(10)).UTC().Truncate(time.Second)
+		do(t, "open moment", chromedp.Navigate(base+"/graph?g0.tab=1&g0.expr="+url.QueryEscape(cpuQuery)+"&g0.moment_input="+url.QueryEscape(moment.Format(time.DateTime))),
+			chromedp.WaitVisible(chromedp.CSS(".panel .cm-content")))
+		waitPanel(t, 0)
+		then := apiQuery(t, base, "query", url.Values{"query": {cpuQuery}, "time": {fmt.Sprint(moment.Unix())}})
+		nowAnswer := apiQuery(t, base, "query", url.Values{"query": {cpuQuery}})
+		wantThen, wantNow := map[string]string{}, map[string]string{}
+		for _, s := range then.Data.Result {
+			wantThen[formatLabels(s.Metric)] = fmt.Sprint(s.Value[1])
+		}
+		for _, s := range nowAnswer.Data.Result {
+			wantNow[formatLabels(s.Metric)] = fmt.Sprint(s.Value[1])
+		}
+		gotThen := map[string]string{}
+		for _, r := range cells(0) {
+			gotThen[r[0]] = r[1]
+		}
+		if len(wantThen) != 8 || fmt.Sprint(gotThen) != fmt.Sprint(wantThen) || fmt.Sprint(wantThen) == fmt.Sprint(wantNow) {
+			t.Errorf("table at %s:\n got  %v\n want %v (now: %v)", moment, gotThen, wantThen, wantNow)
+		}
+		shot(t, "table-moment")
 		if errs := cons.errors(false); len(errs) > 0 {
 			t.Errorf("console errors: %v", errs)
 		}
