@@ -600,6 +600,12 @@ func TestQueryPage(t *testing.T) {
 			}
 		}
 		shot(t, "metadata")
+		// A name opens it in a table panel.
+		do(t, "open a name", chromedp.Click(chromedp.CSS(`table.metrics a[href$="node_network_up&g0.tab=1"]`)), chromedp.WaitVisible(chromedp.CSS(".panel .cm-content")))
+		waitPanel(t, 0)
+		if got := eval(t, "opened", `location.pathname + ' ' + document.querySelector('.panel .cm-content').innerText + ' ' + document.querySelectorAll('.panel table.result tr').length`); got != fmt.Sprintf("/graph node_network_up %d", hosts*4) {
+			t.Errorf("the metric's link opened %q, want /graph with node_network_up and %d rows", got, hosts*4)
+		}
 		if errs := cons.errors(false); len(errs) > 0 {
 			t.Errorf("console errors: %v", errs)
 		}
