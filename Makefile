@@ -27,7 +27,7 @@ PINNED_MODULES := github.com/prometheus/prometheus \
                   go.opentelemetry.io/collector/exporter/exporterhelper \
                   go.opentelemetry.io/collector/extension/extensioncapabilities
 
-.PHONY: all build run test unit e2e conformance prometheus alertmanager rwcompliance victoriametrics bench soak vet fmt-check check-versions clean fuzz
+.PHONY: all build run test unit e2e conformance prometheus alertmanager rwcompliance victoriametrics bench soak vet fmt-check check-versions clean fuzz ui ui-check ui-test node chromium
 
 all: build
 
@@ -57,9 +57,11 @@ check-versions:
 run: build
 	$(BINARY) --config=config.yaml
 
-# Unit tests of every package except the end-to-end tests, then the end-to-end tests.
-# The conformance run comes last: its last line is the score, `N passed, M failed`.
-test: build unit e2e conformance
+# The bundle check first (the committed query page must be what its sources build), then unit
+# tests of every package except the end-to-end tests, then the end-to-end tests (the browser test
+# of the query page among them). The conformance run comes last: its last line is the score,
+# `N passed, M failed`.
+test: ui-check build unit e2e conformance
 
 unit:
 	$(GO) test -race $$($(GO) list ./... | grep -v '/testbed/')
@@ -67,8 +69,35 @@ unit:
 # End-to-end tests against the built binary. The minutes-long conformance run is
 # `make conformance`, the server benchmark `make bench-server`. TestRulesMatchPrometheus runs the
 # reference Prometheus and an Alertmanager beside the binary.
-e2e: build prometheus alertmanager rwcompliance
+e2e: build prometheus alertmanager rwcompliance chromium
 	METRICSTOR_BINARY=$(BINARY) $(GO) test -count=1 -timeout=$(E2E_TIMEOUT) -skip '^(TestConformance|TestServerBench|TestSoak)$$' ./testbed/...
+
+# The query page of the promql extension: queryext/ui/src bundled by esbuild into queryext/ui/dist,
+# which is committed and embedded in the binary (so a build needs only Go). npm ci installs the
+# exact versions of package-lock.json; the build is deterministic (no timestamps, no hashes).
+UI_DIR := queryext/ui
+ui: node
+	cd $(UI_DIR) && npm ci --no-audit --no-fund --loglevel=error && node build.mjs
+	@cd $(UI_DIR) && echo "bundle: $$(wc -c < dist/assets/app.js) bytes app.js ($$(gzip -9c dist/assets/app.js | wc -c) gzipped), $$(wc -c < dist/assets/app.css) bytes app.css"
+
+# Rebuilds the bundle and fails when it differs from the committed one (or adds files).
+ui-check: ui
+	@git diff --exit-code --stat -- $(UI_DIR)/dist || { echo "queryext/ui/dist differs from its sources: run make ui and commit it" >&2; exit 1; }
+	@untracked=$$(git ls-files --others --exclude-standard -- $(UI_DIR)/dist); \
+	if [ -n "$$untracked" ]; then echo "queryext/ui/dist has files not committed: $$untracked" >&2; exit 1; fi
+
+# The browser test of the query page alone (it also runs in `make e2e`).
+UI_TEST_TIMEOUT ?= 10m
+ui-test: build chromium
+	METRICSTOR_BINARY=$(BINARY) $(GO) test -count=1 -v -timeout=$(UI_TEST_TIMEOUT) -run '^TestQueryPage$$' ./testbed/ui/
+
+# Node.js and npm for `make ui` (Debian's packages, when missing).
+node:
+	@testbed/scripts/install-node.sh >/dev/null
+
+# Chromium for the browser test (Debian's package, when missing).
+chromium:
+	@testbed/scripts/install-chromium.sh >/dev/null
 
 # Coverage-guided fuzzing, FUZZTIME per target (default 20s), one target at a time (go test -fuzz
 # takes one target per run) with one worker to spare the machine (about 3.5 minutes in all). Not part of `make test`; the seed

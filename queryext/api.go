@@ -142,7 +142,11 @@ func newAPIHandler(store mstorage.Store, set apiSettings) *queryAPI {
 	})
 	mux.Handle("/", router)
 
-	return &queryAPI{handler: readyGate(set.ready, mux), engine: engine}
+	// The query page is served beside the API, in front of the readiness gate (see registerUI).
+	top := http.NewServeMux()
+	registerUI(top)
+	top.Handle("/", readyGate(set.ready, mux))
+	return &queryAPI{handler: top, engine: engine}
 }
 
 // newEngine is the PromQL engine the API serves, with the configured limits. The query
