@@ -116,10 +116,10 @@ func newAPIHandler(store mstorage.Store, set apiSettings) *queryAPI {
 		nil,
 		false, false, false, // OTLP receiving off
 		set.cfg.LookbackDelta,
-		false, // type and unit labels off
-		false, // append metadata off
+		false,              // type and unit labels off
+		false,              // append metadata off
 		notImplementedCode, // Prometheus's HTTP codes, and 501 for delete_series
-		nil,   // no feature registry
+		nil,                // no feature registry
 		v1.OpenAPIOptions{},
 		p,
 		false, // query cost estimation off
