@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"fmt"
+	"maps"
 	"net/http"
 	"path/filepath"
 	"slices"
@@ -17,6 +18,7 @@ import (
 
 	"github.com/metricstor/metricstor/testbed/conformance"
 	"github.com/metricstor/metricstor/testbed/harness"
+	"github.com/metricstor/metricstor/testbed/serverbench"
 )
 
 // Forwarding to a bigger system: README.md's "When one machine is not enough" runs
@@ -74,18 +76,51 @@ func diffSeries(got, want map[string]string) string {
 
 // TestForwardRemoteWrite: OTLP metrics of every kind (gauge, counter, classic and native
 // histogram, summary) and remote write series go into Metricstor running
-// examples/forward/remote_write.yaml; once the exporter has sent them, the reference Prometheus
-// receiving remote write holds the same series with the same samples as Metricstor's own API
-// returns. The README's copy of the example is the file.
+// examples/forward/remote_write.yaml; once the exporter has sent them, a real receiver of remote
+// write holds the same series with the same samples as Metricstor's own API returns: the reference
+// Prometheus (--web.enable-remote-write-receiver) and single-node VictoriaMetrics (the storage of
+// a VictoriaMetrics cluster, whose vminsert takes the same protocol). The README's copy of the
+// example is the file.
 func TestForwardRemoteWrite(t *testing.T) {
 	checkREADMEExamples(t, "When one machine is not enough", "forward", []string{"remote_write.yaml"})
 	binary := harness.Binary(t)
-	peer := conformance.NewPrometheus(t, "prometheus (remote write receiver)", conformance.PrometheusBinary(t),
-		conformance.QueryOnlyConfig, "--web.enable-remote-write-receiver")
-	peer.Start(t)
-	t.Cleanup(peer.Stop)
+	t.Run("prometheus", func(t *testing.T) {
+		peer := conformance.NewPrometheus(t, "prometheus (remote write receiver)", conformance.PrometheusBinary(t),
+			conformance.QueryOnlyConfig, "--web.enable-remote-write-receiver")
+		peer.Start(t)
+		t.Cleanup(peer.Stop)
+		testForward(t, binary, peer.URL()+"/api/v1/write", peer.URL(), func() {}, nil)
+	})
+	t.Run("victoriametrics", func(t *testing.T) {
+		vm := serverbench.StartVictoriaMetrics(t, serverbench.VictoriaMetricsBinary(t))
+		// VictoriaMetrics turns a native histogram into its own histogram series
+		// (<name>_bucket{vmrange=...}, <name>_count, <name>_sum): those are compared by their
+		// counts, the rest series by series.
+		ms, f := testForward(t, binary, vm.WriteURL, vm.QueryURL, func() { vm.Flush(t) }, []string{expHistName})
+		counts := rawSeries(t, vm.QueryURL, expHistName+`_count[10m]`, f.last().Add(time.Second))
+		var want strings.Builder
+		for i := range steps {
+			for _, v := range instantVector(t, ms, `histogram_count(`+expHistName+`)`, f.at(i)) {
+				fmt.Fprintf(&want, "%d:%v ", f.at(i).UnixMilli(), v)
+			}
+		}
+		if len(counts) != 1 {
+			t.Fatalf("VictoriaMetrics holds %d series of %s_count, want 1: %v", len(counts), expHistName, counts)
+		}
+		for k, got := range counts {
+			if got != want.String() {
+				t.Errorf("%s in VictoriaMetrics: %s, want the counts of Metricstor's native histogram %s", k, got, want.String())
+			}
+		}
+	})
+}
 
-	t.Setenv("METRICSTOR_FORWARD_URL", peer.URL()+"/api/v1/write")
+// testForward runs the example towards the peer at writeURL and compares what the peer's API at
+// queryURL holds with Metricstor's, after flush; the metrics named in without (and their series
+// with a suffix, name_...) are left out on both sides. It returns Metricstor's ports and the
+// fixture pushed.
+func testForward(t *testing.T, binary, writeURL, queryURL string, flush func(), without []string) (harness.Ports, fixture) {
+	t.Setenv("METRICSTOR_FORWARD_URL", writeURL)
 	cfg := harness.NewConfig(t)
 	cfg.RemoteWrite = harness.FreePorts(t, 1)[0]
 	root, err := harness.RepoRoot()
@@ -118,21 +153,27 @@ func TestForwardRemoteWrite(t *testing.T) {
 	}
 	for _, n := range append(expectedNames(), "forward_rw_value", expHistName) {
 		if !names[n] {
-			t.Fatalf("Metricstor does not hold %s: %v", n, slices.Sorted(func(yield func(string) bool) {
-				for k := range names {
-					if !yield(k) {
-						return
-					}
-				}
-			}))
+			t.Fatalf("Metricstor does not hold %s: %v", n, slices.Sorted(maps.Keys(names)))
 		}
 	}
+	leaveOut := func(m map[string]string) {
+		for k := range m {
+			for _, n := range without {
+				if name := k[:strings.IndexAny(k, "{")]; name == n || strings.HasPrefix(name, n+"_") {
+					delete(m, k)
+				}
+			}
+		}
+	}
+	leaveOut(local)
 
-	// The exporter sends from its queue: wait until the peer holds as many series, then compare.
+	// The exporter sends from its queue: wait until the peer holds the same, then compare.
 	var peerHas map[string]string
 	deadline := time.Now().Add(time.Minute)
 	for {
-		peerHas = rawSeries(t, peer.URL(), query, at)
+		flush()
+		peerHas = rawSeries(t, queryURL, query, at)
+		leaveOut(peerHas)
 		if diffSeries(peerHas, local) == "" || time.Now().After(deadline) {
 			break
 		}
@@ -142,4 +183,5 @@ func TestForwardRemoteWrite(t *testing.T) {
 		t.Errorf("the peer (got) and Metricstor (want) differ:\n%s", d)
 	}
 	t.Logf("%d series, the same in Metricstor and in the peer", len(local))
+	return cfg.Ports, f
 }
