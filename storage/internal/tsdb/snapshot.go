@@ -11,7 +11,8 @@ import (
 )
 
 // Snapshot writes a consistent point-in-time copy of the database to dir, which must not exist or
-// be an empty directory (Prometheus's API creates it before it asks for the snapshot). The copy is
+// be an empty directory (Prometheus's API creates it before it asks for the snapshot; it is removed
+// when the snapshot is refused, and Pebble removes what it wrote when it fails). The copy is
 // a database directory of its own: Open on it (a Metricstor started with it as its data
 // directory) answers as this one did when Snapshot returned.
 //
@@ -33,6 +34,11 @@ func (db *DB) Snapshot(dir string, withHead bool) error {
 	defer db.release()
 	if err := prepareSnapshotDir(db.opts.FS, dir); err != nil {
 		return err
+	}
+	// A snapshot writes to the data directory's disk (the heads, the copies of the WAL and the
+	// MANIFEST): a store that refuses writes, most often for the free-space reserve, refuses it.
+	if ok, why := db.Writable(); !ok {
+		return fmt.Errorf("snapshot refused: %w", why)
 	}
 	start := time.Now()
 	if withHead {

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cockroachdb/errors/oserror"
 	"github.com/cockroachdb/pebble/v2/vfs"
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/model/metadata"
@@ -211,4 +212,30 @@ func TestSnapshotConcurrentWrites(t *testing.T) {
 		}
 		require.NoError(t, snap.Close())
 	}
+}
+
+// TestSnapshotRefusedBelowReserve: a store that refuses writes for the free-space reserve refuses
+// snapshots too (they write to the same disk), leaves no directory behind, and takes them again
+// once there is room.
+func TestSnapshotRefusedBelowReserve(t *testing.T) {
+	ctx := context.Background()
+	fs := newFaultFS()
+	fs.free.Store(100 << 20)
+	db := openOn(t, fs, Options{PartitionDuration: time.Hour, MinFreeSpace: 10 << 20})
+	checkSpaceEveryCommit(db)
+	require.NoError(t, commitFloats(ctx, db, 1000, 1, "a"))
+	fs.free.Store(5 << 20)
+	require.ErrorIs(t, commitFloats(ctx, db, 2000, 2, "a"), ErrUnavailable)
+	require.NoError(t, fs.MkdirAll("snap", 0o755))
+	err := db.Snapshot("snap", true)
+	require.ErrorIs(t, err, ErrUnavailable)
+	require.ErrorContains(t, err, "below the reserve")
+	_, err = fs.Stat("snap")
+	require.True(t, oserror.IsNotExist(err), "the empty snapshot directory is removed: %v", err)
+
+	fs.free.Store(12 << 20)
+	require.NoError(t, commitFloats(ctx, db, 2000, 2, "a"))
+	require.NoError(t, db.Snapshot("snap", true))
+	snap := openSnapshot(t, fs, "snap", Options{PartitionDuration: time.Hour, MinFreeSpace: -1})
+	require.Equal(t, map[string][]smp{`{__name__="a"}`: {{T: 1000, F: 1}, {T: 2000, F: 2}}}, selectAll(t, snap, 0, 1<<62, nil, allSeries))
 }
