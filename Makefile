@@ -68,8 +68,9 @@ unit:
 
 # End-to-end tests against the built binary. The minutes-long conformance run is
 # `make conformance`, the server benchmark `make bench-server`. TestRulesMatchPrometheus runs the
-# reference Prometheus and an Alertmanager beside the binary.
-e2e: build prometheus alertmanager rwcompliance chromium
+# reference Prometheus and an Alertmanager beside the binary; TestForwardRemoteWrite forwards to
+# the reference Prometheus and to VictoriaMetrics.
+e2e: build prometheus alertmanager rwcompliance victoriametrics chromium
 	METRICSTOR_BINARY=$(BINARY) $(GO) test -count=1 -timeout=$(E2E_TIMEOUT) -skip '^(TestConformance|TestServerBench|TestSoak)$$' ./testbed/...
 
 # The query page of the promql extension: queryext/ui/src bundled by esbuild into queryext/ui/dist,

@@ -93,9 +93,9 @@ func newAPIHandler(store mstorage.Store, set apiSettings) *queryAPI {
 		map[string]string{},
 		v1.GlobalURLOptions{ListenAddress: set.cfg.NetAddr.Endpoint, Host: set.cfg.NetAddr.Endpoint, Scheme: "http"},
 		func(f http.HandlerFunc) http.HandlerFunc { return f }, // readiness is checked in front of the router
-		unsupportedAdmin{},
-		"",    // no TSDB directory of Prometheus's
-		false, // admin APIs off
+		adminAPI{store},
+		store.Dir(), // the API writes snapshots under <dir>/snapshots
+		set.cfg.EnableAdminAPI,
 		false, // search API off
 		0,
 		set.logger.With("component", "api"),
@@ -116,10 +116,10 @@ func newAPIHandler(store mstorage.Store, set apiSettings) *queryAPI {
 		nil,
 		false, false, false, // OTLP receiving off
 		set.cfg.LookbackDelta,
-		false, // type and unit labels off
-		false, // append metadata off
-		nil,   // Prometheus's HTTP codes for every error type
-		nil,   // no feature registry
+		false,              // type and unit labels off
+		false,              // append metadata off
+		notImplementedCode, // Prometheus's HTTP codes, and 501 for delete_series
+		nil,                // no feature registry
 		v1.OpenAPIOptions{},
 		p,
 		false, // query cost estimation off
@@ -254,15 +254,50 @@ func (noRules) DroppedAlertmanagers() []*url.URL     { return []*url.URL{} }
 // own TSDB; the metricstor store reports its state through its own telemetry.
 var errUnsupported = errors.New("not supported by metricstor: the store is the metricstor storage extension, not a Prometheus TSDB")
 
-type unsupportedAdmin struct{}
+// adminAPI serves the admin endpoints (when enable_admin_api is on) and the TSDB status endpoints
+// of Prometheus's API over the store.
+type adminAPI struct{ store mstorage.Store }
 
-func (unsupportedAdmin) CleanTombstones() error { return errUnsupported }
-func (unsupportedAdmin) Delete(context.Context, int64, int64, ...*labels.Matcher) error {
-	return errUnsupported
+// Snapshot writes the store's snapshot to dir, which Prometheus's API has created (empty) under
+// <storage directory>/snapshots.
+func (a adminAPI) Snapshot(dir string, withHead bool) error { return a.store.Snapshot(dir, withHead) }
+
+// Delete is not implemented: the store has no tombstones, and deleting samples would rewrite
+// the stored chunks of every matching series in every partition of the range (and the heads in
+// memory and the sample log) while writes go on.
+func (adminAPI) Delete(context.Context, int64, int64, ...*labels.Matcher) error {
+	return errDeleteNotImplemented
 }
-func (unsupportedAdmin) Snapshot(string, bool) error            { return errUnsupported }
-func (unsupportedAdmin) Stats(string, int) (*tsdb.Stats, error) { return nil, errUnsupported }
-func (unsupportedAdmin) WALReplayStatus() (tsdb.WALReplayStatus, error) {
+
+// CleanTombstones has nothing to do: the store keeps no tombstones (retention drops whole
+// partitions).
+func (adminAPI) CleanTombstones() error { return nil }
+
+func (adminAPI) Stats(string, int) (*tsdb.Stats, error) { return nil, errUnsupported }
+func (adminAPI) WALReplayStatus() (tsdb.WALReplayStatus, error) {
 	return tsdb.WALReplayStatus{}, errUnsupported
 }
-func (unsupportedAdmin) BlockMetas() ([]tsdb.BlockMeta, error) { return nil, errUnsupported }
+func (adminAPI) BlockMetas() ([]tsdb.BlockMeta, error) { return nil, errUnsupported }
+
+// errNotImplemented marks an error that the API answers with 501 Not Implemented (errorType
+// internal, Prometheus's type for a failed admin call) instead of Prometheus's 500.
+var errNotImplemented = errors.New("not implemented")
+
+var errDeleteNotImplemented = fmt.Errorf("%w: delete_series is not supported by metricstor: the store has no tombstones, "+
+	"and deleting samples would rewrite every stored chunk of the matching series; "+
+	"data leaves by retention (retention, retention_size of the storage extension), "+
+	"and series can be dropped before storage with the filter processor", errNotImplemented)
+
+// notImplementedCode is the API's OverrideErrorCode: 501 for errNotImplemented, Prometheus's
+// code for every other error. OverrideErrorCode's first parameter has an unexported type, which
+// only type inference can name: the generic helper takes it from v1.ErrorNone.
+var notImplementedCode v1.OverrideErrorCode = overrideFor(v1.ErrorNone)
+
+func overrideFor[E any](E) func(E, error) (int, bool) {
+	return func(_ E, err error) (int, bool) {
+		if errors.Is(err, errNotImplemented) {
+			return http.StatusNotImplemented, true
+		}
+		return 0, false
+	}
+}

@@ -41,6 +41,13 @@ type Config struct {
 	// (their wait counts against their timeout). Default: 20 (as Prometheus).
 	MaxConcurrency int `mapstructure:"max_concurrency"`
 
+	// EnableAdminAPI serves Prometheus's admin endpoints (as Prometheus's --web.enable-admin-api):
+	// POST /api/v1/admin/tsdb/snapshot writes a snapshot of the store under
+	// <storage directory>/snapshots; delete_series answers 501 (the store has no tombstones) and
+	// clean_tombstones succeeds with nothing to do. Off (the default), they answer errorType
+	// unavailable, "admin APIs disabled", as Prometheus does. Default: false.
+	EnableAdminAPI bool `mapstructure:"enable_admin_api"`
+
 	// prevent unkeyed literal initialization
 	_ struct{}
 }

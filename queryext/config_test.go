@@ -26,6 +26,7 @@ func TestLoadConfig(t *testing.T) {
 	custom.MaxPointsPerRangeQuery = 5000
 	custom.LookbackDelta = time.Minute
 	custom.MaxConcurrency = 4
+	custom.EnableAdminAPI = true
 	custom.WriteTimeout = time.Minute
 
 	tests := []struct {

@@ -156,6 +156,18 @@ func (e *storageExtension) MetricMetadata(_ context.Context, metric string) (map
 	return out, nil
 }
 
+// Dir implements Store.
+func (e *storageExtension) Dir() string { return e.cfg.Directory }
+
+// Snapshot implements Store.
+func (e *storageExtension) Snapshot(dir string, withHead bool) error {
+	db := e.current()
+	if db == nil {
+		return ErrNotRunning
+	}
+	return db.Snapshot(dir, withHead)
+}
+
 type notRunningAppender struct{}
 
 func (notRunningAppender) Append(promstorage.SeriesRef, labels.Labels, int64, int64, float64, *histogram.Histogram, *histogram.FloatHistogram, promstorage.AppendV2Options) (promstorage.SeriesRef, error) {

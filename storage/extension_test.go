@@ -2,6 +2,7 @@ package storage
 
 import (
 	"context"
+	"path/filepath"
 	"testing"
 
 	"github.com/prometheus/common/model"
@@ -253,4 +254,33 @@ func TestExtensionRetentionSizePercent(t *testing.T) {
 	m, err := tel.GetMetric("metricstor_storage_retention_size_limit")
 	require.NoError(t, err)
 	assert.Positive(t, m.Data.(metricdata.Gauge[int64]).DataPoints[0].Value)
+}
+
+// TestExtensionSnapshot: a snapshot written where Prometheus's API writes it (inside the data
+// directory) opens as a data directory of its own with the data of snapshot time, and the
+// original, with the snapshot inside it, restarts with all its data.
+func TestExtensionSnapshot(t *testing.T) {
+	dir := t.TempDir()
+	ls := labels.FromStrings("__name__", "memory_used_bytes", "job", "api")
+	name := labels.MustNewMatcher(labels.MatchEqual, "__name__", "memory_used_bytes")
+
+	ext := newTestExtension(t, dir, nil)
+	require.Equal(t, dir, ext.Dir())
+	require.ErrorIs(t, ext.Snapshot(filepath.Join(dir, "snapshots", "early"), true), ErrNotRunning)
+	require.NoError(t, ext.Start(context.Background(), componenttest.NewNopHost()))
+	appendFloat(t, ext, ls, 1000, 1.5)
+	snapDir := filepath.Join(dir, "snapshots", "one")
+	require.NoError(t, ext.Snapshot(snapDir, true))
+	appendFloat(t, ext, ls, 2000, 2.5)
+	require.NoError(t, ext.Shutdown(context.Background()))
+
+	snap := newTestExtension(t, snapDir, nil)
+	require.NoError(t, snap.Start(context.Background(), componenttest.NewNopHost()))
+	require.Equal(t, map[string][]float64{ls.String(): {1.5}}, readFloats(t, snap, name))
+	require.NoError(t, snap.Shutdown(context.Background()))
+
+	ext = newTestExtension(t, dir, nil)
+	require.NoError(t, ext.Start(context.Background(), componenttest.NewNopHost()))
+	require.Equal(t, map[string][]float64{ls.String(): {1.5, 2.5}}, readFloats(t, ext, name))
+	require.NoError(t, ext.Shutdown(context.Background()))
 }

@@ -33,6 +33,18 @@ type Store interface {
 	// MetricMetadata returns the metadata (type, unit, help) recorded per metric family name. When
 	// metric is not empty only that family is returned. The result is never nil.
 	MetricMetadata(ctx context.Context, metric string) (map[string][]metadata.Metadata, error)
+
+	// Dir is the data directory (the `directory` setting). Prometheus's snapshot API writes
+	// snapshots under Dir()/snapshots.
+	Dir() string
+
+	// Snapshot writes a consistent point-in-time copy of the store to dir, which must not exist or
+	// be an empty directory. With withHead every commit acknowledged before the call is in the
+	// copy and none is in part; commits wait while it is taken. Without it, the copy holds what
+	// the store has written out (the open head chunks as of the last checkpoint), and commits go
+	// on. The copy is a data directory: a Metricstor started with it as its `directory` answers as
+	// this store did. The names follow Prometheus's tsdb.DB.
+	Snapshot(dir string, withHead bool) error
 }
 
 // Errors a Store returns besides Prometheus's storage sentinels (ErrOutOfOrderSample,
