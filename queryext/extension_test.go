@@ -77,7 +77,11 @@ func loadTestData(t *testing.T, s *testStore) {
 func startTestExtension(t *testing.T, mutate func(*Config)) string {
 	store := newTestStore(t, testMeta)
 	loadTestData(t, store)
+	return startTestExtensionOn(t, store, mutate)
+}
 
+// startTestExtensionOn starts the extension on 127.0.0.1:0 over store and returns the base URL.
+func startTestExtensionOn(t *testing.T, store *testStore, mutate func(*Config)) string {
 	cfg := createDefaultConfig().(*Config)
 	cfg.NetAddr.Endpoint = "127.0.0.1:0"
 	if mutate != nil {
