@@ -75,7 +75,7 @@ func rrFixture(base int64) []prompb.TimeSeries {
 		n := uint64(i + 1)
 		lat.Histograms = append(lat.Histograms, prompb.FromIntHistogram(ts, &histogram.Histogram{
 			Schema: 1, Count: 5 * n, Sum: 2.5 * float64(n), ZeroThreshold: 1e-128, ZeroCount: n,
-			PositiveSpans: []histogram.Span{{Offset: 0, Length: 2}, {Offset: 2, Length: 1}},
+			PositiveSpans:   []histogram.Span{{Offset: 0, Length: 2}, {Offset: 2, Length: 1}},
 			PositiveBuckets: []int64{int64(n), 0, int64(n)}, // deltas: n, n, 2n; with the zero bucket 5n
 		}))
 		queue.Histograms = append(queue.Histograms, prompb.FromFloatHistogram(ts, &histogram.FloatHistogram{
