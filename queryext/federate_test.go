@@ -229,6 +229,23 @@ func TestFederateThroughExtension(t *testing.T) {
 	code, _, body = federate(t, base, "", `http_requests_total`)
 	assert.Equal(t, http.StatusOK, code)
 	assert.Empty(t, string(body))
+
+	// Compressed when the client accepts it, as Prometheus's /federate.
+	req, err := http.NewRequest(http.MethodGet, base+"/federate?match[]=up", nil)
+	require.NoError(t, err)
+	req.Header.Set("Accept-Encoding", "gzip")
+	resp, err := http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	resp.Body.Close()
+	assert.Equal(t, http.StatusOK, resp.StatusCode)
+	assert.Equal(t, "gzip", resp.Header.Get("Content-Encoding"))
+
+	// Only GET (and HEAD) is served: a POST falls through to the API's router, which has no
+	// such route (Prometheus answers 405).
+	resp, err = http.Post(base+"/federate?match[]=up", "text/plain", nil)
+	require.NoError(t, err)
+	resp.Body.Close()
+	assert.Equal(t, http.StatusNotFound, resp.StatusCode)
 }
 
 // stoppedStore is a store that is not running.
