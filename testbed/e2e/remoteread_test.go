@@ -52,8 +52,8 @@ func rrFixture(base int64) []prompb.TimeSeries {
 	odd := prompb.TimeSeries{Labels: lbls("__name__", "rr_odd", "job", "node")}
 	lat := prompb.TimeSeries{Labels: lbls("__name__", "rr_latency_seconds", "job", "api")}
 	queue := prompb.TimeSeries{Labels: lbls("__name__", "rr_queue_depth", "job", "api")}
-	// -0 is left out: it comes back as +0 from remote write through the store (found by this
-	// test, outside remote read: Metricstor's own query API shows the same).
+	// No -0: prompb's generated Marshal leaves out a float field that == 0, so a remote write
+	// (or SAMPLES) message cannot carry the sign of -0; it arrives as +0, from Prometheus too.
 	oddValues := []float64{math.NaN(), math.Inf(1), math.Inf(-1), 0, 1.5}
 	for i := range 37 {
 		ts := base + int64(i)*rrStep
