@@ -38,7 +38,7 @@ var fedNow = time.UnixMilli(t0 + 10*60_000)
 //   - stale_total, ended by a stale marker;
 //   - rpc_seconds, an integer native histogram (counter), and queue_depth_hist, a float
 //     gauge histogram.
-func loadFederationData(t *testing.T, s promstorage.Storage) {
+func loadFederationData(t testing.TB, s promstorage.Storage) {
 	app := s.AppenderV2(context.Background())
 	now := fedNow.UnixMilli()
 	add := func(ls labels.Labels, ts int64, v float64, h *histogram.Histogram, fh *histogram.FloatHistogram) {
@@ -68,7 +68,7 @@ func loadFederationData(t *testing.T, s promstorage.Storage) {
 	require.NoError(t, app.Commit())
 }
 
-func newTestFederation(t *testing.T) (*httptest.Server, *federateHandler) {
+func newTestFederation(t testing.TB) (*httptest.Server, *federateHandler) {
 	store := newTestStore(t, nil)
 	loadFederationData(t, store)
 	h := newFederateHandler(store, parser.NewParser(parser.Options{}), 5*time.Minute, slog.New(slog.DiscardHandler), prometheus.NewRegistry())
@@ -255,4 +255,64 @@ type stoppedStore struct {
 
 func (stoppedStore) Querier(int64, int64) (promstorage.Querier, error) {
 	return nil, mstorage.ErrNotRunning
+}
+
+// FuzzFederate sends fuzzed match[] selectors and Accept headers to /federate over the test
+// data: the answer is 200 with a body that parses in the negotiated format, or 400 with a
+// message; never a 5xx, never a broken connection.
+func FuzzFederate(f *testing.F) {
+	f.Add(`{job="api"}`, `up`, "text/plain")
+	f.Add(`http_requests_total{instance=~"a|b"}`, ``, "application/vnd.google.protobuf;proto=io.prometheus.client.MetricFamily;encoding=delimited")
+	f.Add(`{__name__=~".+"}`, `rpc_seconds`, "application/vnd.google.protobuf;proto=io.prometheus.client.MetricFamily;encoding=text")
+	f.Add(`{__name__=~".+"}`, `queue_depth_hist`, "application/vnd.google.protobuf;proto=io.prometheus.client.MetricFamily;encoding=compact-text")
+	f.Add(`up{`, `{}`, "application/openmetrics-text;version=1.0.0")
+	f.Add(`{"http_requests_total"}`, `{job!=""}`, "*/*")
+	f.Add(`sum(up)`, "\xff", "")
+
+	srv, _ := newTestFederation(f)
+	client := &http.Client{Timeout: time.Minute}
+	f.Fuzz(func(t *testing.T, m1, m2, accept string) {
+		var match []string
+		for _, m := range []string{m1, m2} {
+			if m != "" {
+				match = append(match, m)
+			}
+		}
+		req, err := http.NewRequest(http.MethodGet, srv.URL+"/federate?"+url.Values{"match[]": match}.Encode(), nil)
+		require.NoError(t, err)
+		if strings.ContainsFunc(accept, func(r rune) bool { return (r < 0x20 && r != '\t') || r == 0x7f }) {
+			return // not a header value a client can send
+		}
+		if accept != "" {
+			req.Header["Accept"] = []string{accept}
+		}
+		resp, err := client.Do(req)
+		require.NoError(t, err, "%q %q", match, accept)
+		body, err := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		require.NoError(t, err)
+		switch resp.StatusCode {
+		case http.StatusOK:
+			format := expfmt.ResponseFormat(resp.Header)
+			if ft := format.FormatType(); ft != expfmt.TypeProtoDelim && ft != expfmt.TypeTextPlain {
+				// The protobuf text formats (for debugging) have no decoder in expfmt.
+				ct := resp.Header.Get("Content-Type")
+				require.True(t, strings.Contains(ct, "encoding=text") || strings.Contains(ct, "encoding=compact-text"), "%q: %s", accept, ct)
+				return
+			}
+			dec := expfmt.NewDecoder(strings.NewReader(string(body)), format)
+			for {
+				var mf dto.MetricFamily
+				err := dec.Decode(&mf)
+				if err == io.EOF {
+					break
+				}
+				require.NoError(t, err, "%q %q: %s: %q", match, accept, resp.Header.Get("Content-Type"), body)
+			}
+		case http.StatusBadRequest:
+			require.Contains(t, string(body), "match[]", "%q %q", match, accept)
+		default:
+			t.Fatalf("%q %q: %s: %s", match, accept, resp.Status, body)
+		}
+	})
 }
