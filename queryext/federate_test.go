@@ -240,6 +240,12 @@ func TestFederateThroughExtension(t *testing.T) {
 	assert.Equal(t, http.StatusOK, resp.StatusCode)
 	assert.Equal(t, "gzip", resp.Header.Get("Content-Encoding"))
 
+	// The federation and remote read metrics are served with the API's own.
+	self := get(t, base, "/api/v1/status/self_metrics", nil)
+	assert.Equal(t, http.StatusOK, self.code)
+	assert.Contains(t, self.body, "prometheus_web_federation_errors_total")
+	assert.Contains(t, self.body, "prometheus_remote_read_handler_queries")
+
 	// Only GET (and HEAD) is served: a POST falls through to the API's router, which has no
 	// such route (Prometheus answers 405).
 	resp, err = http.Post(base+"/federate?match[]=up", "text/plain", nil)
