@@ -138,6 +138,10 @@ func newAPIHandler(store mstorage.Store, set apiSettings) *queryAPI {
 	mux.Handle("GET /federate", httputil.CompressionHandler{
 		Handler: newFederateHandler(queryable, p, set.cfg.LookbackDelta, set.logger.With("component", "federate"), reg),
 	})
+	mux.HandleFunc("/federate", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Allow", "GET, HEAD")
+		http.Error(w, "/federate takes GET only", http.StatusMethodNotAllowed)
+	})
 	mux.HandleFunc("GET /-/healthy", func(w http.ResponseWriter, _ *http.Request) {
 		w.WriteHeader(http.StatusOK)
 		fmt.Fprint(w, "Metricstor is Healthy.\n")

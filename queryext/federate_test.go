@@ -246,12 +246,12 @@ func TestFederateThroughExtension(t *testing.T) {
 	assert.Contains(t, self.body, "prometheus_web_federation_errors_total")
 	assert.Contains(t, self.body, "prometheus_remote_read_handler_queries")
 
-	// Only GET (and HEAD) is served: a POST falls through to the API's router, which has no
-	// such route (Prometheus answers 405).
+	// Only GET (and HEAD), as Prometheus: 405 otherwise.
 	resp, err = http.Post(base+"/federate?match[]=up", "text/plain", nil)
 	require.NoError(t, err)
 	resp.Body.Close()
-	assert.Equal(t, http.StatusNotFound, resp.StatusCode)
+	assert.Equal(t, http.StatusMethodNotAllowed, resp.StatusCode)
+	assert.Equal(t, "GET, HEAD", resp.Header.Get("Allow"))
 }
 
 // stoppedStore is a store that is not running.
