@@ -101,7 +101,7 @@ chromium:
 	@testbed/scripts/install-chromium.sh >/dev/null
 
 # Coverage-guided fuzzing, FUZZTIME per target (default 20s), one target at a time (go test -fuzz
-# takes one target per run) with one worker to spare the machine (about 3.5 minutes in all). Not part of `make test`; the seed
+# takes one target per run) with one worker to spare the machine (about 4 minutes in all). Not part of `make test`; the seed
 # corpora (f.Add and testdata/fuzz/<Target>) already run as ordinary tests in `make unit`. A failing
 # input is written to testdata/fuzz/<Target>/ of its package: fix the bug and commit the input.
 FUZZTIME    ?= 20s
@@ -109,7 +109,7 @@ FUZZTIME    ?= 20s
 # targets whose inputs are large and slow (the exporter's, which commit to a store).
 FUZZMINIMIZETIME ?= 2s
 FUZZ_TARGETS := ./receiver:FuzzDecodeRequest ./receiver:FuzzDecodeSnappy ./receiver:FuzzDecodeV1 \
-                ./exporter:FuzzPushProto ./exporter:FuzzPushHostile ./queryext:FuzzHTTPAPI
+                ./exporter:FuzzPushProto ./exporter:FuzzPushHostile ./queryext:FuzzHTTPAPI ./queryext:FuzzFederate
 fuzz:
 	@set -e; for t in $(FUZZ_TARGETS); do \
 		pkg=$${t%%:*}; name=$${t##*:}; \

@@ -23,6 +23,7 @@ import (
 	"github.com/prometheus/prometheus/scrape"
 	promstorage "github.com/prometheus/prometheus/storage"
 	"github.com/prometheus/prometheus/tsdb"
+	"github.com/prometheus/prometheus/util/httputil"
 	"github.com/prometheus/prometheus/util/notifications"
 	v1 "github.com/prometheus/prometheus/web/api/v1"
 
@@ -100,7 +101,8 @@ func newAPIHandler(store mstorage.Store, set apiSettings) *queryAPI {
 		0,
 		set.logger.With("component", "api"),
 		func(context.Context) v1.RulesRetriever { return rulesOf(set) },
-		0, 0, 0, // remote read: no sample limit, no concurrency limit, default frame size
+		// A concurrency limit of 0 would make every remote read wait forever (a gate of size 0).
+		set.cfg.RemoteRead.SampleLimit, set.cfg.RemoteRead.ConcurrentLimit, set.cfg.RemoteRead.MaxBytesInFrame,
 		false, // not an agent
 		// CORS is confighttp's job (`cors:`); this pattern matches no Origin, so Prometheus's own
 		// CORS code never allows one.
@@ -132,6 +134,14 @@ func newAPIHandler(store mstorage.Store, set apiSettings) *queryAPI {
 	md := &metadataHandler{store: store, logger: set.logger}
 	mux := http.NewServeMux()
 	mux.Handle("GET "+apiPrefix+"/metadata", md)
+	// Compressed when the client accepts it, as Prometheus serves /federate.
+	mux.Handle("GET /federate", httputil.CompressionHandler{
+		Handler: newFederateHandler(queryable, p, set.cfg.LookbackDelta, set.logger.With("component", "federate"), reg),
+	})
+	mux.HandleFunc("/federate", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Allow", "GET, HEAD")
+		http.Error(w, "/federate takes GET only", http.StatusMethodNotAllowed)
+	})
 	mux.HandleFunc("GET /-/healthy", func(w http.ResponseWriter, _ *http.Request) {
 		w.WriteHeader(http.StatusOK)
 		fmt.Fprint(w, "Metricstor is Healthy.\n")

@@ -48,6 +48,31 @@ type Config struct {
 	// unavailable, "admin APIs disabled", as Prometheus does. Default: false.
 	EnableAdminAPI bool `mapstructure:"enable_admin_api"`
 
+	// RemoteRead holds the limits of /api/v1/read, Prometheus's --storage.remote.read-* flags.
+	RemoteRead RemoteReadConfig `mapstructure:"remote_read"`
+
+	// prevent unkeyed literal initialization
+	_ struct{}
+}
+
+// RemoteReadConfig is the limits of the remote read endpoint, with Prometheus's defaults.
+type RemoteReadConfig struct {
+	// SampleLimit is the most samples one query of a request may return in a SAMPLES response;
+	// more fails the request with 400 "exceeded sample limit". 0 means no limit. Streamed
+	// (STREAMED_XOR_CHUNKS) responses are not counted: they are sent a frame at a time.
+	// Prometheus: --storage.remote.read-sample-limit, default 5e7.
+	SampleLimit int `mapstructure:"sample_limit"`
+
+	// ConcurrentLimit is the number of remote read requests served at once; more wait for a slot
+	// until the client gives up. Prometheus: --storage.remote.read-concurrent-limit, default 10.
+	// Prometheus documents 0 as "no limit", but its handler then waits forever on a gate of size
+	// zero: here it must be positive.
+	ConcurrentLimit int `mapstructure:"concurrent_limit"`
+
+	// MaxBytesInFrame is the size of the chunks of series a streamed response puts in one frame
+	// before sending it. Prometheus: --storage.remote.read-max-bytes-in-frame, default 1048576.
+	MaxBytesInFrame int `mapstructure:"max_bytes_in_frame"`
+
 	// prevent unkeyed literal initialization
 	_ struct{}
 }
@@ -78,6 +103,15 @@ func (cfg *Config) Validate() error {
 	}
 	if cfg.MaxConcurrency <= 0 {
 		errs = append(errs, fmt.Errorf("max_concurrency: must be positive (got %d)", cfg.MaxConcurrency))
+	}
+	if cfg.RemoteRead.SampleLimit < 0 {
+		errs = append(errs, fmt.Errorf("remote_read::sample_limit: must not be negative, 0 for no limit (got %d)", cfg.RemoteRead.SampleLimit))
+	}
+	if cfg.RemoteRead.ConcurrentLimit <= 0 {
+		errs = append(errs, fmt.Errorf("remote_read::concurrent_limit: must be positive (got %d)", cfg.RemoteRead.ConcurrentLimit))
+	}
+	if cfg.RemoteRead.MaxBytesInFrame <= 0 {
+		errs = append(errs, fmt.Errorf("remote_read::max_bytes_in_frame: must be positive (got %d)", cfg.RemoteRead.MaxBytesInFrame))
 	}
 	if cfg.WriteTimeout < 0 {
 		errs = append(errs, fmt.Errorf("write_timeout: must not be negative (got %s)", cfg.WriteTimeout))

@@ -28,6 +28,9 @@ func TestLoadConfig(t *testing.T) {
 	custom.MaxConcurrency = 4
 	custom.EnableAdminAPI = true
 	custom.WriteTimeout = time.Minute
+	custom.RemoteRead.SampleLimit = 0
+	custom.RemoteRead.ConcurrentLimit = 2
+	custom.RemoteRead.MaxBytesInFrame = 65536
 
 	tests := []struct {
 		id       component.ID
@@ -47,7 +50,10 @@ func TestLoadConfig(t *testing.T) {
 				"max_samples: must be positive (got -1)\n" +
 				"max_points_per_range_query: must be positive (got -2)\n" +
 				"lookback_delta: must be positive (got -5m0s)\n" +
-				"max_concurrency: must be positive (got 0)",
+				"max_concurrency: must be positive (got 0)\n" +
+				"remote_read::sample_limit: must not be negative, 0 for no limit (got -1)\n" +
+				"remote_read::concurrent_limit: must be positive (got 0)\n" +
+				"remote_read::max_bytes_in_frame: must be positive (got 0)",
 		},
 		{
 			id:     component.NewIDWithName(metadata.Type, "short_write_timeout"),
@@ -83,6 +89,8 @@ func TestDefaultConfig(t *testing.T) {
 	assert.Equal(t, 11_000_000, cfg.MaxPointsPerRangeQuery)
 	assert.Equal(t, 5*time.Minute, cfg.LookbackDelta)
 	assert.Equal(t, 20, cfg.MaxConcurrency)
+	assert.Equal(t, RemoteReadConfig{SampleLimit: 50_000_000, ConcurrentLimit: 10, MaxBytesInFrame: 1048576}, cfg.RemoteRead,
+		"Prometheus's --storage.remote.read-* defaults")
 	assert.Zero(t, cfg.WriteTimeout, "a query may run up to timeout; no write deadline by default")
 	assert.NoError(t, cfg.Validate())
 }

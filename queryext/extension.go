@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -13,6 +14,7 @@ import (
 
 	"go.opentelemetry.io/collector/component"
 	"go.opentelemetry.io/collector/component/componentstatus"
+	"go.opentelemetry.io/collector/config/confighttp"
 	"go.opentelemetry.io/collector/extension"
 	"go.opentelemetry.io/collector/extension/extensioncapabilities"
 	"go.uber.org/zap"
@@ -78,7 +80,12 @@ func (e *promqlExtension) Start(ctx context.Context, host component.Host) error 
 		_ = api.engine.Close()
 		return fmt.Errorf("promql: listen on %q: %w", e.cfg.NetAddr.Endpoint, err)
 	}
-	srv, err := e.cfg.ToServer(ctx, host.GetExtensions(), e.settings.TelemetrySettings, api.handler)
+	srv, err := e.cfg.ToServer(ctx, host.GetExtensions(), e.settings.TelemetrySettings, api.handler,
+		// A remote read request is a snappy block with `Content-Encoding: snappy`, and
+		// Prometheus's read handler decodes the snappy itself: confighttp must pass the body on
+		// as it came (it would otherwise decode it once already, and the handler fail on it). No
+		// other endpoint takes a snappy body.
+		confighttp.WithDecoder("snappy", func(body io.ReadCloser) (io.ReadCloser, error) { return body, nil }))
 	if err != nil {
 		_ = ln.Close()
 		_ = api.engine.Close()

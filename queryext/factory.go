@@ -19,6 +19,10 @@ const (
 	defaultMaxPointsPerRangeQuery = 11_000_000
 	defaultLookbackDelta          = 5 * time.Minute
 	defaultMaxConcurrency         = 20
+	// Prometheus's --storage.remote.read-sample-limit, -concurrent-limit, -max-bytes-in-frame.
+	defaultRemoteReadSampleLimit     = 50_000_000
+	defaultRemoteReadConcurrentLimit = 10
+	defaultRemoteReadMaxBytesInFrame = 1 << 20
 )
 
 // defaultStorageID is the ID under which the distribution's config.yaml declares the store.
@@ -43,6 +47,11 @@ func createDefaultConfig() component.Config {
 		MaxPointsPerRangeQuery: defaultMaxPointsPerRangeQuery,
 		LookbackDelta:          defaultLookbackDelta,
 		MaxConcurrency:         defaultMaxConcurrency,
+		RemoteRead: RemoteReadConfig{
+			SampleLimit:     defaultRemoteReadSampleLimit,
+			ConcurrentLimit: defaultRemoteReadConcurrentLimit,
+			MaxBytesInFrame: defaultRemoteReadMaxBytesInFrame,
+		},
 	}
 }
 

@@ -23,7 +23,7 @@ type testStore struct {
 
 var _ mstorage.Store = (*testStore)(nil)
 
-func newTestStore(t *testing.T, meta map[string][]metadata.Metadata) *testStore {
+func newTestStore(t testing.TB, meta map[string][]metadata.Metadata) *testStore {
 	return &testStore{TestStorage: teststorage.New(t), meta: meta}
 }
 
