@@ -29,6 +29,10 @@ type Appender struct {
 	samples   []pendingSample
 	meta      map[string]metadata.Metadata
 	exemplars []pendingExemplar
+	// lastFamily and lastMeta are the metadata addMetadata handled last: the samples of a metric
+	// come one after the other with the same metadata, and each was a lock and a map lookup.
+	lastFamily string
+	lastMeta   metadata.Metadata
 
 	// Samples valid on Append that a concurrent commit made invalid before this Commit (pushed
 	// out of the out-of-order window, or a different value at the same timestamp).
@@ -201,9 +205,10 @@ func (a *Appender) addMetadata(ls labels.Labels, family string, m metadata.Metad
 	if family == "" {
 		family = ls.Get(labels.MetricName)
 	}
-	if family == "" {
+	if family == "" || (family == a.lastFamily && m == a.lastMeta) {
 		return
 	}
+	a.lastFamily, a.lastMeta = family, m
 	a.db.metaMu.RLock()
 	cur, ok := a.db.meta[family]
 	a.db.metaMu.RUnlock()
@@ -598,6 +603,7 @@ func (a *Appender) Rollback() error {
 func (a *Appender) reset() {
 	a.db.putSampleBuf(a.samples)
 	a.samples, a.meta, a.exemplars = nil, nil, nil
+	a.lastFamily, a.lastMeta = "", metadata.Metadata{}
 }
 
 // getSampleBuf and putSampleBuf recycle appenders' sample buffers, which grow to a batch's size.
