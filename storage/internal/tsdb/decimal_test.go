@@ -132,6 +132,29 @@ func TestDecimalCorrupt(t *testing.T) {
 	}
 }
 
+// Bytes that are not a decimal chunk (a varint longer than 64 bits, random bodies) are an error or
+// some samples, never a panic or an endless read.
+func TestDecimalGarbage(t *testing.T) {
+	long := []byte{2, 0, 0} // two samples, exponent 0, mode 0, then a timestamp varint of 11 bytes
+	long = append(long, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01, 2, 2)
+	it, err := storedChunk{mint: 1, enc: encDecimal, data: long}.iterator(nil)
+	require.NoError(t, err)
+	require.Equal(t, chunkenc.ValNone, it.Next())
+	require.Error(t, it.Err())
+
+	rng := rand.New(rand.NewPCG(3, 4))
+	for range 20_000 {
+		body := make([]byte, rng.IntN(40))
+		for i := range body {
+			body[i] = byte(rng.Uint32())
+		}
+		it, err := storedChunk{mint: 1, enc: encDecimal, data: body}.iterator(it)
+		require.NoError(t, err)
+		for it.Next() != chunkenc.ValNone {
+		}
+	}
+}
+
 // A series whose newest stored chunk is decimal (cut, then the DB reopened) appends on: the head
 // is reopened as XOR with the same samples, and the result reads back whole.
 func TestDecimalChunkReopenedAsHead(t *testing.T) {
