@@ -244,10 +244,15 @@ func (s *chunkSeries) Iterator(it chunkenc.Iterator) chunkenc.Iterator {
 
 // seriesIterator walks the samples of consecutive, non-overlapping chunks within [mint, maxt].
 type seriesIterator struct {
-	chunks     []storedChunk
-	next       int // index of the chunk to open next
-	cur        chunkenc.Iterator
-	curType    chunkenc.ValueType
+	chunks  []storedChunk
+	next    int // index of the chunk to open next
+	cur     chunkenc.Iterator
+	curType chunkenc.ValueType
+	// dec is cur when it is a decimal chunk, nil otherwise; decAll says that all of that chunk
+	// is within [mint, maxt]. Decimal chunks are most of what is stored, and their samples
+	// are decoded in slices already: Next and At read them without a call through cur.
+	dec        *decimalIterator
+	decAll     bool
 	mint, maxt int64
 	err        error
 	iters      map[chunkenc.Encoding]chunkenc.Iterator // reused per encoding
@@ -275,10 +280,22 @@ func (it *seriesIterator) open() bool {
 	}
 	it.cur = cur
 	it.iters[c.enc] = it.cur
+	it.dec, _ = cur.(*decimalIterator)
+	it.decAll = it.dec != nil && c.mint >= it.mint && c.maxt <= it.maxt
 	return true
 }
 
+// drop forgets the current chunk.
+func (it *seriesIterator) drop() { it.cur, it.dec, it.decAll = nil, nil, false }
+
 func (it *seriesIterator) Next() chunkenc.ValueType {
+	if it.decAll {
+		if d := it.dec; d.i+1 < len(d.ts) {
+			d.i++
+			it.curType = chunkenc.ValFloat
+			return chunkenc.ValFloat
+		}
+	}
 	for it.err == nil {
 		if it.cur == nil && !it.open() {
 			break
@@ -289,7 +306,7 @@ func (it *seriesIterator) Next() chunkenc.ValueType {
 				it.err = err
 				break
 			}
-			it.cur = nil
+			it.drop()
 			continue
 		}
 		t := it.cur.AtT()
@@ -302,7 +319,8 @@ func (it *seriesIterator) Next() chunkenc.ValueType {
 		it.curType = vt
 		return vt
 	}
-	it.curType, it.cur, it.next = chunkenc.ValNone, nil, len(it.chunks)
+	it.drop()
+	it.curType, it.next = chunkenc.ValNone, len(it.chunks)
 	return chunkenc.ValNone
 }
 
@@ -326,7 +344,7 @@ func (it *seriesIterator) Seek(t int64) chunkenc.ValueType {
 				it.err = err
 				break
 			}
-			it.cur = nil
+			it.drop()
 			continue
 		}
 		if it.cur.AtT() > it.maxt {
@@ -335,17 +353,28 @@ func (it *seriesIterator) Seek(t int64) chunkenc.ValueType {
 		it.curType = vt
 		return vt
 	}
-	it.curType, it.cur, it.next = chunkenc.ValNone, nil, len(it.chunks)
+	it.drop()
+	it.curType, it.next = chunkenc.ValNone, len(it.chunks)
 	return chunkenc.ValNone
 }
 
-func (it *seriesIterator) At() (int64, float64) { return it.cur.At() }
+func (it *seriesIterator) At() (int64, float64) {
+	if d := it.dec; d != nil {
+		return d.ts[d.i], d.vs[d.i]
+	}
+	return it.cur.At()
+}
 func (it *seriesIterator) AtHistogram(h *histogram.Histogram) (int64, *histogram.Histogram) {
 	return it.cur.AtHistogram(h)
 }
 func (it *seriesIterator) AtFloatHistogram(fh *histogram.FloatHistogram) (int64, *histogram.FloatHistogram) {
 	return it.cur.AtFloatHistogram(fh)
 }
-func (it *seriesIterator) AtT() int64  { return it.cur.AtT() }
+func (it *seriesIterator) AtT() int64 {
+	if d := it.dec; d != nil {
+		return d.ts[d.i]
+	}
+	return it.cur.AtT()
+}
 func (it *seriesIterator) AtST() int64 { return it.cur.AtST() }
 func (it *seriesIterator) Err() error  { return it.err }
