@@ -3,9 +3,11 @@ package storage
 import (
 	"context"
 	"fmt"
+	"strings"
 	"sync"
 	"time"
 
+	"github.com/alecthomas/units"
 	"github.com/prometheus/prometheus/model/histogram"
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/model/metadata"
@@ -166,6 +168,33 @@ func (e *storageExtension) Snapshot(dir string, withHead bool) error {
 		return ErrNotRunning
 	}
 	return db.Snapshot(dir, withHead)
+}
+
+// HeadStats implements Store.
+func (e *storageExtension) HeadStats(statsByLabelName string, limit int) (*HeadStats, error) {
+	db := e.current()
+	if db == nil {
+		return nil, ErrNotRunning
+	}
+	return db.HeadStats(statsByLabelName, limit)
+}
+
+// Retention implements Store, from the configuration (which Validate has checked).
+func (e *storageExtension) Retention() string {
+	var parts []string
+	if e.cfg.Retention > 0 {
+		parts = append(parts, e.cfg.Retention.String())
+	}
+	size, fraction, err := parseRetentionSize(e.cfg.RetentionSize)
+	switch {
+	case err != nil:
+	case size > 0:
+		parts = append(parts, units.Base2Bytes(size).String())
+	case fraction > 0:
+		// As configured: fraction*100 may not print back as the percentage given (7% -> 7.000000000000001).
+		parts = append(parts, strings.ReplaceAll(strings.TrimSpace(e.cfg.RetentionSize), " ", ""))
+	}
+	return strings.Join(parts, " or ")
 }
 
 type notRunningAppender struct{}

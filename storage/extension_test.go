@@ -4,6 +4,7 @@ import (
 	"context"
 	"path/filepath"
 	"testing"
+	"time"
 
 	"github.com/prometheus/common/model"
 	"github.com/prometheus/prometheus/model/labels"
@@ -283,4 +284,44 @@ func TestExtensionSnapshot(t *testing.T) {
 	require.NoError(t, ext.Start(context.Background(), componenttest.NewNopHost()))
 	require.Equal(t, map[string][]float64{ls.String(): {1.5, 2.5}}, readFloats(t, ext, name))
 	require.NoError(t, ext.Shutdown(context.Background()))
+}
+
+// TestExtensionHeadStats: the store's head statistics count the series appended through it,
+// and ErrNotRunning before Start.
+func TestExtensionHeadStats(t *testing.T) {
+	ext := newTestExtension(t, t.TempDir(), nil)
+	_, err := ext.HeadStats(labels.MetricName, 10)
+	require.ErrorIs(t, err, ErrNotRunning)
+	require.NoError(t, ext.Start(context.Background(), componenttest.NewNopHost()))
+	appendFloat(t, ext, labels.FromStrings("__name__", "up", "job", "a"), 1000, 1)
+	appendFloat(t, ext, labels.FromStrings("__name__", "up", "job", "b"), 2000, 1)
+	st, err := ext.HeadStats(labels.MetricName, 10)
+	require.NoError(t, err)
+	require.EqualValues(t, 2, st.NumSeries)
+	require.EqualValues(t, 1000, st.MinTime)
+	require.EqualValues(t, 2000, st.MaxTime)
+	require.Len(t, st.Postings.CardinalityMetricsStats, 1)
+	require.Equal(t, "up", st.Postings.CardinalityMetricsStats[0].Name)
+	require.EqualValues(t, 2, st.Postings.CardinalityMetricsStats[0].Count)
+	require.NoError(t, ext.Shutdown(context.Background()))
+}
+
+// TestExtensionRetention: Retention prints the settings as Prometheus's runtimeinfo does.
+func TestExtensionRetention(t *testing.T) {
+	for _, tc := range []struct {
+		retention time.Duration
+		size      string
+		want      string
+	}{
+		{15 * 24 * time.Hour, "0", "15d"},
+		{0, "", ""},
+		{0, "10GB", "10GiB"},
+		{6 * time.Hour, "512MB", "6h or 512MiB"},
+		{30 * 24 * time.Hour, " 7 %", "30d or 7%"},
+	} {
+		cfg := createDefaultConfig()
+		cfg.Retention = model.Duration(tc.retention)
+		cfg.RetentionSize = tc.size
+		require.Equal(t, tc.want, newExtension(cfg, extension.Settings{}).Retention(), "%v %q", tc.retention, tc.size)
+	}
 }

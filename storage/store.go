@@ -45,7 +45,21 @@ type Store interface {
 	// on. The copy is a data directory: a Metricstor started with it as its `directory` answers as
 	// this store did. The names follow Prometheus's tsdb.DB.
 	Snapshot(dir string, withHead bool) error
+
+	// HeadStats returns the cardinality statistics of the head, the series the store holds in
+	// memory (those appended to within about an hour of the newest sample), as Prometheus's
+	// /api/v1/status/tsdb reports them for its head block. statsByLabelName is the label whose
+	// values SeriesCountByMetricName counts (__name__); each list holds the limit largest
+	// entries, largest first. It walks every head series: call it on request, not per scrape.
+	HeadStats(statsByLabelName string, limit int) (*HeadStats, error)
+
+	// Retention describes the retention settings as Prometheus's runtimeinfo storageRetention
+	// does: "15d", "10GiB", "80%", "15d or 10GiB"; empty when nothing is ever dropped.
+	Retention() string
 }
+
+// HeadStats is the head's statistics (see Store.HeadStats).
+type HeadStats = tsdb.HeadStats
 
 // Errors a Store returns besides Prometheus's storage sentinels (ErrOutOfOrderSample,
 // ErrTooOldSample, ErrDuplicateSampleForTimestamp, ...).
