@@ -94,7 +94,7 @@ func newAPIHandler(store mstorage.Store, set apiSettings) *queryAPI {
 		map[string]string{},
 		v1.GlobalURLOptions{ListenAddress: set.cfg.NetAddr.Endpoint, Host: set.cfg.NetAddr.Endpoint, Scheme: "http"},
 		func(f http.HandlerFunc) http.HandlerFunc { return f }, // readiness is checked in front of the router
-		adminAPI{store},
+		newAdminAPI(store, reg),
 		store.Dir(), // the API writes snapshots under <dir>/snapshots
 		set.cfg.EnableAdminAPI,
 		false, // search API off
@@ -107,7 +107,7 @@ func newAPIHandler(store mstorage.Store, set apiSettings) *queryAPI {
 		// CORS is confighttp's job (`cors:`); this pattern matches no Origin, so Prometheus's own
 		// CORS code never allows one.
 		regexp.MustCompile("^$"),
-		func() (v1.RuntimeInfo, error) { return runtimeInfo(startTime, set.cfg), nil },
+		func() (v1.RuntimeInfo, error) { return runtimeInfo(startTime, store), nil },
 		buildInfo,
 		func() []notifications.Notification { return []notifications.Notification{} },
 		func() (<-chan notifications.Notification, func(), bool) { return nil, func() {}, false },
@@ -192,7 +192,7 @@ func readyGate(ready *atomic.Bool, next http.Handler) http.Handler {
 	})
 }
 
-func runtimeInfo(start time.Time, cfg *Config) v1.RuntimeInfo {
+func runtimeInfo(start time.Time, store mstorage.Store) v1.RuntimeInfo {
 	cwd, _ := os.Getwd()
 	host, _ := os.Hostname()
 	return v1.RuntimeInfo{
@@ -206,7 +206,7 @@ func runtimeInfo(start time.Time, cfg *Config) v1.RuntimeInfo {
 		GOMAXPROCS:          runtime.GOMAXPROCS(0),
 		GOGC:                os.Getenv("GOGC"),
 		GODEBUG:             os.Getenv("GODEBUG"),
-		StorageRetention:    "see the " + cfg.Storage.String() + " extension",
+		StorageRetention:    store.Retention(),
 	}
 }
 
@@ -260,13 +260,29 @@ func (noRules) AlertingRules() []*rules.AlertingRule { return []*rules.AlertingR
 func (noRules) Alertmanagers() []*url.URL            { return []*url.URL{} }
 func (noRules) DroppedAlertmanagers() []*url.URL     { return []*url.URL{} }
 
-// errUnsupported is returned by the TSDB status and admin endpoints, which describe Prometheus's
+// errUnsupported is returned by the WAL replay and block endpoints, which describe Prometheus's
 // own TSDB; the metricstor store reports its state through its own telemetry.
 var errUnsupported = errors.New("not supported by metricstor: the store is the metricstor storage extension, not a Prometheus TSDB")
 
 // adminAPI serves the admin endpoints (when enable_admin_api is on) and the TSDB status endpoints
 // of Prometheus's API over the store.
-type adminAPI struct{ store mstorage.Store }
+type adminAPI struct {
+	store mstorage.Store
+	// headChunks is Prometheus's prometheus_tsdb_head_chunks, which /api/v1/status/tsdb reads
+	// from the API's gatherer right after Stats (it answers chunkCount from it, and a
+	// meaningless number without it). Stats sets it, so it is as of the last status request:
+	// counting the open heads on every gather would walk every series per scrape.
+	headChunks prometheus.Gauge
+}
+
+func newAdminAPI(store mstorage.Store, reg prometheus.Registerer) adminAPI {
+	g := prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "prometheus_tsdb_head_chunks",
+		Help: "Open head chunks of the metricstor store's in-memory series, as of the last /api/v1/status/tsdb request.",
+	})
+	reg.MustRegister(g)
+	return adminAPI{store: store, headChunks: g}
+}
 
 // Snapshot writes the store's snapshot to dir, which Prometheus's API has created (empty) under
 // <storage directory>/snapshots.
@@ -283,7 +299,23 @@ func (adminAPI) Delete(context.Context, int64, int64, ...*labels.Matcher) error 
 // partitions).
 func (adminAPI) CleanTombstones() error { return nil }
 
-func (adminAPI) Stats(string, int) (*tsdb.Stats, error) { return nil, errUnsupported }
+// Stats serves /api/v1/status/tsdb from the store's head: the series it holds in memory, those
+// appended to within about an hour of the newest sample (Prometheus's head block covers the last
+// 2-3 hours).
+func (a adminAPI) Stats(statsByLabelName string, limit int) (*tsdb.Stats, error) {
+	st, err := a.store.HeadStats(statsByLabelName, limit)
+	if err != nil {
+		return nil, notReady(err)
+	}
+	a.headChunks.Set(float64(st.ChunkCount))
+	return &tsdb.Stats{
+		NumSeries:         st.NumSeries,
+		MinTime:           st.MinTime,
+		MaxTime:           st.MaxTime,
+		IndexPostingStats: st.Postings,
+	}, nil
+}
+
 func (adminAPI) WALReplayStatus() (tsdb.WALReplayStatus, error) {
 	return tsdb.WALReplayStatus{}, errUnsupported
 }

@@ -309,8 +309,8 @@ func TestHTTPAPI(t *testing.T) {
 			expect: `{"status":"success","data":{"activeAlertmanagers":[],"droppedAlertmanagers":[]}}`,
 		},
 		{
-			name:   "tsdb status: unsupported",
-			do:     func() httpResult { return get(t, base, "/api/v1/status/tsdb", nil) },
+			name:   "WAL replay status: unsupported",
+			do:     func() httpResult { return get(t, base, "/api/v1/status/walreplay", nil) },
 			code:   500,
 			expect: `{"status":"error","errorType":"internal","error":"` + errUnsupported.Error() + `"}`,
 		},

@@ -42,3 +42,20 @@ func (s *testStore) MetricMetadata(_ context.Context, metric string) (map[string
 type testHost map[component.ID]component.Component
 
 func (h testHost) GetExtensions() map[component.ID]component.Component { return h }
+
+// HeadStats answers Prometheus's own head statistics, which is what the store's mimic; the
+// number of open head chunks is not exposed by Prometheus's head, so the test store reports
+// one per series.
+func (s *testStore) HeadStats(statsByLabelName string, limit int) (*mstorage.HeadStats, error) {
+	st := s.DB.Head().Stats(statsByLabelName, limit)
+	return &mstorage.HeadStats{
+		NumSeries:  st.NumSeries,
+		ChunkCount: int64(st.NumSeries),
+		MinTime:    st.MinTime,
+		MaxTime:    st.MaxTime,
+		Postings:   st.IndexPostingStats,
+	}, nil
+}
+
+// Retention is what the storage extension prints for its default settings.
+func (*testStore) Retention() string { return "15d" }
