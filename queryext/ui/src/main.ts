@@ -1,6 +1,6 @@
 // The query page of Metricstor's promql extension: /graph (query panels), /metadata (metric names
-// and their metadata), /status (build, runtime and store status). One bundle; the page to show
-// is chosen by the last path segment, so the page works under any path prefix.
+// and their metadata), /status (build, runtime and store status, the TSDB status). One bundle;
+// the page to show is chosen by the last path segment, so the page works under any path prefix.
 
 import 'uplot/dist/uPlot.min.css';
 import './style.css';
@@ -121,10 +121,68 @@ async function statusPage(main: HTMLElement) {
       const r = await get<{ resultType: string; result: { value: [number, string] }[] }>('query', { query: 'count({__name__!=""})' });
       return r.data.result.length ? r.data.result[0].value[1] : '0';
     }),
+    count('Storage retention', async () => (await get<{ storageRetention: string }>('status/runtimeinfo')).data.storageRetention || 'unlimited'),
   ]);
   await statusSection(main, 'Build information', 'status/buildinfo');
   await statusSection(main, 'Runtime information', 'status/runtimeinfo');
-  await statusSection(main, 'TSDB status', 'status/tsdb');
+  await tsdbSection(main);
+}
+
+interface TSDBStat {
+  name: string;
+  value: number;
+}
+
+interface TSDBStatus {
+  headStats: { numSeries: number; numLabelPairs: number; chunkCount: number; minTime: number; maxTime: number };
+  seriesCountByMetricName: TSDBStat[];
+  labelValueCountByLabelName: TSDBStat[];
+  memoryInBytesByLabelName: TSDBStat[];
+  seriesCountByLabelValuePair: TSDBStat[];
+}
+
+// A head time in milliseconds; an empty head has minTime > maxTime (Prometheus's MaxInt64 and
+// MinInt64, which no Date can hold).
+const headTime = (ms: number, empty: boolean) => (empty ? 'no samples' : `${new Date(ms).toISOString()} (${ms})`);
+
+// The TSDB status, as Prometheus's /tsdb-status: the head's statistics and the four top-10
+// cardinality tables of /api/v1/status/tsdb.
+async function tsdbSection(main: HTMLElement) {
+  const section = el('section', { class: 'status-section tsdb-status' }, el('h2', {}, 'TSDB status'));
+  main.append(section);
+  try {
+    const st = (await get<TSDBStatus>('status/tsdb')).data;
+    const h = st.headStats;
+    const empty = h.minTime > h.maxTime;
+    const head = el('table', { class: 'kv head-stats' });
+    for (const [k, v] of [
+      ['Number of series', String(h.numSeries)],
+      ['Number of chunks', String(h.chunkCount)],
+      ['Number of label pairs', String(h.numLabelPairs)],
+      ['Current min time', headTime(h.minTime, empty)],
+      ['Current max time', headTime(h.maxTime, empty)],
+    ]) {
+      head.append(el('tr', {}, el('th', {}, k), el('td', {}, v)));
+    }
+    section.append(
+      el('h3', {}, 'Head stats'),
+      el('p', { class: 'hint' }, 'The head: the series the store holds in memory, those appended to within about an hour of the newest sample.'),
+      head,
+    );
+    const stats = (key: keyof Omit<TSDBStatus, 'headStats'>, title: string, what: string) => {
+      const table = el('table', { class: 'tsdb-stats', 'data-stat': key }, el('tr', {}, el('th', {}, 'Name'), el('th', {}, what)));
+      for (const s of st[key]) table.append(el('tr', {}, el('td', {}, s.name), el('td', {}, String(s.value))));
+      if (st[key].length === 0) table.append(el('tr', {}, el('td', { class: 'empty', colspan: '2' }, 'none')));
+      section.append(el('h3', {}, title), table);
+    };
+    stats('seriesCountByMetricName', 'Top 10 series count by metric names', 'Count');
+    stats('labelValueCountByLabelName', 'Top 10 label names with value count', 'Count');
+    stats('memoryInBytesByLabelName', 'Top 10 label names with high memory usage', 'Bytes');
+    stats('seriesCountByLabelValuePair', 'Top 10 series count by label value pairs', 'Count');
+  } catch (e) {
+    const err = e as APIError;
+    section.append(el('div', { class: 'error' }, `Error${err.errorType ? ` (${err.errorType})` : ''}: ${err.message}`));
+  }
 }
 
 function main() {
