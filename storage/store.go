@@ -51,6 +51,7 @@ type Store interface {
 	// /api/v1/status/tsdb reports them for its head block. statsByLabelName is the label whose
 	// values SeriesCountByMetricName counts (__name__); each list holds the limit largest
 	// entries, largest first. It walks every head series: call it on request, not per scrape.
+	// After a clean restart the head holds only the series written since.
 	HeadStats(statsByLabelName string, limit int) (*HeadStats, error)
 
 	// Retention describes the retention settings as Prometheus's runtimeinfo storageRetention

@@ -12,7 +12,9 @@ import (
 // HeadStats describes the head: the series the DB holds in memory (its series registry), which
 // are those appended to within the head collection grace (an hour plus the out-of-order
 // window) of the newest sample, and those looked up since the last collection. It is what
-// Prometheus's head block, the last 2-3 hours, describes in /api/v1/status/tsdb.
+// Prometheus's head block, the last 2-3 hours, describes in /api/v1/status/tsdb. Unlike
+// Prometheus's head it is not rebuilt at open: after a clean close (which writes the heads out)
+// it holds the series appended to since; after a crash, those the sample log replayed.
 type HeadStats struct {
 	NumSeries uint64
 	// ChunkCount is the number of open head chunks (at most one per series).
