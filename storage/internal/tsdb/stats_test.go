@@ -2,11 +2,14 @@ package tsdb
 
 import (
 	"math"
+	"strconv"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/tsdb/index"
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
 
@@ -96,4 +99,41 @@ func TestHeadStats(t *testing.T) {
 	require.NoError(t, db.Close())
 	_, err = db.HeadStats(labels.MetricName, 10)
 	require.ErrorIs(t, err, ErrClosed)
+}
+
+// TestHeadStatsConcurrent: statistics taken while appenders create series and commit (and the
+// head is collected) neither race (go test -race) nor count more series than exist.
+func TestHeadStatsConcurrent(t *testing.T) {
+	db, _ := openMem(t, Options{PartitionDuration: time.Hour})
+	const writers, series = 2, 200
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	for w := range writers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range series {
+				ls := lbls("__name__", "m", "writer", strconv.Itoa(w), "i", strconv.Itoa(i))
+				for _, e := range appendAll(t, db, ls, smp{T: int64(i), F: 1}) {
+					assert.NoError(t, e)
+				}
+			}
+		}()
+	}
+	go func() { wg.Wait(); close(done) }()
+	for stop := false; !stop; {
+		select {
+		case <-done:
+			stop = true
+		default:
+		}
+		st, err := db.HeadStats(labels.MetricName, 10)
+		require.NoError(t, err)
+		require.LessOrEqual(t, st.NumSeries, uint64(writers*series))
+		db.collectHead()
+	}
+	st, err := db.HeadStats(labels.MetricName, 10)
+	require.NoError(t, err)
+	require.EqualValues(t, writers*series, st.NumSeries)
+	require.Equal(t, []index.Stat{{Name: "m", Count: writers * series}}, st.Postings.CardinalityMetricsStats)
 }
