@@ -177,3 +177,12 @@ func keys(m map[string][]sample) []string {
 	sort.Strings(out)
 	return out
 }
+
+// HeadStats answers Prometheus's own head statistics (the exporter's tests do not read them).
+func (s *tsdbStore) HeadStats(statsByLabelName string, limit int) (*storage.HeadStats, error) {
+	st := s.Head().Stats(statsByLabelName, limit)
+	return &storage.HeadStats{NumSeries: st.NumSeries, MinTime: st.MinTime, MaxTime: st.MaxTime, Postings: st.IndexPostingStats}, nil
+}
+
+// Retention is Prometheus's default retention, which the test TSDB uses.
+func (*tsdbStore) Retention() string { return "15d" }
