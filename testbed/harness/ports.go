@@ -3,6 +3,7 @@ package harness
 import (
 	"net"
 	"strconv"
+	"sync"
 	"testing"
 )
 
@@ -22,23 +23,40 @@ func NewPorts(t testing.TB) Ports {
 	return Ports{OTLPGRPC: ports[0], OTLPHTTP: ports[1], PromQL: ports[2], Telemetry: ports[3]}
 }
 
-// FreePorts returns n distinct free TCP ports on 127.0.0.1.
+// handedOut holds every port FreePorts returned in this process: a port closed by FreePorts is
+// free again for the kernel, so two calls (a test's NewConfig, then one more port for its remote
+// write receiver) could otherwise return the same port, and the binary fails to bind it.
+var handedOut = struct {
+	sync.Mutex
+	ports map[int]bool
+}{ports: map[int]bool{}}
+
+// FreePorts returns n distinct free TCP ports on 127.0.0.1, none of them returned before by this
+// process.
 func FreePorts(t testing.TB, n int) []int {
 	t.Helper()
-	listeners := make([]net.Listener, 0, n)
+	handedOut.Lock()
+	defer handedOut.Unlock()
+	var listeners []net.Listener
 	defer func() {
 		for _, l := range listeners {
 			_ = l.Close()
 		}
 	}()
 	ports := make([]int, 0, n)
-	for range n {
+	for len(ports) < n {
 		l, err := net.Listen("tcp", "127.0.0.1:0")
 		if err != nil {
 			t.Fatalf("find a free port: %v", err)
 		}
+		// Kept open until the end either way, so that the kernel offers another port next.
 		listeners = append(listeners, l)
-		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
+		port := l.Addr().(*net.TCPAddr).Port
+		if handedOut.ports[port] {
+			continue
+		}
+		handedOut.ports[port] = true
+		ports = append(ports, port)
 	}
 	return ports
 }
