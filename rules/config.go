@@ -52,7 +52,7 @@ type Config struct {
 	ResendDelay time.Duration `mapstructure:"resend_delay"`
 
 	// FileCheckInterval is how often the rule files (the globs and the files' contents) are checked
-	// for a change; a change reloads them. 0 turns the check off (SIGHUP still reloads: the
+	// for a change; a change that two checks in a row see reloads them. 0 turns the check off (SIGHUP still reloads: the
 	// collector restarts every component on it). Default: 30s.
 	FileCheckInterval time.Duration `mapstructure:"file_check_interval"`
 

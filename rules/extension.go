@@ -52,6 +52,10 @@ type rulesExtension struct {
 	extLabels labels.Labels
 	extURL    string
 	loaded    [sha256.Size]byte // fingerprint of the rule files last loaded (or tried)
+	// seen is the fingerprint of the last check when it differed from loaded: a change is loaded
+	// only once two checks in a row see it, so that a file caught while it is being written (an
+	// editor or `cat >` truncates it first) is not loaded half-written or empty.
+	seen [sha256.Size]byte
 }
 
 var _ extensioncapabilities.Dependent = (*rulesExtension)(nil)
@@ -217,6 +221,11 @@ func (e *rulesExtension) checkFiles(ctx context.Context) {
 			continue
 		}
 		if fingerprint == e.loaded {
+			e.seen = fingerprint
+			continue
+		}
+		if fingerprint != e.seen {
+			e.seen = fingerprint // settled at the next check if it stays the same
 			continue
 		}
 		e.loaded = fingerprint
