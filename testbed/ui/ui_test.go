@@ -50,7 +50,7 @@ func chromium(t *testing.T) string {
 	p, err := exec.LookPath("chromium")
 	if err != nil {
 		// The machine lacks the browser; `make ui-test` installs it first.
-		t.Skipf("no chromium on PATH and %s unset: run testbed/scripts/install-chromium.sh (as `make ui-test` does)", ChromiumEnv)
+		t.Skipf("skipped: no chromium on PATH and %s unset; it runs in `make e2e` and `make ui-test`, which install chromium first (testbed/scripts/install-chromium.sh)", ChromiumEnv)
 	}
 	return p
 }
