@@ -55,6 +55,15 @@ type pushState struct {
 	app     countingAppender
 	builder labels.ScratchBuilder // labels of passthrough data points
 	key     []byte                // series identity of a passthrough data point, see rwMetric
+	batch   lookupScratch
+}
+
+// lookupScratch is the buffers of rwMetric.lookupBatch, reused from push to push.
+type lookupScratch struct {
+	keys  []byte
+	ends  []int
+	look  []cacheLookup
+	order []int32
 }
 
 func newMetricstorExporter(cfg *Config, set component.TelemetrySettings) (*metricstorExporter, error) {

@@ -76,6 +76,10 @@ func splitRemoteWrite(md pmetric.Metrics) (rest pmetric.Metrics, has bool) {
 // are skipped and reported in the returned error, which is permanent. cache maps data points to
 // series (nil: none); st holds the buffers one push reuses.
 func writeRemoteWrite(ctx context.Context, md pmetric.Metrics, app *countingAppender, cache *seriesCache, st *pushState) (fatal, invalid error) {
+	var look []cacheLookup
+	if cache != nil {
+		look = lookupNumbers(md, cache, st)
+	}
 	var errs []error
 	rms := md.ResourceMetrics()
 	for i := range rms.Len() {
@@ -97,7 +101,10 @@ func writeRemoteWrite(ctx context.Context, md pmetric.Metrics, app *countingAppe
 				if fam, ok := w.m.Metadata().Get(passthrough.KeyFamily); ok && fam.Str() != "" {
 					w.opts.MetricFamilyName = fam.Str()
 				}
-				w.key = appendKeyString(appendKeyString(appendKeyString(st.key[:0], w.m.Name()), w.job), w.instance)
+				if dps, ok := numberPoints(w.m); ok && look != nil {
+					w.look, look = look[:dps.Len()], look[dps.Len():]
+				}
+				w.key = metricKey(st.key[:0], w.m.Name(), w.job, w.instance)
 				w.prefix = len(w.key)
 				err := w.write()
 				st.key = w.key // keep the grown buffer for the next metric and push
@@ -111,6 +118,70 @@ func writeRemoteWrite(ctx context.Context, md pmetric.Metrics, app *countingAppe
 		}
 	}
 	return nil, errors.Join(errs...)
+}
+
+// metricKey appends the part of a data point's key its metric gives (see rwMetric.key).
+func metricKey(b []byte, name, job, instance string) []byte {
+	return appendKeyString(appendKeyString(appendKeyString(b, name), job), instance)
+}
+
+// numberPoints returns the data points of a gauge or sum.
+func numberPoints(m pmetric.Metric) (pmetric.NumberDataPointSlice, bool) {
+	switch m.Type() {
+	case pmetric.MetricTypeGauge:
+		return m.Gauge().DataPoints(), true
+	case pmetric.MetricTypeSum:
+		return m.Sum().DataPoints(), true
+	}
+	return pmetric.NumberDataPointSlice{}, false
+}
+
+// lookupNumbers looks up the series of every gauge and sum data point of the remote write scopes
+// of md in one batch (seriesCache.getBatch: the more lookups a batch holds, the more of their
+// cache misses overlap; a request's metrics are often a few dozen points each), in the order
+// writeRemoteWrite visits them.
+func lookupNumbers(md pmetric.Metrics, cache *seriesCache, st *pushState) []cacheLookup {
+	b := &st.batch
+	b.keys, b.ends = b.keys[:0], b.ends[:0]
+	rms := md.ResourceMetrics()
+	for i := range rms.Len() {
+		rm := rms.At(i)
+		job, _ := rm.Resource().Attributes().Get(passthrough.JobAttribute)
+		instance, _ := rm.Resource().Attributes().Get(passthrough.InstanceAttribute)
+		sms := rm.ScopeMetrics()
+		for j := range sms.Len() {
+			if sms.At(j).Scope().Name() != passthrough.ScopeName {
+				continue
+			}
+			ms := sms.At(j).Metrics()
+			for k := range ms.Len() {
+				m := ms.At(k)
+				dps, ok := numberPoints(m)
+				if !ok {
+					continue
+				}
+				from := len(b.keys)
+				b.keys = metricKey(b.keys, m.Name(), job.Str(), instance.Str())
+				prefix := b.keys[from:] // stays valid when b.keys grows: the old array is kept
+				for p := range dps.Len() {
+					if p > 0 {
+						b.keys = append(b.keys, prefix...)
+					}
+					b.keys = appendAttrKey(b.keys, dps.At(p).Attributes())
+					b.ends = append(b.ends, len(b.keys))
+				}
+			}
+		}
+	}
+	b.look = slices.Grow(b.look[:0], len(b.ends))[:len(b.ends)]
+	from := 0
+	for i, end := range b.ends {
+		key := b.keys[from:end]
+		b.look[i] = cacheLookup{h: cache.hash(key), key: key}
+		from = end
+	}
+	b.order = cache.getBatch(b.look, b.order)
+	return b.look
 }
 
 // rwMetadata is the metadata the sender declared; zero when it declared none.
@@ -127,10 +198,13 @@ func rwMetadata(m pmetric.Metric) metadata.Metadata {
 }
 
 type rwMetric struct {
-	app           *countingAppender
-	b             *labels.ScratchBuilder
-	cache         *seriesCache
-	m             pmetric.Metric
+	app   *countingAppender
+	b     *labels.ScratchBuilder
+	cache *seriesCache
+	m     pmetric.Metric
+	// look holds the series of the metric's data points, looked up before (lookupNumbers);
+	// nil when they are looked up one by one.
+	look          []cacheLookup
 	job, instance string
 	opts          promstorage.AOptions
 
@@ -155,17 +229,7 @@ func (w *rwMetric) series(attrs pcommon.Map) (ls labels.Labels, ref promstorage.
 	if w.cache == nil {
 		return w.labels(attrs), 0, false
 	}
-	w.key = w.key[:w.prefix]
-	attrs.Range(func(k string, v pcommon.Value) bool {
-		switch k {
-		case model.MetricNameLabel, model.JobLabel, model.InstanceLabel:
-			return true
-		}
-		if s := v.AsString(); s != "" {
-			w.key = appendKeyString(appendKeyString(w.key, k), s)
-		}
-		return true
-	})
+	w.key = appendAttrKey(w.key[:w.prefix], attrs)
 	w.hash = w.cache.hash(w.key)
 	if ls, ref, ok := w.cache.get(w.hash, w.key); ok {
 		return ls, ref, true
@@ -173,13 +237,29 @@ func (w *rwMetric) series(attrs pcommon.Map) (ls labels.Labels, ref promstorage.
 	return w.labels(attrs), 0, false
 }
 
-// append appends one sample of the series of the current key and keeps the store's ref for it.
-func (w *rwMetric) append(ls labels.Labels, ref promstorage.SeriesRef, cached bool, st, t int64, v float64, h *histogram.Histogram, fh *histogram.FloatHistogram, opts promstorage.AOptions) error {
-	got, err := w.app.Append(ref, ls, st, t, v, h, fh, opts)
+// appendAttrKey appends the attributes of a data point to its key (see rwMetric.key).
+func appendAttrKey(key []byte, attrs pcommon.Map) []byte {
+	attrs.Range(func(k string, v pcommon.Value) bool {
+		switch k {
+		case model.MetricNameLabel, model.JobLabel, model.InstanceLabel:
+			return true
+		}
+		if s := v.AsString(); s != "" {
+			key = appendKeyString(appendKeyString(key, k), s)
+		}
+		return true
+	})
+	return key
+}
+
+// append appends one sample of the series whose cache key is key (hash h) and keeps the
+// store's ref for it.
+func (w *rwMetric) append(h uint64, key []byte, ls labels.Labels, ref promstorage.SeriesRef, cached bool, st, t int64, v float64, hist *histogram.Histogram, fh *histogram.FloatHistogram, opts promstorage.AOptions) error {
+	got, err := w.app.Append(ref, ls, st, t, v, hist, fh, opts)
 	if err != nil || got == 0 || (cached && got == ref) || w.cache == nil {
 		return err
 	}
-	w.cache.put(w.hash, w.key, ls, got)
+	w.cache.put(h, key, ls, got)
 	return nil
 }
 
@@ -235,8 +315,23 @@ func (w *rwMetric) numbers(dps pmetric.NumberDataPointSlice) error {
 		}
 		opts := w.opts
 		opts.Exemplars = rwExemplars(dp.Exemplars())
-		ls, ref, cached := w.series(dp.Attributes())
-		if err := w.append(ls, ref, cached, nsToMs(dp.StartTimestamp()), nsToMs(dp.Timestamp()), v, nil, nil, opts); err != nil {
+		var l cacheLookup
+		switch {
+		case w.look == nil:
+			l.ls, l.ref, l.found = w.series(dp.Attributes())
+			l.h, l.key = w.hash, w.key
+		case !w.look[i].found:
+			// An earlier point of the request may have been of the same series (several
+			// samples of one series in a request) and cached it since.
+			l = w.look[i]
+			l.ls, l.ref, l.found = w.cache.get(l.h, l.key)
+		default:
+			l = w.look[i]
+		}
+		if !l.found {
+			l.ls = w.labels(dp.Attributes())
+		}
+		if err := w.append(l.h, l.key, l.ls, l.ref, l.found, nsToMs(dp.StartTimestamp()), nsToMs(dp.Timestamp()), v, nil, nil, opts); err != nil {
 			return err
 		}
 	}
@@ -280,9 +375,9 @@ func (w *rwMetric) histogram(i int, attrs pcommon.Map, ts pcommon.Timestamp, exs
 	opts := w.opts
 	opts.Exemplars = rwExemplars(exs)
 	if h.IsFloatHistogram() {
-		return w.append(ls, ref, cached, h.StartTimestamp, h.Timestamp, 0, nil, h.ToFloatHistogram(), opts)
+		return w.append(w.hash, w.key, ls, ref, cached, h.StartTimestamp, h.Timestamp, 0, nil, h.ToFloatHistogram(), opts)
 	}
-	return w.append(ls, ref, cached, h.StartTimestamp, h.Timestamp, 0, h.ToIntHistogram(), nil, opts)
+	return w.append(w.hash, w.key, ls, ref, cached, h.StartTimestamp, h.Timestamp, 0, h.ToIntHistogram(), nil, opts)
 }
 
 func rwExemplars(exs pmetric.ExemplarSlice) []exemplar.Exemplar {

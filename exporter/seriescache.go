@@ -3,6 +3,7 @@ package exporter
 import (
 	"bytes"
 	"hash/maphash"
+	"slices"
 	"sync"
 
 	"github.com/prometheus/prometheus/model/labels"
@@ -53,9 +54,10 @@ type cacheStripe struct {
 // Entries are never deleted; a colliding key replaces the slot of its hash, so a hash has at
 // most one slot.
 type cacheGen struct {
-	slots []cacheSlot
-	arena []byte
-	n     int
+	slots   []cacheSlot
+	arena   []byte
+	n       int
+	touched uint64 // see touch
 }
 
 type cacheSlot struct {
@@ -80,16 +82,87 @@ func (c *seriesCache) get(h uint64, key []byte) (labels.Labels, promstorage.Seri
 	st := c.stripe(h)
 	st.mu.Lock()
 	defer st.mu.Unlock()
+	return st.getLocked(h, key, c.limit)
+}
+
+func (st *cacheStripe) getLocked(h uint64, key []byte, limit int) (labels.Labels, promstorage.SeriesRef, bool) {
 	if i, ok := st.cur.find(h); ok && st.cur.keyIs(i, key) {
 		s := &st.cur.slots[i]
 		return s.ls, s.ref, true
 	}
 	if i, ok := st.old.find(h); ok && st.old.keyIs(i, key) {
 		s := st.old.slots[i]
-		st.putLocked(h, key, s.ls, s.ref, c.limit)
+		st.putLocked(h, key, s.ls, s.ref, limit)
 		return s.ls, s.ref, true
 	}
 	return labels.Labels{}, 0, false
+}
+
+// cacheLookup is one lookup of a batch (getBatch): h and key in; ls, ref and found out.
+type cacheLookup struct {
+	h     uint64
+	key   []byte
+	ls    labels.Labels
+	ref   promstorage.SeriesRef
+	found bool
+}
+
+// getBatch does get for every lookup of batch. At 100k series a lookup costs two cache misses
+// (the slot, then the key in the arena), and one lookup at a time pays them one after the other:
+// the work between two lookups is too long for the CPU to start the next one's loads early. A
+// batch takes each stripe's lock once and first touches the slots and keys of that stripe's
+// lookups in a short loop whose loads do not depend on each other, so that their misses overlap;
+// the lookups proper then find them in the CPU's caches. order is scratch space, returned grown.
+func (c *seriesCache) getBatch(batch []cacheLookup, order []int32) []int32 {
+	// Group the lookups by stripe (a counting sort), in order within a stripe.
+	var start [cacheStripes + 1]int32
+	for i := range batch {
+		start[batch[i].h%cacheStripes+1]++
+	}
+	for s := 1; s <= cacheStripes; s++ {
+		start[s] += start[s-1]
+	}
+	order = slices.Grow(order[:0], len(batch))[:len(batch)]
+	next := start
+	for i := range batch {
+		s := batch[i].h % cacheStripes
+		order[next[s]] = int32(i)
+		next[s]++
+	}
+	for s := range cacheStripes {
+		idx := order[start[s]:start[s+1]]
+		if len(idx) == 0 {
+			continue
+		}
+		st := &c.stripes[s]
+		st.mu.Lock()
+		st.cur.touch(batch, idx)
+		for _, i := range idx {
+			l := &batch[i]
+			l.ls, l.ref, l.found = st.getLocked(l.h, l.key, c.limit)
+		}
+		st.mu.Unlock()
+	}
+	return order
+}
+
+// touch reads the home slot of each lookup of batch[idx] and the first and last byte of the key
+// in it, to bring them into the CPU's caches (see getBatch). The sum keeps the loads from being
+// optimised away.
+func (g *cacheGen) touch(batch []cacheLookup, idx []int32) {
+	if len(g.slots) == 0 {
+		return
+	}
+	mask := uint64(len(g.slots) - 1)
+	var sum uint64
+	for _, i := range idx {
+		s := &g.slots[(batch[i].h>>32)&mask]
+		sum += s.h
+		if end := int(s.off + s.len); s.len > 0 && end <= len(g.arena) {
+			sum += uint64(g.arena[s.off]) + uint64(g.arena[end-1])
+		}
+	}
+	g.touched = sum
 }
 
 // put caches ls and ref for key (hash h). ls must not be a reused buffer. A colliding entry of

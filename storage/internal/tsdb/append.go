@@ -147,14 +147,20 @@ var errIgnoredDuplicate = errors.New("duplicate sample with the same value")
 // admit decides whether smp can be appended to s: in order, out of order within the window,
 // a harmless duplicate (errIgnoredDuplicate), or rejected with Prometheus's sentinel errors.
 func (a *Appender) admit(s *memSeries, smp sample, rejectOOO bool) error {
-	if err := a.db.acquire(); err != nil {
-		return err
-	}
-	defer a.db.release()
-	if err := a.db.ensureLoaded(a.ctx, s); err != nil {
-		return fmt.Errorf("load series head: %w", err)
+	// A loaded series is checked under its own lock alone: this is every sample of a known
+	// series, and the DB-wide acquire/release (a shared lock and counter written by every
+	// caller) cost more here than the check. Only loading a head reads Pebble.
+	if a.db.isClosed.Load() {
+		return ErrClosed
 	}
 	s.mu.Lock()
+	for !s.loaded {
+		s.mu.Unlock()
+		if err := a.loadHead(s); err != nil {
+			return err
+		}
+		s.mu.Lock()
+	}
 	defer s.mu.Unlock()
 	maxT, last := s.maxT, s.last
 	if s.pendingBy == a && s.pending.t >= maxT {
@@ -168,6 +174,18 @@ func (a *Appender) admit(s *memSeries, smp sample, rejectOOO bool) error {
 	// checked at commit instead.
 	if s.pendingBy != a || smp.t > s.pending.t {
 		s.pendingBy, s.pending = a, smp
+	}
+	return nil
+}
+
+// loadHead makes sure the head of s is loaded (see DB.ensureLoaded).
+func (a *Appender) loadHead(s *memSeries) error {
+	if err := a.db.acquire(); err != nil {
+		return err
+	}
+	defer a.db.release()
+	if err := a.db.ensureLoaded(a.ctx, s); err != nil {
+		return fmt.Errorf("load series head: %w", err)
 	}
 	return nil
 }

@@ -142,6 +142,10 @@ type DB struct {
 	lifeMu   sync.RWMutex
 	closed   bool
 	inflight sync.WaitGroup
+	// isClosed mirrors closed for the per-sample path (Appender.admit), which touches no Pebble
+	// state and so need not hold inflight: reading an atomic that is written once costs nothing,
+	// where lifeMu and inflight are shared counters that every append would write.
+	isClosed atomic.Bool
 
 	// writeMu serialises the encoding and application of commits, so that the chunk bytes a
 	// commit writes are always a superset of those of the commit before it. It also guards the
@@ -419,6 +423,7 @@ func (db *DB) Close() error {
 		return nil
 	}
 	db.closed = true
+	db.isClosed.Store(true)
 	db.lifeMu.Unlock()
 	close(db.stop)
 	<-db.done
