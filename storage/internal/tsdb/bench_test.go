@@ -92,6 +92,53 @@ func BenchmarkAppend(b *testing.B) {
 	})
 }
 
+// BenchmarkAppendKnown100k appends to 100,000 series that exist already (their first round is
+// appended before the timer starts), in batches of 2,000: the steady state of a large remote
+// write sender, where the series, their chunks and index lists no longer fit in the CPU's
+// caches and what a sample costs is mostly the memory it touches.
+func BenchmarkAppendKnown100k(b *testing.B) {
+	series := benchSeries(100_000)
+	db, err := Open(b.TempDir(), Options{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer db.Close()
+	refs := make([]storage.SeriesRef, len(series))
+	app := db.AppenderV2(context.Background())
+	for s, ls := range series {
+		if refs[s], err = app.Append(0, ls, 0, 1_700_000_000_000, 1, nil, nil, storage.AOptions{}); err != nil {
+			b.Fatal(err)
+		}
+	}
+	if err := app.Commit(); err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	cpuBefore := processCPU(b)
+	app = db.AppenderV2(context.Background())
+	inBatch := 0
+	i := len(series)
+	for b.Loop() {
+		s := i % len(series)
+		round := int64(i / len(series))
+		if _, err := app.Append(refs[s], series[s], 0, 1_700_000_000_000+round*15_000, realisticValue(s, round), nil, nil, storage.AOptions{}); err != nil {
+			b.Fatal(err)
+		}
+		if inBatch++; inBatch == 2000 {
+			if err := app.Commit(); err != nil {
+				b.Fatal(err)
+			}
+			app = db.AppenderV2(context.Background())
+			inBatch = 0
+		}
+		i++
+	}
+	if err := app.Commit(); err != nil {
+		b.Fatal(err)
+	}
+	b.ReportMetric(float64((processCPU(b)-cpuBefore).Nanoseconds())/float64(b.N), "cpu-ns/sample")
+}
+
 // realisticValue gives series s at round r a value shaped like scraped data: counters growing
 // by small integers, gauges wandering with two decimals.
 func realisticValue(s int, r int64) float64 {
