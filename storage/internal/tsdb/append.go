@@ -501,6 +501,7 @@ func (db *DB) publishCommit(a *Appender, b *pebble.Batch) {
 	var (
 		dirty []*memSeries
 		buf   []byte
+		key   []byte
 		maxT  = db.maxT.Load()
 		added int64
 		sc    = &db.scratch
@@ -509,7 +510,8 @@ func (db *DB) publishCommit(a *Appender, b *pebble.Batch) {
 	// applied, the cut chunk is only in memory: memSeries.cut keeps it visible to queries.
 	emitCut := func(c *chunkBuilder, s *memSeries) {
 		buf = encodeStoredChunkValue(buf[:0], c, &db.decimal)
-		_ = b.Set(chunkKey(nil, c.part, s.ref, c.mint), buf, nil)
+		key = chunkKey(key[:0], c.part, s.ref, c.mint) // the batch copies it
+		_ = b.Set(key, buf, nil)
 		c.dirty = false
 		if len(s.cut) == 0 {
 			sc.cuts = append(sc.cuts, s)
@@ -553,7 +555,8 @@ func (db *DB) publishCommit(a *Appender, b *pebble.Batch) {
 			db.markUnsynced(s)
 		} else {
 			buf = encodeChunkValue(buf[:0], &s.head)
-			_ = b.Set(chunkKey(nil, s.head.part, s.ref, s.head.mint), buf, nil)
+			key = chunkKey(key[:0], s.head.part, s.ref, s.head.mint)
+			_ = b.Set(key, buf, nil)
 			s.head.dirty = false
 		}
 	}
@@ -587,9 +590,11 @@ func (db *DB) ensurePersisted(b *pebble.Batch, s *memSeries) {
 	if s.persisted {
 		return
 	}
-	_ = b.Set(labelsByRefKey(nil, s.ref), encodeLabels(nil, s.lset), nil)
+	// Keys and values are built in buffers on the stack: the batch copies them.
+	var kb, vb [256]byte
+	_ = b.Set(labelsByRefKey(kb[:0], s.ref), encodeLabels(vb[:0], s.lset), nil)
 	hash := s.lset.Hash()
-	_ = b.Set(seriesHashKey(nil, hash, s.ref), nil, nil)
+	_ = b.Set(seriesHashKey(kb[:0], hash, s.ref), nil, nil)
 	// Marked before the batch is applied: a lookup in between only costs a needless Get.
 	db.series.markStored(hash)
 	s.persisted = true
@@ -605,7 +610,8 @@ func (db *DB) ensureIndexed(b *pebble.Batch, s *memSeries, part int64) error {
 			return nil
 		}
 	}
-	key := partSeriesKey(nil, part, s.ref)
+	var kb [256]byte // keys are built here: the batch copies them
+	key := partSeriesKey(kb[:0], part, s.ref)
 	var err error
 	if s.fresh {
 		// Created by this process: every index entry it has was written by it, and rewriting
@@ -613,7 +619,7 @@ func (db *DB) ensureIndexed(b *pebble.Batch, s *memSeries, part int64) error {
 		err = pebble.ErrNotFound
 	} else {
 		var closer io.Closer
-		_, closer, err = db.pdb.Get(key)
+		_, closer, err = db.pdb.Get(slices.Clone(key)) // a copy: Get's key escapes, kb need not
 		if err == nil {
 			_ = closer.Close()
 		}
@@ -623,7 +629,8 @@ func (db *DB) ensureIndexed(b *pebble.Batch, s *memSeries, part int64) error {
 	case errors.Is(err, pebble.ErrNotFound):
 		_ = b.Set(key, nil, nil)
 		s.lset.Range(func(l labels.Label) {
-			_ = b.Set(putRef(postingsValuePrefix(nil, part, l.Name, l.Value), s.ref), nil, nil)
+			var pb [256]byte
+			_ = b.Set(putRef(postingsValuePrefix(pb[:0], part, l.Name, l.Value), s.ref), nil, nil)
 		})
 		// Listed for the commit being prepared (publishCommit adds the partition, undoCommit
 		// forgets it); replay and out-of-order merges add it at once.

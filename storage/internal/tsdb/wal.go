@@ -135,7 +135,7 @@ func (db *DB) beginCheckpointLocked() (*pendingCheckpoint, error) {
 		return &pendingCheckpoint{}, nil
 	}
 	b := db.pdb.NewBatch()
-	var buf []byte
+	var buf, key []byte
 	for _, s := range db.unsynced {
 		if !s.unsynced || s.head.chunk == nil || !s.head.dirty {
 			continue
@@ -143,7 +143,8 @@ func (db *DB) beginCheckpointLocked() (*pendingCheckpoint, error) {
 		// The decimal layout here too: most heads are never cut before a clean stop or before
 		// their series stops, so what a checkpoint writes is what stays on disk.
 		buf = encodeStoredChunkValue(buf[:0], &s.head, &db.decimal)
-		_ = b.Set(chunkKey(nil, s.head.part, s.ref, s.head.mint), buf, nil)
+		key = chunkKey(key[:0], s.head.part, s.ref, s.head.mint) // the batch copies it
+		_ = b.Set(key, buf, nil)
 		if b.Len() >= checkpointBatchBytes {
 			// Applied in parts: one batch of every head (tens of MB at 100k series) was a
 			// spike of that much memory. The synced batch at the end makes these durable.
