@@ -441,6 +441,9 @@ func (db *DB) Close() error {
 	db.writeMu.Unlock()
 	if writable {
 		err = errors.Join(err, db.pdb.Flush())
+		if err == nil {
+			db.compactAtClose()
+		}
 	} else {
 		db.logger.Warn("Closing without a checkpoint: the store refuses writes; the next start replays the sample log", zap.Error(why))
 	}
@@ -451,6 +454,40 @@ func (db *DB) Close() error {
 	db.cache.Unref()
 	db.logger.Info("Closed time-series database")
 	return err
+}
+
+// closeCompactionBytes bounds the size of a store that compactAtClose compacts.
+const closeCompactionBytes = 256 << 20
+
+// compactAtClose merges what Pebble left in its upper levels into the bottom at a clean close,
+// for a store of at most closeCompactionBytes. Level 0 holds the newest flushes: among them the
+// copies of every open head that the last checkpoints wrote, each superseding the one before.
+// Pebble merges level 0 only once 16 files gather (L0CompactionThreshold, raised for the CPU
+// cost of new series), so a store stopped before that kept every superseded copy: 100k series
+// of 100 samples took 21.4 MB after a stop, 17.4 MB compacted, for about 1 CPU-second. A larger
+// store is left as it is, so that shutting down stays quick; Pebble merges its level 0 after
+// the next start as usual. The compaction is an optimisation: everything is flushed and synced
+// before it, and a failure is only logged. It runs only with room to spare on the disk (a
+// compaction writes its output before it deletes its input).
+func (db *DB) compactAtClose() {
+	var size uint64
+	for _, l := range db.pdb.Metrics().Levels {
+		size += uint64(l.TablesSize)
+	}
+	if size == 0 || size > closeCompactionBytes {
+		return
+	}
+	if du, err := db.opts.FS.GetDiskUsage(db.dir); err != nil || du.AvailBytes < size+db.Reserve() {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	start := time.Now()
+	if err := db.pdb.Compact(ctx, []byte{0}, []byte{0xff}, false); err != nil {
+		db.logger.Warn("Compaction at close failed; the data is intact and is compacted after the next start", zap.Error(err))
+		return
+	}
+	db.logger.Debug("Compacted at close", zap.Uint64("bytes_before", size), zap.Duration("took", time.Since(start)))
 }
 
 // removePebbleLogs removes Pebble's write-ahead log files after a clean close. Every memtable

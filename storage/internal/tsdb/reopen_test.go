@@ -2,6 +2,7 @@ package tsdb
 
 import (
 	"context"
+	"fmt"
 	"math"
 	"testing"
 	"time"
@@ -11,6 +12,7 @@ import (
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/model/metadata"
 	"github.com/prometheus/prometheus/storage"
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
 
@@ -177,4 +179,46 @@ func TestReopen(t *testing.T) {
 	db = reopen(t, db, fs)
 	requireSameSeries(t, m.query(-1<<62, 1<<62, all), selectAll(t, db, -1<<62, 1<<62, nil, all))
 	require.Equal(t, 3*hourMs, db.MaxTime())
+}
+
+// A clean close merges the superseded head copies that checkpoints left in Pebble's upper
+// levels (compactAtClose): the stopped store holds less than before its close, nothing in level
+// 0, and reads back the same samples.
+func TestCloseCompacts(t *testing.T) {
+	dir := t.TempDir()
+	opts := Options{CheckpointInterval: time.Hour, RetentionInterval: time.Hour}
+	db, err := Open(dir, opts)
+	require.NoError(t, err)
+	want := map[string][]smp{}
+	for r := range 10 {
+		for i := range 200 {
+			ls := lbls("__name__", "m", "i", fmt.Sprint(i))
+			s := smp{T: int64(r) * 1000, F: float64(i + r)}
+			mustAppend(t, db, ls, s)
+			want[ls.String()] = append(want[ls.String()], s)
+		}
+		// Each checkpoint writes a new copy of every head; each flush makes a level-0 table.
+		db.writeMu.Lock()
+		require.NoError(t, db.checkpointLocked())
+		db.writeMu.Unlock()
+		require.NoError(t, db.pdb.Flush())
+	}
+	tables := func(db *DB) (l0 int64, size int64) {
+		m := db.pdb.Metrics()
+		for _, l := range m.Levels {
+			size += l.TablesSize
+		}
+		return m.Levels[0].TablesCount, size
+	}
+	l0, before := tables(db)
+	require.Positive(t, l0, "the checkpoints' copies are in level 0 before the close")
+	require.NoError(t, db.Close())
+
+	db, err = Open(dir, opts)
+	require.NoError(t, err)
+	defer db.Close()
+	l0, after := tables(db)
+	assert.Zero(t, l0, "level 0 was merged at close")
+	assert.Less(t, after, before, "the superseded copies are gone")
+	requireSameSeries(t, want, selectAll(t, db, 0, 1<<40, nil, eq("__name__", "m")), "after the compacting close")
 }
