@@ -89,9 +89,22 @@ func (r *logRecord) empty() bool { return len(r.series) == logHeaderLen && len(r
 func (r *logRecord) addSeries(ref uint64, lset labels.Labels) {
 	r.series = append(r.series, entrySeries)
 	r.series = binary.AppendUvarint(r.series, ref)
-	enc := encodeLabels(nil, lset)
-	r.series = binary.AppendUvarint(r.series, uint64(len(enc)))
-	r.series = append(r.series, enc...)
+	// The labels are encoded in place after their length, computed first: a new series costs
+	// the record no buffer of its own.
+	n := 0
+	lset.Range(func(l labels.Label) {
+		n += uvarintLen(uint64(len(l.Name))) + len(l.Name) + uvarintLen(uint64(len(l.Value))) + len(l.Value)
+	})
+	r.series = binary.AppendUvarint(r.series, uint64(n))
+	r.series = encodeLabels(r.series, lset)
+}
+
+func uvarintLen(x uint64) int {
+	n := 1
+	for ; x >= 0x80; x >>= 7 {
+		n++
+	}
+	return n
 }
 
 // framed returns the whole record, ready to write.

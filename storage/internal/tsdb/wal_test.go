@@ -2,7 +2,9 @@ package tsdb
 
 import (
 	"context"
+	"encoding/binary"
 	"fmt"
+	"math"
 	"testing"
 	"time"
 
@@ -139,4 +141,15 @@ func TestReplayRebuildsSeriesAndChunks(t *testing.T) {
 	cdb = reopen(t, cdb, clone)
 	want[lbls("__name__", "new").String()] = []smp{{T: 1, F: 1}}
 	requireSameSeries(t, want, selectAll(t, cdb, 0, 1<<40, nil, allSeries), "after reopen")
+}
+
+// uvarintLen is the length binary.PutUvarint writes, around every 7-bit boundary.
+func TestUvarintLen(t *testing.T) {
+	var buf [binary.MaxVarintLen64]byte
+	for shift := range 64 {
+		for _, x := range []uint64{1<<shift - 1, 1 << shift, 1<<shift + 1} {
+			require.Equal(t, binary.PutUvarint(buf[:], x), uvarintLen(x), "%d", x)
+		}
+	}
+	require.Equal(t, binary.PutUvarint(buf[:], math.MaxUint64), uvarintLen(math.MaxUint64))
 }
