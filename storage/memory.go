@@ -1,0 +1,106 @@
+package storage
+
+import (
+	"math"
+	"os"
+	"runtime/debug"
+
+	"go.uber.org/zap"
+)
+
+const (
+	// defaultMemoryLimitMiB is memory_limit_mib's default: 100,000 active node-exporter-like
+	// series fit in it with GC headroom to spare (BENCHMARKS.md, "Memory budget").
+	defaultMemoryLimitMiB = 256
+	// minMemoryLimitMiB is the smallest budget accepted: below it the runtime, the collector
+	// around the store and Pebble's smallest memtables leave nothing for the series.
+	minMemoryLimitMiB = 64
+
+	// Without a budget the store keeps the sizes it always had.
+	unboundedMemTableSize = 8 << 20
+	unboundedCacheSize    = 32 << 20
+)
+
+// memorySizes is what the store takes from the memory budget.
+type memorySizes struct {
+	// limit is the runtime's soft memory limit memory_limit_mib asks for, in bytes; 0 for none.
+	limit int64
+	// memTable is the size of one Pebble memtable. Pebble holds up to two (the one being
+	// written and the one being flushed), allocated whole: with CGO_ENABLED=0 they are Go heap.
+	memTable uint64
+	// cache is Pebble's block cache; it fills up with what queries and the write path read.
+	cache int64
+}
+
+// sizeMemory divides the budget: a thirty-second of it per memtable (two of them, between 2 and
+// 64 MiB each) and an eighth for the block cache unless cache_size_mib says otherwise. The rest,
+// about 80 %, is for what grows with the series (heads, the series registry, the exporter's
+// cache of series references), request buffers and the garbage collector's headroom. At the
+// default 256 MiB it gives the sizes the store had before it had a budget (8 and 32 MiB).
+func sizeMemory(limitMiB, cacheMiB int) memorySizes {
+	if limitMiB <= 0 {
+		s := memorySizes{memTable: unboundedMemTableSize, cache: unboundedCacheSize}
+		if cacheMiB > 0 {
+			s.cache = int64(cacheMiB) << 20
+		}
+		return s
+	}
+	budget := int64(limitMiB) << 20
+	s := memorySizes{
+		limit:    budget,
+		memTable: uint64(min(max(budget/32, 2<<20), 64<<20)),
+		cache:    budget / 8,
+	}
+	if cacheMiB > 0 {
+		s.cache = int64(cacheMiB) << 20
+	}
+	return s
+}
+
+// memoryLimit is the runtime's soft memory limit as the extension set it, so that Shutdown can
+// put back the one it found.
+type memoryLimit struct {
+	set      bool
+	previous int64
+}
+
+// applyMemoryLimit sets the Go runtime's soft memory limit to want (bytes) unless the user set
+// GOMEMLIMIT in the environment, which the runtime has already applied and which is kept, and
+// logs what the process runs with. want 0 leaves the runtime as it is.
+func applyMemoryLimit(want int64, sizes memorySizes, logger *zap.Logger) memoryLimit {
+	var ml memoryLimit
+	source := "memory_limit_mib"
+	switch env, inEnv := os.LookupEnv("GOMEMLIMIT"); {
+	case inEnv && env != "":
+		source = "GOMEMLIMIT"
+	case want <= 0:
+		source = "none"
+	default:
+		ml.previous, ml.set = debug.SetMemoryLimit(want), true
+	}
+	fields := []zap.Field{
+		zap.String("source", source),
+		zap.Int64("memtable_bytes", int64(sizes.memTable)),
+		zap.Int64("block_cache_bytes", sizes.cache),
+	}
+	if cur := currentMemoryLimit(); cur > 0 {
+		fields = append(fields, zap.Int64("go_memory_limit_bytes", cur))
+	}
+	logger.Info("Memory budget", fields...)
+	return ml
+}
+
+// restore puts back the runtime's limit found by applyMemoryLimit.
+func (ml memoryLimit) restore() {
+	if ml.set {
+		debug.SetMemoryLimit(ml.previous)
+	}
+}
+
+// currentMemoryLimit is the runtime's soft memory limit in bytes, 0 when there is none.
+func currentMemoryLimit() int64 {
+	if v := debug.SetMemoryLimit(-1); v != math.MaxInt64 {
+		return v
+	}
+	return 0
+}
