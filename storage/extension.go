@@ -48,7 +48,12 @@ func (e *storageExtension) Start(context.Context, component.Host) error {
 	if err != nil {
 		return fmt.Errorf("metricstor storage: %w", err)
 	}
-	mem := sizeMemory(e.cfg.MemoryLimitMiB, e.cfg.CacheSizeMiB)
+	budget, lowered := fitBudget(e.cfg.MemoryLimitMiB, cgroupMemoryLimit("/sys/fs/cgroup", "/proc/self/cgroup"))
+	if lowered {
+		e.set.Logger.Warn("memory_limit_mib does not fit in the cgroup's memory limit: using 90 % of that instead",
+			zap.Int("memory_limit_mib", e.cfg.MemoryLimitMiB), zap.Int64("budget_bytes", budget))
+	}
+	mem := sizeMemory(budget, e.cfg.CacheSizeMiB)
 	db, err := tsdb.Open(e.cfg.Directory, tsdb.Options{
 		Retention:             time.Duration(e.cfg.Retention),
 		RetentionSize:         size,

@@ -1,9 +1,13 @@
 package storage
 
 import (
+	"bufio"
 	"math"
 	"os"
+	"path/filepath"
 	"runtime/debug"
+	"strconv"
+	"strings"
 
 	"go.uber.org/zap"
 )
@@ -32,20 +36,19 @@ type memorySizes struct {
 	cache int64
 }
 
-// sizeMemory divides the budget: a thirty-second of it per memtable (two of them, between 2 and
+// sizeMemory divides the budget (bytes; 0 for none): a thirty-second of it per memtable (two of them, between 2 and
 // 64 MiB each) and an eighth for the block cache unless cache_size_mib says otherwise. The rest,
 // about 80 %, is for what grows with the series (heads, the series registry, the exporter's
 // cache of series references), request buffers and the garbage collector's headroom. At the
 // default 256 MiB it gives the sizes the store had before it had a budget (8 and 32 MiB).
-func sizeMemory(limitMiB, cacheMiB int) memorySizes {
-	if limitMiB <= 0 {
+func sizeMemory(budget int64, cacheMiB int) memorySizes {
+	if budget <= 0 {
 		s := memorySizes{memTable: unboundedMemTableSize, cache: unboundedCacheSize}
 		if cacheMiB > 0 {
 			s.cache = int64(cacheMiB) << 20
 		}
 		return s
 	}
-	budget := int64(limitMiB) << 20
 	s := memorySizes{
 		limit:    budget,
 		memTable: uint64(min(max(budget/32, 2<<20), 64<<20)),
@@ -103,4 +106,65 @@ func currentMemoryLimit() int64 {
 		return v
 	}
 	return 0
+}
+
+// cgroupRatio is the share of its cgroup's memory limit the budget may take, as Prometheus's
+// --auto-gomemlimit.ratio: the rest is for what the runtime does not count (the binary's pages,
+// about 50 MB for this one) and for the kernel's accounting.
+const cgroupRatio = 0.9
+
+// fitBudget returns memory_limit_mib in bytes, lowered to cgroupRatio of the cgroup's memory
+// limit (bytes, 0 for none) when it does not fit in it: a budget the container cannot give only
+// gets the process killed.
+func fitBudget(limitMiB int, cgroupLimit int64) (budget int64, lowered bool) {
+	budget = int64(limitMiB) << 20
+	if budget <= 0 || cgroupLimit <= 0 {
+		return budget, false
+	}
+	if fit := int64(float64(cgroupLimit) * cgroupRatio); budget > fit {
+		return max(fit, minMemoryLimitMiB<<20), true
+	}
+	return budget, false
+}
+
+// cgroupMemoryLimit returns the memory limit of the cgroup the process runs in, in bytes, or 0
+// when there is none or it cannot be read. It reads cgroup v2's memory.max and v1's
+// memory.limit_in_bytes at the root of the cgroup filesystem (what a container sees of its own
+// cgroup) and in the process's cgroup as /proc/self/cgroup names it, and takes the smallest.
+// root is /sys/fs/cgroup and procCgroup /proc/self/cgroup outside tests.
+func cgroupMemoryLimit(root, procCgroup string) int64 {
+	files := []string{filepath.Join(root, "memory.max"), filepath.Join(root, "memory", "memory.limit_in_bytes")}
+	if f, err := os.Open(procCgroup); err == nil {
+		sc := bufio.NewScanner(f)
+		for sc.Scan() {
+			// hierarchy-ID:controllers:path; v2 is "0::path", v1's memory controller "N:memory:path".
+			parts := strings.SplitN(sc.Text(), ":", 3)
+			if len(parts) != 3 || parts[2] == "/" {
+				continue
+			}
+			switch {
+			case parts[0] == "0" && parts[1] == "":
+				files = append(files, filepath.Join(root, parts[2], "memory.max"))
+			case strings.Contains(","+parts[1]+",", ",memory,"):
+				files = append(files, filepath.Join(root, "memory", parts[2], "memory.limit_in_bytes"))
+			}
+		}
+		_ = f.Close()
+	}
+	var limit int64
+	for _, name := range files {
+		b, err := os.ReadFile(name)
+		if err != nil {
+			continue
+		}
+		// "max" (v2) or a value near 2^63 (v1) is no limit.
+		v, err := strconv.ParseInt(strings.TrimSpace(string(b)), 10, 64)
+		if err != nil || v <= 0 || v >= 1<<62 {
+			continue
+		}
+		if limit == 0 || v < limit {
+			limit = v
+		}
+	}
+	return limit
 }

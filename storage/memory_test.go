@@ -3,6 +3,8 @@ package storage
 import (
 	"context"
 	"math"
+	"os"
+	"path/filepath"
 	"runtime/debug"
 	"testing"
 
@@ -33,9 +35,72 @@ func TestSizeMemory(t *testing.T) {
 		{name: "cache set", limitMiB: 1024, cache: 64, want: memorySizes{limit: 1024 * mib, memTable: 32 * mib, cache: 64 * mib}},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			assert.Equal(t, tt.want, sizeMemory(tt.limitMiB, tt.cache))
+			assert.Equal(t, tt.want, sizeMemory(int64(tt.limitMiB)<<20, tt.cache))
 		})
 	}
+}
+
+func TestFitBudget(t *testing.T) {
+	const mib = 1 << 20
+	for _, tt := range []struct {
+		name        string
+		limitMiB    int
+		cgroup      int64
+		want        int64
+		wantLowered bool
+	}{
+		{name: "no cgroup limit", limitMiB: 256, want: 256 * mib},
+		{name: "fits", limitMiB: 256, cgroup: 1024 * mib, want: 256 * mib},
+		{name: "at 90 percent", limitMiB: 900, cgroup: 1000 * mib, want: 900 * mib},
+		{name: "lowered to 90 percent", limitMiB: 1024, cgroup: 1000 * mib, want: 900 * mib, wantLowered: true},
+		{name: "never below the minimum", limitMiB: 256, cgroup: 50 * mib, want: 64 * mib, wantLowered: true},
+		{name: "no budget", limitMiB: 0, cgroup: 100 * mib, want: 0},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			got, lowered := fitBudget(tt.limitMiB, tt.cgroup)
+			assert.Equal(t, tt.want, got)
+			assert.Equal(t, tt.wantLowered, lowered)
+		})
+	}
+}
+
+func TestCgroupMemoryLimit(t *testing.T) {
+	write := func(t *testing.T, path, content string) {
+		t.Helper()
+		require.NoError(t, os.MkdirAll(filepath.Dir(path), 0o755))
+		require.NoError(t, os.WriteFile(path, []byte(content), 0o644))
+	}
+	t.Run("v2 container", func(t *testing.T) {
+		root := t.TempDir()
+		write(t, filepath.Join(root, "memory.max"), "536870912\n")
+		proc := filepath.Join(t.TempDir(), "cgroup")
+		write(t, proc, "0::/\n")
+		assert.Equal(t, int64(512<<20), cgroupMemoryLimit(root, proc))
+	})
+	t.Run("v2 unlimited", func(t *testing.T) {
+		root := t.TempDir()
+		write(t, filepath.Join(root, "memory.max"), "max\n")
+		assert.Equal(t, int64(0), cgroupMemoryLimit(root, filepath.Join(root, "missing")))
+	})
+	t.Run("v2 by path, the smallest", func(t *testing.T) {
+		root := t.TempDir()
+		write(t, filepath.Join(root, "system.slice/app.service/memory.max"), "268435456\n")
+		write(t, filepath.Join(root, "memory.max"), "1073741824\n")
+		proc := filepath.Join(t.TempDir(), "cgroup")
+		write(t, proc, "0::/system.slice/app.service\n")
+		assert.Equal(t, int64(256<<20), cgroupMemoryLimit(root, proc))
+	})
+	t.Run("v1 by path", func(t *testing.T) {
+		root := t.TempDir()
+		write(t, filepath.Join(root, "memory/memory.limit_in_bytes"), "9223372036854771712\n") // no limit
+		write(t, filepath.Join(root, "memory/docker/abc/memory.limit_in_bytes"), "2147483648\n")
+		proc := filepath.Join(t.TempDir(), "cgroup")
+		write(t, proc, "5:cpu,cpuacct:/docker/abc\n4:memory:/docker/abc\n0::/\n")
+		assert.Equal(t, int64(2<<30), cgroupMemoryLimit(root, proc))
+	})
+	t.Run("none", func(t *testing.T) {
+		assert.Equal(t, int64(0), cgroupMemoryLimit(t.TempDir(), filepath.Join(t.TempDir(), "missing")))
+	})
 }
 
 // startWithLimit starts an extension with memory_limit_mib set, observing its logs.
@@ -58,15 +123,17 @@ func startWithLimit(t *testing.T, limitMiB int) (extension.Extension, *observer.
 func TestMemoryLimitSetsRuntimeLimit(t *testing.T) {
 	t.Setenv("GOMEMLIMIT", "") // set but empty counts as unset, as for the runtime
 	before := debug.SetMemoryLimit(-1)
+	// 300 MiB, unless the machine's cgroup allows less.
+	want, _ := fitBudget(300, cgroupMemoryLimit("/sys/fs/cgroup", "/proc/self/cgroup"))
 	ext, logs := startWithLimit(t, 300)
-	assert.Equal(t, int64(300<<20), debug.SetMemoryLimit(-1))
+	assert.Equal(t, want, debug.SetMemoryLimit(-1))
 	entries := logs.FilterMessage("Memory budget").All()
 	require.Len(t, entries, 1)
 	fields := entries[0].ContextMap()
 	assert.Equal(t, "memory_limit_mib", fields["source"])
-	assert.Equal(t, int64(300<<20), fields["go_memory_limit_bytes"])
-	assert.Equal(t, int64(300<<20/32), fields["memtable_bytes"])
-	assert.Equal(t, int64(300<<20/8), fields["block_cache_bytes"])
+	assert.Equal(t, want, fields["go_memory_limit_bytes"])
+	assert.Equal(t, want/32, fields["memtable_bytes"])
+	assert.Equal(t, want/8, fields["block_cache_bytes"])
 	require.NoError(t, ext.Shutdown(context.Background()))
 	assert.Equal(t, before, debug.SetMemoryLimit(-1), "Shutdown puts the previous limit back")
 }
