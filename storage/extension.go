@@ -30,8 +30,12 @@ type storageExtension struct {
 	mu           sync.RWMutex
 	db           *tsdb.DB // nil before Start and after Shutdown
 	registration metric.Registration
-	memLimit     memoryLimit // the runtime's limit as Start found it, put back by Shutdown
+	memLimit     memoryLimit   // the runtime's limit as Start found it, put back by Shutdown
+	stopWatch    chan struct{} // closed by Shutdown to stop the headroom watch
 }
+
+// headroomInterval is how often the live heap is compared with the memory limit.
+const headroomInterval = 30 * time.Second
 
 var (
 	_ extension.Extension = (*storageExtension)(nil)
@@ -85,8 +89,11 @@ func (e *storageExtension) Start(context.Context, component.Host) error {
 		return fmt.Errorf("metricstor storage: telemetry: %w", err)
 	}
 	ml := applyMemoryLimit(mem.limit, mem, e.set.Logger)
+	stop := make(chan struct{})
+	watch := &headroomWatch{logger: e.set.Logger, read: readHeap, series: db.HeadSeries}
+	go watch.run(headroomInterval, stop)
 	e.mu.Lock()
-	e.db, e.registration, e.memLimit = db, reg, ml
+	e.db, e.registration, e.memLimit, e.stopWatch = db, reg, ml, stop
 	e.mu.Unlock()
 	return nil
 }
@@ -95,12 +102,13 @@ func (e *storageExtension) Start(context.Context, component.Host) error {
 // directory lock. It is safe to call without Start.
 func (e *storageExtension) Shutdown(context.Context) error {
 	e.mu.Lock()
-	db, reg, ml := e.db, e.registration, e.memLimit
-	e.db, e.registration, e.memLimit = nil, nil, memoryLimit{}
+	db, reg, ml, stop := e.db, e.registration, e.memLimit, e.stopWatch
+	e.db, e.registration, e.memLimit, e.stopWatch = nil, nil, memoryLimit{}, nil
 	e.mu.Unlock()
 	if db == nil {
 		return nil
 	}
+	close(stop)
 	ml.restore()
 	if reg != nil {
 		_ = reg.Unregister()

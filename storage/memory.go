@@ -6,8 +6,10 @@ import (
 	"os"
 	"path/filepath"
 	"runtime/debug"
+	"runtime/metrics"
 	"strconv"
 	"strings"
+	"time"
 
 	"go.uber.org/zap"
 )
@@ -167,4 +169,62 @@ func cgroupMemoryLimit(root, procCgroup string) int64 {
 		}
 	}
 	return limit
+}
+
+// headroomWarnRatio is the share of the runtime's limit past which the live heap leaves the
+// garbage collector too little room: with GOGC=100 it would let the heap grow to twice the live
+// size, and the limit cuts that headroom to a quarter, so it runs four times as often or more.
+const headroomWarnRatio = 0.75
+
+// headroomWatch warns, once each time it happens, when the live heap (what the last garbage
+// collection kept) passes headroomWarnRatio of the runtime's soft limit: the budget no longer
+// fits the active series, and the collector spends more and more CPU on garbage collection (up
+// to half of it) while the process grows past the budget. Nothing else tells the user that the
+// budget is too small.
+type headroomWatch struct {
+	logger *zap.Logger
+	// read returns the live heap and the runtime's limit (0 for none), in bytes.
+	read   func() (live, limit int64)
+	series func() int // active series, for the message
+	warned bool
+}
+
+// check runs one comparison, and reports whether it logged.
+func (w *headroomWatch) check() bool {
+	live, limit := w.read()
+	over := limit > 0 && float64(live) > headroomWarnRatio*float64(limit)
+	switch {
+	case over && !w.warned:
+		w.warned = true
+		w.logger.Warn("The live heap is close to the memory limit: garbage collection runs often and costs CPU; raise memory_limit_mib (about 1.1 MiB per 1,000 active series plus 100 MiB)",
+			zap.Int64("live_heap_bytes", live), zap.Int64("memory_limit_bytes", limit), zap.Int("head_series", w.series()))
+		return true
+	case !over && w.warned && float64(live) < 0.9*headroomWarnRatio*float64(limit):
+		w.warned = false // warn again if it comes back; the margin keeps a heap at the line quiet
+	}
+	return false
+}
+
+// run checks every interval until stop is closed.
+func (w *headroomWatch) run(interval time.Duration, stop <-chan struct{}) {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-stop:
+			return
+		case <-t.C:
+			w.check()
+		}
+	}
+}
+
+// readHeap returns the live heap as of the last garbage collection and the runtime's soft limit.
+func readHeap() (live, limit int64) {
+	s := []metrics.Sample{{Name: "/gc/heap/live:bytes"}}
+	metrics.Read(s)
+	if s[0].Value.Kind() == metrics.KindUint64 {
+		live = int64(s[0].Value.Uint64())
+	}
+	return live, currentMemoryLimit()
 }

@@ -5,6 +5,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"runtime"
 	"runtime/debug"
 	"testing"
 
@@ -165,4 +166,47 @@ func TestMemoryLimitZeroLeavesRuntimeAlone(t *testing.T) {
 	require.Len(t, entries, 1)
 	assert.Equal(t, "none", entries[0].ContextMap()["source"])
 	assert.NotContains(t, entries[0].ContextMap(), "go_memory_limit_bytes")
+}
+
+// The watch warns once when the live heap passes 75 % of the limit, stays quiet while it stays
+// there or hovers at the line, and warns again after it went well below and came back.
+func TestHeadroomWatch(t *testing.T) {
+	core, logs := observer.New(zap.WarnLevel)
+	var live, limit int64 = 100 << 20, 256 << 20
+	w := &headroomWatch{logger: zap.New(core), read: func() (int64, int64) { return live, limit }, series: func() int { return 123 }}
+	steps := []struct {
+		live    int64
+		limit   int64
+		warns   bool
+		comment string
+	}{
+		{live: 100 << 20, limit: 256 << 20, comment: "well within"},
+		{live: 200 << 20, limit: 256 << 20, warns: true, comment: "past 75 %"},
+		{live: 250 << 20, limit: 256 << 20, comment: "still past: warned already"},
+		{live: 180 << 20, limit: 256 << 20, comment: "just below the line: not rearmed"},
+		{live: 200 << 20, limit: 256 << 20, comment: "past again without having left: quiet"},
+		{live: 100 << 20, limit: 256 << 20, comment: "well below: rearmed"},
+		{live: 300 << 20, limit: 256 << 20, warns: true, comment: "past again"},
+		{live: 900 << 20, limit: 0, comment: "no limit: nothing to warn about"},
+	}
+	for _, st := range steps {
+		live, limit = st.live, st.limit
+		assert.Equal(t, st.warns, w.check(), st.comment)
+	}
+	entries := logs.All()
+	require.Len(t, entries, 2)
+	f := entries[0].ContextMap()
+	assert.Contains(t, entries[0].Message, "raise memory_limit_mib")
+	assert.Equal(t, int64(200<<20), f["live_heap_bytes"])
+	assert.Equal(t, int64(256<<20), f["memory_limit_bytes"])
+	assert.Equal(t, int64(123), f["head_series"])
+}
+
+func TestReadHeap(t *testing.T) {
+	prev := debug.SetMemoryLimit(512 << 20)
+	defer debug.SetMemoryLimit(prev)
+	runtime.GC()
+	live, limit := readHeap()
+	assert.Equal(t, int64(512<<20), limit)
+	assert.Positive(t, live, "a process has some live heap after a GC")
 }
