@@ -331,7 +331,7 @@ func (db *DB) load() error {
 			return fmt.Errorf("%w: series hash key of %d bytes", errCorruptKey, len(it.Key()))
 		}
 		h := binaryRef(it.Key()[1:9])
-		db.series.byHash[h%seriesStripes].stored[h] = struct{}{}
+		db.series.byHash[h%seriesStripes].stored.appendSorted(h) // the keys come in hash order
 	}
 	if err := it.Close(); err != nil {
 		return err
