@@ -35,7 +35,15 @@ type Config struct {
 	// and still be accepted; older ones are refused one by one. 0 refuses every sample older
 	// than its series' newest. Default 10m.
 	OutOfOrderWindow model.Duration `mapstructure:"out_of_order_window"`
-	// CacheSizeMiB is the size of Pebble's block cache. Default 32.
+	// MemoryLimitMiB is the memory budget of the process, in MiB. The store sizes Pebble's
+	// memtables and block cache from it (memory.go), and the Go runtime's soft memory limit is
+	// set to it unless the GOMEMLIMIT environment variable is set (the user's setting wins).
+	// Start lowers it to 90 % of the cgroup's memory limit when it is above that. 0 sets no
+	// runtime limit and fixed store sizes (8 MiB memtables, 32 MiB cache). Default 256 (see the
+	// README: 100,000 active series fit in it).
+	MemoryLimitMiB int `mapstructure:"memory_limit_mib"`
+	// CacheSizeMiB is the size of Pebble's block cache. 0 (default): an eighth of
+	// memory_limit_mib, or 32 without a memory limit.
 	CacheSizeMiB int `mapstructure:"cache_size_mib"`
 	// SyncCommits fsyncs the sample log on every commit (power-loss durability). Without it an
 	// acknowledged commit survives a crash of the process, and the log is fsynced at checkpoints.
@@ -79,7 +87,7 @@ func createDefaultConfig() *Config {
 		RetentionSize:     "0",
 		PartitionDuration: model.Duration(24 * time.Hour),
 		OutOfOrderWindow:  model.Duration(10 * time.Minute),
-		CacheSizeMiB:      32,
+		MemoryLimitMiB:    defaultMemoryLimitMiB,
 		Limits: LimitsConfig{
 			LabelsPerSeries:  64,
 			LabelNameLength:  1024,
@@ -145,8 +153,14 @@ func (c *Config) Validate() error {
 	if c.MinFreeSpaceMiB < -1 {
 		errs = append(errs, fmt.Errorf("min_free_space_mib: must be -1 (off), 0 (default) or a size in MiB (got %d)", c.MinFreeSpaceMiB))
 	}
-	if c.CacheSizeMiB < 1 {
-		errs = append(errs, fmt.Errorf("cache_size_mib: must be at least 1 (got %d)", c.CacheSizeMiB))
+	if c.MemoryLimitMiB != 0 && c.MemoryLimitMiB < minMemoryLimitMiB {
+		errs = append(errs, fmt.Errorf("memory_limit_mib: must be 0 (no limit) or at least %d (got %d)", minMemoryLimitMiB, c.MemoryLimitMiB))
+	}
+	switch {
+	case c.CacheSizeMiB < 0:
+		errs = append(errs, fmt.Errorf("cache_size_mib: must be 0 (an eighth of memory_limit_mib) or a size in MiB (got %d)", c.CacheSizeMiB))
+	case c.MemoryLimitMiB > 0 && c.CacheSizeMiB > c.MemoryLimitMiB/2:
+		errs = append(errs, fmt.Errorf("cache_size_mib: must be at most half of memory_limit_mib %d (got %d)", c.MemoryLimitMiB, c.CacheSizeMiB))
 	}
 	if _, _, err := parseRetentionSize(c.RetentionSize); err != nil {
 		errs = append(errs, err)

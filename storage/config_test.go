@@ -24,6 +24,7 @@ func TestLoadConfig(t *testing.T) {
 	custom.Retention = model.Duration(30 * 24 * time.Hour)
 	custom.PartitionDuration = model.Duration(2 * time.Hour)
 	custom.OutOfOrderWindow = model.Duration(90 * time.Minute)
+	custom.MemoryLimitMiB = 2048
 	custom.CacheSizeMiB = 256
 	custom.SyncCommits = true
 	custom.MinFreeSpaceMiB = 512
@@ -35,6 +36,9 @@ func TestLoadConfig(t *testing.T) {
 
 	noLimits := createDefaultConfig()
 	noLimits.Limits = LimitsConfig{}
+
+	noMemoryLimit := createDefaultConfig()
+	noMemoryLimit.MemoryLimitMiB = 0
 
 	forever := createDefaultConfig()
 	forever.Retention = 0
@@ -49,6 +53,11 @@ func TestLoadConfig(t *testing.T) {
 		{id: component.NewIDWithName(metadata.Type, "keep_forever"), expected: forever},
 		{id: component.NewIDWithName(metadata.Type, "percent"), expected: percent},
 		{id: component.NewIDWithName(metadata.Type, "no_limits"), expected: noLimits},
+		{id: component.NewIDWithName(metadata.Type, "no_memory_limit"), expected: noMemoryLimit},
+		{
+			id:     component.NewIDWithName(metadata.Type, "cache_over_budget"),
+			errMsg: "cache_size_mib: must be at most half of memory_limit_mib 128 (got 100)",
+		},
 		{
 			id: component.NewIDWithName(metadata.Type, "bad_limits"),
 			errMsg: `retention_size: must be 0, a size such as 512MB or 10GB, or a percentage of the filesystem such as 80% (got "10 apples")` + "\n" +
@@ -68,7 +77,8 @@ func TestLoadConfig(t *testing.T) {
 			errMsg: "directory: must not be empty\n" +
 				"partition_duration: must be at least 1m (got 30s)\n" +
 				"min_free_space_mib: must be -1 (off), 0 (default) or a size in MiB (got -2)\n" +
-				"cache_size_mib: must be at least 1 (got 0)",
+				"memory_limit_mib: must be 0 (no limit) or at least 64 (got 10)\n" +
+				"cache_size_mib: must be 0 (an eighth of memory_limit_mib) or a size in MiB (got -1)",
 		},
 	}
 	for _, tt := range tests {
@@ -95,7 +105,8 @@ func TestDefaultConfig(t *testing.T) {
 	assert.Equal(t, 15*24*time.Hour, time.Duration(cfg.Retention))
 	assert.Equal(t, 24*time.Hour, time.Duration(cfg.PartitionDuration))
 	assert.Equal(t, 10*time.Minute, time.Duration(cfg.OutOfOrderWindow))
-	assert.Equal(t, 32, cfg.CacheSizeMiB)
+	assert.Equal(t, 256, cfg.MemoryLimitMiB)
+	assert.Equal(t, 0, cfg.CacheSizeMiB, "an eighth of memory_limit_mib")
 	assert.Equal(t, "0", cfg.RetentionSize, "no size retention, as Prometheus")
 	assert.Equal(t, LimitsConfig{LabelsPerSeries: 64, LabelNameLength: 1024, LabelValueLength: 16384, ActiveSeries: 1_000_000}, cfg.Limits)
 }

@@ -30,7 +30,12 @@ type storageExtension struct {
 	mu           sync.RWMutex
 	db           *tsdb.DB // nil before Start and after Shutdown
 	registration metric.Registration
+	memLimit     memoryLimit   // the runtime's limit as Start found it, put back by Shutdown
+	stopWatch    chan struct{} // closed by Shutdown to stop the headroom watch
 }
+
+// headroomInterval is how often the live heap is compared with the memory limit.
+const headroomInterval = 30 * time.Second
 
 var (
 	_ extension.Extension = (*storageExtension)(nil)
@@ -47,6 +52,12 @@ func (e *storageExtension) Start(context.Context, component.Host) error {
 	if err != nil {
 		return fmt.Errorf("metricstor storage: %w", err)
 	}
+	budget, lowered := fitBudget(e.cfg.MemoryLimitMiB, cgroupMemoryLimit("/sys/fs/cgroup", "/proc/self/cgroup"))
+	if lowered {
+		e.set.Logger.Warn("memory_limit_mib does not fit in the cgroup's memory limit: using 90 % of that instead",
+			zap.Int("memory_limit_mib", e.cfg.MemoryLimitMiB), zap.Int64("budget_bytes", budget))
+	}
+	mem := sizeMemory(budget, e.cfg.CacheSizeMiB)
 	db, err := tsdb.Open(e.cfg.Directory, tsdb.Options{
 		Retention:             time.Duration(e.cfg.Retention),
 		RetentionSize:         size,
@@ -59,7 +70,8 @@ func (e *storageExtension) Start(context.Context, component.Host) error {
 		},
 		PartitionDuration: time.Duration(e.cfg.PartitionDuration),
 		OutOfOrderWindow:  time.Duration(e.cfg.OutOfOrderWindow),
-		CacheSize:         int64(e.cfg.CacheSizeMiB) << 20,
+		CacheSize:         mem.cache,
+		MemTableSize:      mem.memTable,
 		SyncCommits:       e.cfg.SyncCommits,
 		MinFreeSpace:      minFreeSpace(e.cfg.MinFreeSpaceMiB),
 		Logger:            e.set.Logger,
@@ -76,8 +88,12 @@ func (e *storageExtension) Start(context.Context, component.Host) error {
 		_ = db.Close()
 		return fmt.Errorf("metricstor storage: telemetry: %w", err)
 	}
+	ml := applyMemoryLimit(mem.limit, mem, e.set.Logger)
+	stop := make(chan struct{})
+	watch := &headroomWatch{logger: e.set.Logger, read: readHeap, series: db.HeadSeries}
+	go watch.run(headroomInterval, stop)
 	e.mu.Lock()
-	e.db, e.registration = db, reg
+	e.db, e.registration, e.memLimit, e.stopWatch = db, reg, ml, stop
 	e.mu.Unlock()
 	return nil
 }
@@ -86,12 +102,14 @@ func (e *storageExtension) Start(context.Context, component.Host) error {
 // directory lock. It is safe to call without Start.
 func (e *storageExtension) Shutdown(context.Context) error {
 	e.mu.Lock()
-	db, reg := e.db, e.registration
-	e.db, e.registration = nil, nil
+	db, reg, ml, stop := e.db, e.registration, e.memLimit, e.stopWatch
+	e.db, e.registration, e.memLimit, e.stopWatch = nil, nil, memoryLimit{}, nil
 	e.mu.Unlock()
 	if db == nil {
 		return nil
 	}
+	close(stop)
+	ml.restore()
 	if reg != nil {
 		_ = reg.Unregister()
 	}
@@ -232,6 +250,7 @@ func registerTelemetry(set component.TelemetrySettings, db *tsdb.DB) (metric.Reg
 	sizeLimit := gauge("metricstor_storage_retention_size_limit", "The size retention in bytes as last computed (a percentage follows the filesystem's size); 0 when there is none.", "By")
 	writable := gauge("metricstor_storage_writable", "1 when the store accepts writes, 0 while it refuses them (disk full, read-only or gone, I/O errors); the log says why.", "1")
 	refused := counter("metricstor_storage_commits_refused", "Commits refused because the store could not write (answered as retryable errors).", "{commit}")
+	memLimit := gauge("metricstor_storage_memory_limit", "The Go runtime's soft memory limit in bytes: memory_limit_mib, or GOMEMLIMIT from the environment; 0 when there is none.", "By")
 	for _, err := range errs {
 		if err != nil {
 			return nil, err
@@ -266,8 +285,9 @@ func registerTelemetry(set component.TelemetrySettings, db *tsdb.DB) (metric.Reg
 		}
 		o.ObserveInt64(writable, w)
 		o.ObserveInt64(refused, db.CommitsRefused())
+		o.ObserveInt64(memLimit, currentMemoryLimit())
 		return nil
-	}, appended, ooo, rejected, created, exemplars, dropped, checkpoints, head, parts, disk, sizeLimit, writable, refused)
+	}, appended, ooo, rejected, created, exemplars, dropped, checkpoints, head, parts, disk, sizeLimit, writable, refused, memLimit)
 	if err != nil {
 		return nil, err
 	}

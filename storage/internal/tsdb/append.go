@@ -163,17 +163,32 @@ func (a *Appender) admit(s *memSeries, smp sample, rejectOOO bool) error {
 	}
 	defer s.mu.Unlock()
 	maxT, last := s.maxT, s.last
-	if s.pendingBy == a && s.pending.t >= maxT {
-		maxT, last = s.pending.t, s.pending
+	pending := a.pendingOf(s)
+	if pending != nil && pending.t >= maxT {
+		maxT, last = pending.t, *pending
 	}
 	if err := a.db.checkSample(smp, maxT, last, rejectOOO); err != nil {
 		return err
 	}
 	// Remember the newest buffered sample so that the next one of this appender is checked
-	// against it. Another appender may take the slot over; the loser's later samples are then
-	// checked at commit instead.
-	if s.pendingBy != a || smp.t > s.pending.t {
-		s.pendingBy, s.pending = a, smp
+	// against it: Append puts smp at a.samples[len(a.samples)] as soon as admit accepts it.
+	// Another appender may take the slot over; the loser's later samples are then checked at
+	// commit instead.
+	if pending == nil || smp.t > pending.t {
+		s.pendingBy, s.pendingAt = a, int32(len(a.samples))
+	}
+	return nil
+}
+
+// pendingOf returns the newest sample of s that a holds uncommitted, as admit recorded it,
+// or nil. The caller holds s.mu. The index is checked against a.samples, so that a slot
+// left behind by a commit that failed half way is never misread.
+func (a *Appender) pendingOf(s *memSeries) *sample {
+	if s.pendingBy != a {
+		return nil
+	}
+	if i := int(s.pendingAt); i < len(a.samples) && a.samples[i].s == s {
+		return &a.samples[i].smp
 	}
 	return nil
 }
@@ -306,7 +321,7 @@ func (a *Appender) Commit() error {
 	}
 	if err != nil {
 		// Pebble's commit pipeline failed (in Pebble v2 it is fatal, so this is defensive): the
-		// commit is in the log and in memory, cut chunks included (memSeries.cut keeps them
+		// commit is in the log and in memory, cut chunks included (DB.cuts keeps them
 		// visible), and the next Open replays it; nothing more is written until then.
 		err = db.setBroken(fmt.Errorf("commit batch: %w", err))
 		db.writeMu.Unlock()
@@ -353,10 +368,17 @@ func (a *Appender) unpend() {
 // prepareCommit changed that undoCommit must take back, and what publishCommit must finish.
 type commitScratch struct {
 	touched   []*memSeries  // series with memSeries.cmt set
+	cmt       []cmtState    // indexed by memSeries.cmt-1: the newest sample each has in the commit
 	persisted []*memSeries  // series whose keys this commit writes
 	indexed   []indexedPart // index entries this commit writes
-	cuts      []*memSeries  // series with chunks cut by this commit, waiting for its batch
 	touchSum  int64         // see touchIndexed
+}
+
+// cmtState is the newest sample of a series once the commit being prepared is applied. Kept
+// here rather than in memSeries: only the few series of one commit need it at a time.
+type cmtState struct {
+	maxT int64
+	last sample
 }
 
 type indexedPart struct {
@@ -366,10 +388,10 @@ type indexedPart struct {
 
 func (sc *commitScratch) reset() {
 	clear(sc.touched)
+	clear(sc.cmt)
 	clear(sc.persisted)
 	clear(sc.indexed)
-	clear(sc.cuts)
-	sc.touched, sc.persisted, sc.indexed, sc.cuts = sc.touched[:0], sc.persisted[:0], sc.indexed[:0], sc.cuts[:0]
+	sc.touched, sc.cmt, sc.persisted, sc.indexed = sc.touched[:0], sc.cmt[:0], sc.persisted[:0], sc.indexed[:0]
 }
 
 // prepareCommit decides which buffered samples are appended in order, builds the commit's log
@@ -399,13 +421,15 @@ func (db *DB) prepareCommit(a *Appender, b *pebble.Batch) (ooo []pendingSample, 
 		if err := db.loadHeadLocked(s); err != nil {
 			return nil, false, fmt.Errorf("load series head: %w", err)
 		}
-		if !s.cmt {
-			s.cmt, s.cmtMaxT, s.cmtLast = true, s.maxT, s.last
+		if s.cmt == 0 {
+			sc.cmt = append(sc.cmt, cmtState{maxT: s.maxT, last: s.last})
+			s.cmt = int32(len(sc.cmt))
 			sc.touched = append(sc.touched, s)
 		}
-		if ps.smp.t <= s.cmtMaxT {
+		cs := &sc.cmt[s.cmt-1]
+		if ps.smp.t <= cs.maxT {
 			// Another commit got there first, or the sample was out of order from the start.
-			switch err := db.checkSample(ps.smp, s.cmtMaxT, s.cmtLast, false); {
+			switch err := db.checkSample(ps.smp, cs.maxT, cs.last, false); {
 			case err == nil:
 				ooo = append(ooo, *ps)
 			case !errors.Is(err, errIgnoredDuplicate):
@@ -425,7 +449,7 @@ func (db *DB) prepareCommit(a *Appender, b *pebble.Batch) (ooo []pendingSample, 
 			return nil, false, err
 		}
 		ps.inOrder = true
-		s.cmtMaxT, s.cmtLast = ps.smp.t, ps.smp
+		cs.maxT, cs.last = ps.smp.t, ps.smp
 		if ps.smp.h == nil && ps.smp.fh == nil {
 			rec.samples = appendLogSample(rec.samples, s.ref, ps.smp)
 		} else {
@@ -480,7 +504,7 @@ func (db *DB) touchHeads(samples []pendingSample) {
 func (db *DB) undoCommit() {
 	sc := &db.scratch
 	for _, s := range sc.touched {
-		s.cmt = false
+		s.cmt = 0
 	}
 	for _, s := range sc.persisted {
 		s.persisted = false
@@ -507,21 +531,21 @@ func (db *DB) publishCommit(a *Appender, b *pebble.Batch) {
 		sc    = &db.scratch
 	)
 	// Chunks cut by an append are closed: they may take the decimal layout. Until the batch is
-	// applied, the cut chunk is only in memory: memSeries.cut keeps it visible to queries.
+	// applied, the cut chunk is only in memory: DB.cuts keeps it visible to queries.
 	emitCut := func(c *chunkBuilder, s *memSeries) {
 		buf = encodeStoredChunkValue(buf[:0], c, &db.decimal)
 		key = chunkKey(key[:0], c.part, s.ref, c.mint) // the batch copies it
 		_ = b.Set(key, buf, nil)
 		c.dirty = false
-		if len(s.cut) == 0 {
-			sc.cuts = append(sc.cuts, s)
+		if db.cuts == nil {
+			db.cuts = map[uint64][]storedChunk{}
 		}
-		s.cut = append(s.cut, storedChunk{mint: c.mint, maxt: c.maxt, enc: c.chunk.Encoding(), data: c.chunk.Bytes()})
+		db.cuts[s.ref] = append(db.cuts[s.ref], storedChunk{mint: c.mint, maxt: c.maxt, enc: c.chunk.Encoding(), data: c.chunk.Bytes()})
 	}
 	db.headMu.Lock()
 	defer db.headMu.Unlock()
 	for _, s := range sc.touched {
-		s.cmt = false
+		s.cmt = 0
 	}
 	db.touchHeads(a.samples)
 	for i := range a.samples {
@@ -563,7 +587,6 @@ func (db *DB) publishCommit(a *Appender, b *pebble.Batch) {
 	for _, ip := range sc.indexed {
 		db.addPartition(ip.part)
 	}
-	db.cutPending += len(sc.cuts)
 	db.maxT.Store(maxT)
 	db.stats.SamplesAppended.Add(added)
 }
@@ -571,18 +594,12 @@ func (db *DB) publishCommit(a *Appender, b *pebble.Batch) {
 // clearCuts drops the cut chunks kept in memory once the batch that holds them is applied.
 // Caller holds writeMu.
 func (db *DB) clearCuts() {
-	sc := &db.scratch
-	if len(sc.cuts) == 0 {
+	if len(db.cuts) == 0 {
 		return
 	}
 	db.headMu.Lock()
-	for _, s := range sc.cuts {
-		clear(s.cut)
-		s.cut = s.cut[:0]
-	}
-	db.cutPending -= len(sc.cuts)
+	clear(db.cuts)
 	db.headMu.Unlock()
-	sc.reset()
 }
 
 // ensurePersisted adds the series keys of a series new to disk to the batch.
@@ -634,7 +651,7 @@ func (db *DB) ensureIndexed(b *pebble.Batch, s *memSeries, part int64) error {
 		})
 		// Listed for the commit being prepared (publishCommit adds the partition, undoCommit
 		// forgets it); replay and out-of-order merges add it at once.
-		if s.cmt {
+		if s.cmt != 0 {
 			db.scratch.indexed = append(db.scratch.indexed, indexedPart{s, part})
 		} else {
 			db.addPartition(part)

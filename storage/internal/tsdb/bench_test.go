@@ -261,7 +261,8 @@ func BenchmarkDiskAndQuery(b *testing.B) {
 
 // BenchmarkHeadMemory reports the Go heap each store holds per active series after 100,000
 // series received 10 samples each (DESIGN.md's "peak RSS with 100k active series", minus the
-// runtime and the collector around the store).
+// runtime and the collector around the store), and for Metricstor also after 100 samples each,
+// where the open head chunks have grown (metricstor_100_samples).
 func BenchmarkHeadMemory(b *testing.B) {
 	series := benchSeries(100_000)
 	heap := func() uint64 {
@@ -270,11 +271,11 @@ func BenchmarkHeadMemory(b *testing.B) {
 		runtime.ReadMemStats(&ms)
 		return ms.HeapInuse
 	}
-	measure := func(b *testing.B, open func(dir string) (storage.AppendableV2, func() error)) {
+	measure := func(b *testing.B, rounds int, open func(dir string) (storage.AppendableV2, func() error)) {
 		for range b.N {
 			before := heap()
 			db, closeDB := open(b.TempDir())
-			fillDataset(b, db, series, 10)
+			fillDataset(b, db, series, rounds)
 			after := heap()
 			b.ReportMetric(float64(after-before)/float64(len(series)), "heap-B/series")
 			if err := closeDB(); err != nil {
@@ -282,17 +283,17 @@ func BenchmarkHeadMemory(b *testing.B) {
 			}
 		}
 	}
-	b.Run("metricstor", func(b *testing.B) {
-		measure(b, func(dir string) (storage.AppendableV2, func() error) {
-			db, err := Open(dir, Options{})
-			if err != nil {
-				b.Fatal(err)
-			}
-			return db, db.Close
-		})
-	})
+	openMetricstor := func(dir string) (storage.AppendableV2, func() error) {
+		db, err := Open(dir, Options{})
+		if err != nil {
+			b.Fatal(err)
+		}
+		return db, db.Close
+	}
+	b.Run("metricstor", func(b *testing.B) { measure(b, 10, openMetricstor) })
+	b.Run("metricstor_100_samples", func(b *testing.B) { measure(b, 100, openMetricstor) })
 	b.Run("prometheus", func(b *testing.B) {
-		measure(b, func(dir string) (storage.AppendableV2, func() error) {
+		measure(b, 10, func(dir string) (storage.AppendableV2, func() error) {
 			db, err := promtsdb.Open(dir, nil, nil, promtsdb.DefaultOptions(), nil)
 			if err != nil {
 				b.Fatal(err)

@@ -67,7 +67,7 @@ type chunkBuilder struct {
 	dirty      bool // holds samples that the stored chunk (if any) lacks
 	// floats counts the samples of a float chunk, so that full need not read the chunk's header
 	// (a cache miss per append at 100k series); 0 for histogram chunks.
-	floats int
+	floats int32
 }
 
 // full reports whether the next sample must start a new chunk.
@@ -264,7 +264,7 @@ func builderFromStored(part int64, c storedChunk) (chunkBuilder, sample, error) 
 	}
 	b := chunkBuilder{part: part, mint: c.mint, maxt: c.maxt, chunk: chk, app: app}
 	if isFloatChunk(chk) {
-		b.floats = chk.NumSamples()
+		b.floats = int32(chk.NumSamples())
 	}
 	return b, last, nil
 }
@@ -284,7 +284,7 @@ func builderFromDecimal(part int64, c storedChunk) (chunkBuilder, sample, error)
 		return chunkBuilder{}, sample{}, err
 	}
 	var last sample
-	n := 0
+	var n int32
 	for it.Next() == chunkenc.ValFloat {
 		last.t, last.f = it.At()
 		app.Append(0, last.t, last.f)

@@ -152,14 +152,16 @@ type DB struct {
 	// head state of every memSeries and the partition list's additions. A commit may wait for
 	// it only until its context ends (LockContext).
 	writeMu ctxMutex
-	// headMu guards what queries read of the heads (memSeries.head, memSeries.cut, unsynced):
+	// headMu guards what queries read of the heads (memSeries.head, cuts, unsynced):
 	// writers hold it, under writeMu, only while they change those in memory, never across
 	// I/O, so a query never waits for a write that is stuck on the disk. Queries hold it for
 	// reading while they take their Pebble snapshot and copy the heads, so that the two agree.
 	headMu sync.RWMutex
-	// cutPending counts the series whose cut chunks wait in memory (memSeries.cut) for their
-	// commit's batch to be applied. Guarded by headMu.
-	cutPending int
+	// cuts holds, by series ref, the chunks the current commit cut from the heads until its
+	// batch, which stores them, is applied: queries read them from here meanwhile. Empty
+	// between commits (a commit whose batch failed leaves them for good: the DB is broken).
+	// Guarded by headMu, written under writeMu.
+	cuts map[uint64][]storedChunk
 	// guard decides whether writes are accepted (writeguard.go).
 	guard writeGuard
 	// scratch is the current commit's bookkeeping, guarded by writeMu.
@@ -333,7 +335,7 @@ func (db *DB) load() error {
 			return fmt.Errorf("%w: series hash key of %d bytes", errCorruptKey, len(it.Key()))
 		}
 		h := binaryRef(it.Key()[1:9])
-		db.series.byHash[h%seriesStripes].stored[h] = struct{}{}
+		db.series.byHash[h%seriesStripes].stored.appendSorted(h) // the keys come in hash order
 	}
 	if err := it.Close(); err != nil {
 		return err

@@ -99,14 +99,14 @@ func (q *Querier) newStreamSet(ctx context.Context, refs []uint64, mint, maxt in
 	s.snap = db.pdb.NewSnapshot()
 	// Heads that are not dirty are stored as they are under their c key, in snap. Cut chunks
 	// wait in memory while their commit's batch is applied.
-	if len(db.unsynced) > 0 || db.cutPending > 0 {
+	if len(db.unsynced) > 0 || len(db.cuts) > 0 {
 		for _, ref := range refs {
 			ms := db.series.getByRef(ref)
 			if ms == nil {
 				continue
 			}
 			var mem []storedChunk
-			for _, c := range ms.cut {
+			for _, c := range db.cuts[ref] {
 				mem = append(mem, copyChunk(c))
 			}
 			if ms.head.chunk != nil && ms.head.dirty {

@@ -1,0 +1,103 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"math"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/metricstor/metricstor/testbed/harness"
+	"github.com/metricstor/metricstor/testbed/loadgen"
+)
+
+// TestMemoryLimit runs the binary with a small memory budget (memory_limit_mib) and pushes
+// 20,000 loadgen series by remote write: the Go runtime's soft limit is the budget (the
+// storage's telemetry reads it from the runtime, and the start-up log says where it came from),
+// and every sample is read back, with its value, before and after a kill -9. Restarted with
+// GOMEMLIMIT in its environment, the process keeps the user's limit instead.
+func TestMemoryLimit(t *testing.T) {
+	const budgetMiB = 96
+	t.Setenv("GOMEMLIMIT", "") // unset for the binary (the runtime treats empty as unset)
+	cfg := harness.NewConfig(t)
+	cfg.RemoteWrite = harness.FreePorts(t, 1)[0]
+	cfg.StorageYAML = fmt.Sprintf("memory_limit_mib: %d\n", budgetMiB)
+	c := harness.NewCollector(t, "metricstor (memory limit)", harness.Binary(t), cfg)
+	c.Start()
+	defer c.Stop(time.Minute)
+
+	const series, samples = 20_000, 20
+	lcfg := loadgen.Config{URL: cfg.RemoteWriteURL(), Series: series, Samples: samples, Senders: 2,
+		End: time.Now().Add(-time.Minute).Truncate(time.Second)}
+	gen, err := loadgen.New(lcfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := gen.Run(context.Background(), 0, samples); err != nil {
+		t.Fatal(err)
+	}
+
+	checkLimit := func(t *testing.T, want int64, source string) {
+		t.Helper()
+		if got := telemetryGauge(t, cfg.Ports, "metricstor_storage_memory_limit"); got != float64(want) {
+			t.Errorf("metricstor_storage_memory_limit = %v, want %d", got, want)
+		}
+		out := c.Proc.Output()
+		if !strings.Contains(out, "Memory budget") || !strings.Contains(out, `"source": "`+source+`"`) {
+			t.Errorf("the start-up log does not say the limit came from %s:\n%s", source, lastLines(out, 20))
+		}
+	}
+	// Every sample, by count and by the sum of its values, per metric name: count_over_time
+	// drops the name, and series of different names share their other labels.
+	wantCount, wantSum := map[string]float64{}, map[string]float64{}
+	for id := range series {
+		name := ""
+		for _, l := range loadgen.Labels(id) {
+			if l.Name == "__name__" {
+				name = l.Value
+			}
+		}
+		for r := range samples {
+			wantCount[name]++
+			wantSum[name] += loadgen.Value(id, r)
+		}
+	}
+	end := time.UnixMilli(gen.Timestamp(samples - 1))
+	window := fmt.Sprintf("%ds", int((time.Duration(samples) * gen.Config().Interval).Seconds()))
+	checkReadBack := func(t *testing.T) {
+		t.Helper()
+		for name, n := range wantCount {
+			for _, q := range []struct {
+				fn   string
+				want float64
+			}{{"count_over_time", n}, {"sum_over_time", wantSum[name]}} {
+				query := fmt.Sprintf(`sum(%s(%s{job=%q}[%s]))`, q.fn, name, loadgen.Job, window)
+				got := instantVector(t, cfg.Ports, query, end)
+				v, ok := got["{}"]
+				if !ok || math.Abs(v-q.want) > 1e-9*math.Max(1, math.Abs(q.want)) {
+					t.Errorf("%s = %v, want %v", query, got, q.want)
+				}
+			}
+		}
+	}
+
+	t.Run("budget", func(t *testing.T) {
+		checkLimit(t, budgetMiB<<20, "memory_limit_mib")
+		checkReadBack(t)
+	})
+
+	t.Setenv("GOMEMLIMIT", "200MiB")
+	c.Kill()
+	c.Start()
+	t.Run("after_kill_with_GOMEMLIMIT", func(t *testing.T) {
+		checkLimit(t, 200<<20, "GOMEMLIMIT")
+		checkReadBack(t)
+	})
+}
+
+// lastLines returns the last n lines of s.
+func lastLines(s string, n int) string {
+	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
+	return strings.Join(lines[max(0, len(lines)-n):], "\n")
+}
