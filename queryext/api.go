@@ -83,7 +83,7 @@ func newAPIHandler(store mstorage.Store, set apiSettings) *queryAPI {
 	configFunc := func() config.Config { return config.DefaultConfig }
 
 	api := v1.NewAPI(
-		limitPoints(engine, set.cfg.MaxPointsPerRangeQuery),
+		limitPoints(newServedEngine(set.cfg, engine), set.cfg.MaxPointsPerRangeQuery),
 		queryable,
 		nil, // appender: remote write and OTLP are received by the pipeline, not here
 		store,
@@ -159,8 +159,15 @@ func newAPIHandler(store mstorage.Store, set apiSettings) *queryAPI {
 	return &queryAPI{handler: top, engine: engine}
 }
 
-// newEngine is the PromQL engine the API serves, with the configured limits. The query
-// benchmark builds its engine here too, so that it measures what is served.
+// newServedEngine is what the API evaluates queries with: engine, with long range queries split
+// into parts evaluated at the same time (range_query_parallelism, see splitEngine). The query
+// benchmark builds its engines here too, so that it measures what is served.
+func newServedEngine(cfg *Config, engine *promql.Engine) promql.QueryEngine {
+	return &splitEngine{Engine: engine, parts: cfg.rangeQueryParts(), minSteps: minStepsPerPart, maxSamples: cfg.MaxSamples}
+}
+
+// newEngine is Prometheus's PromQL engine with the configured limits: the rules extension's,
+// and the API's under newServedEngine.
 func newEngine(cfg *Config, logger *slog.Logger, reg prometheus.Registerer, p parser.Parser) *promql.Engine {
 	return promql.NewEngine(promql.EngineOpts{
 		Logger:             logger.With("component", "query_engine"),
