@@ -222,7 +222,7 @@ func runBenchQueries(b *testing.B, queries []struct{ name, query string }, withH
 	}
 
 	cfg := createDefaultConfig().(*Config)
-	engine := newEngine(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)), prometheus.NewRegistry(), parser.NewParser(parser.Options{}))
+	engine, served := newEngines(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)), prometheus.NewRegistry(), parser.NewParser(parser.Options{}))
 	defer engine.Close()
 	// Both engines in the same run: Prometheus's evaluating each query whole, and the one the
 	// API serves, which splits a long range query into range_query_parallelism parts
@@ -230,7 +230,7 @@ func runBenchQueries(b *testing.B, queries []struct{ name, query string }, withH
 	engines := []struct {
 		name string
 		e    promql.QueryEngine
-	}{{"whole", engine}, {"split", newServedEngine(cfg, engine)}}
+	}{{"whole", engine}, {"split", served}}
 	start, stop := time.UnixMilli(benchStart), time.UnixMilli(end)
 	// run returns the answer and the query to Close once the answer has been read: Close hands
 	// the answer's points back to the engine's pools.

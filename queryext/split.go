@@ -34,15 +34,18 @@ const minStepsPerPart = 100
 // part fails other than by timeout or cancellation (so the error is the whole query's, found
 // at the same step), and when the parts together held more samples at their peaks than
 // max_samples (a whole query over the limit fails as in Prometheus; the parts' peaks add up to
-// at least the whole's).
+// at least the whole's). The parts' engine holds each to max_samples / parts, so that the parts
+// of a query never hold more than max_samples at once either; one over its share fails, and the
+// whole query runs.
 //
 // Instant queries, short range queries and queries asking for per-step statistics are the
 // engine's own.
 type splitEngine struct {
-	*promql.Engine
-	parts      int // the most parts of one query; 1 never splits
-	minSteps   int // the fewest steps of a part
-	maxSamples int // the engine's max_samples
+	*promql.Engine                // evaluates whole queries, and a split one again when its parts cannot answer
+	part           *promql.Engine // evaluates the parts (nil: the same engine)
+	parts          int            // the most parts of one query; 1 never splits
+	minSteps       int            // the fewest steps of a part
+	maxSamples     int            // the engine's max_samples
 }
 
 func (e *splitEngine) NewRangeQuery(ctx context.Context, q storage.Queryable, opts promql.QueryOpts, qs string, start, end time.Time, interval time.Duration) (promql.Query, error) {
@@ -67,7 +70,7 @@ func (e *splitEngine) NewRangeQuery(ctx context.Context, q storage.Queryable, op
 	parts := make([]promql.Query, 0, n)
 	for i := range int64(n) {
 		lo, hi := i*steps/int64(n), (i+1)*steps/int64(n) // steps [lo, hi) of the whole
-		p, err := e.Engine.NewRangeQuery(ctx, q, opts, qs,
+		p, err := e.partEngine().NewRangeQuery(ctx, q, opts, qs,
 			time.UnixMilli(startMs+lo*stepMs), time.UnixMilli(startMs+(hi-1)*stepMs), time.Duration(stepMs)*time.Millisecond)
 		if err != nil {
 			// The whole query was accepted; a part can only fail to start by waiting for
@@ -80,6 +83,13 @@ func (e *splitEngine) NewRangeQuery(ctx context.Context, q storage.Queryable, op
 		parts = append(parts, p)
 	}
 	return &splitQuery{whole: whole, parts: parts, maxSamples: e.maxSamples}, nil
+}
+
+func (e *splitEngine) partEngine() *promql.Engine {
+	if e.part != nil {
+		return e.part
+	}
+	return e.Engine
 }
 
 // splittable reports whether a range query's answer does not depend on its start and end

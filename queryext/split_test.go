@@ -64,7 +64,12 @@ func loadDemoData(t testing.TB, app promstorage.AppendableV2, start time.Time, s
 	}
 }
 
-// answer is what a range query returned, for comparing two engines.
+// newEngine is Prometheus's engine as the API builds it for what it does not split.
+func newEngine(cfg *Config, logger *slog.Logger, reg prometheus.Registerer, p parser.Parser) *promql.Engine {
+	return newPromEngine(cfg, logger, reg, p, newConcurrencyLimiter(cfg.MaxConcurrency), cfg.MaxSamples)
+}
+
+// splitAnswer is what a range query returned, for comparing two engines.
 type splitAnswer struct {
 	matrix          promql.Matrix
 	err             string
@@ -285,24 +290,40 @@ func TestSplitMaxSamples(t *testing.T) {
 		}
 		sq.Close()
 
-		for _, limit := range []int{peak - 1, peak, peak * 2} {
+		for _, limit := range []int{peak - 1, peak, peak * 2, peak * 4} {
 			cfg := createDefaultConfig().(*Config)
 			cfg.MaxSamples = limit
-			engine := newEngine(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)), prometheus.NewRegistry(), parser.NewParser(parser.Options{}))
-			se := &splitEngine{Engine: engine, parts: 4, minSteps: 1, maxSamples: limit}
-			want, wantQry := rangeAnswer(t, engine, q, nil, qs, from, to, step)
-			got, gotQry := rangeAnswer(t, se, q, nil, qs, from, to, step)
-			if (want.err != "") != (limit < peak) {
-				t.Errorf("%s: limit %d, peak %d: whole query's error %q", qs, limit, peak, want.err)
+			cfg.RangeQueryParallelism = 4
+			logger := slog.New(slog.NewTextHandler(io.Discard, nil))
+			engine := newEngine(cfg, logger, prometheus.NewRegistry(), parser.NewParser(parser.Options{}))
+			// The parts on the whole's engine (limit for all of them together), and as served:
+			// each part held to a quarter of the limit.
+			_, served := newEngines(cfg, logger, prometheus.NewRegistry(), parser.NewParser(parser.Options{}))
+			for _, se := range []promql.QueryEngine{&splitEngine{Engine: engine, parts: 4, minSteps: 1, maxSamples: limit}, served} {
+				want, wantQry := rangeAnswer(t, engine, q, nil, qs, from, to, step)
+				got, gotQry := rangeAnswer(t, se, q, nil, qs, from, to, step)
+				if (want.err != "") != (limit < peak) {
+					t.Errorf("%s: limit %d, peak %d: whole query's error %q", qs, limit, peak, want.err)
+				}
+				if diff := diffSplitAnswers(got, want); diff != "" {
+					t.Errorf("%s: limit %d, peak %d: %s", qs, limit, peak, diff)
+				}
+				sq, ok := gotQry.(*splitQuery)
+				if !ok {
+					t.Fatalf("%s: not split: %T", qs, gotQry)
+				}
+				if limit < peak && !sq.ranWhole {
+					t.Errorf("%s: limit %d, peak %d: the parts answered", qs, limit, peak)
+				}
+				if !sq.ranWhole && sq.Stats().Samples.PeakSamples > limit {
+					t.Errorf("%s: limit %d: the parts answered holding %d samples", qs, limit, sq.Stats().Samples.PeakSamples)
+				}
+				if limit == peak*4 && se == served && sq.ranWhole {
+					t.Errorf("%s: limit %d, peak %d: a quarter each is enough for the parts, yet the whole ran", qs, limit, peak)
+				}
+				wantQry.Close()
+				gotQry.Close()
 			}
-			if diff := diffSplitAnswers(got, want); diff != "" {
-				t.Errorf("%s: limit %d, peak %d: %s", qs, limit, peak, diff)
-			}
-			if sq := gotQry.(*splitQuery); limit < peak && !sq.ranWhole {
-				t.Errorf("%s: limit %d, peak %d: the parts answered", qs, limit, peak)
-			}
-			wantQry.Close()
-			gotQry.Close()
 			_ = engine.Close()
 		}
 	}
