@@ -177,7 +177,7 @@ func newEngines(cfg *Config, logger *slog.Logger, reg prometheus.Registerer, p p
 	// prometheus_engine_* counts queries.
 	part := newPromEngine(cfg, logger.With("component", "query_engine_parts"),
 		prometheus.WrapRegistererWithPrefix("metricstor_range_query_part_", reg), p, tracker, max(1, cfg.MaxSamples/parts))
-	return whole, &splitEngine{Engine: whole, part: part, parts: parts, minSteps: minStepsPerPart, maxSamples: cfg.MaxSamples}
+	return whole, &splitEngine{Engine: whole, part: part, parts: parts, minSteps: minStepsPerPart, maxSamples: cfg.MaxSamples, parser: p}
 }
 
 // newPromEngine is Prometheus's engine with the configured limits, maxSamples and tracker. Its

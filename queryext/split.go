@@ -26,7 +26,8 @@ const minStepsPerPart = 100
 // The answer is Prometheus's, bit for bit: the engine evaluates every step of a range query
 // from the data and the step's own timestamp (windows, lookback, subquery steps aligned to
 // absolute time), never from the query's start or end, except where the query says `@ start()`
-// or `@ end()`, which is never split. A series' points at the steps of one part are the ones
+// or `@ end()` or uses the functions and duration expressions of the query's range, which is
+// never split (see splittable). A series' points at the steps of one part are the ones
 // the whole query gives at those steps, and a range query's answer is sorted by labels, so the
 // parts' answers join into the whole's. Annotations are merged as Prometheus merges its own
 // (the counted ones, such as forced monotonicity, add up). Where the parts cannot tell what the
@@ -46,6 +47,7 @@ type splitEngine struct {
 	parts          int            // the most parts of one query; 1 never splits
 	minSteps       int            // the fewest steps of a part
 	maxSamples     int            // the engine's max_samples
+	parser         parser.Parser  // the engine's, to read the query before the engine folds it (nil: the default)
 }
 
 func (e *splitEngine) NewRangeQuery(ctx context.Context, q storage.Queryable, opts promql.QueryOpts, qs string, start, end time.Time, interval time.Duration) (promql.Query, error) {
@@ -54,7 +56,7 @@ func (e *splitEngine) NewRangeQuery(ctx context.Context, q storage.Queryable, op
 		return whole, err
 	}
 	stmt, ok := whole.Statement().(*parser.EvalStmt)
-	if !ok || !splittable(stmt, opts) {
+	if !ok || !e.splittable(qs, opts) {
 		return whole, nil
 	}
 	// The steps in milliseconds, as the engine counts them: parts start on the whole's steps.
@@ -63,7 +65,9 @@ func (e *splitEngine) NewRangeQuery(ctx context.Context, q storage.Queryable, op
 		return whole, nil
 	}
 	steps := (endMs-startMs)/stepMs + 1
-	n := int(min(int64(e.parts), steps/int64(e.minSteps)))
+	// A part of one step would be evaluated as an instant query (the engine checks start ==
+	// end: sort() in a range query warns, step() is 0): two at least.
+	n := int(min(int64(e.parts), steps/int64(max(e.minSteps, 2))))
 	if n < 2 {
 		return whole, nil
 	}
@@ -93,19 +97,39 @@ func (e *splitEngine) partEngine() *promql.Engine {
 }
 
 // splittable reports whether a range query's answer does not depend on its start and end
-// beyond which steps it has: no `@ start()` or `@ end()`, and no per-step statistics (the
-// parts would count the windows at their seams again).
-func splittable(stmt *parser.EvalStmt, opts promql.QueryOpts) bool {
+// beyond which steps it has, judged on qs as parsed (the statement's expression has the
+// functions of the query's range already folded into numbers): no `@ start()` or `@ end()`, no
+// start(), end(), range() or step() (experimental functions of the query's range), no duration
+// expression (`[range()]`, `offset min_of(range(), 8s)`), and no per-step statistics (the parts
+// would count the windows at their seams again). A query that does not parse is left whole.
+func (e *splitEngine) splittable(qs string, opts promql.QueryOpts) bool {
 	if opts != nil && opts.EnablePerStepStats() {
 		return false
 	}
+	p := e.parser
+	if p == nil {
+		p = parser.NewParser(parser.Options{})
+	}
+	expr, err := p.ParseExpr(qs)
+	if err != nil {
+		return false
+	}
 	ok := true
-	parser.Inspect(stmt.Expr, func(node parser.Node, _ []parser.Node) error {
+	parser.Inspect(expr, func(node parser.Node, _ []parser.Node) error {
 		switch n := node.(type) {
 		case *parser.VectorSelector:
-			ok = ok && n.StartOrEnd == 0
+			ok = ok && n.StartOrEnd == 0 && n.OriginalOffsetExpr == nil
+		case *parser.MatrixSelector:
+			ok = ok && n.RangeExpr == nil
 		case *parser.SubqueryExpr:
-			ok = ok && n.StartOrEnd == 0
+			ok = ok && n.StartOrEnd == 0 && n.OriginalOffsetExpr == nil && n.RangeExpr == nil && n.StepExpr == nil
+		case *parser.DurationExpr:
+			ok = false
+		case *parser.Call:
+			switch n.Func.Name {
+			case "start", "end", "range", "step":
+				ok = false
+			}
 		}
 		return nil
 	})

@@ -15,6 +15,7 @@ import (
 	"github.com/prometheus/prometheus/model/textparse"
 	"github.com/prometheus/prometheus/promql"
 	"github.com/prometheus/prometheus/promql/parser"
+	"github.com/prometheus/prometheus/promql/promqltest"
 	promstorage "github.com/prometheus/prometheus/storage"
 
 	"github.com/metricstor/metricstor/testbed/conformance"
@@ -369,4 +370,35 @@ func TestSplitCanceled(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestSplitPromQLScripts runs Prometheus's own PromQL test scripts (promql/promqltest, every
+// `eval range` with its expected points, warnings, infos and failures) through the split engine,
+// every range query of 3 steps or more in 3 parts, on the scripts' own test storage and engine
+// settings: the scripts' expectations are Prometheus's answers.
+func TestSplitPromQLScripts(t *testing.T) {
+	engine := promqltest.NewTestEngine(t, false, 0, promqltest.DefaultMaxSamplesPerQuery)
+	se := &countingSplitEngine{splitEngine: &splitEngine{Engine: engine, parts: 3, minSteps: 1,
+		maxSamples: promqltest.DefaultMaxSamplesPerQuery, parser: parser.NewParser(promqltest.TestParserOpts)}}
+	promqltest.RunBuiltinTests(t, se)
+	// The scripts' range queries are short: those of 4 steps or more are split.
+	if se.split < 100 {
+		t.Errorf("%d of %d range queries split, want at least 100", se.split, se.ranges)
+	}
+	t.Logf("%d of %d range queries split", se.split, se.ranges)
+}
+
+// countingSplitEngine counts the range queries it is given and those it splits.
+type countingSplitEngine struct {
+	*splitEngine
+	ranges, split int
+}
+
+func (e *countingSplitEngine) NewRangeQuery(ctx context.Context, q promstorage.Queryable, opts promql.QueryOpts, qs string, start, end time.Time, interval time.Duration) (promql.Query, error) {
+	qry, err := e.splitEngine.NewRangeQuery(ctx, q, opts, qs, start, end, interval)
+	e.ranges++
+	if _, ok := qry.(*splitQuery); ok {
+		e.split++
+	}
+	return qry, err
 }
