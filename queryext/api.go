@@ -68,7 +68,7 @@ func newAPIHandler(store mstorage.Store, set apiSettings) *queryAPI {
 	reg := prometheus.NewRegistry()
 	p := parser.NewParser(parser.Options{})
 
-	engine := newEngine(set.cfg, set.logger, reg, p)
+	engine, served := newEngines(set.cfg, set.logger, reg, p)
 
 	queryable := notReadyQueryable{store}
 	// Clients such as Grafana read `version` to decide which Prometheus features they may use,
@@ -83,7 +83,7 @@ func newAPIHandler(store mstorage.Store, set apiSettings) *queryAPI {
 	configFunc := func() config.Config { return config.DefaultConfig }
 
 	api := v1.NewAPI(
-		limitPoints(engine, set.cfg.MaxPointsPerRangeQuery),
+		limitPoints(served, set.cfg.MaxPointsPerRangeQuery),
 		queryable,
 		nil, // appender: remote write and OTLP are received by the pipeline, not here
 		store,
@@ -159,15 +159,36 @@ func newAPIHandler(store mstorage.Store, set apiSettings) *queryAPI {
 	return &queryAPI{handler: top, engine: engine}
 }
 
-// newEngine is the PromQL engine the API serves, with the configured limits. The query
-// benchmark builds its engine here too, so that it measures what is served.
-func newEngine(cfg *Config, logger *slog.Logger, reg prometheus.Registerer, p parser.Parser) *promql.Engine {
+// newEngines returns Prometheus's PromQL engine with the configured limits (the rules
+// extension's, and the API's for what it does not split) and the engine the API serves: the
+// same, splitting long range queries into range_query_parallelism parts (see splitEngine). The
+// query benchmark builds its engines here too, so that it measures what is served.
+func newEngines(cfg *Config, logger *slog.Logger, reg prometheus.Registerer, p parser.Parser) (*promql.Engine, promql.QueryEngine) {
+	// One tracker: the parts of a query take max_concurrency slots as queries do.
+	tracker := newConcurrencyLimiter(cfg.MaxConcurrency)
+	whole := newPromEngine(cfg, logger.With("component", "query_engine"), reg, p, tracker, cfg.MaxSamples)
+	parts := cfg.rangeQueryParts()
+	if parts < 2 {
+		return whole, whole
+	}
+	// The parts of a query run at the same time and together hold at most max_samples, as the
+	// whole query would: a part over its share fails, and the whole query runs instead. Their
+	// engine's metrics are Prometheus's prometheus_engine_* under a prefix of their own, so that
+	// prometheus_engine_* counts queries.
+	part := newPromEngine(cfg, logger.With("component", "query_engine_parts"),
+		prometheus.WrapRegistererWithPrefix("metricstor_range_query_part_", reg), p, tracker, max(1, cfg.MaxSamples/parts))
+	return whole, &splitEngine{Engine: whole, part: part, parts: parts, minSteps: minStepsPerPart, maxSamples: cfg.MaxSamples, parser: p}
+}
+
+// newPromEngine is Prometheus's engine with the configured limits, maxSamples and tracker. Its
+// Close only closes the tracker, which is a no-op for ours.
+func newPromEngine(cfg *Config, logger *slog.Logger, reg prometheus.Registerer, p parser.Parser, tracker promql.QueryTracker, maxSamples int) *promql.Engine {
 	return promql.NewEngine(promql.EngineOpts{
-		Logger:             logger.With("component", "query_engine"),
+		Logger:             logger,
 		Reg:                reg,
-		MaxSamples:         cfg.MaxSamples,
+		MaxSamples:         maxSamples,
 		Timeout:            cfg.Timeout,
-		ActiveQueryTracker: newConcurrencyLimiter(cfg.MaxConcurrency),
+		ActiveQueryTracker: tracker,
 		LookbackDelta:      cfg.LookbackDelta,
 		NoStepSubqueryIntervalFn: func(int64) int64 {
 			return defaultSubqueryStep.Milliseconds()

@@ -3,6 +3,7 @@ package queryext // import "github.com/metricstor/metricstor/queryext"
 import (
 	"errors"
 	"fmt"
+	"runtime"
 	"time"
 
 	"go.opentelemetry.io/collector/component"
@@ -40,6 +41,12 @@ type Config struct {
 	// MaxConcurrency is the number of queries evaluated at the same time; more wait for a slot
 	// (their wait counts against their timeout). Default: 20 (as Prometheus).
 	MaxConcurrency int `mapstructure:"max_concurrency"`
+
+	// RangeQueryParallelism is the most parts a long range query (at least 200 steps) is split
+	// into, ranges of consecutive steps evaluated at the same time by Prometheus's engine and
+	// joined into the same answer; 1 evaluates every query whole, as Prometheus does. 0 means
+	// the number of CPUs the process may use (GOMAXPROCS) when the extension starts. Default: 0.
+	RangeQueryParallelism int `mapstructure:"range_query_parallelism"`
 
 	// EnableAdminAPI serves Prometheus's admin endpoints (as Prometheus's --web.enable-admin-api):
 	// POST /api/v1/admin/tsdb/snapshot writes a snapshot of the store under
@@ -79,6 +86,18 @@ type RemoteReadConfig struct {
 
 var _ component.Config = (*Config)(nil)
 
+// maxRangeQueryParallelism bounds range_query_parallelism: each part is a goroutine, a select and
+// a max_concurrency slot of its own.
+const maxRangeQueryParallelism = 64
+
+// rangeQueryParts is the number of parts range_query_parallelism asks for.
+func (cfg *Config) rangeQueryParts() int {
+	if cfg.RangeQueryParallelism == 0 {
+		return runtime.GOMAXPROCS(0)
+	}
+	return cfg.RangeQueryParallelism
+}
+
 // Validate checks the configuration without touching the outside world. It reports every
 // violation at once, each naming the key and the offending value.
 func (cfg *Config) Validate() error {
@@ -103,6 +122,10 @@ func (cfg *Config) Validate() error {
 	}
 	if cfg.MaxConcurrency <= 0 {
 		errs = append(errs, fmt.Errorf("max_concurrency: must be positive (got %d)", cfg.MaxConcurrency))
+	}
+	if cfg.RangeQueryParallelism < 0 || cfg.RangeQueryParallelism > maxRangeQueryParallelism {
+		errs = append(errs, fmt.Errorf("range_query_parallelism: must be 0 (the number of CPUs), 1 (off) or up to %d parts (got %d)",
+			maxRangeQueryParallelism, cfg.RangeQueryParallelism))
 	}
 	if cfg.RemoteRead.SampleLimit < 0 {
 		errs = append(errs, fmt.Errorf("remote_read::sample_limit: must not be negative, 0 for no limit (got %d)", cfg.RemoteRead.SampleLimit))

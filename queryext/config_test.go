@@ -2,6 +2,7 @@ package queryext
 
 import (
 	"path/filepath"
+	"runtime"
 	"testing"
 	"time"
 
@@ -26,6 +27,7 @@ func TestLoadConfig(t *testing.T) {
 	custom.MaxPointsPerRangeQuery = 5000
 	custom.LookbackDelta = time.Minute
 	custom.MaxConcurrency = 4
+	custom.RangeQueryParallelism = 3
 	custom.EnableAdminAPI = true
 	custom.WriteTimeout = time.Minute
 	custom.RemoteRead.SampleLimit = 0
@@ -51,6 +53,7 @@ func TestLoadConfig(t *testing.T) {
 				"max_points_per_range_query: must be positive (got -2)\n" +
 				"lookback_delta: must be positive (got -5m0s)\n" +
 				"max_concurrency: must be positive (got 0)\n" +
+				"range_query_parallelism: must be 0 (the number of CPUs), 1 (off) or up to 64 parts (got -1)\n" +
 				"remote_read::sample_limit: must not be negative, 0 for no limit (got -1)\n" +
 				"remote_read::concurrent_limit: must be positive (got 0)\n" +
 				"remote_read::max_bytes_in_frame: must be positive (got 0)",
@@ -89,6 +92,8 @@ func TestDefaultConfig(t *testing.T) {
 	assert.Equal(t, 11_000_000, cfg.MaxPointsPerRangeQuery)
 	assert.Equal(t, 5*time.Minute, cfg.LookbackDelta)
 	assert.Equal(t, 20, cfg.MaxConcurrency)
+	assert.Zero(t, cfg.RangeQueryParallelism, "split long range queries over every CPU")
+	assert.Equal(t, runtime.GOMAXPROCS(0), cfg.rangeQueryParts())
 	assert.Equal(t, RemoteReadConfig{SampleLimit: 50_000_000, ConcurrentLimit: 10, MaxBytesInFrame: 1048576}, cfg.RemoteRead,
 		"Prometheus's --storage.remote.read-* defaults")
 	assert.Zero(t, cfg.WriteTimeout, "a query may run up to timeout; no write deadline by default")
@@ -105,4 +110,16 @@ func TestValidateNegativeWriteTimeout(t *testing.T) {
 	cfg := createDefaultConfig().(*Config)
 	cfg.WriteTimeout = -time.Second
 	require.EqualError(t, cfg.Validate(), "write_timeout: must not be negative (got -1s)")
+}
+
+func TestValidateRangeQueryParallelism(t *testing.T) {
+	cfg := createDefaultConfig().(*Config)
+	for _, n := range []int{0, 1, 2, 64} {
+		cfg.RangeQueryParallelism = n
+		require.NoError(t, cfg.Validate(), n)
+	}
+	cfg.RangeQueryParallelism = 65
+	require.EqualError(t, cfg.Validate(), "range_query_parallelism: must be 0 (the number of CPUs), 1 (off) or up to 64 parts (got 65)")
+	cfg.RangeQueryParallelism = 1
+	assert.Equal(t, 1, cfg.rangeQueryParts())
 }

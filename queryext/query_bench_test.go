@@ -8,6 +8,7 @@ import (
 	"math"
 	"os"
 	"strconv"
+	"syscall"
 	"testing"
 	"time"
 
@@ -23,6 +24,7 @@ import (
 
 	mstorage "github.com/metricstor/metricstor/storage"
 	"github.com/metricstor/metricstor/testbed/loadgen"
+	"github.com/metricstor/metricstor/testbed/serverbench"
 )
 
 // The query benchmark's dataset: issue 7's "24 h of 2,000 realistic series", 15 s apart, plus
@@ -54,8 +56,9 @@ var benchQueries = []struct{ name, query string }{
 	{"count_all", `count({job="loadgen"})`},
 }
 
-// benchSeriesLabels returns every series of the dataset with a function giving its value at round r.
-func benchSeriesLabels() ([]labels.Labels, []func(r int) float64) {
+// benchSeriesLabels returns every series of the dataset with a function giving its value at round r:
+// the node-exporter-like series, and the histograms when withHistograms.
+func benchSeriesLabels(withHistograms bool) ([]labels.Labels, []func(r int) float64) {
 	var ls []labels.Labels
 	var vals []func(int) float64
 	for id := range benchHosts * loadgen.SeriesPerHost {
@@ -65,6 +68,9 @@ func benchSeriesLabels() ([]labels.Labels, []func(r int) float64) {
 		}
 		ls = append(ls, b.Labels())
 		vals = append(vals, func(r int) float64 { return loadgen.Value(id, r) })
+	}
+	if !withHistograms {
+		return ls, vals
 	}
 	for h := range benchHosts {
 		instance := fmt.Sprintf("host-%05d:9100", h)
@@ -83,8 +89,8 @@ func benchSeriesLabels() ([]labels.Labels, []func(r int) float64) {
 
 // loadBenchData appends rounds of one sample per series in batches of 2,000, as remote write
 // batches arrive.
-func loadBenchData(b *testing.B, app promstorage.AppendableV2, rounds int) int {
-	ls, vals := benchSeriesLabels()
+func loadBenchData(b *testing.B, app promstorage.AppendableV2, rounds int, withHistograms bool) int {
+	ls, vals := benchSeriesLabels(withHistograms)
 	refs := make([]promstorage.SeriesRef, len(ls))
 	a := app.AppenderV2(context.Background())
 	n := 0
@@ -111,7 +117,7 @@ func loadBenchData(b *testing.B, app promstorage.AppendableV2, rounds int) int {
 }
 
 // openBenchStore starts the metricstor storage extension on dir through its public API.
-func openBenchStore(b *testing.B, dir string) (mstorage.Store, func()) {
+func openBenchStore(b testing.TB, dir string) (mstorage.Store, func()) {
 	f := mstorage.NewFactory()
 	cfg := f.CreateDefaultConfig().(*mstorage.Config)
 	cfg.Directory = dir
@@ -151,14 +157,41 @@ func benchHours(b *testing.B) int {
 // BenchmarkRangeQueries loads the dataset into the metricstor store (through the storage
 // extension, closed and reopened so that the data is read from disk) and into Prometheus's own
 // TSDB (compacted into a block), then times each query of benchQueries over the whole span with
-// the engine the extension serves, on both stores in the same run. Before timing, each query's
-// answer from the metricstor store is checked equal to the one from Prometheus's TSDB.
+// Prometheus's engine whole and split as the extension serves it, on both stores in the same run.
+// Before timing, each query's answer from the metricstor store is checked equal to the one from
+// Prometheus's TSDB, and the split engine's to the whole engine's.
 //
 // It measures, never asserts a time: compare the ratios within one run. The load takes about a
 // minute for 24 h; run with -benchtime Nx and -count 1, e.g.
 //
 //	go test -run '^$' -bench BenchmarkRangeQueries -benchtime 5x ./queryext/
 func BenchmarkRangeQueries(b *testing.B) {
+	runBenchQueries(b, benchQueries, true, true, 0)
+}
+
+// BenchmarkDayQueries times the 11 range queries of the server benchmark (testbed/serverbench,
+// make bench-server) in process: the same 2,000 series over a day (no histograms), step 60 s,
+// on the metricstor store only, with Prometheus's engine whole and split as the extension serves
+// it, each answer checked against the one from Prometheus's TSDB first
+// as the server benchmark checks it (relative difference 1e-6: the store gives series in ref
+// order, as Prometheus's head does, the block in label order, so sums and averages over series
+// add in another order). It separates the engine and the store from the HTTP API and its JSON, e.g.
+//
+//	go test -run '^$' -bench BenchmarkDayQueries -benchtime 5x -cpuprofile cpu.out ./queryext/
+func BenchmarkDayQueries(b *testing.B) {
+	qs := make([]struct{ name, query string }, len(serverbench.DayQueries))
+	for i, q := range serverbench.DayQueries {
+		qs[i].name, qs[i].query = fmt.Sprintf("q%d", i+1), q
+	}
+	runBenchQueries(b, qs, false, false, 1e-6)
+}
+
+// runBenchQueries loads the dataset (with the histograms when withHistograms) into both stores,
+// checks every query's answer from the metricstor store against Prometheus's TSDB (floats within
+// relTol, 0: bit for bit) and the split engine's against the whole engine's (bit for bit), and
+// times each with both engines on the metricstor store, and on Prometheus's TSDB too when
+// bothStores.
+func runBenchQueries(b *testing.B, queries []struct{ name, query string }, withHistograms, bothStores bool, relTol float64) {
 	hours := benchHours(b)
 	rounds := int(time.Duration(hours) * time.Hour / benchInterval)
 	end := benchStart + int64(rounds-1)*benchInterval.Milliseconds()
@@ -166,7 +199,7 @@ func BenchmarkRangeQueries(b *testing.B) {
 	dir := b.TempDir()
 	store, closeStore := openBenchStore(b, dir)
 	loadStart := time.Now()
-	n := loadBenchData(b, store, rounds)
+	n := loadBenchData(b, store, rounds, withHistograms)
 	closeStore()
 	b.Logf("metricstor: loaded %d samples in %s", n, time.Since(loadStart).Round(time.Millisecond))
 	store, closeStore = openBenchStore(b, dir)
@@ -179,7 +212,7 @@ func BenchmarkRangeQueries(b *testing.B) {
 		b.Fatal(err)
 	}
 	defer promDB.Close()
-	loadBenchData(b, promDB, rounds)
+	loadBenchData(b, promDB, rounds, withHistograms)
 	if err := promDB.CompactHead(promtsdb.NewRangeHead(promDB.Head(), benchStart, end)); err != nil {
 		b.Fatal(err)
 	}
@@ -189,13 +222,20 @@ func BenchmarkRangeQueries(b *testing.B) {
 	}
 
 	cfg := createDefaultConfig().(*Config)
-	engine := newEngine(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)), prometheus.NewRegistry(), parser.NewParser(parser.Options{}))
+	engine, served := newEngines(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)), prometheus.NewRegistry(), parser.NewParser(parser.Options{}))
 	defer engine.Close()
+	// Both engines in the same run: Prometheus's evaluating each query whole, and the one the
+	// API serves, which splits a long range query into range_query_parallelism parts
+	// (default: GOMAXPROCS).
+	engines := []struct {
+		name string
+		e    promql.QueryEngine
+	}{{"whole", engine}, {"split", served}}
 	start, stop := time.UnixMilli(benchStart), time.UnixMilli(end)
 	// run returns the answer and the query to Close once the answer has been read: Close hands
 	// the answer's points back to the engine's pools.
-	run := func(b testing.TB, q promstorage.Queryable, qs string) (promql.Matrix, promql.Query) {
-		qry, err := engine.NewRangeQuery(context.Background(), q, nil, qs, start, stop, benchStep)
+	run := func(b testing.TB, e promql.QueryEngine, q promstorage.Queryable, qs string) (promql.Matrix, promql.Query) {
+		qry, err := e.NewRangeQuery(context.Background(), q, nil, qs, start, stop, benchStep)
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -214,32 +254,54 @@ func BenchmarkRangeQueries(b *testing.B) {
 		name string
 		q    promstorage.Queryable
 	}{{"metricstor", notReadyQueryable{store}}, {"prometheus_tsdb", promDB}}
-	for _, bq := range benchQueries {
-		want, wantQry := run(b, promDB, bq.query)
-		got, gotQry := run(b, stores[0].q, bq.query)
+	if !bothStores {
+		stores = stores[:1]
+	}
+	for _, bq := range queries {
+		want, wantQry := run(b, engine, promDB, bq.query)
+		got, gotQry := run(b, engine, stores[0].q, bq.query)
 		if len(want) == 0 {
 			b.Fatalf("%s: no series in the answer", bq.name)
 		}
-		if diff := matrixDiff(got, want); diff != "" {
+		if diff := matrixDiff(got, want, relTol); diff != "" {
 			b.Fatalf("%s: metricstor's answer differs from Prometheus's TSDB's: %s", bq.name, diff)
+		}
+		// The split engine's answer is the whole engine's on the same store, bit for bit.
+		for _, s := range stores {
+			whole, wholeQry := run(b, engine, s.q, bq.query)
+			split, splitQry := run(b, engines[1].e, s.q, bq.query)
+			if _, ok := splitQry.(*splitQuery); !ok && cfg.rangeQueryParts() > 1 {
+				b.Fatalf("%s: the served engine did not split the query", bq.name)
+			}
+			if diff := matrixDiff(split, whole, 0); diff != "" {
+				b.Fatalf("%s on %s: the split engine's answer differs from the whole engine's: %s", bq.name, s.name, diff)
+			}
+			wholeQry.Close()
+			splitQry.Close()
 		}
 		wantQry.Close()
 		gotQry.Close()
 		for _, s := range stores {
-			b.Run(bq.name+"/"+s.name, func(b *testing.B) {
-				for range b.N {
-					_, qry := run(b, s.q, bq.query)
-					qry.Close()
-				}
-			})
+			for _, e := range engines {
+				b.Run(bq.name+"/"+s.name+"/"+e.name, func(b *testing.B) {
+					cpu0 := processCPU(b)
+					for range b.N {
+						_, qry := run(b, e.e, s.q, bq.query)
+						qry.Close()
+					}
+					// The process's CPU time per query besides the wall time: the split engine
+					// spends more of it (seams read twice, the answer joined) to wait less.
+					b.ReportMetric(float64(processCPU(b)-cpu0)/1e6/float64(b.N), "cpu-ms/op")
+				})
+			}
 		}
 	}
 }
 
 // matrixDiff describes the first difference between two range-query answers, or returns "".
-// Floats must be equal bit for bit (NaN equals NaN only when the bits agree, so a stale NaN
-// differs from a computed one), as conformance compares them.
-func matrixDiff(got, want promql.Matrix) string {
+// With relTol 0, floats must be equal bit for bit (NaN equals NaN only when the bits agree, so a
+// stale NaN differs from a computed one); otherwise within relTol of each other, NaN only to NaN.
+func matrixDiff(got, want promql.Matrix, relTol float64) string {
 	if len(got) != len(want) {
 		return fmt.Sprintf("%d series, want %d", len(got), len(want))
 	}
@@ -253,7 +315,7 @@ func matrixDiff(got, want promql.Matrix) string {
 				w.Metric, len(g.Floats), len(g.Histograms), len(w.Floats), len(w.Histograms))
 		}
 		for j := range w.Floats {
-			if g.Floats[j].T != w.Floats[j].T || math.Float64bits(g.Floats[j].F) != math.Float64bits(w.Floats[j].F) {
+			if g.Floats[j].T != w.Floats[j].T || !floatsAgree(g.Floats[j].F, w.Floats[j].F, relTol) {
 				return fmt.Sprintf("%s: point %d is %v, want %v", w.Metric, j, g.Floats[j], w.Floats[j])
 			}
 		}
@@ -264,4 +326,27 @@ func matrixDiff(got, want promql.Matrix) string {
 		}
 	}
 	return ""
+}
+
+// floatsAgree compares two points' values for matrixDiff.
+func floatsAgree(a, b, relTol float64) bool {
+	switch {
+	case relTol == 0:
+		return math.Float64bits(a) == math.Float64bits(b)
+	case math.IsNaN(a) || math.IsNaN(b):
+		return math.IsNaN(a) && math.IsNaN(b)
+	case a == b: // infinities, zeros
+		return true
+	default:
+		return math.Abs(a-b) <= relTol*math.Max(math.Abs(a), math.Abs(b))
+	}
+}
+
+// processCPU is the CPU time (user and system) the process has used so far.
+func processCPU(b *testing.B) time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		b.Fatal(err)
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
