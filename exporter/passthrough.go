@@ -81,6 +81,41 @@ func writeRemoteWrite(ctx context.Context, md pmetric.Metrics, app *countingAppe
 		look = lookupNumbers(md, cache, st)
 	}
 	var errs []error
+	eachRemoteWriteMetric(md, func(job, instance string, m pmetric.Metric) bool {
+		if err := ctx.Err(); err != nil {
+			fatal = err
+			return false
+		}
+		w := rwMetric{app: app, b: &st.builder, cache: cache, m: m, job: job, instance: instance}
+		w.opts = promstorage.AOptions{Metadata: rwMetadata(w.m), MetricFamilyName: w.m.Name()}
+		if fam, ok := w.m.Metadata().Get(passthrough.KeyFamily); ok && fam.Str() != "" {
+			w.opts.MetricFamilyName = fam.Str()
+		}
+		if dps, ok := numberPoints(w.m); ok && look != nil {
+			w.look, look = look[:dps.Len()], look[dps.Len():]
+		}
+		w.key = metricKey(st.key[:0], w.m.Name(), w.job, w.instance)
+		w.prefix = len(w.key)
+		err := w.write()
+		st.key = w.key // keep the grown buffer for the next metric and push
+		if err != nil {
+			if app.fatal != nil {
+				fatal = app.fatal
+				return false
+			}
+			errs = append(errs, err)
+		}
+		return true
+	})
+	if fatal != nil {
+		return fatal, nil
+	}
+	return nil, errors.Join(errs...)
+}
+
+// eachRemoteWriteMetric calls f with every metric of the remote write receiver's scopes of md and
+// its resource's job and instance, in order, until f returns false.
+func eachRemoteWriteMetric(md pmetric.Metrics, f func(job, instance string, m pmetric.Metric) bool) {
 	rms := md.ResourceMetrics()
 	for i := range rms.Len() {
 		rm := rms.At(i)
@@ -93,31 +128,12 @@ func writeRemoteWrite(ctx context.Context, md pmetric.Metrics, app *countingAppe
 			}
 			ms := sms.At(j).Metrics()
 			for k := range ms.Len() {
-				if err := ctx.Err(); err != nil {
-					return err, nil
-				}
-				w := rwMetric{app: app, b: &st.builder, cache: cache, m: ms.At(k), job: job.Str(), instance: instance.Str()}
-				w.opts = promstorage.AOptions{Metadata: rwMetadata(w.m), MetricFamilyName: w.m.Name()}
-				if fam, ok := w.m.Metadata().Get(passthrough.KeyFamily); ok && fam.Str() != "" {
-					w.opts.MetricFamilyName = fam.Str()
-				}
-				if dps, ok := numberPoints(w.m); ok && look != nil {
-					w.look, look = look[:dps.Len()], look[dps.Len():]
-				}
-				w.key = metricKey(st.key[:0], w.m.Name(), w.job, w.instance)
-				w.prefix = len(w.key)
-				err := w.write()
-				st.key = w.key // keep the grown buffer for the next metric and push
-				if err != nil {
-					if app.fatal != nil {
-						return app.fatal, nil
-					}
-					errs = append(errs, err)
+				if !f(job.Str(), instance.Str(), ms.At(k)) {
+					return
 				}
 			}
 		}
 	}
-	return nil, errors.Join(errs...)
 }
 
 // metricKey appends the part of a data point's key its metric gives (see rwMetric.key).
@@ -143,36 +159,23 @@ func numberPoints(m pmetric.Metric) (pmetric.NumberDataPointSlice, bool) {
 func lookupNumbers(md pmetric.Metrics, cache *seriesCache, st *pushState) []cacheLookup {
 	b := &st.batch
 	b.keys, b.ends = b.keys[:0], b.ends[:0]
-	rms := md.ResourceMetrics()
-	for i := range rms.Len() {
-		rm := rms.At(i)
-		job, _ := rm.Resource().Attributes().Get(passthrough.JobAttribute)
-		instance, _ := rm.Resource().Attributes().Get(passthrough.InstanceAttribute)
-		sms := rm.ScopeMetrics()
-		for j := range sms.Len() {
-			if sms.At(j).Scope().Name() != passthrough.ScopeName {
-				continue
-			}
-			ms := sms.At(j).Metrics()
-			for k := range ms.Len() {
-				m := ms.At(k)
-				dps, ok := numberPoints(m)
-				if !ok {
-					continue
-				}
-				from := len(b.keys)
-				b.keys = metricKey(b.keys, m.Name(), job.Str(), instance.Str())
-				prefix := b.keys[from:] // stays valid when b.keys grows: the old array is kept
-				for p := range dps.Len() {
-					if p > 0 {
-						b.keys = append(b.keys, prefix...)
-					}
-					b.keys = appendAttrKey(b.keys, dps.At(p).Attributes())
-					b.ends = append(b.ends, len(b.keys))
-				}
-			}
+	eachRemoteWriteMetric(md, func(job, instance string, m pmetric.Metric) bool {
+		dps, ok := numberPoints(m)
+		if !ok {
+			return true
 		}
-	}
+		from := len(b.keys)
+		b.keys = metricKey(b.keys, m.Name(), job, instance)
+		prefix := b.keys[from:] // stays valid when b.keys grows: the old array is kept
+		for p := range dps.Len() {
+			if p > 0 {
+				b.keys = append(b.keys, prefix...)
+			}
+			b.keys = appendAttrKey(b.keys, dps.At(p).Attributes())
+			b.ends = append(b.ends, len(b.keys))
+		}
+		return true
+	})
 	b.look = slices.Grow(b.look[:0], len(b.ends))[:len(b.ends)]
 	from := 0
 	for i, end := range b.ends {
