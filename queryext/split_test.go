@@ -162,10 +162,17 @@ func TestSplitRangeQueriesMatchPrometheus(t *testing.T) {
 	// From 5 minutes in (windows reach back before the first sample of some) to past the end
 	// (the last steps see stale or no data), at a step that is not a divisor of the span.
 	from, to, step := start.Add(5*time.Minute), start.Add(21*time.Minute), 7*time.Second
-	split, withData := 0, 0
-	for _, parts := range []int{3, 7} {
+	split, withData, runs := 0, 0, 0
+	for round, parts := range []int{3, 7} {
 		se := &splitEngine{Engine: engine, parts: parts, minSteps: 1, maxSamples: cfg.MaxSamples}
-		for _, qs := range queries {
+		for i, qs := range queries {
+			if raceEnabled && i%2 != round {
+				// Under the race detector (make unit) each query is compared once, split in 3
+				// or in 7 parts in turn: the same queries and both splittings for half the
+				// time; the detector looks at the parts' goroutines, not at more queries.
+				continue
+			}
+			runs++
 			want, wantQry := rangeAnswer(t, engine, q, nil, qs, from, to, step)
 			got, gotQry := rangeAnswer(t, se, q, nil, qs, from, to, step)
 			if diff := diffSplitAnswers(got, want); diff != "" {
@@ -185,10 +192,10 @@ func TestSplitRangeQueriesMatchPrometheus(t *testing.T) {
 		}
 	}
 	// Most cases are split and answered by their parts, with data: the comparison is about them.
-	if split < len(queries) || withData < len(queries) {
-		t.Errorf("%d of 2 × %d queries answered by parts, %d with data; want at least %d of each", split, len(queries), withData, len(queries))
+	if 2*split < runs || 2*withData < runs {
+		t.Errorf("%d of %d range queries answered by parts, %d with data; want at least half of each", split, runs, withData)
 	}
-	t.Logf("%d of 2 × %d queries answered by parts, %d of them with data", split, len(queries), withData)
+	t.Logf("%d of %d range queries answered by parts, %d of them with data", split, runs, withData)
 }
 
 // splitTestSetup is an hour of demo data in the metricstor store and Prometheus's engine with
