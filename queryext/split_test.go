@@ -119,7 +119,7 @@ func diffSplitAnswers(got, want splitAnswer) string {
 // bit for bit: points, errors, warnings and infos.
 func TestSplitRangeQueriesMatchPrometheus(t *testing.T) {
 	if testing.Short() {
-		t.Skip("loads 20 minutes of demo data and runs about 1,700 range queries")
+		t.Skip("skipped with -short: it loads 20 minutes of demo data and runs about 1,700 range queries; it runs in `make unit` and `make test`, which do not pass -short")
 	}
 	dir, err := conformance.Dir()
 	if err != nil {
