@@ -372,6 +372,7 @@ type commitScratch struct {
 	persisted []*memSeries  // series whose keys this commit writes
 	indexed   []indexedPart // index entries this commit writes
 	touchSum  int64         // see touchIndexed
+	postings  postingListWriter
 }
 
 // cmtState is the newest sample of a series once the commit being prepared is applied. Kept
@@ -392,6 +393,7 @@ func (sc *commitScratch) reset() {
 	clear(sc.persisted)
 	clear(sc.indexed)
 	sc.touched, sc.cmt, sc.persisted, sc.indexed = sc.touched[:0], sc.cmt[:0], sc.persisted[:0], sc.indexed[:0]
+	sc.postings.reset()
 }
 
 // prepareCommit decides which buffered samples are appended in order, builds the commit's log
@@ -445,7 +447,7 @@ func (db *DB) prepareCommit(a *Appender, b *pebble.Batch) (ooo []pendingSample, 
 			db.ensurePersisted(b, s)
 			sc.persisted = append(sc.persisted, s)
 		}
-		if err := db.ensureIndexed(b, s, db.partition(ps.smp.t)); err != nil {
+		if err := db.ensureIndexed(b, &sc.postings, s, db.partition(ps.smp.t)); err != nil {
 			return nil, false, err
 		}
 		ps.inOrder = true
@@ -462,10 +464,11 @@ func (db *DB) prepareCommit(a *Appender, b *pebble.Batch) (ooo []pendingSample, 
 	}
 	if len(a.exemplars) > 0 {
 		needSync = true
-		if err := db.writeExemplars(b, a.exemplars); err != nil {
+		if err := db.writeExemplars(b, &sc.postings, a.exemplars); err != nil {
 			return nil, false, err
 		}
 	}
+	sc.postings.writeTo(b)
 	return ooo, needSync, nil
 }
 
@@ -620,8 +623,9 @@ func (db *DB) ensurePersisted(b *pebble.Batch, s *memSeries) {
 // maxIndexedKept bounds memSeries.indexed; older partitions are checked on disk if needed.
 const maxIndexedKept = 4
 
-// ensureIndexed writes the index entries of s for a partition once per partition.
-func (db *DB) ensureIndexed(b *pebble.Batch, s *memSeries, part int64) error {
+// ensureIndexed writes the index entries of s for a partition once per partition: its `p` key
+// into b, its labels into pl, which the caller writes into b before applying it.
+func (db *DB) ensureIndexed(b *pebble.Batch, pl *postingListWriter, s *memSeries, part int64) error {
 	for _, p := range s.indexed {
 		if p == part {
 			return nil
@@ -645,10 +649,7 @@ func (db *DB) ensureIndexed(b *pebble.Batch, s *memSeries, part int64) error {
 	case err == nil:
 	case errors.Is(err, pebble.ErrNotFound):
 		_ = b.Set(key, nil, nil)
-		s.lset.Range(func(l labels.Label) {
-			var pb [256]byte
-			_ = b.Set(putRef(postingsValuePrefix(pb[:0], part, l.Name, l.Value), s.ref), nil, nil)
-		})
+		pl.add(part, s.lset, s.ref)
 		// Listed for the commit being prepared (publishCommit adds the partition, undoCommit
 		// forgets it); replay and out-of-order merges add it at once.
 		if s.cmt != 0 {

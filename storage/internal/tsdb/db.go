@@ -176,6 +176,9 @@ type DB struct {
 	decimal   decimalScratch // buffers of encodeStoredChunkValue
 	unsynced  []*memSeries   // heads with samples only the log has (memSeries.unsynced); also guarded by headMu for writing
 	legacyLog bool
+	// legacyIndexUpTo is the newest partition holding `i` index keys, written by versions
+	// before posting lists; noLegacyIndex when none does. Set by Open, then read only.
+	legacyIndexUpTo int64
 
 	series  seriesRegistry
 	nextRef atomic.Uint64 // last series ref handed out
@@ -318,6 +321,24 @@ func (db *DB) load() error {
 			return fmt.Errorf("%w: series key of %d bytes", errCorruptKey, len(it.Key()))
 		}
 		db.nextRef.Store(binaryRef(it.Key()[1:]))
+	}
+	if err := it.Close(); err != nil {
+		return err
+	}
+
+	// The old index's newest partition, if any: readers look at its keys only up to there.
+	db.legacyIndexUpTo = noLegacyIndex
+	it, err = db.pdb.NewIter(&pebble.IterOptions{
+		LowerBound: []byte{famPostings}, UpperBound: []byte{famPostings + 1}})
+	if err != nil {
+		return err
+	}
+	if it.Last() {
+		if len(it.Key()) < 9 {
+			_ = it.Close()
+			return fmt.Errorf("%w: index key of %d bytes", errCorruptKey, len(it.Key()))
+		}
+		db.legacyIndexUpTo = getInt64(it.Key()[1:9])
 	}
 	if err := it.Close(); err != nil {
 		return err

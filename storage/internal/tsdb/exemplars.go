@@ -28,7 +28,7 @@ func (a *Appender) addExemplar(s *memSeries, e exemplar.Exemplar) error {
 }
 
 // writeExemplars adds buffered exemplars to the batch. Caller holds writeMu.
-func (db *DB) writeExemplars(b *pebble.Batch, exs []pendingExemplar) error {
+func (db *DB) writeExemplars(b *pebble.Batch, pl *postingListWriter, exs []pendingExemplar) error {
 	for _, pe := range exs {
 		s := pe.s
 		if s.removed {
@@ -41,7 +41,7 @@ func (db *DB) writeExemplars(b *pebble.Batch, exs []pendingExemplar) error {
 			continue // its sample was refused: an exemplar alone does not make a series
 		}
 		part := db.partition(pe.e.Ts)
-		if err := db.ensureIndexed(b, s, part); err != nil {
+		if err := db.ensureIndexed(b, pl, s, part); err != nil {
 			return err
 		}
 		key := putInt64(exemplarSeriesPrefix(nil, part, s.ref), pe.e.Ts)
@@ -75,7 +75,7 @@ func (q exemplarQuerier) Select(start, end int64, matchers ...[]*labels.Matcher)
 	for _, part := range parts {
 		refs := map[uint64]struct{}{}
 		for _, ms := range matchers {
-			p, err := postingsForMatchers(snap, part, ms)
+			p, err := q.db.index(snap).postingsForMatchers(part, ms)
 			if err != nil {
 				return nil, err
 			}

@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cockroachdb/pebble/v2"
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/storage"
 	"github.com/stretchr/testify/require"
@@ -16,9 +17,48 @@ import (
 // some only in the second, some in both. Label values come from small domains and some labels
 // are missing, so that matchers select interesting subsets.
 func indexFixture(t *testing.T, seed uint64) (*DB, *refModel) {
-	rng := rand.New(rand.NewPCG(seed, 7))
 	db, _ := openMem(t, Options{PartitionDuration: time.Hour})
 	m := newModel()
+	addIndexSeries(t, db, m, rand.New(rand.NewPCG(seed, 7)), 60)
+	return db, m
+}
+
+// legacyIndexFixture is indexFixture with the first partition's index rewritten as versions
+// before posting lists wrote it (`i` keys, one per series and label), reopened, and then more
+// series added to both partitions, which this version lists: the first partition holds both
+// kinds of index entries, often for the same label pair.
+func legacyIndexFixture(t *testing.T, seed uint64) (*DB, *refModel) {
+	db, m := indexFixture(t, seed)
+	prefix := postingListPartPrefix(nil, 0)
+	it, err := db.pdb.NewIter(&pebble.IterOptions{LowerBound: prefix, UpperBound: prefixEnd(prefix)})
+	require.NoError(t, err)
+	b := db.pdb.NewBatch()
+	lists := 0
+	for it.First(); it.Valid(); it.Next() {
+		name, rest, err := getString(it.Key()[len(prefix):])
+		require.NoError(t, err)
+		value, rest, err := getString(rest)
+		require.NoError(t, err)
+		require.Empty(t, rest)
+		refs, err := decodeRefLists(nil, it.Value())
+		require.NoError(t, err)
+		for _, ref := range refs {
+			require.NoError(t, b.Set(putRef(postingsValuePrefix(nil, 0, name, value), ref), nil, nil))
+		}
+		require.NoError(t, b.Delete(slices.Clone(it.Key()), nil))
+		lists++
+	}
+	require.NoError(t, it.Close())
+	require.NoError(t, b.Commit(pebble.Sync))
+	require.Greater(t, lists, 10)
+	db = reopen(t, db, db.opts.FS)
+	require.Equal(t, int64(0), db.legacyIndexUpTo, "the first partition has old index keys")
+	addIndexSeries(t, db, m, rand.New(rand.NewPCG(seed, 8)), 30)
+	return db, m
+}
+
+// addIndexSeries adds n random series new to m (see indexFixture) to db and m.
+func addIndexSeries(t *testing.T, db *DB, m *refModel, rng *rand.Rand, n int) {
 	domains := []struct {
 		name   string
 		values []string
@@ -29,8 +69,7 @@ func indexFixture(t *testing.T, seed uint64) (*DB, *refModel) {
 		{"env", []string{"prod", "dev"}},
 		{"zone", []string{"eu-1", "us-1", "b"}},
 	}
-	seen := map[string]bool{}
-	for len(seen) < 60 {
+	for added := 0; added < n; {
 		var kv []string
 		for i, d := range domains {
 			if i == 0 || rng.IntN(3) > 0 { // __name__ always; others missing a third of the time
@@ -38,10 +77,10 @@ func indexFixture(t *testing.T, seed uint64) (*DB, *refModel) {
 			}
 		}
 		ls := labels.FromStrings(kv...)
-		if seen[ls.String()] {
+		if _, seen := m.lsets[ls.String()]; seen {
 			continue
 		}
-		seen[ls.String()] = true
+		added++
 		var samples []smp
 		switch rng.IntN(3) {
 		case 0:
@@ -56,7 +95,15 @@ func indexFixture(t *testing.T, seed uint64) (*DB, *refModel) {
 			m.add(ls, s)
 		}
 	}
-	return db, m
+}
+
+// indexFixtures are the databases the index tests run on.
+var indexFixtures = []struct {
+	name string
+	open func(*testing.T, uint64) (*DB, *refModel)
+}{
+	{"lists", indexFixture},
+	{"legacy", legacyIndexFixture},
 }
 
 var matcherValues = []string{"", "x", "a", "b", "up", "|a", "a|", ".+", ".*", "a|b", "x|y", "x.*", "(?i)X", "u.*|cpu", "nope", "prod|dev|", "eu-.*", "node"}
@@ -68,7 +115,13 @@ func randomMatcher(rng *rand.Rand) *labels.Matcher {
 }
 
 func TestSelectMatchersAgainstBruteForce(t *testing.T) {
-	db, m := indexFixture(t, 1)
+	for _, f := range indexFixtures {
+		t.Run(f.name, func(t *testing.T) { testSelectMatchers(t, f.open) })
+	}
+}
+
+func testSelectMatchers(t *testing.T, open func(*testing.T, uint64) (*DB, *refModel)) {
+	db, m := open(t, 1)
 	ranges := [][2]int64{{0, 2 * hourMs}, {0, hourMs - 1}, {hourMs, 2 * hourMs}, {15 * minMs, hourMs + 15*minMs}}
 
 	// The empty-string semantics, explicitly.
@@ -129,7 +182,13 @@ func indexedIn(m *refModel, mint, maxt int64) []labels.Labels {
 }
 
 func TestLabelNamesAndValues(t *testing.T) {
-	db, m := indexFixture(t, 2)
+	for _, f := range indexFixtures {
+		t.Run(f.name, func(t *testing.T) { testLabelNamesAndValues(t, f.open) })
+	}
+}
+
+func testLabelNamesAndValues(t *testing.T, open func(*testing.T, uint64) (*DB, *refModel)) {
+	db, m := open(t, 2)
 	ctx := context.Background()
 	// Ranges that cover one or both partitions.
 	ranges := [][2]int64{{0, hourMs - 1}, {hourMs, 2*hourMs - 1}, {0, 2 * hourMs}, {30 * minMs, 30 * minMs}}

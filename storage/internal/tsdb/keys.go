@@ -14,7 +14,8 @@ import (
 const (
 	famLabelsByRef  byte = 'l' // l | ref                                 -> labels
 	famPartSeries   byte = 'p' // p | partition | ref                     -> empty (all series of a partition)
-	famPostings     byte = 'i' // i | partition | name | value | ref      -> empty (inverted index)
+	famPostings     byte = 'i' // i | partition | name | value | ref      -> empty (old inverted index, read only)
+	famPostingLists byte = 'j' // j | partition | name | value            -> refs (inverted index; Pebble merges)
 	famChunks       byte = 'c' // c | partition | ref | chunk mint        -> chunk
 	famMetadata     byte = 'd' // d | metric family name                  -> metadata
 	famExemplars    byte = 'e' // e | partition | ref | ts                -> exemplar
@@ -111,6 +112,18 @@ func postingsNamePrefix(b []byte, part int64, name string) []byte {
 
 func postingsValuePrefix(b []byte, part int64, name, value string) []byte {
 	return putString(postingsNamePrefix(b, part, name), value)
+}
+
+func postingListPartPrefix(b []byte, part int64) []byte {
+	return putInt64(append(b, famPostingLists), part)
+}
+
+func postingListNamePrefix(b []byte, part int64, name string) []byte {
+	return putString(postingListPartPrefix(b, part), name)
+}
+
+func postingListKey(b []byte, part int64, name, value string) []byte {
+	return putString(postingListNamePrefix(b, part, name), value)
 }
 
 // parsePostingsKey splits i | partition | name | value | ref.

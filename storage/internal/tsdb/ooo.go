@@ -22,6 +22,7 @@ func (db *DB) writeOutOfOrder(samples []pendingSample) error {
 	}
 	b := db.pdb.NewBatch()
 	defer b.Close()
+	var pl postingListWriter
 	var merged int64
 	for start := 0; start < len(samples); {
 		s, part := samples[start].s, db.partition(samples[start].smp.t)
@@ -29,13 +30,14 @@ func (db *DB) writeOutOfOrder(samples []pendingSample) error {
 		for end < len(samples) && samples[end].s == s && db.partition(samples[end].smp.t) == part {
 			end++
 		}
-		n, err := db.mergeIntoPartition(b, s, part, samples[start:end])
+		n, err := db.mergeIntoPartition(b, &pl, s, part, samples[start:end])
 		if err != nil {
 			return fmt.Errorf("merge out-of-order samples of series %d: %w", s.ref, err)
 		}
 		merged += n
 		start = end
 	}
+	pl.writeTo(b)
 	if err := b.Commit(pebble.Sync); err != nil {
 		return db.setBroken(fmt.Errorf("commit out-of-order samples: %w", err))
 	}
@@ -45,8 +47,8 @@ func (db *DB) writeOutOfOrder(samples []pendingSample) error {
 }
 
 // mergeIntoPartition merges samples (sorted by time, all in part) of series s.
-func (db *DB) mergeIntoPartition(b *pebble.Batch, s *memSeries, part int64, samples []pendingSample) (int64, error) {
-	if err := db.ensureIndexed(b, s, part); err != nil {
+func (db *DB) mergeIntoPartition(b *pebble.Batch, pl *postingListWriter, s *memSeries, part int64, samples []pendingSample) (int64, error) {
+	if err := db.ensureIndexed(b, pl, s, part); err != nil {
 		return 0, err
 	}
 	var chunks []storedChunk

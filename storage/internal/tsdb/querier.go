@@ -66,7 +66,7 @@ func (q *Querier) Close() error {
 func (q *Querier) postings(mint, maxt int64, ms []*labels.Matcher) ([]uint64, error) {
 	var refs []uint64
 	for _, part := range q.db.partitionsBetween(mint, maxt) {
-		p, err := postingsForMatchers(q.snap, part, ms)
+		p, err := q.db.index(q.snap).postingsForMatchers(part, ms)
 		if err != nil {
 			return nil, err
 		}
@@ -142,7 +142,7 @@ func (q *Querier) LabelNames(ctx context.Context, hints *storage.LabelHints, ms 
 	names := map[string]struct{}{}
 	if len(ms) == 0 {
 		for _, part := range q.db.partitionsBetween(q.mint, q.maxt) {
-			if err := labelNames(q.snap, part, names); err != nil {
+			if err := q.db.index(q.snap).labelNames(part, names); err != nil {
 				return nil, nil, err
 			}
 		}
@@ -159,7 +159,7 @@ func (q *Querier) LabelValues(ctx context.Context, name string, hints *storage.L
 	values := map[string]struct{}{}
 	if len(ms) == 0 {
 		for _, part := range q.db.partitionsBetween(q.mint, q.maxt) {
-			if err := labelValues(q.snap, part, name, values); err != nil {
+			if err := q.db.index(q.snap).labelValues(part, name, values); err != nil {
 				return nil, nil, err
 			}
 		}

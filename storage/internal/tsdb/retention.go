@@ -49,7 +49,7 @@ func (db *DB) dropPartitionsBefore(ctx context.Context, cutoff int64) error {
 func (db *DB) compactDropped(ctx context.Context, drop []int64) {
 	first, last := drop[0], drop[len(drop)-1]
 	for _, prefix := range []func([]byte, int64) []byte{
-		chunkPartPrefix, postingsPartPrefix, partSeriesPrefix, exemplarPartPrefix,
+		chunkPartPrefix, postingsPartPrefix, postingListPartPrefix, partSeriesPrefix, exemplarPartPrefix,
 	} {
 		if err := db.pdb.Compact(ctx, prefix(nil, first), prefixEnd(prefix(nil, last)), false); err != nil {
 			db.logger.Warn("Compaction after retention failed", zap.Error(err))
@@ -163,7 +163,7 @@ func (db *DB) partitionsCovering(excess uint64) ([]int64, error) {
 	for _, p := range parts[:max(len(parts)-1, 0)] {
 		drop = append(drop, p)
 		for _, prefix := range [][]byte{
-			chunkPartPrefix(nil, p), postingsPartPrefix(nil, p), partSeriesPrefix(nil, p), exemplarPartPrefix(nil, p),
+			chunkPartPrefix(nil, p), postingsPartPrefix(nil, p), postingListPartPrefix(nil, p), partSeriesPrefix(nil, p), exemplarPartPrefix(nil, p),
 		} {
 			n, err := db.pdb.EstimateDiskUsage(prefix, prefixEnd(prefix))
 			if err != nil {
@@ -237,7 +237,7 @@ func (db *DB) dropPartitionsLocked(cutoff int64) ([]int64, error) {
 	defer b.Close()
 	for _, p := range drop {
 		for _, prefix := range [][]byte{
-			partSeriesPrefix(nil, p), postingsPartPrefix(nil, p), chunkPartPrefix(nil, p), exemplarPartPrefix(nil, p),
+			partSeriesPrefix(nil, p), postingsPartPrefix(nil, p), postingListPartPrefix(nil, p), chunkPartPrefix(nil, p), exemplarPartPrefix(nil, p),
 		} {
 			_ = b.DeleteRange(prefix, prefixEnd(prefix), nil)
 		}

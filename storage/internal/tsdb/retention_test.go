@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cockroachdb/pebble/v2"
 	"github.com/cockroachdb/pebble/v2/vfs"
 
 	"github.com/prometheus/prometheus/model/exemplar"
@@ -47,6 +48,13 @@ func TestApplyRetention(t *testing.T) {
 		require.Equal(t, []int64{2, 4}, partitionsOf(db))
 		require.Equal(t, 2*hourMs, db.MinTime())
 		require.Empty(t, selectAll(t, db, 0, 2*hourMs-1, nil, allSeries))
+		// No key of the dropped partitions is left, the index's lists included.
+		for _, prefix := range [][]byte{postingListPartPrefix(nil, 0), partSeriesPrefix(nil, 0), chunkPartPrefix(nil, 0)} {
+			it, err := db.pdb.NewIter(&pebble.IterOptions{LowerBound: prefix, UpperBound: partPrefixEnd(prefix, 2)})
+			require.NoError(t, err)
+			require.False(t, it.First(), "a key of a dropped partition is left: %x", it.Key())
+			require.NoError(t, it.Close())
+		}
 		requireSameSeries(t, map[string][]smp{a.String(): trim(aSamples, 2*hourMs, 5*hourMs)}, selectAll(t, db, -1<<62, 1<<62, nil, allSeries))
 		q, err := db.Querier(-1<<62, 1<<62)
 		require.NoError(t, err)
@@ -294,4 +302,9 @@ func TestSizeRetentionFraction(t *testing.T) {
 	require.Less(t, len(parts), 4)
 	require.Equal(t, int64(3), parts[len(parts)-1])
 	require.Eventually(t, func() bool { return db.DiskUsage() <= usage/2 }, time.Minute, 50*time.Millisecond)
+}
+
+// partPrefixEnd is the start of partition part in the family of prefix (a partition prefix).
+func partPrefixEnd(prefix []byte, part int64) []byte {
+	return putInt64([]byte{prefix[0]}, part)
 }

@@ -280,6 +280,7 @@ func (db *DB) freeLogSpace() {
 type replay struct {
 	db       *DB
 	b        *pebble.Batch
+	postings postingListWriter // the index entries of b
 	buf      []byte
 	maxT     int64
 	replayed int
@@ -315,6 +316,7 @@ func (db *DB) replayLog(segments []string) error {
 	if records == 0 && len(segments) == 0 {
 		return nil
 	}
+	r.postings.writeTo(r.b)
 	if err := r.b.Commit(pebble.Sync); err != nil {
 		return err
 	}
@@ -406,7 +408,7 @@ func (r *replay) sample(ref uint64, smp sample) error {
 	}
 	part := db.partition(smp.t)
 	db.ensurePersisted(r.b, s)
-	if err := db.ensureIndexed(r.b, s, part); err != nil {
+	if err := db.ensureIndexed(r.b, &r.postings, s, part); err != nil {
 		return err
 	}
 	emit := func(c *chunkBuilder) {
