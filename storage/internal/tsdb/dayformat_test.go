@@ -1,6 +1,7 @@
 package tsdb
 
 import (
+	"context"
 	"encoding/binary"
 	"fmt"
 	"os"
@@ -9,9 +10,13 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cockroachdb/pebble/v2"
 	"github.com/klauspost/compress/zstd"
 	"github.com/metricstor/metricstor/testbed/loadgen"
+	"github.com/prometheus/prometheus/model/labels"
+	"github.com/prometheus/prometheus/storage"
 	"github.com/prometheus/prometheus/tsdb/chunkenc"
+	"github.com/stretchr/testify/require"
 )
 
 // TestDayChunkBytes measures, offline, what the server benchmark's day (2,000 loadgen series ×
@@ -191,4 +196,71 @@ func encodeDecimalChunkValue(b []byte, c *chunkBuilder, sc *decimalScratch) []by
 		b = b[:start]
 	}
 	return encodeChunkValue(b, c)
+}
+
+// TestDayStoreBytes loads the same day into a real store in process (oldest first, 2,000
+// samples a commit), closes, reopens and compacts it, and reports what its tables hold: the
+// figure the server benchmark measures, taken apart (data blocks, index, bloom filters, chunk
+// values). A measuring tool (about a minute of CPU), run with METRICSTOR_DAY_STORE=1.
+func TestDayStoreBytes(t *testing.T) {
+	if os.Getenv("METRICSTOR_DAY_STORE") == "" {
+		t.Skip("a measuring tool: set METRICSTOR_DAY_STORE=1 to run it")
+	}
+	const (
+		series  = 2000
+		samples = 24 * 3600 / 15
+	)
+	end := time.Date(2026, 12, 2, 11, 0, 0, 0, time.UTC).UnixMilli()
+	dir := t.TempDir()
+	db, err := Open(dir, Options{})
+	require.NoError(t, err)
+	lsets := make([]labels.Labels, series)
+	for id := range lsets {
+		b := labels.NewScratchBuilder(6)
+		for _, l := range loadgen.Labels(id) {
+			b.Add(l.Name, l.Value)
+		}
+		lsets[id] = b.Labels()
+	}
+	refs := make([]storage.SeriesRef, series)
+	for r := range samples {
+		app := db.AppenderV2(context.Background())
+		ts := end - int64(samples-1-r)*15_000
+		for id, ls := range lsets {
+			refs[id], err = app.Append(refs[id], ls, 0, ts, loadgen.Value(id, r), nil, nil, storage.AOptions{})
+			require.NoError(t, err)
+		}
+		require.NoError(t, app.Commit())
+	}
+	require.NoError(t, db.Close())
+	db, err = Open(dir, Options{})
+	require.NoError(t, err)
+	defer db.Close()
+	require.NoError(t, db.pdb.Compact(context.Background(), []byte{0}, []byte{0xff}, false))
+
+	total := float64(series * samples)
+	tables, err := db.pdb.SSTables(pebble.WithProperties())
+	require.NoError(t, err)
+	var size, data, index, filter, entries, rawKeys, rawValues, blocks uint64
+	for _, level := range tables {
+		for _, tb := range level {
+			size += tb.Size
+			p := tb.Properties
+			data, index, filter, entries = data+p.DataSize, index+p.IndexSize, filter+p.FilterSize, entries+p.NumEntries
+			rawKeys, rawValues, blocks = rawKeys+p.RawKeySize, rawValues+p.RawValueSize, blocks+p.NumDataBlocks
+		}
+	}
+	chunks := map[chunkenc.Encoding]int{}
+	var chunkBytes int
+	for _, p := range db.parts {
+		require.NoError(t, db.scanChunks(db.pdb, p, func(_ uint64, c storedChunk) error {
+			chunks[c.enc]++
+			chunkBytes += len(c.data)
+			return nil
+		}))
+	}
+	t.Logf("the day in a store: tables %d B = %.3f B/sample: data blocks %.3f (%d blocks), index %.3f, filters %.3f; "+
+		"%d entries, raw keys %.3f, raw values %.3f B/sample; chunks by encoding %v, chunk bodies %.3f B/sample",
+		size, float64(size)/total, float64(data)/total, blocks, float64(index)/total, float64(filter)/total,
+		entries, float64(rawKeys)/total, float64(rawValues)/total, chunks, float64(chunkBytes)/total)
 }
