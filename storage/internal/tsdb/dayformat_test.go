@@ -264,3 +264,50 @@ func TestDayStoreBytes(t *testing.T) {
 		size, float64(size)/total, float64(data)/total, blocks, float64(index)/total, float64(filter)/total,
 		entries, float64(rawKeys)/total, float64(rawValues)/total, chunks, float64(chunkBytes)/total)
 }
+
+// BenchmarkDayDecode decodes the closed chunks of two loadgen hosts' day (200 series, the mix
+// of TestDayChunkBytes) in each layout, as a query reads them: ns per sample.
+func BenchmarkDayDecode(b *testing.B) {
+	const samples = 24 * 3600 / 15
+	var builders []*chunkBuilder
+	for id := range 200 {
+		var c chunkBuilder
+		emit := func(cb *chunkBuilder) { cp := *cb; builders = append(builders, &cp) }
+		for r := range samples {
+			if err := c.append(sample{t: 1_700_000_000_000 + int64(r)*15_000, f: loadgen.Value(id, r)}, 0, emit); err != nil {
+				b.Fatal(err)
+			}
+		}
+	}
+	for _, layout := range []struct {
+		name   string
+		encode func([]byte, *chunkBuilder, *decimalScratch) []byte
+	}{{"decimal", encodeDecimalChunkValue}, {"packed", encodeStoredChunkValue}} {
+		b.Run(layout.name, func(b *testing.B) {
+			var sc decimalScratch
+			var stored []storedChunk
+			n := 0
+			for _, c := range builders {
+				s, err := decodeChunkValue(c.mint, layout.encode(nil, c, &sc), true)
+				if err != nil {
+					b.Fatal(err)
+				}
+				stored = append(stored, s)
+				n += int(c.floats)
+			}
+			var it chunkenc.Iterator
+			b.ResetTimer()
+			for range b.N {
+				for _, s := range stored {
+					var err error
+					if it, err = s.iterator(it); err != nil {
+						b.Fatal(err)
+					}
+					for it.Next() != chunkenc.ValNone {
+					}
+				}
+			}
+			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*n), "ns/sample")
+		})
+	}
+}

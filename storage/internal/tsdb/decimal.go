@@ -54,10 +54,11 @@ var pow10 = func() (p [maxDecimalExp + 1]float64) {
 
 // decimalScratch holds the buffers of one encoding; callers hold DB.writeMu.
 type decimalScratch struct {
-	ts   []int64
-	vs   []float64
-	mant []int64
-	hull []int // packed.go's bestLine
+	ts    []int64
+	vs    []float64
+	mant  []int64
+	hull  []int    // packed.go's bestLine
+	extra []uint64 // packed.go's truncWriter
 }
 
 // appendDecimalChunk appends the decimal layout of a float chunk to b and reports whether it
@@ -201,10 +202,12 @@ var errCorruptDecimal = errors.New("corrupt decimal chunk")
 // decimalIterator iterates a decimal chunk, decoded whole when it is reset (a closed chunk holds
 // about 120 samples, so this is one short loop and two small reused slices).
 type decimalIterator struct {
-	ts  []int64
-	vs  []float64
-	i   int
-	err error
+	ts    []int64
+	vs    []float64
+	terms []uint64 // the bit-packed terms of a packed chunk
+	pad   []byte   // their bytes, copied and zero-padded (readTruncTerms)
+	i     int
+	err   error
 }
 
 // reset decodes a chunk of encoding enc, encDecimal or encPacked.

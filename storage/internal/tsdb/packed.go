@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"math"
 	"math/bits"
+	"slices"
 
 	"github.com/prometheus/prometheus/tsdb/chunkenc"
 )
@@ -16,7 +17,7 @@ import (
 // packed layout writes each term in the bits it needs. For a counter the terms are the
 // residuals from the chunk's straight line (the jitter alone, not its difference), for a
 // wandering gauge the deltas, each less the chunk's minimum, in a truncated binary code of the
-// chunk's range R (log2 R bits, not rounded up to a whole bit per term). Mostly constant values
+// chunk's range R (floor(log2 R) or one bit more a term, not whole bytes). Mostly constant values
 // (file system sizes) keep the varint terms, which zstd compresses to nearly nothing, and
 // regularly spaced timestamps take one varint per chunk. The encoder picks, per chunk, the mode
 // that costs least.
@@ -36,11 +37,12 @@ import (
 //	  3  packed deltas: zigzag varint first mantissa, zigzag varint dmin, uvarint R-1, then
 //	     n-1 terms r_i in [0, R) bit-packed: mantissa_i = mantissa_i-1 + dmin + r_i
 //
-// Bit-packed terms are in a truncated binary code of R, least significant bit first in
-// little-endian bytes, the last byte padded with zero bits; the chunk ends with that byte. With
-// k = floor(log2 R) and u = 2^(k+1) - R, a term reads k bits as x; x < u is the term, otherwise
-// one more bit e makes it u + 2(x-u) + e. R = 1 takes no bits at all (a constant, a constant
-// rate).
+// Bit-packed terms are in a truncated binary code of R: with k = floor(log2 R) and
+// u = 2^(k+1) - R, a term v < u is x = v in k bits, a term v >= u is x = u + (v-u)/2 in k bits
+// and the extra bit (v-u) mod 2. The k-bit parts of all terms come first (term i at bit i*k),
+// then the extra bits in order, least significant bit first in little-endian bytes, the last
+// byte padded with zero bits; the chunk ends with that byte. R = 1 takes no bits at all (a
+// constant, a constant rate). storage/FORMAT.md has the bounds a reader checks.
 const (
 	encPacked chunkenc.Encoding = 0xD2
 
@@ -70,12 +72,11 @@ func appendPackedChunk(b []byte, chk chunkenc.Chunk, sc *decimalScratch) ([]byte
 
 // packedPlan is a bit-packed value mode the encoder considered: its parameters and cost.
 type packedPlan struct {
-	mode          byte
-	base, num     int64 // mode 2: base, slope numerator; mode 3: dmin in base
-	den           int64
-	r             uint64 // the range R
-	bits          float64
-	headerVarints []int64
+	mode      byte
+	base, num int64 // mode 2: base, slope numerator; mode 3: dmin in base
+	den       int64
+	r         uint64  // the range R
+	bits      float64 // the cost in bits, header included
 }
 
 func appendPackedMantissas(b []byte, ts, mant []int64, exp int, sc *decimalScratch) []byte {
@@ -123,47 +124,55 @@ func appendPackedMantissas(b []byte, ts, mant []int64, exp int, sc *decimalScrat
 		b = binary.AppendVarint(b, plan.num)
 		b = binary.AppendUvarint(b, uint64(plan.den))
 		b = binary.AppendUvarint(b, plan.r-1)
-		w := newTruncWriter(b, plan.r)
-		for i, m := range mant {
-			w.put(uint64(m - plan.base - floorDiv(plan.num*int64(i), plan.den)))
+		w := newTruncWriter(b, plan.r, sc.extra)
+		l := newLineWalk(plan.num, plan.den)
+		for _, m := range mant {
+			w.put(uint64(m - plan.base - l.next()))
 		}
-		return w.finish()
+		out := w.finish()
+		sc.extra = w.extra
+		return out
 	default: // 3
 		b = binary.AppendVarint(b, mant[0])
 		b = binary.AppendVarint(b, plan.base)
 		b = binary.AppendUvarint(b, plan.r-1)
-		w := newTruncWriter(b, plan.r)
+		w := newTruncWriter(b, plan.r, sc.extra)
 		for i := 1; i < n; i++ {
 			w.put(uint64(mant[i] - mant[i-1] - plan.base))
 		}
-		return w.finish()
+		out := w.finish()
+		sc.extra = w.extra
+		return out
 	}
 }
 
 // bestLine finds the line base + floor(num*i/den) under the points (i, mant[i]) that leaves the
 // smallest range of residuals. The narrowest strip holding a set of points has one side along
-// an edge of their convex hull, so the candidate slopes are those of the hull's edges, and 0.
+// an edge of their convex hull, so the candidate slopes are those of the hull's edges (and the
+// whole slopes nearest them, cheaper to store), and 0.
 func bestLine(mant []int64, sc *decimalScratch) (packedPlan, bool) {
 	n := len(mant)
-	best := packedPlan{}
+	// Candidates are compared by an estimate (log2 R bits a term); the winner's exact cost is
+	// counted once at the end.
+	var best packedPlan
+	bestEst := math.Inf(1)
 	try := func(num, den int64) {
 		if den <= 0 || outside(num, maxPackedTerm/int64(n)) {
 			return
 		}
 		lo, hi := int64(math.MaxInt64), int64(math.MinInt64)
-		for i, m := range mant {
-			r := m - floorDiv(num*int64(i), den)
+		l := newLineWalk(num, den)
+		for _, m := range mant {
+			r := m - l.next()
 			lo, hi = min(lo, r), max(hi, r)
 		}
-		if hi-lo < 0 || uint64(hi-lo) >= 1<<maxPackedBits || outside(lo, maxPackedTerm) {
+		if hi-lo < 0 || uint64(hi-lo) >= 1<<maxPackedBits || !lineFits(lo, num, den, uint64(hi-lo), n) {
 			return
 		}
-		p := packedPlan{mode: 2, base: lo, num: num, den: den, r: uint64(hi-lo) + 1}
-		p.bits = float64(truncBits(p.r, mant, func(i int, m int64) uint64 {
-			return uint64(m - lo - floorDiv(num*int64(i), den))
-		})) + 8*float64(varintLen(lo)+varintLen(num)+uvarintLen(uint64(den))+uvarintLen(p.r-1))
-		if best.r == 0 || p.bits < best.bits {
-			best = p
+		r := uint64(hi-lo) + 1
+		est := float64(n)*math.Log2(float64(r)) + 8*float64(varintLen(lo)+varintLen(num)+uvarintLen(uint64(den))+uvarintLen(r-1))
+		if est < bestEst {
+			best, bestEst = packedPlan{mode: 2, base: lo, num: num, den: den, r: r}, est
 		}
 	}
 	try(0, 1)
@@ -197,7 +206,20 @@ func bestLine(mant []int64, sc *decimalScratch) (packedPlan, bool) {
 	} else if n == 2 {
 		try(mant[1]-mant[0], 1)
 	}
-	return best, best.r != 0
+	if best.r == 0 {
+		return best, false
+	}
+	k, u := truncCode(best.r)
+	bitCount := 0
+	l := newLineWalk(best.num, best.den)
+	for _, m := range mant {
+		bitCount += int(k)
+		if uint64(m-best.base-l.next()) >= u {
+			bitCount++
+		}
+	}
+	best.bits = float64(bitCount) + 8*float64(varintLen(best.base)+varintLen(best.num)+uvarintLen(uint64(best.den))+uvarintLen(best.r-1))
+	return best, true
 }
 
 // packedDeltas is the plan of mode 3: the deltas less their minimum.
@@ -210,29 +232,48 @@ func packedDeltas(mant []int64) (packedPlan, bool) {
 		d := mant[i] - mant[i-1]
 		lo, hi = min(lo, d), max(hi, d)
 	}
-	if hi-lo < 0 || uint64(hi-lo) >= 1<<maxPackedBits || outside(lo, maxPackedTerm) {
+	if hi-lo < 0 || uint64(hi-lo) >= 1<<maxPackedBits || !deltasFit(mant[0], lo, uint64(hi-lo), len(mant)) {
 		return packedPlan{}, false
 	}
 	p := packedPlan{mode: 3, base: lo, r: uint64(hi-lo) + 1}
-	p.bits = float64(truncBits(p.r, mant[1:], func(i int, m int64) uint64 {
-		return uint64(m - mant[i] - lo) // mant[1:][i] - mant[i]
-	})) + 8*float64(varintLen(mant[0])+varintLen(lo)+uvarintLen(p.r-1))
+	k, u := truncCode(p.r)
+	bitCount := 0
+	for i := 1; i < len(mant); i++ {
+		bitCount += int(k)
+		if uint64(mant[i]-mant[i-1]-lo) >= u {
+			bitCount++
+		}
+	}
+	p.bits = float64(bitCount) + 8*float64(varintLen(mant[0])+varintLen(lo)+uvarintLen(p.r-1))
 	return p, true
 }
 
-// truncBits is the number of bits the terms term(i, ms[i]) take in the truncated binary code
-// of r.
-func truncBits(r uint64, ms []int64, term func(int, int64) uint64) int {
+// truncCode returns k = floor(log2 r) and u = 2^(k+1) - r of the truncated binary code of r:
+// terms below u take k bits, the others k+1.
+func truncCode(r uint64) (uint, uint64) {
 	k := uint(bits.Len64(r) - 1)
-	u := uint64(1)<<(k+1) - r
-	total := 0
-	for i, m := range ms {
-		total += int(k)
-		if term(i, m) >= u {
-			total++
-		}
-	}
-	return total
+	return k, uint64(1)<<(k+1) - r
+}
+
+// lineWalk yields floor(num*i/den) for i = 0, 1, 2, ... with no division per step: num*i/den
+// is dq*i + dr*i/den with num = dq*den + dr, 0 <= dr < den, and the remainder carries at most
+// once a step.
+type lineWalk struct{ q, r, dq, dr, den int64 }
+
+func newLineWalk(num, den int64) lineWalk {
+	dq := floorDiv(num, den)
+	return lineWalk{dq: dq, dr: num - dq*den, den: den}
+}
+
+func (l *lineWalk) next() int64 {
+	v := l.q
+	l.q += l.dq
+	l.r += l.dr
+	// carry is -1 when the remainder reached den, else 0: no branch to mispredict.
+	carry := (l.den - 1 - l.r) >> 63
+	l.q -= carry
+	l.r -= l.den & carry
+	return v
 }
 
 func floorDiv(a, b int64) int64 {
@@ -246,18 +287,21 @@ func floorDiv(a, b int64) int64 {
 // outside reports whether v is outside [-lim, lim].
 func outside(v, lim int64) bool { return v > lim || v < -lim }
 
-// truncWriter appends terms in the truncated binary code of r, least significant bit first.
+// truncWriter appends terms in the truncated binary code of r, least significant bit first:
+// the k-bit parts of all terms, then the extra bits of the terms that have one.
 type truncWriter struct {
-	b    []byte
-	acc  uint64
-	nacc uint
-	k    uint
-	u    uint64
+	b     []byte
+	acc   uint64
+	nacc  uint
+	k     uint
+	u     uint64
+	extra []uint64 // extra bits, 64 a word, written by finish
+	nx    uint
 }
 
-func newTruncWriter(b []byte, r uint64) truncWriter {
-	k := uint(bits.Len64(r) - 1)
-	return truncWriter{b: b, k: k, u: uint64(1)<<(k+1) - r}
+func newTruncWriter(b []byte, r uint64, extra []uint64) truncWriter {
+	k, u := truncCode(r)
+	return truncWriter{b: b, k: k, u: u, extra: extra[:0]}
 }
 
 func (w *truncWriter) put(v uint64) {
@@ -267,7 +311,11 @@ func (w *truncWriter) put(v uint64) {
 	}
 	v -= w.u
 	w.bits(w.u+v>>1, w.k)
-	w.bits(v&1, 1)
+	if w.nx%64 == 0 {
+		w.extra = append(w.extra, 0)
+	}
+	w.extra[len(w.extra)-1] |= (v & 1) << (w.nx % 64)
+	w.nx++
 }
 
 func (w *truncWriter) bits(v uint64, k uint) {
@@ -280,76 +328,16 @@ func (w *truncWriter) bits(v uint64, k uint) {
 	}
 }
 
+// finish appends the extra bits and the last byte, and returns the buffer.
 func (w *truncWriter) finish() []byte {
+	for i := uint(0); i < w.nx; i += 32 {
+		n := min(32, w.nx-i)
+		w.bits((w.extra[i/64]>>(i%64))&(uint64(1)<<n-1), n)
+	}
 	if w.nacc > 0 {
 		w.b = append(w.b, byte(w.acc))
 	}
 	return w.b
-}
-
-// truncReader reads what truncWriter wrote.
-type truncReader struct {
-	data []byte
-	pos  int
-	acc  uint64
-	nacc uint
-	k    uint
-	u    uint64
-	mask uint64
-}
-
-func newTruncReader(data []byte, pos int, r uint64) truncReader {
-	k := uint(bits.Len64(r) - 1)
-	return truncReader{data: data, pos: pos, k: k, u: uint64(1)<<(k+1) - r, mask: uint64(1)<<k - 1}
-}
-
-// get returns the next term, false when the data ends inside it.
-func (rd *truncReader) get() (uint64, bool) {
-	if rd.nacc <= rd.k {
-		rd.refill()
-		if rd.nacc < rd.k {
-			return 0, false
-		}
-	}
-	x := rd.acc & rd.mask
-	rd.acc >>= rd.k
-	rd.nacc -= rd.k
-	if x < rd.u {
-		return x, true
-	}
-	if rd.nacc == 0 {
-		rd.refill()
-		if rd.nacc == 0 {
-			return 0, false
-		}
-	}
-	e := rd.acc & 1
-	rd.acc >>= 1
-	rd.nacc--
-	return rd.u + 2*(x-rd.u) + e, true
-}
-
-func (rd *truncReader) refill() {
-	if rd.pos+8 <= len(rd.data) {
-		// Whole bytes up to 56 bits in the accumulator in one load.
-		v := binary.LittleEndian.Uint64(rd.data[rd.pos:])
-		take := (63 - rd.nacc) / 8
-		rd.acc |= (v & (uint64(1)<<(take*8) - 1)) << rd.nacc
-		rd.nacc += take * 8
-		rd.pos += int(take)
-		return
-	}
-	for rd.nacc <= 56 && rd.pos < len(rd.data) {
-		rd.acc |= uint64(rd.data[rd.pos]) << rd.nacc
-		rd.nacc += 8
-		rd.pos++
-	}
-}
-
-// done reports whether the terms read used up data exactly: what is left in the accumulator is
-// the last byte's padding, which must be zero bits.
-func (rd *truncReader) done() bool {
-	return rd.pos == len(rd.data) && rd.nacc < 8 && rd.acc == 0
 }
 
 // decodePacked decodes a packed chunk into it.ts and it.vs.
@@ -408,24 +396,19 @@ func (it *decimalIterator) decodePacked(mint int64, data []byte) error {
 		if r1, pos = readUvarint(data, pos); pos < 0 {
 			return errCorruptDecimal
 		}
-		if outside(base, maxPackedTerm) || outside(num, maxPackedTerm/int64(n)) || den == 0 ||
-			den > maxPackedTerm || r1 >= 1<<maxPackedBits {
+		if den == 0 || den > maxPackedTerm || !lineFits(base, num, int64(den), r1, int(n)) {
 			return errCorruptDecimal
 		}
-		rd := newTruncReader(data, pos, r1+1)
-		for i := range vs {
-			x, ok := rd.get()
-			if !ok {
-				return errCorruptDecimal
-			}
-			m := base + floorDiv(num*int64(i), int64(den)) + int64(x)
-			if outside(m, maxMantissa-1) {
-				return errCorruptDecimal
-			}
-			vs[i] = float64(m) / div
-		}
-		if !rd.done() {
+		terms := growUint64(it.terms, int(n))
+		it.terms = terms
+		var ok bool
+		if it.pad, ok = readTruncTerms(terms, data, pos, r1+1, it.pad); !ok {
 			return errCorruptDecimal
+		}
+		// lineFits bounds every mantissa: no check per sample.
+		l := newLineWalk(num, int64(den))
+		for i, x := range terms {
+			vs[i] = float64(base+l.next()+int64(x)) / div
 		}
 		return nil
 	default: // 3
@@ -440,27 +423,80 @@ func (it *decimalIterator) decodePacked(mint int64, data []byte) error {
 		if r1, pos = readUvarint(data, pos); pos < 0 {
 			return errCorruptDecimal
 		}
-		if outside(m, maxMantissa-1) || outside(dmin, maxPackedTerm) || r1 >= 1<<maxPackedBits {
+		if !deltasFit(m, dmin, r1, int(n)) {
+			return errCorruptDecimal
+		}
+		terms := growUint64(it.terms, int(n)-1)
+		it.terms = terms
+		var ok bool
+		if it.pad, ok = readTruncTerms(terms, data, pos, r1+1, it.pad); !ok {
 			return errCorruptDecimal
 		}
 		vs[0] = float64(m) / div
-		rd := newTruncReader(data, pos, r1+1)
-		for i := 1; i < len(vs); i++ {
-			x, ok := rd.get()
-			if !ok {
-				return errCorruptDecimal
-			}
+		for i, x := range terms {
 			m += dmin + int64(x)
-			if outside(m, maxMantissa-1) {
-				return errCorruptDecimal
-			}
-			vs[i] = float64(m) / div
-		}
-		if !rd.done() {
-			return errCorruptDecimal
+			vs[i+1] = float64(m) / div
 		}
 		return nil
 	}
+}
+
+// lineFits reports whether every mantissa base + floor(num*i/den) + r, 0 <= i < n, 0 <= r <=
+// r1, is within ±(2^53-1), with no sum overflowing on the way. The writer uses a line only when
+// it fits, so the reader can refuse a chunk that does not and skip a check per sample.
+func lineFits(base, num, den int64, r1 uint64, n int) bool {
+	if outside(base, maxPackedTerm) || outside(num, maxPackedTerm/int64(n)) || r1 >= 1<<maxPackedBits {
+		return false
+	}
+	last := floorDiv(num*int64(n-1), den) // the line is monotonic: its ends bound it
+	lo, hi := base+min(0, last), base+max(0, last)+int64(r1)
+	return !outside(lo, maxMantissa-1) && !outside(hi, maxMantissa-1)
+}
+
+// deltasFit is lineFits for mode 3: the mantissas from m0 by n-1 steps of dmin + r, 0 <= r <= r1.
+func deltasFit(m0, dmin int64, r1 uint64, n int) bool {
+	if outside(m0, maxMantissa-1) || outside(dmin, maxPackedTerm/int64(n)) || r1 >= 1<<maxPackedBits {
+		return false
+	}
+	steps := int64(n - 1)
+	lo, hi := m0+min(0, dmin*steps), m0+max(0, (dmin+int64(r1))*steps)
+	return !outside(lo, maxMantissa-1) && !outside(hi, maxMantissa-1)
+}
+
+func growUint64(s []uint64, n int) []uint64 { return slices.Grow(s[:0], n)[:n] }
+
+// readTruncTerms fills dst with the terms truncWriter wrote at data[pos:] in the code of r and
+// reports whether they used up data exactly (what is left of the last byte is zero padding).
+// The k-bit parts are at fixed places (term i at bit i*k), so no term waits for the one before
+// it, and there is no branch on a term's value: with terms nearly random, as the jitter of
+// counters is, a branch on x < u would be mispredicted about every other term. The bits are
+// read from a copy in pad, zero-padded far enough that every 8-byte load is inside it; pad is
+// returned for reuse.
+func readTruncTerms(dst []uint64, data []byte, pos int, r uint64, pad []byte) ([]byte, bool) {
+	k, u := truncCode(r)
+	mask := uint64(1)<<k - 1
+	body := data[pos:]
+	nbits := uint64(len(body)) * 8
+	main := uint64(len(dst)) * uint64(k)
+	if main > nbits {
+		return pad, false
+	}
+	// The extra bits start at main and number at most len(dst): past the last one, 8 bytes.
+	size := max(uint64(len(body)), (main+uint64(len(dst)))/8+1) + 8
+	pad = slices.Grow(pad[:0], int(size))[:size]
+	clear(pad[copy(pad, body):])
+	extra := main // the next extra bit
+	for i := range dst {
+		p := uint64(i) * uint64(k)
+		x := binary.LittleEndian.Uint64(pad[p>>3:]) >> (p & 7) & mask
+		// ge is 1 when x >= u (an extra bit belongs to the term): then x-u is small, else it
+		// wrapped around past 2^63.
+		ge := (x-u)>>63 ^ 1
+		e := binary.LittleEndian.Uint64(pad[extra>>3:]) >> (extra & 7) & 1
+		extra += ge
+		dst[i] = x + ge*(x-u+e)
+	}
+	return pad, extra <= nbits && nbits-extra < 8 && binary.LittleEndian.Uint64(pad[extra>>3:])>>(extra&7) == 0
 }
 
 // readUvarint is readZigzag without the zigzag.

@@ -356,3 +356,19 @@ func TestDecimalStoreOfOlderVersionReadsBack(t *testing.T) {
 	require.Equal(t, 12, n[encPacked], "3 series × (3 cut + 1 checkpointed head)")
 	requireSameSeries(t, want, all(db))
 }
+
+// lineWalk's steps are floor(num*i/den), negative slopes included.
+func TestLineWalk(t *testing.T) {
+	rng := rand.New(rand.NewPCG(5, 5))
+	for range 2000 {
+		num := rng.Int64N(1<<40) - 1<<39
+		den := 1 + rng.Int64N(200)
+		l := newLineWalk(num, den)
+		for i := range int64(130) {
+			require.Equal(t, floorDiv(num*i, den), l.next(), "num %d den %d i %d", num, den, i)
+		}
+	}
+	require.Equal(t, int64(-2), floorDiv(-7, 4))
+	require.Equal(t, int64(1), floorDiv(7, 4))
+	require.Equal(t, int64(-2), floorDiv(7, -4))
+}
