@@ -372,3 +372,39 @@ func TestLineWalk(t *testing.T) {
 	require.Equal(t, int64(1), floorDiv(7, 4))
 	require.Equal(t, int64(-2), floorDiv(7, -4))
 }
+
+// FuzzPackedDecode feeds the reader arbitrary bodies: an error or at most maxPackedSamples
+// samples, never a panic. The seeds are chunks of every mode.
+func FuzzPackedDecode(f *testing.F) {
+	ts := regularTimes(30)
+	for _, vs := range [][]float64{
+		{1, 2, 3}, {0, 0}, {1.5},
+	} {
+		body, _ := packedBody(f, ts[:len(vs)], vs)
+		f.Add(body)
+	}
+	for _, gen := range []func(i int) float64{
+		func(i int) float64 { return float64(1000*i + i*i%7) },            // line
+		func(i int) float64 { return 40 + float64(i%5)/4 },                // deltas or line
+		func(i int) float64 { return float64(int64(i/10) << 40) },         // varints
+		func(i int) float64 { return float64(i) * 0.01 * float64(1+i%3) }, // anything
+	} {
+		vs := make([]float64, len(ts))
+		for i := range vs {
+			vs[i] = gen(i)
+		}
+		body, ok := packedBody(f, ts, vs)
+		if ok {
+			f.Add(body)
+		}
+	}
+	f.Fuzz(func(t *testing.T, body []byte) {
+		it, err := storedChunk{mint: 1, enc: encPacked, data: body}.iterator(nil)
+		require.NoError(t, err)
+		n := 0
+		for it.Next() != chunkenc.ValNone {
+			n++
+		}
+		require.LessOrEqual(t, n, maxPackedSamples)
+	})
+}
