@@ -399,6 +399,17 @@ func (it *decimalIterator) decodePacked(mint int64, data []byte) error {
 		if den == 0 || den > maxPackedTerm || !lineFits(base, num, int64(den), r1, int(n)) {
 			return errCorruptDecimal
 		}
+		l := newLineWalk(num, int64(den))
+		if r1 == 0 {
+			// R = 1: no bits, every mantissa on the line (a constant, a constant rate).
+			if pos != len(data) {
+				return errCorruptDecimal
+			}
+			for i := range vs {
+				vs[i] = float64(base+l.next()) / div
+			}
+			return nil
+		}
 		terms := growUint64(it.terms, int(n))
 		it.terms = terms
 		var ok bool
@@ -406,7 +417,6 @@ func (it *decimalIterator) decodePacked(mint int64, data []byte) error {
 			return errCorruptDecimal
 		}
 		// lineFits bounds every mantissa: no check per sample.
-		l := newLineWalk(num, int64(den))
 		for i, x := range terms {
 			vs[i] = float64(base+l.next()+int64(x)) / div
 		}
@@ -426,13 +436,24 @@ func (it *decimalIterator) decodePacked(mint int64, data []byte) error {
 		if !deltasFit(m, dmin, r1, int(n)) {
 			return errCorruptDecimal
 		}
+		vs[0] = float64(m) / div
+		if r1 == 0 {
+			// R = 1: no bits, every delta dmin (a constant, a constant rate).
+			if pos != len(data) {
+				return errCorruptDecimal
+			}
+			for i := 1; i < len(vs); i++ {
+				m += dmin
+				vs[i] = float64(m) / div
+			}
+			return nil
+		}
 		terms := growUint64(it.terms, int(n)-1)
 		it.terms = terms
 		var ok bool
 		if it.pad, ok = readTruncTerms(terms, data, pos, r1+1, it.pad); !ok {
 			return errCorruptDecimal
 		}
-		vs[0] = float64(m) / div
 		for i, x := range terms {
 			m += dmin + int64(x)
 			vs[i+1] = float64(m) / div

@@ -99,6 +99,7 @@ func TestPackedChunkRoundTrip(t *testing.T) {
 		{"falling line", func(i int) float64 { return float64(-7*i + rng.IntN(3)) }, regularTimes, 2, true},
 		{"constant rate", func(i int) float64 { return float64(100 + 3*i) }, regularTimes, 3, true},
 		{"constant", func(int) float64 { return 1500 }, regularTimes, 3, true},
+		{"fractional rate", func(i int) float64 { return float64(floorDiv(int64(7*i), 3)) / 10 }, regularTimes, 2, true},
 		{"small gauge", func(int) float64 { return float64(rng.IntN(4)) }, regularTimes, 2, true},
 		{"wandering gauge", func(i int) float64 {
 			return math.Round((40+5*math.Sin(float64(i)/10)+rng.Float64())*100) / 100
@@ -242,6 +243,7 @@ func TestPackedCorrupt(t *testing.T) {
 		"mode 2":    {ts, func(i int) float64 { return float64(1000*i + rng.IntN(999)) }},
 		"mode 3":    {irregular, func(i int) float64 { return 40 + 5*math.Sin(float64(i)/3) + float64(rng.IntN(3)) }},
 		"constant":  {ts, func(int) float64 { return 1 }},
+		"on a line": {ts, func(i int) float64 { return float64(floorDiv(int64(7*i), 3)) }},
 		"two zeros": {ts[:2], func(int) float64 { return 0 }},
 	} {
 		vs := make([]float64, len(c.ts))
