@@ -19,17 +19,16 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
-// TestDayChunkBytes measures, offline, what the server benchmark's day (2,000 loadgen series ×
+// BenchmarkDayChunkBytes measures, offline, what the server benchmark's day (2,000 loadgen series ×
 // 5,760 samples 15 s apart) costs on disk per sample in each closed-chunk layout: the chunks are
 // cut as the store cuts them (chunkBuilder.append: 120 samples, partition boundaries), their
 // keys and values laid into 32 KiB blocks with the keys prefix-compressed as in an sstable, and
 // each block compressed with zstd level 3 as Pebble does. It reports bytes per sample before
 // and after zstd, in all and by metric (each metric's chunks compressed apart). It is a
-// measuring tool (about a minute of CPU), run with METRICSTOR_DAY_FORMAT=1.
-func TestDayChunkBytes(t *testing.T) {
-	if os.Getenv("METRICSTOR_DAY_FORMAT") == "" {
-		t.Skip("a measuring tool: set METRICSTOR_DAY_FORMAT=1 to run it")
-	}
+// measuring tool (about 10 s of CPU): go test -run '^$' -bench BenchmarkDayChunkBytes -benchtime 1x -v
+// (-v shows the table by metric). It reports the packed layout's bytes per sample after zstd.
+func BenchmarkDayChunkBytes(b *testing.B) {
+	var t testing.TB = b
 	const (
 		series  = 2000
 		samples = 24 * 3600 / 15
@@ -42,12 +41,12 @@ func TestDayChunkBytes(t *testing.T) {
 		metric     string
 		c          *chunkBuilder
 	}
-	// METRICSTOR_DAY_FORMAT=240 measures closed chunks of 240 samples instead (a proposal,
-	// not what the store cuts): chunks are then built here, not by chunkBuilder.append.
+	// METRICSTOR_DAY_CHUNK=240 measures closed chunks of 240 samples instead (a proposal, not
+	// what the store cuts): chunks are then built here, not by chunkBuilder.append.
 	perChunk := samplesPerChunk
-	if v := os.Getenv("METRICSTOR_DAY_FORMAT"); v != "1" {
+	if v := os.Getenv("METRICSTOR_DAY_CHUNK"); v != "" {
 		if _, err := fmt.Sscan(v, &perChunk); err != nil || perChunk < 1 || perChunk > maxPackedSamples {
-			t.Fatalf("METRICSTOR_DAY_FORMAT=%q: 1, or samples per chunk", v)
+			t.Fatalf("METRICSTOR_DAY_CHUNK=%q: samples per chunk, 1..%d", v, maxPackedSamples)
 		}
 	}
 	var chunks []chunkRec
@@ -170,6 +169,9 @@ func TestDayChunkBytes(t *testing.T) {
 		total := float64(series * samples)
 		fmt.Fprintf(&report, "%-13s values %.3f B/sample, blocks %.3f raw -> %.3f zstd B/sample (%.2f MB)\n",
 			l.name, float64(values)/total, float64(raw)/total, float64(packed)/total, float64(packed)/1e6)
+		if l.name == "packed 0xD2" {
+			b.ReportMetric(float64(packed)/total, "zstd-B/sample")
+		}
 		for _, m := range metrics {
 			kvs := byMetric[m]
 			raw, packed := blocks(kvs)
@@ -198,14 +200,13 @@ func encodeDecimalChunkValue(b []byte, c *chunkBuilder, sc *decimalScratch) []by
 	return encodeChunkValue(b, c)
 }
 
-// TestDayStoreBytes loads the same day into a real store in process (oldest first, 2,000
+// BenchmarkDayStoreBytes loads the same day into a real store in process (oldest first, 2,000
 // samples a commit), closes, reopens and compacts it, and reports what its tables hold: the
 // figure the server benchmark measures, taken apart (data blocks, index, bloom filters, chunk
-// values). A measuring tool (about a minute of CPU), run with METRICSTOR_DAY_STORE=1.
-func TestDayStoreBytes(t *testing.T) {
-	if os.Getenv("METRICSTOR_DAY_STORE") == "" {
-		t.Skip("a measuring tool: set METRICSTOR_DAY_STORE=1 to run it")
-	}
+// values). A measuring tool (about 15 s of CPU): go test -run '^$' -bench BenchmarkDayStoreBytes
+// -benchtime 1x -v. It reports the tables' bytes per sample.
+func BenchmarkDayStoreBytes(b *testing.B) {
+	var t testing.TB = b
 	const (
 		series  = 2000
 		samples = 24 * 3600 / 15
@@ -259,6 +260,7 @@ func TestDayStoreBytes(t *testing.T) {
 			return nil
 		}))
 	}
+	b.ReportMetric(float64(size)/total, "disk-B/sample")
 	t.Logf("the day in a store: tables %d B = %.3f B/sample: data blocks %.3f (%d blocks), index %.3f, filters %.3f; "+
 		"%d entries, raw keys %.3f, raw values %.3f B/sample; chunks by encoding %v, chunk bodies %.3f B/sample",
 		size, float64(size)/total, float64(data)/total, blocks, float64(index)/total, float64(filter)/total,
@@ -266,7 +268,7 @@ func TestDayStoreBytes(t *testing.T) {
 }
 
 // BenchmarkDayDecode decodes the closed chunks of two loadgen hosts' day (200 series, the mix
-// of TestDayChunkBytes) in each layout, as a query reads them: ns per sample.
+// of BenchmarkDayChunkBytes) in each layout, as a query reads them: ns per sample.
 func BenchmarkDayDecode(b *testing.B) {
 	const samples = 24 * 3600 / 15
 	var builders []*chunkBuilder
