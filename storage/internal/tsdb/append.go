@@ -536,7 +536,7 @@ func (db *DB) publishCommit(a *Appender, b *pebble.Batch) {
 	// Chunks cut by an append are closed: they may take the decimal layout. Until the batch is
 	// applied, the cut chunk is only in memory: DB.cuts keeps it visible to queries.
 	emitCut := func(c *chunkBuilder, s *memSeries) {
-		buf = encodeStoredChunkValue(buf[:0], c, &db.decimal)
+		buf = db.encodeStored(buf[:0], c, &db.decimal)
 		key = chunkKey(key[:0], c.part, s.ref, c.mint) // the batch copies it
 		_ = b.Set(key, buf, nil)
 		c.dirty = false

@@ -27,7 +27,7 @@ func realisticChunk(s int, rng *rand.Rand) (ts []int64, vs []float64) {
 }
 
 // BenchmarkChunkEncode encodes closed chunks the way a cut writes them (XOR2 as built by the
-// head, then the decimal layout when it applies) and reads them back; it reports the bytes per
+// head, then the packed layout when it applies, or the decimal one of older versions) and reads them back; it reports the bytes per
 // sample of each layout before Pebble's block compression.
 func BenchmarkChunkEncode(b *testing.B) {
 	rng := rand.New(rand.NewPCG(1, 2))
@@ -42,7 +42,13 @@ func BenchmarkChunkEncode(b *testing.B) {
 		}
 		chunks = append(chunks, c)
 	}
-	for _, layout := range []string{"xor2", "decimal"} {
+	encoders := map[string]func([]byte, *chunkBuilder, *decimalScratch) []byte{
+		"xor2":    func(b []byte, c *chunkBuilder, _ *decimalScratch) []byte { return encodeChunkValue(b, c) },
+		"decimal": encodeDecimalChunkValue,
+		"packed":  encodeStoredChunkValue,
+	}
+	for _, layout := range []string{"xor2", "decimal", "packed"} {
+		encode := encoders[layout]
 		b.Run(layout, func(b *testing.B) {
 			var sc decimalScratch
 			var buf []byte
@@ -50,11 +56,7 @@ func BenchmarkChunkEncode(b *testing.B) {
 			b.ReportAllocs()
 			for i := range b.N {
 				c := chunks[i%len(chunks)]
-				if layout == "decimal" {
-					buf = encodeStoredChunkValue(buf[:0], c, &sc)
-				} else {
-					buf = encodeChunkValue(buf[:0], c)
-				}
+				buf = encode(buf[:0], c, &sc)
 				bytes += len(buf)
 			}
 			b.ReportMetric(float64(bytes)/float64(b.N*samplesPerChunk), "B/sample")
@@ -63,12 +65,7 @@ func BenchmarkChunkEncode(b *testing.B) {
 			var sc decimalScratch
 			var stored []storedChunk
 			for _, c := range chunks {
-				var v []byte
-				if layout == "decimal" {
-					v = encodeStoredChunkValue(nil, c, &sc)
-				} else {
-					v = encodeChunkValue(nil, c)
-				}
+				v := encode(nil, c, &sc)
 				sc, err := decodeChunkValue(c.mint, v, true)
 				if err != nil {
 					b.Fatal(err)

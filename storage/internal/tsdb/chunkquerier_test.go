@@ -86,7 +86,7 @@ func TestChunkQuerierWireChunks(t *testing.T) {
 	decimals := func(db *DB) int {
 		n := 0
 		require.NoError(t, db.scanChunks(db.pdb, 0, func(_ uint64, c storedChunk) error {
-			if c.enc == encDecimal {
+			if isDecimal(c.enc) {
 				n++
 			}
 			return nil

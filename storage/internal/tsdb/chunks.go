@@ -152,21 +152,24 @@ func encodeChunkValue(b []byte, c *chunkBuilder) []byte {
 }
 
 // encodeStoredChunkValue is encodeChunkValue for a float chunk written to Pebble: one of short
-// decimals takes the decimal layout (decimal.go), whether it was cut or is an open head that a
-// checkpoint stores. The head in memory stays XOR; a stored decimal head is reopened as XOR
-// (builderFromDecimal), so the layout on disk never constrains appending.
+// decimals takes the packed layout (packed.go), whether it was cut or is an open head that a
+// checkpoint stores. The head in memory stays XOR; a stored packed (or older decimal) head is
+// reopened as XOR (builderFromDecimal), so the layout on disk never constrains appending.
 func encodeStoredChunkValue(b []byte, c *chunkBuilder, sc *decimalScratch) []byte {
 	if isFloatChunk(c.chunk) {
 		start := len(b)
-		b = append(b, byte(encDecimal))
+		b = append(b, byte(encPacked))
 		b = binary.AppendUvarint(b, uint64(c.maxt-c.mint))
-		if out, ok := appendDecimalChunk(b, c.chunk, sc); ok {
+		if out, ok := appendPackedChunk(b, c.chunk, sc); ok {
 			return out
 		}
 		b = b[:start]
 	}
 	return encodeChunkValue(b, c)
 }
+
+// isDecimal reports whether enc is one of our own float layouts, read by decimalIterator.
+func isDecimal(enc chunkenc.Encoding) bool { return enc == encDecimal || enc == encPacked }
 
 // storedChunk is a chunk read back from Pebble. data is owned by the storedChunk.
 type storedChunk struct {
@@ -180,7 +183,7 @@ func decodeChunkValue(mint int64, v []byte, copyData bool) (storedChunk, error) 
 		return storedChunk{}, fmt.Errorf("chunk value of %d bytes", len(v))
 	}
 	enc := chunkenc.Encoding(v[0])
-	if enc != encDecimal && !chunkenc.IsValidEncoding(enc) {
+	if !isDecimal(enc) && !chunkenc.IsValidEncoding(enc) {
 		return storedChunk{}, fmt.Errorf("chunk encoding %d unknown", v[0])
 	}
 	d, w := binary.Uvarint(v[1:])
@@ -197,12 +200,12 @@ func decodeChunkValue(mint int64, v []byte, copyData bool) (storedChunk, error) 
 // iterator returns an iterator over the chunk's samples, reusing reuse when it is of the
 // chunk's kind.
 func (c storedChunk) iterator(reuse chunkenc.Iterator) (chunkenc.Iterator, error) {
-	if c.enc == encDecimal {
+	if isDecimal(c.enc) {
 		it, ok := reuse.(*decimalIterator)
 		if !ok {
 			it = &decimalIterator{}
 		}
-		it.reset(c.mint, c.data)
+		it.reset(c.enc, c.mint, c.data)
 		return it, nil
 	}
 	chk, err := chunkenc.FromData(c.enc, c.data)
@@ -236,7 +239,7 @@ func (c storedChunk) samples(dst []sample) ([]sample, error) {
 
 // builderFromStored reopens a stored chunk for appending, and returns its last sample.
 func builderFromStored(part int64, c storedChunk) (chunkBuilder, sample, error) {
-	if c.enc == encDecimal {
+	if isDecimal(c.enc) {
 		return builderFromDecimal(part, c)
 	}
 	chk, err := chunkenc.FromData(c.enc, c.data)
@@ -274,7 +277,7 @@ func builderFromStored(part int64, c storedChunk) (chunkBuilder, sample, error) 
 // same key, and a later cut writes it decimal again.
 func builderFromDecimal(part int64, c storedChunk) (chunkBuilder, sample, error) {
 	var it decimalIterator
-	it.reset(c.mint, c.data)
+	it.reset(c.enc, c.mint, c.data)
 	if it.err != nil {
 		return chunkBuilder{}, sample{}, it.err
 	}

@@ -170,12 +170,15 @@ type DB struct {
 	// The sample log, guarded by writeMu: the log, the time of its first record since the
 	// last checkpoint, the series whose head chunk holds samples that only the log has, and
 	// whether Pebble still holds log records of the version that kept them there.
-	log       *sampleLog
-	logStart  time.Time
-	logRec    logRecord      // the record being built by the current commit
-	decimal   decimalScratch // buffers of encodeStoredChunkValue
-	unsynced  []*memSeries   // heads with samples only the log has (memSeries.unsynced); also guarded by headMu for writing
-	legacyLog bool
+	log      *sampleLog
+	logStart time.Time
+	logRec   logRecord      // the record being built by the current commit
+	decimal  decimalScratch // buffers of encodeStoredChunkValue
+	// encodeStored is encodeStoredChunkValue; tests set it to the encoder of an older version
+	// to write the stores that version wrote.
+	encodeStored func(b []byte, c *chunkBuilder, sc *decimalScratch) []byte
+	unsynced     []*memSeries // heads with samples only the log has (memSeries.unsynced); also guarded by headMu for writing
+	legacyLog    bool
 	// legacyIndexUpTo is the newest partition holding `i` index keys, written by versions
 	// before posting lists; noLegacyIndex when none does. Set by Open, then read only.
 	legacyIndexUpTo int64
@@ -227,14 +230,15 @@ const dataBlockSize = 32 << 10
 func Open(dir string, o Options) (*DB, error) {
 	opts := o.withDefaults()
 	db := &DB{
-		dir:     dir,
-		opts:    opts,
-		partMs:  opts.PartitionDuration.Milliseconds(),
-		logger:  opts.Logger,
-		meta:    map[string]metadata.Metadata{},
-		writeMu: newCtxMutex(),
-		stop:    make(chan struct{}),
-		done:    make(chan struct{}),
+		encodeStored: encodeStoredChunkValue,
+		dir:          dir,
+		opts:         opts,
+		partMs:       opts.PartitionDuration.Milliseconds(),
+		logger:       opts.Logger,
+		meta:         map[string]metadata.Metadata{},
+		writeMu:      newCtxMutex(),
+		stop:         make(chan struct{}),
+		done:         make(chan struct{}),
 	}
 	if db.partMs <= 0 {
 		return nil, fmt.Errorf("partition duration %v is below 1ms", opts.PartitionDuration)

@@ -54,25 +54,46 @@ var pow10 = func() (p [maxDecimalExp + 1]float64) {
 
 // decimalScratch holds the buffers of one encoding; callers hold DB.writeMu.
 type decimalScratch struct {
-	ts   []int64
-	vs   []float64
-	mant []int64
+	ts    []int64
+	vs    []float64
+	mant  []int64
+	hull  []int    // packed.go's bestLine
+	extra []uint64 // packed.go's truncWriter
 }
 
 // appendDecimalChunk appends the decimal layout of a float chunk to b and reports whether it
-// could; b is unchanged when it could not.
+// could; b is unchanged when it could not. Stores write the packed layout (packed.go) since it
+// exists; this one is kept to write the chunks of older stores in tests, and its reader for good.
 func appendDecimalChunk(b []byte, chk chunkenc.Chunk, sc *decimalScratch) ([]byte, bool) {
+	exp, ok := sc.load(chk)
+	if !ok {
+		return b, false
+	}
+	mode := byte(0)
+	if varintCost(sc.mant, 1, false) < varintCost(sc.mant, 0, false) {
+		mode = 1
+	}
+	b = binary.AppendUvarint(b, uint64(len(sc.ts)))
+	b = append(b, byte(exp), mode)
+	b = appendTimestampDoDs(b, sc.ts)
+	return appendVarintTerms(b, sc.mant, mode), true
+}
+
+// load reads a float chunk into sc.ts and sc.mant and returns the smallest decimal exponent
+// that gives every value back bit for bit; false when there is none, or the chunk holds
+// anything but plain floats (start timestamps, histograms).
+func (sc *decimalScratch) load(chk chunkenc.Chunk) (int, bool) {
 	sc.ts, sc.vs = sc.ts[:0], sc.vs[:0]
 	it := chk.Iterator(nil)
 	for vt := it.Next(); vt != chunkenc.ValNone; vt = it.Next() {
 		if vt != chunkenc.ValFloat || it.AtST() != 0 {
-			return b, false
+			return 0, false
 		}
 		t, v := it.At()
 		sc.ts, sc.vs = append(sc.ts, t), append(sc.vs, v)
 	}
 	if it.Err() != nil || len(sc.ts) == 0 {
-		return b, false
+		return 0, false
 	}
 	exp := 0
 	for _, v := range sc.vs {
@@ -82,7 +103,7 @@ func appendDecimalChunk(b []byte, chk chunkenc.Chunk, sc *decimalScratch) ([]byt
 		}
 		e, ok := decimalExponent(v, exp+1)
 		if !ok {
-			return b, false
+			return 0, false
 		}
 		exp = e
 	}
@@ -90,39 +111,56 @@ func appendDecimalChunk(b []byte, chk chunkenc.Chunk, sc *decimalScratch) ([]byt
 	for _, v := range sc.vs {
 		m := math.Round(v * pow10[exp])
 		if math.Abs(m) >= maxMantissa || math.Float64bits(m/pow10[exp]) != math.Float64bits(v) {
-			return b, false
+			return 0, false
 		}
 		sc.mant = append(sc.mant, int64(m))
 	}
+	return exp, true
+}
 
-	// Deltas suit gauges, deltas of deltas suit counters with a steady rate; take the smaller.
-	var deltaSize, dodSize int
-	for i := 1; i < len(sc.mant); i++ {
-		d := sc.mant[i] - sc.mant[i-1]
-		deltaSize += varintLen(d)
-		if i == 1 {
-			dodSize += varintLen(d)
-		} else {
-			dodSize += varintLen(d - (sc.mant[i-1] - sc.mant[i-2]))
+// varintCost is the size in bytes of the value terms of mode (0 deltas, 1 deltas of deltas)
+// as zigzag varints. With runs, a zero term that follows a zero term counts 1/8 byte: Pebble's
+// zstd squeezes runs of zero bytes to almost nothing, and the packed layout compares its
+// incompressible bits against what these bytes will cost on disk.
+func varintCost(mant []int64, mode byte, runs bool) float64 {
+	var size float64
+	var prevDelta, prevTerm int64
+	for i := 1; i < len(mant); i++ {
+		d := mant[i] - mant[i-1]
+		term := d
+		if mode == 1 && i > 1 {
+			term = d - prevDelta
 		}
+		prevDelta = d
+		if runs && term == 0 && prevTerm == 0 && i > 1 {
+			size += 0.125
+		} else {
+			size += float64(varintLen(term))
+		}
+		prevTerm = term
 	}
-	mode := byte(0)
-	if dodSize < deltaSize {
-		mode = 1
-	}
+	return size + float64(varintLen(mant[0]))
+}
 
-	b = binary.AppendUvarint(b, uint64(len(sc.ts)))
-	b = append(b, byte(exp), mode)
+// appendTimestampDoDs appends the n-1 timestamp deltas of deltas (the first is the delta
+// itself) as zigzag varints.
+func appendTimestampDoDs(b []byte, ts []int64) []byte {
 	var prevDelta int64
-	for i := 1; i < len(sc.ts); i++ {
-		d := sc.ts[i] - sc.ts[i-1]
+	for i := 1; i < len(ts); i++ {
+		d := ts[i] - ts[i-1]
 		b = binary.AppendVarint(b, d-prevDelta)
 		prevDelta = d
 	}
-	b = binary.AppendVarint(b, sc.mant[0])
-	prevDelta = 0
-	for i := 1; i < len(sc.mant); i++ {
-		d := sc.mant[i] - sc.mant[i-1]
+	return b
+}
+
+// appendVarintTerms appends the first mantissa then the deltas (mode 0) or the first delta and
+// the deltas of deltas (mode 1), as zigzag varints.
+func appendVarintTerms(b []byte, mant []int64, mode byte) []byte {
+	b = binary.AppendVarint(b, mant[0])
+	var prevDelta int64
+	for i := 1; i < len(mant); i++ {
+		d := mant[i] - mant[i-1]
 		if mode == 1 {
 			b = binary.AppendVarint(b, d-prevDelta)
 			prevDelta = d
@@ -130,7 +168,7 @@ func appendDecimalChunk(b []byte, chk chunkenc.Chunk, sc *decimalScratch) ([]byt
 			b = binary.AppendVarint(b, d)
 		}
 	}
-	return b, true
+	return b
 }
 
 // fitsExponent reports whether v is mantissa/10^e for an integer mantissa, bit for bit. NaN,
@@ -164,15 +202,22 @@ var errCorruptDecimal = errors.New("corrupt decimal chunk")
 // decimalIterator iterates a decimal chunk, decoded whole when it is reset (a closed chunk holds
 // about 120 samples, so this is one short loop and two small reused slices).
 type decimalIterator struct {
-	ts  []int64
-	vs  []float64
-	i   int
-	err error
+	ts    []int64
+	vs    []float64
+	terms []uint64 // the bit-packed terms of a packed chunk
+	pad   []byte   // their bytes, copied and zero-padded (readTruncTerms)
+	i     int
+	err   error
 }
 
-func (it *decimalIterator) reset(mint int64, data []byte) {
+// reset decodes a chunk of encoding enc, encDecimal or encPacked.
+func (it *decimalIterator) reset(enc chunkenc.Encoding, mint int64, data []byte) {
 	it.ts, it.vs, it.i, it.err = it.ts[:0], it.vs[:0], -1, nil
-	if err := it.decode(mint, data); err != nil {
+	decode := it.decode
+	if enc == encPacked {
+		decode = it.decodePacked
+	}
+	if err := decode(mint, data); err != nil {
 		it.ts, it.vs, it.err = it.ts[:0], it.vs[:0], err
 	}
 }
@@ -188,32 +233,52 @@ func (it *decimalIterator) decode(mint int64, data []byte) error {
 	}
 	pos := w + 2
 	// Every sample holds at least one byte per column, so n (at most len(data)) bounds the slices.
-	ts := slices.Grow(it.ts[:0], int(n))[:n]
-	vs := slices.Grow(it.vs[:0], int(n))[:n]
+	ts := growInt64(it.ts, int(n))
+	vs := growFloat64(it.vs, int(n))
 	it.ts, it.vs = ts, vs
-	t, delta := mint, int64(0)
-	ts[0] = t
+	ts[0] = mint
+	if pos = readTimestampDoDs(ts, data, pos); pos < 0 {
+		return errCorruptDecimal
+	}
+	if pos = readVarintTerms(vs, pow10[exp], data, pos, mode); pos < 0 || pos != len(data) {
+		return errCorruptDecimal
+	}
+	return nil
+}
+
+func growInt64(s []int64, n int) []int64       { return slices.Grow(s[:0], n)[:n] }
+func growFloat64(s []float64, n int) []float64 { return slices.Grow(s[:0], n)[:n] }
+
+// readTimestampDoDs fills ts[1:] from deltas of deltas at data[pos:], ts[0] being set; it
+// returns the position after them, negative when data is corrupt.
+func readTimestampDoDs(ts []int64, data []byte, pos int) int {
+	t, delta := ts[0], int64(0)
 	var x int64
 	for i := 1; i < len(ts); i++ {
 		if x, pos = readZigzag(data, pos); pos < 0 {
-			return errCorruptDecimal
+			return pos
 		}
 		delta += x
 		t += delta
 		ts[i] = t
 	}
-	m := int64(0)
+	return pos
+}
+
+// readVarintTerms fills vs from the varint value terms of mode at data[pos:] (see
+// appendVarintTerms); it returns the position after them, negative when data is corrupt.
+func readVarintTerms(vs []float64, div float64, data []byte, pos int, mode byte) int {
+	var m, x int64
 	if m, pos = readZigzag(data, pos); pos < 0 {
-		return errCorruptDecimal
+		return pos
 	}
 	// Division, not multiplication by 10^-e: the encoder checked that m / 10^e gives the value
 	// back bit for bit, which only the same division guarantees.
-	div := pow10[exp]
 	vs[0] = float64(m) / div
-	delta = 0
+	delta := int64(0)
 	for i := 1; i < len(vs); i++ {
 		if x, pos = readZigzag(data, pos); pos < 0 {
-			return errCorruptDecimal
+			return pos
 		}
 		if mode == 1 {
 			delta += x
@@ -223,10 +288,7 @@ func (it *decimalIterator) decode(mint int64, data []byte) error {
 		m += delta
 		vs[i] = float64(m) / div
 	}
-	if pos != len(data) {
-		return errCorruptDecimal
-	}
-	return nil
+	return pos
 }
 
 // readZigzag reads the zigzag varint at data[pos:] and returns it with the position after it,

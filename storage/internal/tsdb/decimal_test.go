@@ -172,14 +172,14 @@ func TestDecimalChunkReopenedAsHead(t *testing.T) {
 	requireSamples(t, want, selectStrict(t, db, 0, 1<<40, nil, eq("__name__", "m"))[ls.String()])
 	decimals := 0
 	require.NoError(t, db.scanChunks(db.pdb, 0, func(_ uint64, c storedChunk) error {
-		if c.enc == encDecimal {
+		if c.enc == encPacked {
 			decimals++
 		}
 		return nil
 	}))
 	// The cut chunk and the one-sample head that the close's checkpoint wrote: the appends
 	// below reopen a decimal head.
-	require.Equal(t, 2, decimals, "the cut chunk and the checkpointed head are stored decimal")
+	require.Equal(t, 2, decimals, "the cut chunk and the checkpointed head are stored packed")
 	more := smp{T: 121_000, F: 0.75}
 	mustAppend(t, db, ls, more)
 	want = append(want, more)

@@ -155,7 +155,7 @@ func (db *DB) beginCheckpointLocked() (*pendingCheckpoint, error) {
 		}
 		// The decimal layout here too: most heads are never cut before a clean stop or before
 		// their series stops, so what a checkpoint writes is what stays on disk.
-		buf = encodeStoredChunkValue(buf[:0], &s.head, &db.decimal)
+		buf = db.encodeStored(buf[:0], &s.head, &db.decimal)
 		key = chunkKey(key[:0], s.head.part, s.ref, s.head.mint) // the batch copies it
 		_ = b.Set(key, buf, nil)
 		if b.Len() >= checkpointBatchBytes {
@@ -412,7 +412,7 @@ func (r *replay) sample(ref uint64, smp sample) error {
 		return err
 	}
 	emit := func(c *chunkBuilder) {
-		r.buf = encodeStoredChunkValue(r.buf[:0], c, &db.decimal)
+		r.buf = db.encodeStored(r.buf[:0], c, &db.decimal)
 		_ = r.b.Set(chunkKey(nil, c.part, s.ref, c.mint), r.buf, nil)
 		c.dirty = false
 	}
