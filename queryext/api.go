@@ -128,6 +128,9 @@ func newAPIHandler(store mstorage.Store, set apiSettings) *queryAPI {
 		set.cfg.Timeout,
 	)
 
+	// Prometheus's JSON, written into a buffer sized for the answer (see sizedJSONCodec).
+	api.ClearCodecs()
+	api.InstallCodec(sizedJSONCodec{})
 	router := route.New().WithPrefix(apiPrefix)
 	api.Register(router)
 

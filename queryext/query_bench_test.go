@@ -1,13 +1,19 @@
 package queryext
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"io"
 	"log/slog"
 	"math"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
 	"os"
+	"runtime/pprof"
 	"strconv"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -250,6 +256,30 @@ func runBenchQueries(b *testing.B, queries []struct{ name, query string }, withH
 		return m, qry
 	}
 
+	// The API as the binary serves it (the served engine, Prometheus's web/api/v1 and its JSON)
+	// on loopback: what the server benchmark times, minus the collector's HTTP middleware.
+	var ready atomic.Bool
+	ready.Store(true)
+	api := newAPIHandler(store, apiSettings{cfg: cfg, logger: slog.New(slog.DiscardHandler), version: "bench", ready: &ready})
+	defer api.engine.Close()
+	srv := httptest.NewServer(api.handler)
+	defer srv.Close()
+	form := func(qs string) url.Values {
+		return url.Values{"query": {qs}, "start": {strconv.FormatFloat(float64(benchStart)/1e3, 'f', -1, 64)},
+			"end": {strconv.FormatFloat(float64(end)/1e3, 'f', -1, 64)}, "step": {"60"}}
+	}
+	viaAPI := func(b testing.TB, qs string) {
+		resp, err := http.PostForm(srv.URL+apiPrefix+"/query_range", form(qs))
+		if err != nil {
+			b.Fatal(err)
+		}
+		body, err := io.ReadAll(resp.Body)
+		_ = resp.Body.Close()
+		if err != nil || resp.StatusCode != http.StatusOK || !bytes.Contains(body, []byte(`"resultType":"matrix"`)) {
+			b.Fatalf("%s via the API: %s %v: %.200s", qs, resp.Status, err, body)
+		}
+	}
+
 	stores := []struct {
 		name string
 		q    promstorage.Queryable
@@ -285,16 +315,29 @@ func runBenchQueries(b *testing.B, queries []struct{ name, query string }, withH
 			for _, e := range engines {
 				b.Run(bq.name+"/"+s.name+"/"+e.name, func(b *testing.B) {
 					cpu0 := processCPU(b)
-					for range b.N {
-						_, qry := run(b, e.e, s.q, bq.query)
-						qry.Close()
-					}
+					// Labelled so that a CPU profile of the whole run splits by query and engine
+					// (go tool pprof -tagfocus query=q1), leaving out the load.
+					pprof.Do(context.Background(), pprof.Labels("query", bq.name, "store", s.name, "engine", e.name), func(context.Context) {
+						for range b.N {
+							_, qry := run(b, e.e, s.q, bq.query)
+							qry.Close()
+						}
+					})
 					// The process's CPU time per query besides the wall time: the split engine
 					// spends more of it (seams read twice, the answer joined) to wait less.
 					b.ReportMetric(float64(processCPU(b)-cpu0)/1e6/float64(b.N), "cpu-ms/op")
 				})
 			}
 		}
+		b.Run(bq.name+"/metricstor/api", func(b *testing.B) {
+			cpu0 := processCPU(b)
+			pprof.Do(context.Background(), pprof.Labels("query", bq.name, "store", "metricstor", "engine", "api"), func(context.Context) {
+				for range b.N {
+					viaAPI(b, bq.query)
+				}
+			})
+			b.ReportMetric(float64(processCPU(b)-cpu0)/1e6/float64(b.N), "cpu-ms/op")
+		})
 	}
 }
 

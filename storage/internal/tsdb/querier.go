@@ -251,8 +251,13 @@ type seriesIterator struct {
 	// dec is cur when it is a decimal chunk, nil otherwise; decAll says that all of that chunk
 	// is within [mint, maxt]. Decimal chunks are most of what is stored, and their samples
 	// are decoded in slices already: Next and At read them without a call through cur.
-	dec        *decimalIterator
-	decAll     bool
+	dec    *decimalIterator
+	decAll bool
+	// t and f are dec's current sample, copied when dec moves: the engine calls At, AtT and
+	// AtST for every sample it reads, and a field of the iterator is cheaper to return than
+	// an element of dec's slices (a pointer, an index and a bounds check each).
+	t          int64
+	f          float64
 	mint, maxt int64
 	err        error
 	iters      map[chunkenc.Encoding]chunkenc.Iterator // reused per encoding
@@ -292,6 +297,7 @@ func (it *seriesIterator) Next() chunkenc.ValueType {
 	if it.decAll {
 		if d := it.dec; d.i+1 < len(d.ts) {
 			d.i++
+			it.t, it.f = d.ts[d.i], d.vs[d.i]
 			it.curType = chunkenc.ValFloat
 			return chunkenc.ValFloat
 		}
@@ -316,6 +322,9 @@ func (it *seriesIterator) Next() chunkenc.ValueType {
 		if t > it.maxt {
 			break
 		}
+		if it.dec != nil {
+			it.t, it.f = it.dec.At()
+		}
 		it.curType = vt
 		return vt
 	}
@@ -325,7 +334,7 @@ func (it *seriesIterator) Next() chunkenc.ValueType {
 }
 
 func (it *seriesIterator) Seek(t int64) chunkenc.ValueType {
-	if it.curType != chunkenc.ValNone && it.cur != nil && it.cur.AtT() >= t {
+	if it.curType != chunkenc.ValNone && it.cur != nil && it.AtT() >= t {
 		return it.curType
 	}
 	t = max(t, it.mint)
@@ -350,6 +359,9 @@ func (it *seriesIterator) Seek(t int64) chunkenc.ValueType {
 		if it.cur.AtT() > it.maxt {
 			break
 		}
+		if it.dec != nil {
+			it.t, it.f = it.dec.At()
+		}
 		it.curType = vt
 		return vt
 	}
@@ -359,8 +371,8 @@ func (it *seriesIterator) Seek(t int64) chunkenc.ValueType {
 }
 
 func (it *seriesIterator) At() (int64, float64) {
-	if d := it.dec; d != nil {
-		return d.ts[d.i], d.vs[d.i]
+	if it.dec != nil {
+		return it.t, it.f
 	}
 	return it.cur.At()
 }
@@ -371,10 +383,17 @@ func (it *seriesIterator) AtFloatHistogram(fh *histogram.FloatHistogram) (int64,
 	return it.cur.AtFloatHistogram(fh)
 }
 func (it *seriesIterator) AtT() int64 {
-	if d := it.dec; d != nil {
-		return d.ts[d.i]
+	if it.dec != nil {
+		return it.t
 	}
 	return it.cur.AtT()
 }
-func (it *seriesIterator) AtST() int64 { return it.cur.AtST() }
-func (it *seriesIterator) Err() error  { return it.err }
+
+// AtST is 0 in a decimal chunk: one with start timestamps is never stored as decimal.
+func (it *seriesIterator) AtST() int64 {
+	if it.dec != nil {
+		return 0
+	}
+	return it.cur.AtST()
+}
+func (it *seriesIterator) Err() error { return it.err }
