@@ -539,7 +539,7 @@ func (db *DB) publishCommit(a *Appender, b *pebble.Batch) {
 		buf = db.encodeStored(buf[:0], c, &db.decimal)
 		key = chunkKey(key[:0], c.part, s.ref, c.mint) // the batch copies it
 		_ = b.Set(key, buf, nil)
-		c.dirty, c.raw = false, false
+		c.dirty = false
 		if db.cuts == nil {
 			db.cuts = map[uint64][]storedChunk{}
 		}

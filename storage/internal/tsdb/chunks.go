@@ -65,9 +65,6 @@ type chunkBuilder struct {
 	chunk      chunkenc.Chunk // nil when no chunk is open
 	app        chunkenc.Appender
 	dirty      bool // holds samples that the stored chunk (if any) lacks
-	// raw: the stored chunk is the in-memory layout's bytes (a checkpoint's XOR2 copy, or an
-	// XOR2 chunk reopened), not the stored layout: leaving the chunk rewrites it even if clean.
-	raw bool
 	// floats counts the samples of a float chunk, so that full need not read the chunk's header
 	// (a cache miss per append at 100k series); 0 for histogram chunks.
 	floats int32
@@ -97,7 +94,7 @@ func (c *chunkBuilder) append(s sample, part int64, emit func(*chunkBuilder)) er
 			if c.chunk.Encoding() == enc {
 				prev = c.app
 			}
-			if c.dirty || c.raw {
+			if c.dirty {
 				emit(c)
 			}
 		}
@@ -268,7 +265,7 @@ func builderFromStored(part int64, c storedChunk) (chunkBuilder, sample, error) 
 	if err != nil {
 		return chunkBuilder{}, sample{}, err
 	}
-	b := chunkBuilder{part: part, mint: c.mint, maxt: c.maxt, chunk: chk, app: app, raw: isFloatChunk(chk)}
+	b := chunkBuilder{part: part, mint: c.mint, maxt: c.maxt, chunk: chk, app: app}
 	if isFloatChunk(chk) {
 		b.floats = int32(chk.NumSamples())
 	}

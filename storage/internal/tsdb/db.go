@@ -179,9 +179,6 @@ type DB struct {
 	encodeStored func(b []byte, c *chunkBuilder, sc *decimalScratch) []byte
 	unsynced     []*memSeries // heads with samples only the log has (memSeries.unsynced); also guarded by headMu for writing
 	legacyLog    bool
-	// finalCheckpoint: the checkpoint being written is Close's, the last before the stop, so
-	// it writes heads in the stored layout (beginCheckpointLocked). Guarded by writeMu.
-	finalCheckpoint bool
 	// legacyIndexUpTo is the newest partition holding `i` index keys, written by versions
 	// before posting lists; noLegacyIndex when none does. Set by Open, then read only.
 	legacyIndexUpTo int64
@@ -465,21 +462,6 @@ func (db *DB) Close() error {
 	writable, why := db.Writable()
 	var err error
 	if writable {
-		// The last checkpoint writes every head in the stored layout, the clean ones whose
-		// stored copy is XOR2 (chunkBuilder.raw) too: marked dirty, which only forces the write.
-		db.finalCheckpoint = true
-		db.headMu.Lock()
-		db.series.byRef.each(func(s *memSeries) {
-			// Only loaded heads: one that is not is stale (out-of-order merges, retention).
-			s.mu.Lock()
-			loaded := s.loaded
-			s.mu.Unlock()
-			if loaded && s.head.raw && s.head.chunk != nil && isFloatChunk(s.head.chunk) && !s.head.dirty {
-				s.head.dirty = true
-				db.markUnsynced(s)
-			}
-		})
-		db.headMu.Unlock()
 		err = db.checkpointLocked()
 	}
 	err = errors.Join(err, db.log.close())

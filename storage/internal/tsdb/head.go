@@ -380,35 +380,17 @@ func (db *DB) collectHead() {
 		}
 	}
 	n := 0
-	// The heads collected whose stored copy a checkpoint wrote as XOR2 are rewritten in the
-	// stored layout: a series that stopped is never cut or checkpointed again. Not synced: the XOR2 copy
-	// holds the same samples should this batch be lost.
-	// Skipped when the DB refuses writes (a full disk): the XOR2 copies are as good to read.
-	rewrite, _ := db.Writable()
-	b := db.pdb.NewBatch()
-	defer b.Close()
-	var buf, key []byte
 	for _, s := range stale {
 		// Re-check under writeMu: a commit may have appended since.
 		s.mu.Lock()
-		old, loaded := s.maxT < cutoff, s.loaded
+		old := s.maxT < cutoff
 		s.mu.Unlock()
 		if s.unsynced {
 			continue // appended to since the checkpoint above
 		}
 		if old && !s.removed {
-			if rewrite && loaded && s.head.raw && s.head.chunk != nil && isFloatChunk(s.head.chunk) {
-				buf = db.encodeStored(buf[:0], &s.head, &db.decimal)
-				key = chunkKey(key[:0], s.head.part, s.ref, s.head.mint)
-				_ = b.Set(key, buf, nil)
-			}
 			db.removeSeries(s)
 			n++
-		}
-	}
-	if !b.Empty() {
-		if err := db.pdb.Apply(b, pebble.NoSync); err != nil {
-			db.logger.Warn("Writing collected heads in the stored layout failed; they stay XOR2", zap.Error(err))
 		}
 	}
 	db.stats.HeadSeriesCollected.Add(int64(n))

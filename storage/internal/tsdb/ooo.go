@@ -113,7 +113,6 @@ func (db *DB) mergeIntoPartition(b *pebble.Batch, pl *postingListWriter, s *memS
 		s.mu.Lock()
 		s.loaded = false
 		s.mu.Unlock()
-		s.head.raw = false // stale: the stored chunks are newer and must not be overwritten
 	}
 	return merged, nil
 }
@@ -176,7 +175,7 @@ func (db *DB) syncHeads(samples []pendingSample) error {
 	}
 	db.headMu.Lock()
 	for _, s := range synced {
-		s.head.dirty, s.head.raw = false, true
+		s.head.dirty = false
 		s.unsynced = false // stays in db.unsynced until the next checkpoint, which skips it
 	}
 	db.headMu.Unlock()

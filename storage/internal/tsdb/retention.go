@@ -256,7 +256,6 @@ func (db *DB) dropPartitionsLocked(cutoff int64) ([]int64, error) {
 			s.mu.Lock()
 			s.loaded = false
 			s.mu.Unlock()
-			s.head.raw = false // its partition is gone: nothing may write it back
 		}
 		kept := s.indexed[:0]
 		for _, p := range s.indexed {

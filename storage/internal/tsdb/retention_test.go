@@ -16,7 +16,6 @@ import (
 	"github.com/prometheus/prometheus/model/exemplar"
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/storage"
-	"github.com/prometheus/prometheus/tsdb/chunkenc"
 	"github.com/stretchr/testify/require"
 )
 
@@ -308,46 +307,4 @@ func TestSizeRetentionFraction(t *testing.T) {
 // partPrefixEnd is the start of partition part in the family of prefix (a partition prefix).
 func partPrefixEnd(prefix []byte, part int64) []byte {
 	return putInt64([]byte{prefix[0]}, part)
-}
-
-// TestHeadLayoutOnDisk: checkpoints store open heads as they are in memory (XOR2); a head that
-// head collection drops, and every head at Close, is rewritten in the stored layout (packed),
-// and reads back the same either way.
-func TestHeadLayoutOnDisk(t *testing.T) {
-	db, fs := openMem(t, Options{PartitionDuration: time.Hour})
-	idle, busy := lbls("__name__", "idle"), lbls("__name__", "busy")
-	idleSamples, busySamples := floatRange(0, 9*minMs, minMs), floatRange(0, 9*minMs, minMs)
-	mustAppend(t, db, idle, idleSamples...)
-	mustAppend(t, db, busy, busySamples...)
-	stored := func(ls labels.Labels, part ...int64) chunkenc.Encoding {
-		t.Helper()
-		ref, err := db.getOrCreate(ls)
-		require.NoError(t, err)
-		prefix := chunkSeriesPrefix(nil, append(part, 0)[0], ref.ref)
-		it, err := db.pdb.NewIter(&pebble.IterOptions{LowerBound: prefix, UpperBound: prefixEnd(prefix)})
-		require.NoError(t, err)
-		defer it.Close()
-		require.True(t, it.First(), "a stored chunk of %s", ls)
-		return chunkenc.Encoding(it.Value()[0])
-	}
-	checkpointNow(t, db)
-	require.Equal(t, chunkenc.EncXOR2, stored(idle), "a checkpoint copies the head")
-	require.Equal(t, chunkenc.EncXOR2, stored(busy))
-
-	// busy moves on past the collection's grace; idle is collected.
-	more := floatRange(2*hourMs, 2*hourMs+5*minMs, minMs)
-	mustAppend(t, db, busy, more...)
-	busySamples = append(busySamples, more...)
-	require.Equal(t, encPacked, stored(busy), "a clean head left for a new partition is rewritten")
-	checkpointNow(t, db)
-	require.Equal(t, chunkenc.EncXOR2, stored(busy, 2))
-	db.collectHead()
-	require.EqualValues(t, 1, db.Stats().HeadSeriesCollected.Load())
-	require.Equal(t, encPacked, stored(idle), "a collected head is rewritten")
-	requireSamples(t, idleSamples, seriesSamples(t, db, idle))
-
-	db = reopen(t, db, fs)
-	require.Equal(t, encPacked, stored(busy, 2), "Close writes the stored layout")
-	requireSamples(t, busySamples, seriesSamples(t, db, busy))
-	requireSamples(t, idleSamples, seriesSamples(t, db, idle))
 }

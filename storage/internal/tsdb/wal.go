@@ -153,15 +153,9 @@ func (db *DB) beginCheckpointLocked() (*pendingCheckpoint, error) {
 		if !s.unsynced || s.head.chunk == nil || !s.head.dirty {
 			continue
 		}
-		if db.finalCheckpoint {
-			// Close's checkpoint: what it writes stays on disk, so in the stored layout.
-			buf = db.encodeStored(buf[:0], &s.head, &db.decimal)
-		} else {
-			// Other checkpoints copy the head's XOR2 bytes: the packed layout costs ~10 µs a
-			// chunk to find, which at 100k heads held writeMu (every commit) for a second, and
-			// a later checkpoint, cut, head collection or Close rewrites the key anyway.
-			buf = encodeChunkValue(buf[:0], &s.head)
-		}
+		// The decimal layout here too: most heads are never cut before a clean stop or before
+		// their series stops, so what a checkpoint writes is what stays on disk.
+		buf = db.encodeStored(buf[:0], &s.head, &db.decimal)
 		key = chunkKey(key[:0], s.head.part, s.ref, s.head.mint) // the batch copies it
 		_ = b.Set(key, buf, nil)
 		if b.Len() >= checkpointBatchBytes {
@@ -190,9 +184,6 @@ func (db *DB) beginCheckpointLocked() (*pendingCheckpoint, error) {
 	db.headMu.Lock()
 	for _, s := range db.unsynced {
 		if s.unsynced {
-			if s.head.dirty && s.head.chunk != nil {
-				s.head.raw = !db.finalCheckpoint
-			}
 			s.head.dirty = false
 			s.unsynced = false
 		}
@@ -423,7 +414,7 @@ func (r *replay) sample(ref uint64, smp sample) error {
 	emit := func(c *chunkBuilder) {
 		r.buf = db.encodeStored(r.buf[:0], c, &db.decimal)
 		_ = r.b.Set(chunkKey(nil, c.part, s.ref, c.mint), r.buf, nil)
-		c.dirty, c.raw = false, false
+		c.dirty = false
 	}
 	if err := s.head.append(smp, part, emit); err != nil {
 		return err
