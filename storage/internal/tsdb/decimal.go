@@ -54,11 +54,13 @@ var pow10 = func() (p [maxDecimalExp + 1]float64) {
 
 // decimalScratch holds the buffers of one encoding; callers hold DB.writeMu.
 type decimalScratch struct {
-	ts    []int64
-	vs    []float64
-	mant  []int64
-	hull  []int    // packed.go's bestLine
-	extra []uint64 // packed.go's truncWriter
+	ts     []int64
+	vs     []float64
+	mant   []int64
+	hull   []int      // packed.go's bestLine: the lower hull
+	hullUp []int      // and the upper one
+	cands  []lineCand // and its candidate slopes
+	extra  []uint64   // packed.go's truncWriter
 }
 
 // appendDecimalChunk appends the decimal layout of a float chunk to b and reports whether it

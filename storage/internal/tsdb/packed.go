@@ -1,6 +1,7 @@
 package tsdb
 
 import (
+	"cmp"
 	"encoding/binary"
 	"math"
 	"math/bits"
@@ -176,36 +177,84 @@ func bestLine(mant []int64, sc *decimalScratch) (packedPlan, bool) {
 		}
 	}
 	try(0, 1)
-	if n > 2 {
-		// Monotone chain: the lower hull, then the upper one, of points ordered by i.
-		for _, sign := range []int64{1, -1} {
-			hull := sc.hull[:0]
-			for i := range n {
-				for len(hull) >= 2 {
-					a, c := hull[len(hull)-2], hull[len(hull)-1]
-					// Floats: the hull only proposes slopes, each checked exactly by try.
-					cross := float64(c-a)*float64(sign*(mant[i]-mant[a])) - float64(sign*(mant[c]-mant[a]))*float64(i-a)
-					if cross > 0 {
-						break
-					}
-					hull = hull[:len(hull)-1]
-				}
-				hull = append(hull, i)
-			}
-			for j := 1; j < len(hull); j++ {
-				a, c := hull[j-1], hull[j]
-				dy, dx := mant[c]-mant[a], int64(c-a)
-				try(dy, dx)
-				if dx > 1 {
-					// A whole slope saves header bytes where the jitter dwarfs its error.
-					try(floorDiv(2*dy+dx, 2*dx), 1)
-				}
-			}
-			sc.hull = hull
-		}
-	} else if n == 2 {
+	if n == 2 {
 		try(mant[1]-mant[0], 1)
 	}
+	if n <= 2 {
+		return finishLine(best, mant)
+	}
+	// Monotone chain: the lower hull, then the upper one, of points ordered by i.
+	hulls := [2][]int{sc.hull[:0], sc.hullUp[:0]}
+	for h, sign := range []int64{1, -1} {
+		hull := hulls[h]
+		for i := range n {
+			for len(hull) >= 2 {
+				a, c := hull[len(hull)-2], hull[len(hull)-1]
+				// Floats: the hull only proposes slopes, each checked exactly by try.
+				cross := float64(c-a)*float64(sign*(mant[i]-mant[a])) - float64(sign*(mant[c]-mant[a]))*float64(i-a)
+				if cross > 0 {
+					break
+				}
+				hull = hull[:len(hull)-1]
+			}
+			hull = append(hull, i)
+		}
+		hulls[h] = hull
+	}
+	sc.hull, sc.hullUp = hulls[0], hulls[1]
+	// The residuals m - (num*i/den) of a line are a linear function of the points, so their
+	// least is at a vertex of the lower hull and their greatest at one of the upper hull: a
+	// candidate's range is estimated from the hulls' few vertices, not all n points (the floor
+	// in the stored line moves each residual by less than one). Only the few best estimates
+	// are then tried exactly over every point.
+	cands := sc.cands[:0]
+	estimate := func(num, den int64) {
+		if den <= 0 || outside(num, maxPackedTerm/int64(n)) {
+			return
+		}
+		slope := float64(num) / float64(den)
+		lo, hi := math.Inf(1), math.Inf(-1)
+		for _, i := range hulls[0] {
+			lo = min(lo, float64(mant[i])-slope*float64(i))
+		}
+		for _, i := range hulls[1] {
+			hi = max(hi, float64(mant[i])-slope*float64(i))
+		}
+		r := hi - lo + 2 // + 2: the floors, either way
+		est := float64(n)*math.Log2(r) + 8*float64(varintLen(num)+uvarintLen(uint64(den)))
+		cands = append(cands, lineCand{num, den, est})
+	}
+	for _, hull := range hulls {
+		for j := 1; j < len(hull); j++ {
+			a, c := hull[j-1], hull[j]
+			dy, dx := mant[c]-mant[a], int64(c-a)
+			estimate(dy, dx)
+			if dx > 1 {
+				// A whole slope saves header bytes where the jitter dwarfs its error.
+				estimate(floorDiv(2*dy+dx, 2*dx), 1)
+			}
+		}
+	}
+	slices.SortFunc(cands, func(a, b lineCand) int { return cmp.Compare(a.est, b.est) })
+	for _, c := range cands[:min(len(cands), exactLineTries)] {
+		try(c.num, c.den)
+	}
+	sc.cands = cands[:0]
+	return finishLine(best, mant)
+}
+
+// lineCand is a slope bestLine considers, with its estimated cost in bits.
+type lineCand struct {
+	num, den int64
+	est      float64
+}
+
+// exactLineTries is how many of bestLine's candidate slopes, best estimates first, are measured
+// exactly over all points.
+const exactLineTries = 4
+
+// finishLine counts the exact bits of bestLine's winner, if any.
+func finishLine(best packedPlan, mant []int64) (packedPlan, bool) {
 	if best.r == 0 {
 		return best, false
 	}
