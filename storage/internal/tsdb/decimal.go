@@ -294,23 +294,11 @@ func readVarintTerms(vs []float64, div float64, data []byte, pos int, mode byte)
 }
 
 // readZigzag reads the zigzag varint at data[pos:] and returns it with the position after it,
-// or a negative position when data ends inside it or it is longer than 64 bits. It is
-// binary.Varint without the reslicing and the call: the decoding of a chunk is mostly this.
+// or a negative position when data ends inside it or it is longer than 64 bits: readUvarint
+// (packed.go), then the zigzag.
 func readZigzag(data []byte, pos int) (int64, int) {
-	var u uint64
-	for s := uint(0); s < 64; s += 7 {
-		if pos >= len(data) {
-			return 0, -1
-		}
-		c := data[pos]
-		pos++
-		if c < 0x80 {
-			u |= uint64(c) << s
-			return int64(u>>1) ^ -int64(u&1), pos
-		}
-		u |= uint64(c&0x7f) << s
-	}
-	return 0, -1
+	u, pos := readUvarint(data, pos)
+	return int64(u>>1) ^ -int64(u&1), pos
 }
 
 func (it *decimalIterator) Next() chunkenc.ValueType {

@@ -569,7 +569,9 @@ func readTruncTerms(dst []uint64, data []byte, pos int, r uint64, pad []byte) ([
 	return pad, extra <= nbits && nbits-extra < 8 && binary.LittleEndian.Uint64(pad[extra>>3:])>>(extra&7) == 0
 }
 
-// readUvarint is readZigzag without the zigzag.
+// readUvarint reads the uvarint at data[pos:] and returns it with the position after it, or a
+// negative position when data ends inside it or it is longer than 64 bits. It is
+// binary.Uvarint without the reslicing and the call: the decoding of a chunk is mostly this.
 func readUvarint(data []byte, pos int) (uint64, int) {
 	var u uint64
 	for s := uint(0); s < 64; s += 7 {
