@@ -244,6 +244,7 @@ func registerTelemetry(set component.TelemetrySettings, db *tsdb.DB) (metric.Reg
 	exemplars := counter("metricstor_storage_exemplars_appended", "Exemplars committed to the store.", "{exemplar}")
 	dropped := counter("metricstor_storage_partitions_dropped", "Time partitions dropped, by reason (retention, retention_size).", "{partition}")
 	checkpoints := counter("metricstor_storage_checkpoints", "Checkpoints, each writing the open head chunks out and deleting the sample log.", "{checkpoint}")
+	merged := counter("metricstor_storage_chunks_merged", "Closed chunks merged into the chunk before them once their series' head moved past their 2 h window.", "{chunk}")
 	head := gauge("metricstor_storage_head_series", "Series held in memory (appended to within the last hour or so).", "{series}")
 	parts := gauge("metricstor_storage_partitions", "Time partitions that hold data.", "{partition}")
 	disk := gauge("metricstor_storage_disk_usage", "Bytes the database uses on disk: Pebble's files and the sample log.", "By")
@@ -275,6 +276,7 @@ func registerTelemetry(set component.TelemetrySettings, db *tsdb.DB) (metric.Reg
 		o.ObserveInt64(dropped, st.PartitionsDropped.Load()-bySize, reason("retention"))
 		o.ObserveInt64(dropped, bySize, reason("retention_size"))
 		o.ObserveInt64(checkpoints, st.Checkpoints.Load())
+		o.ObserveInt64(merged, st.ChunksMerged.Load())
 		o.ObserveInt64(head, int64(db.HeadSeries()))
 		o.ObserveInt64(parts, int64(db.Partitions()))
 		o.ObserveInt64(disk, int64(db.DiskUsage()))
@@ -287,7 +289,7 @@ func registerTelemetry(set component.TelemetrySettings, db *tsdb.DB) (metric.Reg
 		o.ObserveInt64(refused, db.CommitsRefused())
 		o.ObserveInt64(memLimit, currentMemoryLimit())
 		return nil
-	}, appended, ooo, rejected, created, exemplars, dropped, checkpoints, head, parts, disk, sizeLimit, writable, refused, memLimit)
+	}, appended, ooo, rejected, created, exemplars, dropped, checkpoints, merged, head, parts, disk, sizeLimit, writable, refused, memLimit)
 	if err != nil {
 		return nil, err
 	}

@@ -535,7 +535,8 @@ func (db *DB) publishCommit(a *Appender, b *pebble.Batch) {
 	)
 	// Chunks cut by an append are closed: they may take the decimal layout. Until the batch is
 	// applied, the cut chunk is only in memory: DB.cuts keeps it visible to queries.
-	emitCut := func(c *chunkBuilder, s *memSeries) {
+	emitCut := func(c *chunkBuilder, s *memSeries, next, nextPart int64) {
+		db.noteCut(s.ref, c, next, nextPart)
 		buf = db.encodeStored(buf[:0], c, &db.decimal)
 		key = chunkKey(key[:0], c.part, s.ref, c.mint) // the batch copies it
 		_ = b.Set(key, buf, nil)
@@ -557,7 +558,8 @@ func (db *DB) publishCommit(a *Appender, b *pebble.Batch) {
 			continue
 		}
 		s := ps.s
-		if err := s.head.append(ps.smp, db.partition(ps.smp.t), func(c *chunkBuilder) { emitCut(c, s) }); err != nil {
+		part := db.partition(ps.smp.t)
+		if err := s.head.append(ps.smp, part, func(c *chunkBuilder) { emitCut(c, s, ps.smp.t, part) }); err != nil {
 			db.stats.RejectedInvalid.Add(1)
 			db.logger.Debug("Dropped a sample the chunk encoder refused", zap.Uint64("series_ref", s.ref), zap.Error(err))
 			continue
@@ -592,6 +594,7 @@ func (db *DB) publishCommit(a *Appender, b *pebble.Batch) {
 	}
 	db.maxT.Store(maxT)
 	db.stats.SamplesAppended.Add(added)
+	db.kickMerge()
 }
 
 // clearCuts drops the cut chunks kept in memory once the batch that holds them is applied.

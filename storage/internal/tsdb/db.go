@@ -80,6 +80,9 @@ type Options struct {
 	Logger *zap.Logger
 	// FS replaces the OS filesystem (tests use vfs.NewMem and crash clones).
 	FS vfs.FS
+	// noMerge turns merging closed chunks off, for tests that pin the chunk layout or the size
+	// on disk.
+	noMerge bool
 }
 
 func (o *Options) withDefaults() Options {
@@ -201,6 +204,13 @@ type DB struct {
 	stats      Stats
 	sampleBufs sync.Pool // of *[]pendingSample
 
+	// Merging closed chunks (merge.go): the windows waiting, guarded by writeMu; the signal to
+	// the background loop; the window's length, which never changes.
+	mergeQ     []mergeWindow
+	mergeKick  chan struct{}
+	mergeWinMs int64
+	mergeMu    sync.Mutex // held by a merge pass
+
 	stop chan struct{}
 	done chan struct{}
 }
@@ -221,6 +231,7 @@ type Stats struct {
 	RetentionRuns           atomic.Int64
 	HeadSeriesCollected     atomic.Int64
 	Checkpoints             atomic.Int64
+	ChunksMerged            atomic.Int64 // closed chunks merged into their predecessors (merge.go)
 }
 
 // dataBlockSize is the target size of Pebble's data blocks (before compression); see Open.
@@ -238,11 +249,13 @@ func Open(dir string, o Options) (*DB, error) {
 		meta:         map[string]metadata.Metadata{},
 		writeMu:      newCtxMutex(),
 		stop:         make(chan struct{}),
+		mergeKick:    make(chan struct{}, 1),
 		done:         make(chan struct{}),
 	}
 	if db.partMs <= 0 {
 		return nil, fmt.Errorf("partition duration %v is below 1ms", opts.PartitionDuration)
 	}
+	db.mergeWinMs = mergeWindowMsFor(db.partMs)
 	db.series.init()
 	db.maxT.Store(math.MinInt64)
 	db.guard.init(db)
@@ -302,6 +315,7 @@ func Open(dir string, o Options) (*DB, error) {
 		db.cache.Unref()
 		return nil, fmt.Errorf("load %q: %w", dir, err)
 	}
+	db.kickMerge() // windows the replay closed
 	go db.background()
 	db.logger.Info("Opened time-series database",
 		zap.String("directory", dir),
@@ -612,6 +626,8 @@ func (db *DB) background() {
 			db.freeLogSpace()
 		case <-cp.C:
 			db.checkpointIfDue()
+		case <-db.mergeKick:
+			db.mergeQueued()
 		case <-t.C:
 			if ok, _ := db.Writable(); !ok {
 				continue // retention and head collection write: not while refusing

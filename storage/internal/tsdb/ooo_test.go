@@ -74,7 +74,8 @@ func TestOutOfOrderRejectedWithoutWindow(t *testing.T) {
 }
 
 func TestOutOfOrderWithinWindow(t *testing.T) {
-	db, _ := openMem(t, Options{PartitionDuration: time.Hour, OutOfOrderWindow: 3 * time.Hour})
+	// The chunk counts below are the cuts' own.
+	db, _ := openMem(t, Options{PartitionDuration: time.Hour, OutOfOrderWindow: 3 * time.Hour, noMerge: true})
 	m := newModel()
 	x := lbls("__name__", "x")
 	add := func(samples ...smp) {

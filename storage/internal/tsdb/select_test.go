@@ -20,7 +20,8 @@ import (
 //	d: every 1s over [2h, 2h+10m]        partition 2, early
 //	e: every 1s over [2h+50m, 2h+55m]    partition 2, late
 func selectFixture(t *testing.T) (*DB, map[string][]smp) {
-	db, _ := openMem(t, Options{PartitionDuration: time.Hour})
+	// Not merged: the selects must cross the many chunks of 120 samples that appends cut.
+	db, _ := openMem(t, Options{PartitionDuration: time.Hour, noMerge: true})
 	data := map[string][]smp{
 		`{__name__="a"}`: floatRange(0, 3*hourMs+30*minMs, 10_000),
 		`{__name__="b"}`: floatRange(0, 50*minMs, 15_000),

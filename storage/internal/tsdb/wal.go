@@ -412,6 +412,7 @@ func (r *replay) sample(ref uint64, smp sample) error {
 		return err
 	}
 	emit := func(c *chunkBuilder) {
+		db.noteCut(s.ref, c, smp.t, part)
 		r.buf = db.encodeStored(r.buf[:0], c, &db.decimal)
 		_ = r.b.Set(chunkKey(nil, c.part, s.ref, c.mint), r.buf, nil)
 		c.dirty = false
