@@ -97,6 +97,26 @@ func (sc *decimalScratch) load(chk chunkenc.Chunk) (int, bool) {
 	if it.Err() != nil || len(sc.ts) == 0 {
 		return 0, false
 	}
+	return sc.mantissas()
+}
+
+// loadSamples is load for float samples already decoded (merge.go).
+func (sc *decimalScratch) loadSamples(smps []sample) (int, bool) {
+	sc.ts, sc.vs = sc.ts[:0], sc.vs[:0]
+	for _, s := range smps {
+		if s.st != 0 || s.h != nil || s.fh != nil {
+			return 0, false
+		}
+		sc.ts, sc.vs = append(sc.ts, s.t), append(sc.vs, s.f)
+	}
+	if len(sc.ts) == 0 {
+		return 0, false
+	}
+	return sc.mantissas()
+}
+
+// mantissas sets sc.mant from sc.vs and returns their exponent; see load.
+func (sc *decimalScratch) mantissas() (int, bool) {
 	exp := 0
 	for _, v := range sc.vs {
 		// Most values fit the exponent found so far: one trial instead of a search.

@@ -2,6 +2,7 @@ package tsdb
 
 import (
 	"bytes"
+	"encoding/binary"
 	"fmt"
 	"math"
 
@@ -258,7 +259,7 @@ func (db *DB) planMerges(ws []mergeWindow) ([]plannedMerge, error) {
 		var run []sample
 		flush := func(end int) error {
 			if end-start >= 2 {
-				p, ok, err := mergeRun(w, keys[start:end], vals[start:end], run, db.encodeStored, &scratch)
+				p, ok, err := mergeRun(w, keys[start:end], vals[start:end], run, &scratch)
 				if err != nil {
 					return err
 				}
@@ -295,29 +296,38 @@ func (db *DB) planMerges(ws []mergeWindow) ([]plannedMerge, error) {
 	return plans, nil
 }
 
-// mergeRun encodes the samples of adjacent chunks as one. ok is false when the samples do not
-// follow each other strictly in time (chunks of a series never overlap; this is a guard).
-func mergeRun(w mergeWindow, keys, vals [][]byte, smps []sample,
-	encode func([]byte, *chunkBuilder, *decimalScratch) []byte, sc *decimalScratch) (plannedMerge, bool, error) {
-	chk := chunkenc.NewXOR2Chunk()
-	app, err := chk.Appender()
-	if err != nil {
-		return plannedMerge{}, false, err
-	}
-	for i, s := range smps {
-		if i > 0 && s.t <= smps[i-1].t {
+// mergeRun encodes the samples of adjacent chunks as one closed chunk: packed when the values
+// allow (as encodeStoredChunkValue decides for a cut chunk), XOR2 otherwise. ok is false when
+// the samples do not follow each other strictly in time (chunks of a series never overlap; this
+// is a guard).
+func mergeRun(w mergeWindow, keys, vals [][]byte, smps []sample, sc *decimalScratch) (plannedMerge, bool, error) {
+	for i := 1; i < len(smps); i++ {
+		if smps[i].t <= smps[i-1].t {
 			return plannedMerge{}, false, nil
 		}
-		app.Append(s.st, s.t, s.f)
 	}
-	cb := chunkBuilder{part: w.part, mint: smps[0].t, maxt: smps[len(smps)-1].t, chunk: chk, app: app, floats: int32(len(smps))}
-	if _, _, mint, err := parseChunkKey(keys[0]); err != nil || mint != cb.mint {
+	mint, maxt := smps[0].t, smps[len(smps)-1].t
+	if _, _, kmint, err := parseChunkKey(keys[0]); err != nil || kmint != mint {
 		return plannedMerge{}, false, err // the key names the first sample's time
+	}
+	head := binary.AppendUvarint([]byte{byte(encPacked)}, uint64(maxt-mint))
+	merged, ok := appendPackedSamples(head, smps, sc)
+	if !ok {
+		chk := chunkenc.NewXOR2Chunk()
+		app, err := chk.Appender()
+		if err != nil {
+			return plannedMerge{}, false, err
+		}
+		for _, s := range smps {
+			app.Append(s.st, s.t, s.f)
+		}
+		cb := chunkBuilder{part: w.part, mint: mint, maxt: maxt, chunk: chk, app: app, floats: int32(len(smps))}
+		merged = encodeChunkValue(nil, &cb)
 	}
 	return plannedMerge{
 		keys:   append([][]byte(nil), keys...),
 		vals:   append([][]byte(nil), vals...),
-		merged: encode(nil, &cb, sc),
+		merged: merged,
 		ref:    w.ref,
 		part:   w.part,
 	}, true, nil

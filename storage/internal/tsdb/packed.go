@@ -71,6 +71,16 @@ func appendPackedChunk(b []byte, chk chunkenc.Chunk, sc *decimalScratch) ([]byte
 	return appendPackedMantissas(b, sc.ts, sc.mant, exp, sc), true
 }
 
+// appendPackedSamples is appendPackedChunk for float samples already decoded: merging closed
+// chunks (merge.go) encodes what it read without building an XOR2 chunk first.
+func appendPackedSamples(b []byte, smps []sample, sc *decimalScratch) ([]byte, bool) {
+	exp, ok := sc.loadSamples(smps)
+	if !ok || len(sc.ts) > maxPackedSamples {
+		return b, false
+	}
+	return appendPackedMantissas(b, sc.ts, sc.mant, exp, sc), true
+}
+
 // packedPlan is a bit-packed value mode the encoder considered: its parameters and cost.
 type packedPlan struct {
 	mode      byte
