@@ -58,14 +58,19 @@ type Options struct {
 	// RetentionInterval is how often retention and head garbage collection run. Default 1m.
 	RetentionInterval time.Duration
 	// CheckpointInterval bounds how long samples stay only in the sample log (wal.go) before
-	// the head chunks are written out; it bounds the replay after a crash. Default 5m.
+	// the head chunks are written out; with CheckpointBytes it bounds the replay after a crash.
+	// Default 1h.
 	CheckpointInterval time.Duration
+	// LogSyncInterval is how often the sample log is fsynced when SyncCommits is off: what a
+	// power loss may take of the float samples. Default 1m.
+	LogSyncInterval time.Duration
 	// CheckpointBytes checkpoints once the sample log holds that many bytes. Default 64 MiB.
 	CheckpointBytes int64
 	// SyncCommits fsyncs the sample log on every commit, so that an acknowledged commit also
 	// survives a power loss or a crash of the operating system. Without it a commit survives a
 	// crash of the process (its record is written before Commit returns), and the log is made
-	// durable at every checkpoint, as Prometheus's write-ahead log is between segment syncs.
+	// durable every LogSyncInterval and at every checkpoint, as Prometheus's write-ahead log is
+	// between segment syncs.
 	SyncCommits bool
 	// MinFreeSpace is the free space, in bytes, below which the DB refuses writes with
 	// ErrUnavailable, so that Pebble's flushes and compactions never run out of space (see
@@ -104,6 +109,9 @@ func (o *Options) withDefaults() Options {
 	}
 	if r.CheckpointBytes <= 0 {
 		r.CheckpointBytes = defaultCheckpointBytes
+	}
+	if r.LogSyncInterval <= 0 {
+		r.LogSyncInterval = defaultLogSyncInterval
 	}
 	if r.ProbeInterval <= 0 {
 		r.ProbeInterval = defaultProbeInterval
@@ -613,7 +621,7 @@ func (db *DB) background() {
 	defer close(db.done)
 	t := time.NewTicker(db.opts.RetentionInterval)
 	defer t.Stop()
-	cp := time.NewTicker(max(db.opts.CheckpointInterval/4, time.Millisecond))
+	cp := time.NewTicker(max(min(db.opts.CheckpointInterval/4, db.opts.LogSyncInterval), time.Millisecond))
 	defer cp.Stop()
 	probe := time.NewTicker(min(db.opts.ProbeInterval, time.Second))
 	defer probe.Stop()

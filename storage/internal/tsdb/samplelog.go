@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/cockroachdb/errors/oserror"
 	"github.com/cockroachdb/pebble/v2/vfs"
@@ -41,6 +42,9 @@ type sampleLog struct {
 	off     int64    // bytes of whole records in f
 	nextSeg uint64   // number of the next segment to create
 	bytes   int64    // record bytes written since the last reset
+
+	dirty    bool      // f holds records not yet fsynced (never with sync)
+	syncedAt time.Time // the last syncNow
 }
 
 const (
@@ -132,6 +136,22 @@ func (l *sampleLog) write(rec []byte) error {
 	}
 	l.off += int64(len(rec))
 	l.bytes += int64(len(rec))
+	l.dirty = !l.sync
+	return nil
+}
+
+// syncNow fsyncs the open segment if it holds records written since its last sync. Earlier
+// segments were synced when they were abandoned (see abandon), or are made redundant by the
+// checkpoint that closed them. Caller holds DB.writeMu.
+func (l *sampleLog) syncNow() error {
+	l.syncedAt = time.Now()
+	if l.f == nil || !l.dirty {
+		return nil
+	}
+	if err := l.f.Sync(); err != nil {
+		return fmt.Errorf("sync sample log: %w", err)
+	}
+	l.dirty = false
 	return nil
 }
 
@@ -148,10 +168,12 @@ func (l *sampleLog) abandon(rec []byte, n int) {
 		// could come back.
 		hdr := slices.Clone(rec[:logHeaderLen])
 		binary.LittleEndian.PutUint32(hdr[4:8], ^binary.LittleEndian.Uint32(hdr[4:8]))
-		if _, err := f.WriteAt(hdr, l.off); err == nil {
-			_ = f.Sync()
-		}
+		_, _ = f.WriteAt(hdr, l.off)
 	}
+	// The whole records before the failed one are acknowledged: sync them now (best effort; the
+	// disk may be what failed), not at the next checkpoint, which may be an hour away.
+	_ = f.Sync()
+	l.dirty = false
 	_ = f.Close()
 	if l.off == 0 {
 		// No whole record: remove the segment, best effort (one left behind replays as
@@ -199,7 +221,7 @@ func (l *sampleLog) rotate() ([]string, error) {
 		err = l.f.Close()
 		l.f, l.name = nil, ""
 	}
-	l.bytes = 0
+	l.bytes, l.dirty = 0, false // the checkpoint that rotates makes the closed segments redundant
 	names, lerr := l.fs.List(l.dir)
 	if lerr != nil {
 		return nil, errors.Join(err, lerr)

@@ -58,6 +58,41 @@ func testLogReplayAfterCrash(t *testing.T, mode crashMode) {
 	require.Error(t, appendAll(t, cdb, ls, smp{T: 299 * 1000, F: 1})[0], "the replayed newest sample is known")
 }
 
+// Without SyncCommits the log is fsynced every LogSyncInterval, checkpoint or not: a power loss
+// that keeps nothing unsynced keeps every sample committed before the last sync.
+func TestLogSyncedBetweenCheckpoints(t *testing.T) {
+	for _, synced := range []bool{true, false} {
+		t.Run(fmt.Sprint("synced=", synced), func(t *testing.T) {
+			fs := vfs.NewCrashableMem()
+			opts := Options{PartitionDuration: time.Hour, CheckpointInterval: time.Hour, LogSyncInterval: time.Hour}
+			if synced {
+				opts.LogSyncInterval = 5 * time.Millisecond
+			}
+			db := openOn(t, fs, opts)
+			ls := lbls("__name__", "up")
+			want := floatRange(0, 199*1000, 1000) // a chunk cut, the head open: all in the log
+			for _, s := range want {
+				mustAppend(t, db, ls, s)
+			}
+			if synced {
+				require.Eventually(t, func() bool {
+					db.writeMu.Lock()
+					defer db.writeMu.Unlock()
+					return !db.log.dirty
+				}, 10*time.Second, time.Millisecond)
+			}
+			require.Zero(t, db.Stats().Checkpoints.Load(), "no checkpoint: the sync alone")
+			clone := fs.CrashClone(vfs.CrashCloneCfg{UnsyncedDataPercent: 0})
+			got := selectAll(t, openClone(t, clone, opts), 0, 1<<40, nil, eq("__name__", "up"))[ls.String()]
+			if synced {
+				requireSamples(t, want, got, "a power loss after the log's sync")
+			} else {
+				require.Less(t, len(got), len(want), "a power loss before any sync keeps the log's samples (the test cannot tell)")
+			}
+		})
+	}
+}
+
 // A checkpoint writes the open heads and empties the log; Close checkpoints too, so a clean
 // reopen replays nothing.
 func TestCheckpoint(t *testing.T) {
