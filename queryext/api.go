@@ -153,6 +153,9 @@ func newAPIHandler(store mstorage.Store, set apiSettings) *queryAPI {
 		w.WriteHeader(http.StatusOK)
 		fmt.Fprint(w, "Metricstor is Ready.\n")
 	})
+	// The big answers, gzipped faster than Prometheus's handler does (see gzipAnswers).
+	mux.Handle(apiPrefix+"/query", gzipAnswers{router})
+	mux.Handle(apiPrefix+"/query_range", gzipAnswers{router})
 	mux.Handle("/", router)
 
 	// The query page is served beside the API, in front of the readiness gate (see registerUI).
