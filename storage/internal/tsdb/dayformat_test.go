@@ -233,7 +233,6 @@ func BenchmarkDayStoreBytes(b *testing.B) {
 		}
 		require.NoError(t, app.Commit())
 	}
-	db.mergeQueued() // what the background loop has not merged yet (the binary is given time to)
 	require.NoError(t, db.Close())
 	db, err = Open(dir, Options{})
 	require.NoError(t, err)

@@ -88,6 +88,8 @@ type Options struct {
 	// noMerge turns merging closed chunks off, for tests that pin the chunk layout or the size
 	// on disk.
 	noMerge bool
+	// mergeOnlyAtClose keeps the background loop from merging, for the test of Close's.
+	mergeOnlyAtClose bool
 }
 
 func (o *Options) withDefaults() Options {
@@ -477,6 +479,9 @@ func (db *DB) Close() error {
 	close(db.stop)
 	<-db.done
 	db.inflight.Wait()
+	if ok, _ := db.Writable(); ok {
+		db.mergeAtClose()
+	}
 	db.writeMu.Lock()
 	// A DB that refuses writes does not write at close either: a checkpoint or a flush on a
 	// full disk would fail, and Pebble's Flush waits until a flush succeeds. The sample log

@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"math"
+	"time"
 
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/prometheus/prometheus/tsdb/chunkenc"
@@ -69,7 +70,7 @@ func (db *DB) noteCut(ref uint64, c *chunkBuilder, next, nextPart int64) {
 
 // kickMerge wakes the background loop if windows wait for merging.
 func (db *DB) kickMerge() {
-	if len(db.mergeQ) == 0 {
+	if len(db.mergeQ) == 0 || db.opts.mergeOnlyAtClose {
 		return
 	}
 	select {
@@ -78,14 +79,32 @@ func (db *DB) kickMerge() {
 	}
 }
 
-// mergeQueued merges the queued windows, mergeSlice at a time. Runs in the background loop.
+// mergeQueued merges the queued windows, mergeSlice at a time. Runs in the background loop; it
+// gives up when the DB stops (Close merges what is left, see mergeAtClose).
 func (db *DB) mergeQueued() {
 	if db.acquire() != nil {
 		return
 	}
 	defer db.release()
+	db.mergeDrain(db.stop, time.Time{})
+}
+
+// closeMergeTime bounds how long Close merges the windows still queued: the background loop
+// keeps up with ingestion (merging costs a tenth of appending), so what is left is the last
+// moments of a load, but a store stopped in the middle of a fast backfill must still stop soon.
+const closeMergeTime = 5 * time.Second
+
+// mergeAtClose merges what the background loop left queued, for closeMergeTime at most, so that
+// a backfill followed by a stop ends merged. Caller is Close, after the background loop ended.
+func (db *DB) mergeAtClose() {
+	db.mergeDrain(nil, time.Now().Add(closeMergeTime))
+}
+
+// mergeDrain merges the queued windows until the queue is empty, stop is closed or the deadline
+// (if any) passes; windows not merged then are forgotten.
+func (db *DB) mergeDrain(stop <-chan struct{}, deadline time.Time) {
 	// One pass at a time, so that a caller that returns from here knows every window queued
-	// before it was looked at (tests rely on it; the background loop is the only other caller).
+	// before it was looked at (tests rely on it).
 	db.mergeMu.Lock()
 	defer db.mergeMu.Unlock()
 	db.writeMu.Lock()
@@ -102,8 +121,12 @@ func (db *DB) mergeQueued() {
 			return
 		}
 		q = q[n:]
+		if !deadline.IsZero() && time.Now().After(deadline) && len(q) > 0 {
+			db.logger.Info("Left closed chunks unmerged to stop in time", zap.Int("windows", len(q)))
+			return
+		}
 		select {
-		case <-db.stop:
+		case <-stop:
 			return
 		default:
 		}

@@ -195,3 +195,22 @@ func TestMergeNeverTakesTheHead(t *testing.T) {
 	got = selectStrict(t, db, math.MinInt64, math.MaxInt64, nil, eq("__name__", "m"))
 	requireSamples(t, want, got[`{__name__="m"}`], "after a restart")
 }
+
+// Close merges the windows still queued, so that a backfill followed by a stop ends merged.
+func TestMergeAtClose(t *testing.T) {
+	db, fs := openMem(t, Options{PartitionDuration: 24 * time.Hour, mergeOnlyAtClose: true})
+	want := mergeSamples(0, 1000, true) // windows 0-2 h and 2-4 h close
+	appendInCommits(t, db, 100, map[string][]smp{"m": want})
+	for _, chunks := range chunkLayout(t, db) {
+		require.Len(t, chunks, 8, "nothing merged before the close")
+	}
+	db = reopen(t, db, fs)
+	for _, chunks := range chunkLayout(t, db) {
+		require.Equal(t, []storedChunkInfo{
+			{mint: mergeDayStart, samples: 480},
+			{mint: mergeDayStart + 2*3600*1000, samples: 480},
+			{mint: mergeDayStart + 4*3600*1000, samples: 40}, // the head, written by the close
+		}, chunks)
+	}
+	requireSamples(t, want, selectStrict(t, db, math.MinInt64, math.MaxInt64, nil, eq("__name__", "m"))[`{__name__="m"}`])
+}
