@@ -245,6 +245,7 @@ func (db *DB) planMerges(ws []mergeWindow) ([]plannedMerge, error) {
 		vals    [][]byte
 		chunks  []storedChunk
 		smps    []sample
+		run     = make([]sample, 0, maxMergedSamples) // the samples of the chunks being joined
 		lo, hi  []byte
 		scratch decimalScratch
 	)
@@ -279,7 +280,7 @@ func (db *DB) planMerges(ws []mergeWindow) ([]plannedMerge, error) {
 		}
 		// Runs of float chunks, each merged up to maxMergedSamples.
 		start := 0
-		var run []sample
+		run = run[:0]
 		flush := func(end int) error {
 			if end-start >= 2 {
 				p, ok, err := mergeRun(w, keys[start:end], vals[start:end], run, &scratch)
