@@ -350,6 +350,19 @@ func highBits(b []byte) uint64 {
 }
 
 func decodeLabel(b []byte, arena string, start int) (label, error) {
+	// The encoding every sender uses: the name, then the value unless it is empty, each
+	// shorter than 128 bytes (a one-byte length), nothing else. Read without the general loop;
+	// anything else (other order, repeated or unknown fields, longer strings) takes the loop,
+	// which gives the same label for this encoding.
+	if i := start; i+2 <= len(b) && b[i] == fieldLabelName<<3|wireBytes && b[i+1] < 0x80 {
+		j := i + 2 + int(b[i+1])
+		switch {
+		case j == len(b):
+			return label{name: arena[i+2 : j]}, nil
+		case j+2 <= len(b) && b[j] == fieldLabelValue<<3|wireBytes && b[j+1] < 0x80 && j+2+int(b[j+1]) == len(b):
+			return label{name: arena[i+2 : j], value: arena[j+2 : len(b)]}, nil
+		}
+	}
 	var l label
 	p := pbuf{b: b, arena: arena, i: start}
 	for p.i < len(p.b) {
@@ -384,6 +397,20 @@ func decodeLabel(b []byte, arena string, start int) (label, error) {
 }
 
 func decodeSample(b []byte, start int) (sampleV, error) {
+	// The usual encoding: the value, then the timestamp unless it is 0, nothing else (see
+	// decodeLabel).
+	if i := start; i+9 <= len(b) && b[i] == fieldSampleValue<<3|wireFixed64 {
+		v := math.Float64frombits(binary.LittleEndian.Uint64(b[i+1:]))
+		if i+9 == len(b) {
+			return sampleV{v: v}, nil
+		}
+		if b[i+9] == fieldSampleTimestamp<<3|wireVarint {
+			p := pbuf{b: b, i: i + 10}
+			if t, err := p.varint(); err == nil && p.i == len(b) {
+				return sampleV{t: int64(t), v: v}, nil
+			}
+		}
+	}
 	var s sampleV
 	p := pbuf{b: b, i: start}
 	for p.i < len(p.b) {
