@@ -125,14 +125,16 @@ func (a *countingAppender) Append(ref promstorage.SeriesRef, ls labels.Labels, s
 		}
 	}
 	ref, err := a.app.Append(ref, ls, st, t, v, h, fh, opts)
-	var partial *promstorage.AppendPartialError
-	if err == nil || errors.As(err, &partial) {
+	// errors.AsType, not errors.As with a local: the pointer errors.As takes made the local
+	// escape, an allocation per sample even when Append succeeds.
+	partial, isPartial := errors.AsType[*promstorage.AppendPartialError](err)
+	if err == nil || isPartial {
 		a.accepted++
 		if h != nil || fh != nil {
 			a.acceptedHistograms++
 		}
 		a.acceptedExemplars += len(opts.Exemplars)
-		if partial != nil {
+		if isPartial {
 			a.acceptedExemplars -= refusedExemplars(partial)
 		}
 		return ref, nil

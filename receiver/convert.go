@@ -69,8 +69,12 @@ type converter struct {
 	lastKey    metricKey
 	lastMetric pmetric.Metric
 	hasLast    bool
-	// metaHits memoises metadata cache lookups for this request, by series name.
+	// metaHits memoises metadata cache lookups for this request, by series name; lastName and
+	// lastHit the latest of them, as the series of one metric come one after the other.
 	metaHits map[string]metaHit
+	lastName string
+	lastHit  metaHit
+	hasHit   bool
 	builder  labels.ScratchBuilder
 	v1       v1Request
 	s        series // the series being converted
@@ -104,6 +108,7 @@ func (c *converter) release() {
 	clear(c.resources)
 	clear(c.metrics)
 	clear(c.metaHits)
+	c.lastName, c.lastHit, c.hasHit = "", metaHit{}, false
 	c.lastKey, c.lastMetric, c.hasLast = metricKey{}, pmetric.Metric{}, false
 	c.v1.reset()
 	c.s.reset()
@@ -118,7 +123,10 @@ func (c *converter) release() {
 type series struct {
 	// lbls are the labels as sent (empty values included), sorted by name by validate. The
 	// strings belong to the request (arena or 2.0 symbols).
-	lbls                []label
+	lbls []label
+	// ascii: every byte of the label names and values is below 0x80, so they are valid UTF-8
+	// (the 1.0 decoder finds it out while it reads them; false when unknown).
+	ascii               bool
 	name, job, instance string // set by validate
 	meta                metadata.Metadata
 	hasMeta             bool
@@ -129,9 +137,21 @@ type series struct {
 }
 
 func (s *series) reset() {
-	clear(s.histograms)
-	clear(s.exemplars)
-	*s = series{lbls: s.lbls[:0], histograms: s.histograms[:0], exemplars: s.exemplars[:0]}
+	// Field by field rather than assigning a whole series: the struct copy went through the
+	// bulk write barrier while the GC runs, which is often at this allocation rate.
+	if len(s.histograms) > 0 {
+		clear(s.histograms)
+		s.histograms = s.histograms[:0]
+	}
+	if len(s.exemplars) > 0 {
+		clear(s.exemplars)
+		s.exemplars = s.exemplars[:0]
+	}
+	s.lbls = s.lbls[:0]
+	s.ascii = false
+	s.name, s.job, s.instance = "", "", ""
+	s.meta, s.hasMeta, s.family = metadata.Metadata{}, false, ""
+	s.samples = nil
 }
 
 // labels builds the Prometheus label set of s, for messages and the slow validation path.
@@ -170,11 +190,16 @@ func (c *converter) fromV1(req *v1Request) {
 			Help: m.Help,
 		})
 	}
+	// The series' labels are used where the decoder put them (validate sorts them there): no
+	// copy. s.lbls gets its own buffer back afterwards, for the callers that append to it.
+	own := c.s.lbls[:0]
+	defer func() { c.s.lbls = own }()
 	for i := range req.series {
 		rs := &req.series[i]
 		s := &c.s
 		s.reset()
-		s.lbls = append(s.lbls, req.labels[rs.labels.lo:rs.labels.hi]...)
+		s.lbls = req.labels[rs.labels.lo:rs.labels.hi:rs.labels.hi]
+		s.ascii = rs.ascii
 		s.samples = req.samples[rs.samples.lo:rs.samples.hi]
 		for _, h := range req.histograms[rs.histograms.lo:rs.histograms.hi] {
 			hv := histV{t: h.Timestamp}
@@ -197,12 +222,15 @@ func (c *converter) fromV1(req *v1Request) {
 // lookupMeta finds the 1.0 metadata of a series name, asking the shared cache once per name
 // and request.
 func (c *converter) lookupMeta(name string) metaHit {
-	if hit, ok := c.metaHits[name]; ok {
-		return hit
+	if c.hasHit && name == c.lastName {
+		return c.lastHit
 	}
-	var hit metaHit
-	hit.family, hit.meta, hit.ok = c.meta.lookup(name)
-	c.metaHits[name] = hit
+	hit, ok := c.metaHits[name]
+	if !ok {
+		hit.family, hit.meta, hit.ok = c.meta.lookup(name)
+		c.metaHits[name] = hit
+	}
+	c.lastName, c.lastHit, c.hasHit = name, hit, true
 	return hit
 }
 
@@ -361,7 +389,7 @@ func (s *series) checkLabels() bool {
 		slices.SortStableFunc(ls, compareLabelNames)
 	}
 	for i, l := range ls {
-		if l.name == "" || !utf8.ValidString(l.name) || !utf8.ValidString(l.value) {
+		if l.name == "" || (!s.ascii && (!utf8.ValidString(l.name) || !utf8.ValidString(l.value))) {
 			return false
 		}
 		if i > 0 && ls[i-1].name == l.name {

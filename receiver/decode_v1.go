@@ -59,6 +59,10 @@ type label struct{ name, value string }
 // rawSeries is one decoded time series: ranges into the flat slices of v1Request.
 type rawSeries struct {
 	labels, samples, histograms, exemplars span
+	// ascii: every byte of the labels' encoding is below 0x80, so every name and value is
+	// ASCII, valid UTF-8 without a closer look (validate). Most series are; the others are
+	// checked string by string.
+	ascii bool
 }
 
 type span struct{ lo, hi int32 }
@@ -257,6 +261,7 @@ func (r *v1Request) decodeSeries(b []byte, arena string, start int) error {
 		histograms: span{int32(len(r.histograms)), int32(len(r.histograms))},
 		exemplars:  span{int32(len(r.exemplars)), int32(len(r.exemplars))},
 	}
+	var high uint64 // the bits of the label bytes above 0x7f
 	p := pbuf{b: b, arena: arena, i: start}
 	for p.i < len(p.b) {
 		field, wire, err := p.tag("TimeSeries")
@@ -276,6 +281,7 @@ func (r *v1Request) decodeSeries(b []byte, arena string, start int) error {
 			if err != nil {
 				return err
 			}
+			high |= highBits(b[lo:hi])
 			r.labels = append(r.labels, l)
 		case fieldSeriesSamples:
 			if wire != wireBytes {
@@ -324,11 +330,39 @@ func (r *v1Request) decodeSeries(b []byte, arena string, start int) error {
 	s.samples.hi = int32(len(r.samples))
 	s.histograms.hi = int32(len(r.histograms))
 	s.exemplars.hi = int32(len(r.exemplars))
+	s.ascii = high == 0
 	r.series = append(r.series, s)
 	return nil
 }
 
+// highBits returns the bits above 0x7f of the bytes of b, or-ed together eight at a time: 0 when
+// b is ASCII.
+func highBits(b []byte) uint64 {
+	var x uint64
+	for len(b) >= 8 {
+		x |= binary.LittleEndian.Uint64(b)
+		b = b[8:]
+	}
+	for _, c := range b {
+		x |= uint64(c)
+	}
+	return x & 0x8080808080808080
+}
+
 func decodeLabel(b []byte, arena string, start int) (label, error) {
+	// The encoding every sender uses: the name, then the value unless it is empty, each
+	// shorter than 128 bytes (a one-byte length), nothing else. Read without the general loop;
+	// anything else (other order, repeated or unknown fields, longer strings) takes the loop,
+	// which gives the same label for this encoding.
+	if i := start; i+2 <= len(b) && b[i] == fieldLabelName<<3|wireBytes && b[i+1] < 0x80 {
+		j := i + 2 + int(b[i+1])
+		switch {
+		case j == len(b):
+			return label{name: arena[i+2 : j]}, nil
+		case j+2 <= len(b) && b[j] == fieldLabelValue<<3|wireBytes && b[j+1] < 0x80 && j+2+int(b[j+1]) == len(b):
+			return label{name: arena[i+2 : j], value: arena[j+2 : len(b)]}, nil
+		}
+	}
 	var l label
 	p := pbuf{b: b, arena: arena, i: start}
 	for p.i < len(p.b) {
@@ -363,6 +397,20 @@ func decodeLabel(b []byte, arena string, start int) (label, error) {
 }
 
 func decodeSample(b []byte, start int) (sampleV, error) {
+	// The usual encoding: the value, then the timestamp unless it is 0, nothing else (see
+	// decodeLabel).
+	if i := start; i+9 <= len(b) && b[i] == fieldSampleValue<<3|wireFixed64 {
+		v := math.Float64frombits(binary.LittleEndian.Uint64(b[i+1:]))
+		if i+9 == len(b) {
+			return sampleV{v: v}, nil
+		}
+		if b[i+9] == fieldSampleTimestamp<<3|wireVarint {
+			p := pbuf{b: b, i: i + 10}
+			if t, err := p.varint(); err == nil && p.i == len(b) {
+				return sampleV{t: int64(t), v: v}, nil
+			}
+		}
+	}
 	var s sampleV
 	p := pbuf{b: b, i: start}
 	for p.i < len(p.b) {

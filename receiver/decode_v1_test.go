@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math"
 	"net/http"
+	"strings"
 	"testing"
 
 	"github.com/prometheus/prometheus/model/histogram"
@@ -312,4 +313,45 @@ func BenchmarkConvertV1(b *testing.B) {
 		n += ingestBatch
 	}
 	b.ReportMetric(float64((benchCPU(b)-cpu).Nanoseconds())/float64(n), "cpu-ns/sample")
+}
+
+// The decoder marks series whose label bytes are all ASCII, and validate checks UTF-8 only for
+// the others: valid non-ASCII names and values are kept, invalid ones rejected, and a length
+// whose varint has its high bit set (a string of 128 bytes or more) only costs the closer look.
+func TestDecodeV1ASCIILabels(t *testing.T) {
+	long := strings.Repeat("x", 200)
+	req := prompb.WriteRequest{Timeseries: []prompb.TimeSeries{
+		{Labels: v1Labels("__name__", "ascii", "a", "b"), Samples: []prompb.Sample{{Value: 1, Timestamp: 1}}},
+		{Labels: v1Labels("__name__", "utf8", "a", "é"), Samples: []prompb.Sample{{Value: 1, Timestamp: 1}}},
+		{Labels: v1Labels("__name__", "long", "a", long), Samples: []prompb.Sample{{Value: 1, Timestamp: 1}}},
+		{Labels: v1Labels("__name__", "bad", "a", "\xff"), Samples: []prompb.Sample{{Value: 1, Timestamp: 1}}},
+		{Labels: v1Labels("__name__", "badname", "\xc3", "v"), Samples: []prompb.Sample{{Value: 1, Timestamp: 1}}},
+	}}
+	body, err := req.Marshal()
+	require.NoError(t, err)
+	c := newConverter(newMetadataCache(10))
+	defer c.release()
+	require.NoError(t, decodeV1(&c.v1, body, string(body)))
+	var ascii []bool
+	for _, rs := range c.v1.series {
+		ascii = append(ascii, rs.ascii)
+	}
+	require.Equal(t, []bool{true, false, false, false, false}, ascii)
+
+	c.fromV1(&c.v1)
+	require.Equal(t, 3, c.samples)
+	require.Len(t, c.errs, 2)
+	require.Contains(t, c.errs[0], "not UTF-8")
+	require.Contains(t, c.errs[1], "not UTF-8")
+	got := map[string]string{}
+	rms := c.md.ResourceMetrics()
+	for i := range rms.Len() {
+		ms := rms.At(i).ScopeMetrics().At(0).Metrics()
+		for j := range ms.Len() {
+			v, ok := ms.At(j).Gauge().DataPoints().At(0).Attributes().Get("a")
+			require.True(t, ok)
+			got[ms.At(j).Name()] = v.Str()
+		}
+	}
+	require.Equal(t, map[string]string{"ascii": "b", "utf8": "é", "long": long}, got)
 }

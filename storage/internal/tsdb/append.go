@@ -291,6 +291,7 @@ func (a *Appender) Commit() error {
 	if err != nil {
 		db.undoCommit()
 		db.writeMu.Unlock()
+		a.unpend()
 		_ = b.Close()
 		return fmt.Errorf("%w: %v", ErrUnavailable, err)
 	}
@@ -304,6 +305,7 @@ func (a *Appender) Commit() error {
 		if err := db.log.write(rec); err != nil {
 			db.undoCommit()
 			db.writeMu.Unlock()
+			a.unpend()
 			_ = b.Close()
 			db.guard.set(causeLog, err)
 			return fmt.Errorf("%w: %v", ErrUnavailable, err)
@@ -357,7 +359,8 @@ func (a *Appender) Commit() error {
 	return err
 }
 
-// unpend forgets the appender's pending samples when its commit is refused before it starts.
+// unpend forgets the appender's pending samples when its commit is refused before anything of it
+// is published.
 func (a *Appender) unpend() {
 	for _, ps := range a.samples {
 		ps.s.clearPending(a)
@@ -411,8 +414,11 @@ func (db *DB) prepareCommit(a *Appender, b *pebble.Batch) (ooo []pendingSample, 
 	for i := range a.samples {
 		ps := &a.samples[i]
 		ps.inOrder = false
-		ps.s.clearPending(a)
+		// The pending slot of ps.s is cleared by publishCommit, under the lock it takes anyway
+		// (a lock per sample here was a cache miss per sample): until then only a reads it,
+		// and a appends nothing while it commits.
 		if ps.s.removed {
+			ps.s.clearPending(a)
 			s, err := db.getOrCreate(ps.s.lset)
 			if err != nil {
 				return nil, false, err
@@ -483,7 +489,10 @@ func (db *DB) prepareCommit(a *Appender, b *pebble.Batch) (ooo []pendingSample, 
 func (db *DB) touchIndexed(samples []pendingSample) {
 	var sum int64
 	for i := range samples {
-		if idx := samples[i].s.indexed; len(idx) > 0 {
+		s := samples[i].s
+		// s.ref and s.cmt: the struct's first two cache lines (flags, maxT, last, cmt).
+		sum += int64(s.ref) + int64(s.cmt)
+		if idx := s.indexed; len(idx) > 0 {
 			sum += idx[len(idx)-1]
 		}
 	}
@@ -493,7 +502,10 @@ func (db *DB) touchIndexed(samples []pendingSample) {
 func (db *DB) touchHeads(samples []pendingSample) {
 	var sum int
 	for i := range samples {
-		if c := samples[i].s.head.chunk; c != nil && samples[i].inOrder {
+		s := samples[i].s
+		if c := s.head.chunk; c != nil && samples[i].inOrder {
+			// s.ref: the cache line of s.mu, which publishCommit takes.
+			sum += int(s.ref)
 			if b := c.Bytes(); len(b) > 0 {
 				sum += int(b[len(b)-1])
 			}
@@ -554,18 +566,23 @@ func (db *DB) publishCommit(a *Appender, b *pebble.Batch) {
 	db.touchHeads(a.samples)
 	for i := range a.samples {
 		ps := &a.samples[i]
+		s := ps.s
 		if !ps.inOrder {
+			s.clearPending(a)
 			continue
 		}
-		s := ps.s
 		part := db.partition(ps.smp.t)
 		if err := s.head.append(ps.smp, part, func(c *chunkBuilder) { emitCut(c, s, ps.smp.t, part) }); err != nil {
 			db.stats.RejectedInvalid.Add(1)
 			db.logger.Debug("Dropped a sample the chunk encoder refused", zap.Uint64("series_ref", s.ref), zap.Error(err))
+			s.clearPending(a)
 			continue
 		}
 		s.mu.Lock()
 		s.maxT, s.last = ps.smp.t, ps.smp
+		if s.pendingBy == a { // see prepareCommit
+			s.pendingBy, s.pendingAt = nil, 0
+		}
 		s.mu.Unlock()
 		if !s.inDirty {
 			s.inDirty = true
