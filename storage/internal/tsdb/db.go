@@ -221,6 +221,10 @@ type DB struct {
 	mergeWinMs int64
 	mergeMu    sync.Mutex // held by a merge pass
 
+	// replayIt is, while replayLog runs (under writeMu), the one iterator its reads share (see
+	// readIter); nil otherwise.
+	replayIt *pebble.Iterator
+
 	stop chan struct{}
 	done chan struct{}
 }

@@ -3,6 +3,7 @@ package tsdb
 import (
 	"context"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"math"
 	"slices"
@@ -226,30 +227,80 @@ func (r *seriesRegistry) addRef(s *memSeries) { r.byRef.add(s) }
 // candidates (one, unless hashes collide), whose l keys hold their labels.
 func (db *DB) lookupStored(lset labels.Labels, hash uint64) (uint64, bool, error) {
 	prefix := putRef([]byte{famSeriesHashes}, hash)
-	it, err := db.pdb.NewIter(&pebble.IterOptions{LowerBound: prefix, UpperBound: prefixEnd(prefix)})
+	it, done, err := db.readIter(prefix, prefixEnd(prefix))
 	if err != nil {
 		return 0, false, err
 	}
-	defer it.Close()
-	for it.First(); it.Valid(); it.Next() {
+	var refs []uint64 // one, unless hashes collide
+	for valid := it.First(); valid; valid = it.Next() {
 		if len(it.Key()) != len(prefix)+8 {
+			done()
 			return 0, false, errCorruptKey
 		}
-		ref := binaryRef(it.Key()[len(prefix):])
-		v, closer, err := db.pdb.Get(labelsByRefKey(nil, ref))
+		refs = append(refs, binaryRef(it.Key()[len(prefix):]))
+	}
+	err = it.Error()
+	done()
+	if err != nil {
+		return 0, false, err
+	}
+	for _, ref := range refs {
+		stored, found, err := db.storedLabels(ref)
+		if err == nil && !found {
+			err = pebble.ErrNotFound
+		}
 		if err != nil {
 			return 0, false, fmt.Errorf("labels of series %d: %w", ref, err)
-		}
-		stored, err := decodeLabels(v)
-		_ = closer.Close()
-		if err != nil {
-			return 0, false, err
 		}
 		if labels.Equal(stored, lset) {
 			return ref, true, nil
 		}
 	}
-	return 0, false, it.Error()
+	return 0, false, nil
+}
+
+// storedLabels reads the labels of series ref from its l key.
+func (db *DB) storedLabels(ref uint64) (labels.Labels, bool, error) {
+	key := labelsByRefKey(nil, ref)
+	if db.replayIt == nil {
+		v, closer, err := db.pdb.Get(key)
+		if errors.Is(err, pebble.ErrNotFound) {
+			return labels.EmptyLabels(), false, nil
+		}
+		if err != nil {
+			return labels.EmptyLabels(), false, err
+		}
+		defer closer.Close()
+		lset, err := decodeLabels(v) // copies the strings
+		return lset, err == nil, err
+	}
+	it, done, err := db.readIter(key, append(slices.Clip(key), 0))
+	if err != nil {
+		return labels.EmptyLabels(), false, err
+	}
+	defer done()
+	if !it.First() {
+		return labels.EmptyLabels(), false, it.Error()
+	}
+	lset, err := decodeLabels(it.Value()) // copies the strings
+	return lset, err == nil, err
+}
+
+// readIter returns an iterator over [lower, upper) and the function that ends its use. During a
+// replay that is the replay's one iterator, rebounded: opening an iterator per series (its head,
+// its labels, its hash) was most of the time of a restart after a crash at 100k series. The
+// replay's view of Pebble is the one from before it, which is all it reads (its own writes are in
+// its batch, applied at the end).
+func (db *DB) readIter(lower, upper []byte) (*pebble.Iterator, func(), error) {
+	if db.replayIt != nil {
+		db.replayIt.SetBounds(lower, upper)
+		return db.replayIt, func() {}, nil
+	}
+	it, err := db.pdb.NewIter(&pebble.IterOptions{LowerBound: lower, UpperBound: upper})
+	if err != nil {
+		return nil, nil, err
+	}
+	return it, func() { _ = it.Close() }, nil
 }
 
 // markStored records that a series with this label hash is on disk.
@@ -326,11 +377,11 @@ func (db *DB) loadHeadLocked(s *memSeries) error {
 // lastChunk returns the newest chunk of a series in a partition, with its data copied.
 func (db *DB) lastChunk(part int64, ref uint64) (storedChunk, bool, error) {
 	lower := chunkSeriesPrefix(nil, part, ref)
-	it, err := db.pdb.NewIter(&pebble.IterOptions{LowerBound: lower, UpperBound: prefixEnd(lower)})
+	it, done, err := db.readIter(lower, prefixEnd(lower))
 	if err != nil {
 		return storedChunk{}, false, err
 	}
-	defer it.Close()
+	defer done()
 	if !it.Last() {
 		return storedChunk{}, false, it.Error()
 	}

@@ -1,6 +1,7 @@
 package tsdb
 
 import (
+	"bufio"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -265,21 +266,35 @@ func readSegment(fs vfs.FS, name string, f func(payload []byte) error) (int, err
 		return 0, err
 	}
 	defer file.Close()
-	data, err := io.ReadAll(file)
+	st, err := file.Stat()
 	if err != nil {
 		return 0, err
 	}
+	// Record by record through one reused buffer, not the whole segment in memory: a segment of
+	// 64 MiB read whole (and grown to twice that while read) pushed a restart after a crash at
+	// 100k series past the memory budget, where the garbage collector ran all the time. f must
+	// not keep the payload.
+	left := st.Size()
+	r := bufio.NewReaderSize(file, 1<<20)
+	var hdr [logHeaderLen]byte
+	var payload []byte
 	n := 0
-	for len(data) > 0 {
-		if len(data) < logHeaderLen {
+	for left > 0 {
+		if left < logHeaderLen {
 			return n, errTornRecord
 		}
-		size := binary.LittleEndian.Uint32(data[0:4])
-		sum := binary.LittleEndian.Uint32(data[4:8])
-		if uint64(size) > uint64(len(data)-logHeaderLen) {
-			return n, errTornRecord
+		if _, err := io.ReadFull(r, hdr[:]); err != nil {
+			return n, tornIfShort(err)
 		}
-		payload := data[logHeaderLen : logHeaderLen+int(size)]
+		size := int64(binary.LittleEndian.Uint32(hdr[0:4]))
+		sum := binary.LittleEndian.Uint32(hdr[4:8])
+		if size > left-logHeaderLen {
+			return n, errTornRecord // also what a corrupt length looks like: never allocated
+		}
+		payload = slices.Grow(payload[:0], int(size))[:size]
+		if _, err := io.ReadFull(r, payload); err != nil {
+			return n, tornIfShort(err)
+		}
 		if crc32.Checksum(payload, crcTable) != sum {
 			return n, errTornRecord
 		}
@@ -287,7 +302,16 @@ func readSegment(fs vfs.FS, name string, f func(payload []byte) error) (int, err
 			return n, err
 		}
 		n++
-		data = data[logHeaderLen+int(size):]
+		left -= logHeaderLen + size
 	}
 	return n, nil
+}
+
+// tornIfShort maps a read that ended early (the file is shorter than its size said) to a torn
+// record.
+func tornIfShort(err error) error {
+	if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
+		return errTornRecord
+	}
+	return err
 }

@@ -315,6 +315,15 @@ func (db *DB) replayLog(segments []string) error {
 	defer db.writeMu.Unlock()
 	r := &replay{db: db, b: db.pdb.NewBatch(), maxT: db.maxT.Load()}
 	defer r.b.Close()
+	it, err := db.pdb.NewIter(nil)
+	if err != nil {
+		return err
+	}
+	db.replayIt = it // see readIter
+	defer func() {
+		db.replayIt = nil
+		_ = it.Close()
+	}()
 
 	records, err := db.replayLegacyLog(r)
 	if err != nil {
@@ -455,12 +464,8 @@ func (db *DB) replaySeries(ref uint64, lset labels.Labels) error {
 	if db.series.getByRef(ref) != nil {
 		return nil
 	}
-	_, closer, err := db.pdb.Get(labelsByRefKey(nil, ref))
-	if err == nil {
-		return closer.Close() // stored: seriesForReplay loads it when a sample names it
-	}
-	if !errors.Is(err, pebble.ErrNotFound) {
-		return err
+	if _, found, err := db.storedLabels(ref); err != nil || found {
+		return err // stored: seriesForReplay loads it when a sample names it
 	}
 	s := &memSeries{ref: ref, lset: lset, maxT: math.MinInt64, loaded: true}
 	db.series.add(s, lset.Hash())
@@ -476,17 +481,12 @@ func (db *DB) seriesForReplay(ref uint64) (*memSeries, error) {
 	if s := db.series.getByRef(ref); s != nil {
 		return s, nil
 	}
-	v, closer, err := db.pdb.Get(labelsByRefKey(nil, ref))
-	if errors.Is(err, pebble.ErrNotFound) {
-		return nil, nil
-	}
+	lset, found, err := db.storedLabels(ref)
 	if err != nil {
 		return nil, fmt.Errorf("labels of series %d: %w", ref, err)
 	}
-	lset, err := decodeLabels(v)
-	_ = closer.Close()
-	if err != nil {
-		return nil, err
+	if !found {
+		return nil, nil
 	}
 	s, err := db.getOrCreate(lset)
 	if err != nil {

@@ -4,7 +4,9 @@ import (
 	"context"
 	"encoding/binary"
 	"fmt"
+	"io"
 	"math"
+	"slices"
 	"testing"
 	"time"
 
@@ -187,4 +189,77 @@ func TestUvarintLen(t *testing.T) {
 		}
 	}
 	require.Equal(t, binary.PutUvarint(buf[:], math.MaxUint64), uvarintLen(math.MaxUint64))
+}
+
+// readSegment gives the whole records of a segment in order and stops at the first one that is
+// cut short or fails its checksum, whatever its header claims, without reading past the file.
+func TestReadSegmentStopsAtTornRecord(t *testing.T) {
+	fs := vfs.NewMem()
+	l, _, err := openSampleLog(fs, "db", false)
+	require.NoError(t, err)
+	var recs [][]byte
+	for i := range 5 {
+		payload := make([]byte, 10+i*100_000) // records larger than the reader's buffer too
+		for j := range payload {
+			payload[j] = byte(i + j)
+		}
+		rec := frame(append(make([]byte, logHeaderLen), payload...))
+		require.NoError(t, l.write(rec))
+		recs = append(recs, rec)
+	}
+	name := l.name
+	require.NoError(t, l.close())
+	f, err := fs.Open(name)
+	require.NoError(t, err)
+	whole, err := io.ReadAll(f)
+	require.NoError(t, err)
+	require.NoError(t, f.Close())
+
+	read := func(data []byte) ([][]byte, error) {
+		f, err := fs.Create("seg", vfs.WriteCategoryUnspecified)
+		require.NoError(t, err)
+		_, err = f.Write(data)
+		require.NoError(t, err)
+		require.NoError(t, f.Close())
+		var got [][]byte
+		_, err = readSegment(fs, "seg", func(p []byte) error {
+			got = append(got, slices.Clone(p))
+			return nil
+		})
+		return got, err
+	}
+	got, err := read(whole)
+	require.NoError(t, err)
+	require.Len(t, got, 5)
+	for i := range got {
+		require.Equal(t, recs[i][logHeaderLen:], got[i])
+	}
+
+	end3 := len(recs[0]) + len(recs[1]) + len(recs[2])
+	for _, tc := range []struct {
+		name string
+		data []byte
+	}{
+		{"cut in a header", whole[:end3+3]},
+		{"cut in a payload", whole[:end3+logHeaderLen+50]},
+		{"flipped checksum", flipByte(whole, end3+5)},
+		{"flipped payload byte", flipByte(whole, end3+logHeaderLen+7)},
+		{"length past the end", setLength(whole, end3, 1<<31)},
+	} {
+		got, err := read(tc.data)
+		require.ErrorIs(t, err, errTornRecord, tc.name)
+		require.Len(t, got, 3, tc.name)
+	}
+}
+
+func flipByte(b []byte, i int) []byte {
+	c := slices.Clone(b)
+	c[i] ^= 0xff
+	return c
+}
+
+func setLength(b []byte, at int, n uint32) []byte {
+	c := slices.Clone(b)
+	binary.LittleEndian.PutUint32(c[at:], n)
+	return c
 }
