@@ -204,8 +204,8 @@ func TestReadSegmentStopsAtTornRecord(t *testing.T) {
 			payload[j] = byte(i + j)
 		}
 		rec := frame(append(make([]byte, logHeaderLen), payload...))
+		recs = append(recs, slices.Clone(rec)) // Pebble's MemFS scribbles over written buffers under -race
 		require.NoError(t, l.write(rec))
-		recs = append(recs, rec)
 	}
 	name := l.name
 	require.NoError(t, l.close())
@@ -218,7 +218,7 @@ func TestReadSegmentStopsAtTornRecord(t *testing.T) {
 	read := func(data []byte) ([][]byte, error) {
 		f, err := fs.Create("seg", vfs.WriteCategoryUnspecified)
 		require.NoError(t, err)
-		_, err = f.Write(data)
+		_, err = f.Write(slices.Clone(data)) // written buffers get scribbled over, see above
 		require.NoError(t, err)
 		require.NoError(t, f.Close())
 		var got [][]byte
