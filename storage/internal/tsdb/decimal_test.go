@@ -106,7 +106,15 @@ func TestDecimalIteratorSeek(t *testing.T) {
 	var sc decimalScratch
 	body, ok := appendDecimalChunk(nil, xorChunk(t, ts, []float64{1, 2, 3, 4}, 0), &sc)
 	require.True(t, ok)
-	it, err := storedChunk{mint: 10, enc: encDecimal, data: body}.iterator(nil)
+	requireSeekContract(t, storedChunk{mint: 10, enc: encDecimal, data: body})
+}
+
+// requireSeekContract checks chunkenc.Iterator's Seek on c, a chunk of samples at 10, 20, 30
+// and 40: it stops at the first sample at or after t, never moves backwards, and is done past
+// the end.
+func requireSeekContract(t *testing.T, c storedChunk) {
+	t.Helper()
+	it, err := c.iterator(nil)
 	require.NoError(t, err)
 	require.Equal(t, chunkenc.ValFloat, it.Seek(15))
 	require.Equal(t, int64(20), it.AtT())

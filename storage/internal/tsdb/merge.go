@@ -26,8 +26,8 @@ import (
 // holding the same samples). Chunks are read and encoded without writeMu; under it, every key's
 // value is checked to be what was read before the batch is applied, so an out-of-order merge,
 // retention or a head rewrite that changed them in between wins and the window is left alone.
-// Merging is an optimisation: windows missed (the queue is in memory, a restart forgets it) only
-// cost disk.
+// Merging is an optimisation: windows missed (the queue is in memory: Close merges what is left
+// for a few seconds, a crash forgets it) only cost disk.
 const (
 	mergeWindowMs    = 2 * 3600 * 1000
 	maxMergedSamples = 1920 // packed chunks allow 4096; 1920 is 2 h at 4 s scrapes
@@ -334,8 +334,8 @@ func mergeRun(w mergeWindow, keys, vals [][]byte, smps []sample, sc *decimalScra
 	if _, _, kmint, err := parseChunkKey(keys[0]); err != nil || kmint != mint {
 		return plannedMerge{}, false, err // the key names the first sample's time
 	}
-	head := binary.AppendUvarint([]byte{byte(encPacked)}, uint64(maxt-mint))
-	merged, ok := appendPackedSamples(head, smps, sc)
+	prefix := binary.AppendUvarint([]byte{byte(encPacked)}, uint64(maxt-mint)) // as encodeStoredChunkValue writes it
+	merged, ok := appendPackedSamples(prefix, smps, sc)
 	if !ok {
 		chk := chunkenc.NewXOR2Chunk()
 		app, err := chk.Appender()

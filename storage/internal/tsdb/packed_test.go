@@ -297,16 +297,7 @@ func TestPackedIteratorSeek(t *testing.T) {
 	ts := []int64{10, 20, 30, 40}
 	body, ok := packedBody(t, ts, []float64{1, 2, 3, 4})
 	require.True(t, ok)
-	it, err := storedChunk{mint: 10, enc: encPacked, data: body}.iterator(nil)
-	require.NoError(t, err)
-	require.Equal(t, chunkenc.ValFloat, it.Seek(15))
-	require.Equal(t, int64(20), it.AtT())
-	require.Equal(t, chunkenc.ValFloat, it.Seek(5))
-	require.Equal(t, int64(20), it.AtT(), "no move backwards")
-	require.Equal(t, chunkenc.ValFloat, it.Next())
-	require.Equal(t, int64(30), it.AtT())
-	require.Equal(t, chunkenc.ValNone, it.Seek(41))
-	require.Equal(t, chunkenc.ValNone, it.Next())
+	requireSeekContract(t, storedChunk{mint: 10, enc: encPacked, data: body})
 }
 
 // A store written by the version before the packed layout (decimal chunks, 0xD1) opens and

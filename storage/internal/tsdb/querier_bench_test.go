@@ -31,6 +31,22 @@ func BenchmarkSelect(b *testing.B) {
 	mint, maxt := int64(1_700_000_000_000), int64(1_700_000_000_000+rounds*15_000)
 	all := labels.MustNewMatcher(labels.MatchEqual, "job", "node")
 	hints := &storage.SelectHints{Start: mint, End: maxt, Step: time.Minute.Milliseconds()}
+	// selectAllSeries expands a Select of every series; the caller closes the querier.
+	selectAllSeries := func(b *testing.B) (storage.Querier, []storage.Series) {
+		q, err := db.Querier(mint, maxt)
+		if err != nil {
+			b.Fatal(err)
+		}
+		ss := q.Select(context.Background(), false, hints, all)
+		var series []storage.Series
+		for ss.Next() {
+			series = append(series, ss.At())
+		}
+		if ss.Err() != nil {
+			b.Fatal(ss.Err())
+		}
+		return q, series
+	}
 	b.Run("first", func(b *testing.B) {
 		b.ReportAllocs()
 		for range b.N {
@@ -50,18 +66,7 @@ func BenchmarkSelect(b *testing.B) {
 		var it chunkenc.Iterator
 		cpu0 := processCPU(b)
 		for range b.N {
-			q, err := db.Querier(mint, maxt)
-			if err != nil {
-				b.Fatal(err)
-			}
-			ss := q.Select(context.Background(), false, hints, all)
-			var series []storage.Series
-			for ss.Next() {
-				series = append(series, ss.At())
-			}
-			if ss.Err() != nil {
-				b.Fatal(ss.Err())
-			}
+			q, series := selectAllSeries(b)
 			for _, s := range series {
 				it = s.Iterator(it)
 				for it.Next() != chunkenc.ValNone {
@@ -82,18 +87,7 @@ func BenchmarkSelect(b *testing.B) {
 		var sum float64
 		cpu0 := processCPU(b)
 		for range b.N {
-			q, err := db.Querier(mint, maxt)
-			if err != nil {
-				b.Fatal(err)
-			}
-			ss := q.Select(context.Background(), false, hints, all)
-			var series []storage.Series
-			for ss.Next() {
-				series = append(series, ss.At())
-			}
-			if ss.Err() != nil {
-				b.Fatal(ss.Err())
-			}
+			q, series := selectAllSeries(b)
 			for _, s := range series {
 				it = s.Iterator(it)
 				mi.Reset(it)
