@@ -3,37 +3,22 @@ package e2e
 import (
 	"bytes"
 	"compress/gzip"
-	"context"
 	"io"
 	"net/http"
 	"net/url"
 	"strconv"
 	"testing"
 	"time"
-
-	"github.com/metricstor/metricstor/testbed/harness"
-	"github.com/metricstor/metricstor/testbed/loadgen"
 )
 
 // TestQueryAnswersGzipped: through the binary, a query_range and a query answered gzipped (as to
 // Grafana or any client that accepts gzip) decompress to exactly the bytes of the plain answer,
 // with Prometheus's headers.
 func TestQueryAnswersGzipped(t *testing.T) {
-	cfg := harness.NewConfig(t)
-	cfg.RemoteWrite = harness.FreePorts(t, 1)[0]
-	c := harness.NewCollector(t, "metricstor (gzip)", harness.Binary(t), cfg)
-	c.Start()
-	defer c.Stop(time.Minute)
-
 	const series, samples = 200, 240 // an hour at 15 s
-	end := time.Now().Add(-time.Minute).Truncate(time.Second)
-	gen, err := loadgen.New(loadgen.Config{URL: cfg.RemoteWriteURL(), Series: series, Samples: samples, Senders: 1, End: end})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := gen.Run(context.Background(), 0, samples); err != nil {
-		t.Fatal(err)
-	}
+	cfg, c, gen := startLoaded(t, "metricstor (gzip)", series, samples)
+	defer c.Stop(time.Minute)
+	end := time.UnixMilli(gen.Timestamp(samples - 1))
 	// No transparent decompression: the test reads the bytes on the wire.
 	client := &http.Client{Transport: &http.Transport{DisableCompression: true}, Timeout: time.Minute}
 	get := func(t *testing.T, target, acceptEncoding string) (*http.Response, []byte) {

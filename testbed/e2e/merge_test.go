@@ -17,21 +17,10 @@ import (
 // left behind (its telemetry counts them), and reads every sample back through the query API,
 // bit for bit: once merged, after kill -9, and after a clean restart.
 func TestMergedChunksReadBack(t *testing.T) {
-	cfg := harness.NewConfig(t)
-	cfg.RemoteWrite = harness.FreePorts(t, 1)[0]
-	c := harness.NewCollector(t, "metricstor (merging chunks)", harness.Binary(t), cfg)
-	c.Start()
-	defer c.Stop(time.Minute)
-
 	const series, samples = 40, 6 * 3600 / 15
-	end := time.Now().Add(-time.Minute).Truncate(time.Second)
-	gen, err := loadgen.New(loadgen.Config{URL: cfg.RemoteWriteURL(), Series: series, Samples: samples, Senders: 2, End: end})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := gen.Run(context.Background(), 0, samples); err != nil {
-		t.Fatal(err)
-	}
+	cfg, c, gen := startLoaded(t, "metricstor (merging chunks)", series, samples)
+	defer c.Stop(time.Minute)
+	end := time.UnixMilli(gen.Timestamp(samples - 1))
 	// Six hours hold at least two whole 2 h windows behind every head, each of four chunks of
 	// 120 samples merged into one: three chunks merged away per window and series.
 	const atLeast = series * 2 * 3
@@ -87,4 +76,23 @@ func TestMergedChunksReadBack(t *testing.T) {
 	c.Stop(time.Minute)
 	c.Start()
 	t.Run("after_restart", readBack)
+}
+
+// startLoaded starts the binary with the remote write receiver and backfills series × samples
+// of the load generator, 15 s apart, oldest first, the last a minute ago. The caller stops it.
+func startLoaded(t *testing.T, name string, series, samples int) (harness.Config, *harness.Collector, *loadgen.Generator) {
+	t.Helper()
+	cfg := harness.NewConfig(t)
+	cfg.RemoteWrite = harness.FreePorts(t, 1)[0]
+	c := harness.NewCollector(t, name, harness.Binary(t), cfg)
+	c.Start()
+	end := time.Now().Add(-time.Minute).Truncate(time.Second)
+	gen, err := loadgen.New(loadgen.Config{URL: cfg.RemoteWriteURL(), Series: series, Samples: samples, Senders: 2, End: end})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := gen.Run(context.Background(), 0, samples); err != nil {
+		t.Fatal(err)
+	}
+	return cfg, c, gen
 }
