@@ -2,7 +2,9 @@ package queryext
 
 import (
 	"math"
+	"slices"
 	"strconv"
+	"strings"
 	"testing"
 
 	"github.com/prometheus/prometheus/model/histogram"
@@ -17,7 +19,8 @@ import (
 // TestSizedJSONCodecMatchesPrometheus checks that the API's codec writes the bytes Prometheus's
 // JSONCodec writes, for every kind of answer, big and small, including the floats whose text
 // is special (NaN, infinities, -0, stale markers, extremes) and labels that need escaping, and
-// that its estimate covers a day's float matrix (else it saves nothing).
+// that its estimate covers a day's float matrix (else it saves nothing). Large matrices, encoded
+// in parts at the same time, give the same bytes for any number of parts.
 func TestSizedJSONCodecMatchesPrometheus(t *testing.T) {
 	floats := []float64{0, math.Copysign(0, -1), 1, -1.5, 0.1, 1e-300, 1.7976931348623157e308, 123456789.123456789,
 		math.NaN(), math.Float64frombits(value.StaleNaN), math.Inf(1), math.Inf(-1), 5e-324, -0.0012345678901234567}
@@ -55,7 +58,10 @@ func TestSizedJSONCodecMatchesPrometheus(t *testing.T) {
 		"string": {Status: "success", Data: &v1.QueryData{ResultType: parser.ValueTypeString, Result: promql.String{T: 4, V: `"quoted"`}}},
 		"warnings": {Status: "success", Data: matrix(small),
 			Warnings: []string{"PromQL warning: something"}, Infos: []string{"PromQL info: something else"}},
-		"labels":  {Status: "success", Data: []string{"__name__", "instance", "job"}},
+		"day, warnings and odd labels": {Status: "success", Data: matrix(append(promql.Matrix{{Metric: odd, Floats: day[0].Floats}}, day[1:]...)),
+			Warnings: []string{`PromQL warning: "quoted" result`}, Infos: []string{"PromQL info: something else"}},
+		"day with histograms": {Status: "success", Data: matrix(append(slices.Clone(day[:200]), withHistograms[0]))},
+		"labels":              {Status: "success", Data: []string{"__name__", "instance", "job"}},
 		"nothing": {Status: "success"},
 	}
 	for name, resp := range responses {
@@ -65,6 +71,18 @@ func TestSizedJSONCodecMatchesPrometheus(t *testing.T) {
 			got, err := sizedJSONCodec{}.Encode(resp)
 			require.NoError(t, err)
 			require.Equal(t, string(want), string(got))
+			// Large matrices are encoded in parts at the same time: the same bytes for any
+			// number of parts, down to a series each.
+			for _, parts := range []int{2, 3, 7, 1000} {
+				got, ok, err := encodeMatrixInParts(resp, parts)
+				require.NoError(t, err)
+				if ok {
+					require.Equal(t, string(want), string(got), "%d parts", parts)
+				}
+				if strings.HasPrefix(name, "day") && !ok {
+					t.Errorf("%d parts: a day's matrix was not encoded in parts", parts)
+				}
+			}
 		})
 	}
 	resp := responses["day"]
