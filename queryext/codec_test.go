@@ -62,7 +62,7 @@ func TestSizedJSONCodecMatchesPrometheus(t *testing.T) {
 			Warnings: []string{`PromQL warning: "quoted" result`}, Infos: []string{"PromQL info: something else"}},
 		"day with histograms": {Status: "success", Data: matrix(append(slices.Clone(day[:200]), withHistograms[0]))},
 		"labels":              {Status: "success", Data: []string{"__name__", "instance", "job"}},
-		"nothing": {Status: "success"},
+		"nothing":             {Status: "success"},
 	}
 	for name, resp := range responses {
 		t.Run(name, func(t *testing.T) {

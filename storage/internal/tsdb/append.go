@@ -337,7 +337,7 @@ func (a *Appender) Commit() error {
 	}
 	var cp *pendingCheckpoint
 	if err == nil && db.log.bytes >= db.opts.CheckpointBytes {
-		cp, err = db.beginCheckpointLocked()
+		cp, err = db.beginCheckpointLocked(headsQuick)
 	}
 	db.writeMu.Unlock()
 	if cp != nil {
@@ -374,6 +374,7 @@ type commitScratch struct {
 	cmt       []cmtState    // indexed by memSeries.cmt-1: the newest sample each has in the commit
 	persisted []*memSeries  // series whose keys this commit writes
 	indexed   []indexedPart // index entries this commit writes
+	dirty     []*memSeries  // publishCommit's heads that gained samples, kept for its next use
 	touchSum  int64         // see touchIndexed
 	postings  postingListWriter
 }
@@ -538,12 +539,12 @@ func (db *DB) undoCommit() {
 // what it holds. Caller holds writeMu; headMu is taken here, so queries see a commit whole.
 func (db *DB) publishCommit(a *Appender, b *pebble.Batch) {
 	var (
-		dirty []*memSeries
+		sc    = &db.scratch
+		dirty = sc.dirty[:0] // grown from nil per commit, it was 6 % of the bytes steady writes allocate
 		buf   []byte
 		key   []byte
 		maxT  = db.maxT.Load()
 		added int64
-		sc    = &db.scratch
 	)
 	// Chunks cut by an append are closed: they may take the decimal layout. Until the batch is
 	// applied, the cut chunk is only in memory: DB.cuts keeps it visible to queries.
@@ -606,6 +607,8 @@ func (db *DB) publishCommit(a *Appender, b *pebble.Batch) {
 			s.head.dirty = false
 		}
 	}
+	clear(dirty) // no pointers kept to series that head collection may drop
+	sc.dirty = dirty[:0]
 	for _, ip := range sc.indexed {
 		db.addPartition(ip.part)
 	}

@@ -114,8 +114,14 @@ func BenchmarkSampleLog(b *testing.B) {
 }
 
 // BenchmarkCheckpoint writes the open heads of 10,000 series that each gained samples since the
-// last checkpoint, as the timer or the log size triggers it.
+// last checkpoint: quick, as the timer or the log size triggers it, and packed, as a clean close
+// writes them.
 func BenchmarkCheckpoint(b *testing.B) {
+	b.Run("quick", func(b *testing.B) { benchCheckpoint(b, headsQuick) })
+	b.Run("packed", func(b *testing.B) { benchCheckpoint(b, headsPacked) })
+}
+
+func benchCheckpoint(b *testing.B, packed bool) {
 	series := benchSeries(10_000)
 	db, err := Open(b.TempDir(), Options{CheckpointInterval: time.Hour, CheckpointBytes: 1 << 40})
 	if err != nil {
@@ -139,7 +145,7 @@ func BenchmarkCheckpoint(b *testing.B) {
 		round++
 		b.StartTimer()
 		db.writeMu.Lock()
-		err := db.checkpointLocked()
+		err := db.checkpointLocked(packed)
 		db.writeMu.Unlock()
 		if err != nil {
 			b.Fatal(err)

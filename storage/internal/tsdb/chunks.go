@@ -65,6 +65,12 @@ type chunkBuilder struct {
 	chunk      chunkenc.Chunk // nil when no chunk is open
 	app        chunkenc.Appender
 	dirty      bool // holds samples that the stored chunk (if any) lacks
+	// quickStored: the stored copy of this open float head is in the head's own XOR layout, as
+	// a periodic checkpoint writes it, not packed. Packing is most of a checkpoint's CPU, and a
+	// head is usually stored again at the next checkpoint or cut; a clean close and head
+	// collection pack the heads that stay (see packQuickHeadsLocked). Set and cleared under
+	// writeMu and headMu.
+	quickStored bool
 	// floats counts the samples of a float chunk, so that full need not read the chunk's header
 	// (a cache miss per append at 100k series); 0 for histogram chunks.
 	floats int32
@@ -268,6 +274,7 @@ func builderFromStored(part int64, c storedChunk) (chunkBuilder, sample, error) 
 	b := chunkBuilder{part: part, mint: c.mint, maxt: c.maxt, chunk: chk, app: app}
 	if isFloatChunk(chk) {
 		b.floats = int32(chk.NumSamples())
+		b.quickStored = true // a checkpoint's quick copy, or floats that do not pack
 	}
 	return b, last, nil
 }

@@ -493,7 +493,18 @@ func (db *DB) Close() error {
 	writable, why := db.Writable()
 	var err error
 	if writable {
-		err = db.checkpointLocked()
+		err = db.checkpointLocked(headsPacked)
+		if err == nil {
+			// The heads that gained nothing since a quick checkpoint: their stored copies are
+			// what a restart reopens and what a series that stops leaves on disk.
+			var quick []*memSeries
+			db.series.byRef.each(func(s *memSeries) {
+				if s.head.quickStored {
+					quick = append(quick, s)
+				}
+			})
+			err = db.packQuickHeadsLocked(slices.Values(quick))
+		}
 	}
 	err = errors.Join(err, db.log.close())
 	db.writeMu.Unlock()

@@ -166,7 +166,7 @@ func checkpointNow(t *testing.T, db *DB) {
 	t.Helper()
 	db.writeMu.Lock()
 	defer db.writeMu.Unlock()
-	require.NoError(t, db.checkpointLocked())
+	require.NoError(t, db.checkpointLocked(headsQuick))
 }
 
 // A commit whose log record cannot be written (full disk on write, on sync, on creating a

@@ -423,12 +423,17 @@ func (db *DB) collectHead() {
 	for _, s := range stale {
 		if s.unsynced {
 			// Its head holds samples only the log has: write the heads out first.
-			if err := db.checkpointLocked(); err != nil {
+			if err := db.checkpointLocked(headsQuick); err != nil {
 				db.logger.Warn("Checkpoint before head collection failed", zap.Error(err))
 				return
 			}
 			break
 		}
+	}
+	// A collected head's stored copy is final: packed, not the quick copy of a checkpoint. A
+	// series appended to meanwhile is skipped here and below alike.
+	if err := db.packQuickHeadsLocked(slices.Values(stale)); err != nil {
+		db.logger.Warn("Packing the heads of collected series failed; their stored copies stay as they are", zap.Error(err))
 	}
 	n := 0
 	for _, s := range stale {

@@ -169,7 +169,7 @@ func TestMergeNeverTakesTheHead(t *testing.T) {
 	s := mergeSamples(0, 300, true) // 75 minutes: all in the first window
 	appendInCommits(t, db, 30, map[string][]smp{"m": s})
 	db.writeMu.Lock()
-	require.NoError(t, db.checkpointLocked())
+	require.NoError(t, db.checkpointLocked(headsQuick))
 	require.Empty(t, db.mergeQ, "no window closed")
 	db.writeMu.Unlock()
 	layout := chunkLayout(t, db)

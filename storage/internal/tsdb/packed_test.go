@@ -6,6 +6,7 @@ import (
 	"math/rand/v2"
 	"testing"
 
+	"github.com/cockroachdb/pebble/v2/vfs"
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/tsdb/chunkenc"
 	"github.com/stretchr/testify/require"
@@ -324,16 +325,7 @@ func TestDecimalStoreOfOlderVersionReadsBack(t *testing.T) {
 			want[ls.String()] = append(want[ls.String()], s...)
 		}
 	}
-	count := func(db *DB) map[chunkenc.Encoding]int {
-		n := map[chunkenc.Encoding]int{}
-		for _, p := range db.parts {
-			require.NoError(t, db.scanChunks(db.pdb, p, func(_ uint64, c storedChunk) error {
-				n[c.enc]++
-				return nil
-			}))
-		}
-		return n
-	}
+	count := func(db *DB) map[chunkenc.Encoding]int { return countEncodings(t, db) }
 	all := func(db *DB) map[string][]smp {
 		return selectStrict(t, db, 0, 1<<40, nil, labels.MustNewMatcher(labels.MatchRegexp, "__name__", ".+"))
 	}
@@ -400,4 +392,86 @@ func FuzzPackedDecode(f *testing.F) {
 		}
 		require.LessOrEqual(t, n, maxPackedSamples)
 	})
+}
+
+// countEncodings counts the stored chunks of every partition by encoding.
+func countEncodings(t testing.TB, db *DB) map[chunkenc.Encoding]int {
+	t.Helper()
+	n := map[chunkenc.Encoding]int{}
+	for _, p := range db.parts {
+		require.NoError(t, db.scanChunks(db.pdb, p, func(_ uint64, c storedChunk) error {
+			n[c.enc]++
+			return nil
+		}))
+	}
+	return n
+}
+
+// A periodic checkpoint stores the open float heads as their XOR bytes, without packing them
+// under the write lock; the copies that stay are packed where they stay: at a clean close
+// (heads that gained samples since and heads that did not) and when head collection forgets a
+// series. A crash reopens the quick copies, with the same samples.
+func TestQuickCheckpointHeadsPackedWhereTheyStay(t *testing.T) {
+	fs := vfs.NewCrashableMem()
+	db := openOn(t, fs, Options{noMerge: true})
+	headEnc := chunkenc.ValFloat.ChunkEncoding(true, true)
+	series := map[string]func(i int) float64{
+		"counter": func(i int) float64 { return float64(1000 + 7*i) },
+		"gauge":   func(i int) float64 { return float64(4000+i%13) / 100 },
+	}
+	want := map[string][]smp{}
+	add := func(db *DB, name string, from, to int) {
+		ls := lbls("__name__", name)
+		var s []smp
+		for i := from; i < to; i++ {
+			s = append(s, smp{T: int64(i) * 15_000, F: series[name](i)})
+		}
+		mustAppend(t, db, ls, s...)
+		want[ls.String()] = append(want[ls.String()], s...)
+	}
+	check := func(db *DB, wantEnc map[chunkenc.Encoding]int, msg string) {
+		t.Helper()
+		require.Equal(t, wantEnc, countEncodings(t, db), msg)
+		requireSameSeries(t, want, selectStrict(t, db, 0, 1<<40, nil, labels.MustNewMatcher(labels.MatchRegexp, "__name__", ".+")), msg)
+	}
+	quickCheckpoint := func(db *DB) {
+		db.writeMu.Lock()
+		defer db.writeMu.Unlock()
+		require.NoError(t, db.checkpointLocked(headsQuick))
+	}
+
+	add(db, "counter", 0, 50)
+	add(db, "gauge", 0, 50)
+	quickCheckpoint(db)
+	check(db, map[chunkenc.Encoding]int{headEnc: 2}, "a periodic checkpoint stores the heads' own bytes")
+
+	// A crash: the store reopens on the quick copies (the checkpoint synced them).
+	crashed := fs.CrashClone(vfs.CrashCloneCfg{UnsyncedDataPercent: 0, RNG: rand.New(rand.NewPCG(1, 1))})
+	db = openOn(t, crashed, db.opts)
+	check(db, map[chunkenc.Encoding]int{headEnc: 2}, "after the crash")
+	add(db, "counter", 50, 60)
+	db = reopen(t, db, crashed)
+	check(db, map[chunkenc.Encoding]int{encPacked: 1, headEnc: 1},
+		"the close packs the counter's head, appended to since the crash; the gauge's was not reopened since")
+
+	// Heads that gained nothing since a quick checkpoint are packed at the close too.
+	add(db, "counter", 60, 70)
+	add(db, "gauge", 50, 70)
+	quickCheckpoint(db)
+	check(db, map[chunkenc.Encoding]int{headEnc: 2}, "quick copies of both heads")
+	db = reopen(t, db, crashed)
+	check(db, map[chunkenc.Encoding]int{encPacked: 2}, "both packed at the close")
+
+	// Head collection packs the head of a series it forgets. The counter goes on for 100
+	// minutes (its cut chunks are packed as they are cut), the gauge stops at 17.5.
+	add(db, "gauge", 70, 71)
+	add(db, "counter", 70, 400)
+	quickCheckpoint(db)
+	db.collectHead()
+	require.EqualValues(t, 1, db.Stats().HeadSeriesCollected.Load())
+	n := countEncodings(t, db)
+	require.Equal(t, 1, n[headEnc], "only the counter's open head is a quick copy: %v", n)
+	check(db, n, "after the collection")
+	db = reopen(t, db, crashed)
+	check(db, map[chunkenc.Encoding]int{encPacked: n[encPacked] + 1}, "all packed after the close")
 }

@@ -124,7 +124,7 @@ func TestSelectStreamSnapshotAtSelect(t *testing.T) {
 		mustAppend(t, db, ls, floatRange(3*hourMs, 3*hourMs+150*30_000, 30_000)...)
 	}
 	db.writeMu.Lock()
-	require.NoError(t, db.checkpointLocked())
+	require.NoError(t, db.checkpointLocked(headsQuick))
 	db.writeMu.Unlock()
 
 	got := map[string][]smp{}

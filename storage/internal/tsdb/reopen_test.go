@@ -199,7 +199,7 @@ func TestCloseCompacts(t *testing.T) {
 		}
 		// Each checkpoint writes a new copy of every head; each flush makes a level-0 table.
 		db.writeMu.Lock()
-		require.NoError(t, db.checkpointLocked())
+		require.NoError(t, db.checkpointLocked(headsQuick))
 		db.writeMu.Unlock()
 		require.NoError(t, db.pdb.Flush())
 	}

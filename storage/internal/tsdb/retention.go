@@ -230,7 +230,7 @@ func (db *DB) dropPartitionsLocked(cutoff int64) ([]int64, error) {
 		return nil, nil
 	}
 	// Write out the heads first: a crash must not replay logged samples into dropped partitions.
-	if err := db.checkpointLocked(); err != nil {
+	if err := db.checkpointLocked(headsQuick); err != nil {
 		return nil, err
 	}
 	b := db.pdb.NewBatch()

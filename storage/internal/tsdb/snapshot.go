@@ -51,7 +51,7 @@ func (db *DB) Snapshot(dir string, withHead bool) error {
 		// gained samples since, and writes wait less.
 		db.writeMu.Lock()
 		lockedAt := time.Now()
-		cp, err := db.beginCheckpointLocked()
+		cp, err := db.beginCheckpointLocked(headsQuick)
 		locked = time.Since(lockedAt)
 		db.writeMu.Unlock()
 		if err == nil {
@@ -62,7 +62,7 @@ func (db *DB) Snapshot(dir string, withHead bool) error {
 		}
 		db.writeMu.Lock()
 		lockedAt = time.Now()
-		cp, err = db.beginCheckpointLocked()
+		cp, err = db.beginCheckpointLocked(headsQuick)
 		if err == nil {
 			err = cp.finish(db)
 		}

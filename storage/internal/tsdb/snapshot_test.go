@@ -110,7 +110,7 @@ func TestSnapshotWithoutHead(t *testing.T) {
 	all := labels.MustNewMatcher(labels.MatchRegexp, "__name__", ".+")
 	mustAppend(t, db, ls, floatRange(0, 10*minMs, 15_000)...)
 	db.writeMu.Lock()
-	require.NoError(t, db.checkpointLocked())
+	require.NoError(t, db.checkpointLocked(headsQuick))
 	db.writeMu.Unlock()
 	mustAppend(t, db, ls, floatRange(10*minMs+15_000, 20*minMs, 15_000)...)
 	require.NoError(t, db.Snapshot("nohead", false))

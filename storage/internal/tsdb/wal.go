@@ -4,11 +4,13 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"iter"
 	"math"
 	"time"
 
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/prometheus/prometheus/model/labels"
+	"github.com/prometheus/prometheus/tsdb/chunkenc"
 	"go.uber.org/zap"
 )
 
@@ -124,11 +126,20 @@ func (r *logRecord) framed() []byte {
 	return frame(rec)
 }
 
+// How a checkpoint stores the open float heads: quick copies their XOR bytes as they are
+// (periodic checkpoints, whose copies the next checkpoint or cut replaces), packed encodes
+// them in the packed layout, as small as cut chunks (a clean close, and when disk space runs
+// short).
+const (
+	headsQuick  = false
+	headsPacked = true
+)
+
 // checkpointLocked writes every head chunk that holds samples only the log has in one synced
 // batch, which also makes every earlier unsynced batch durable (Pebble's WAL is written in
 // order), then removes the log. Caller holds writeMu.
-func (db *DB) checkpointLocked() error {
-	cp, err := db.beginCheckpointLocked()
+func (db *DB) checkpointLocked(packed bool) error {
+	cp, err := db.beginCheckpointLocked(packed)
 	if err != nil {
 		return err
 	}
@@ -146,7 +157,7 @@ type pendingCheckpoint struct {
 // holds writeMu; finish may run without it, so that commits go on while the WAL syncs. The batch is
 // applied under writeMu so that it is ordered before every later commit's batch (a later cut
 // of a head must not be overwritten by this older copy of it).
-func (db *DB) beginCheckpointLocked() (*pendingCheckpoint, error) {
+func (db *DB) beginCheckpointLocked(packed bool) (*pendingCheckpoint, error) {
 	if err := db.brokenErr(); err != nil {
 		return nil, err
 	}
@@ -159,9 +170,11 @@ func (db *DB) beginCheckpointLocked() (*pendingCheckpoint, error) {
 		if !s.unsynced || s.head.chunk == nil || !s.head.dirty {
 			continue
 		}
-		// The decimal layout here too: most heads are never cut before a clean stop or before
-		// their series stops, so what a checkpoint writes is what stays on disk.
-		buf = db.encodeStored(buf[:0], &s.head, &db.decimal)
+		if packed {
+			buf = db.encodeStored(buf[:0], &s.head, &db.decimal)
+		} else {
+			buf = encodeChunkValue(buf[:0], &s.head)
+		}
 		key = chunkKey(key[:0], s.head.part, s.ref, s.head.mint) // the batch copies it
 		_ = b.Set(key, buf, nil)
 		if b.Len() >= checkpointBatchBytes {
@@ -190,6 +203,9 @@ func (db *DB) beginCheckpointLocked() (*pendingCheckpoint, error) {
 	db.headMu.Lock()
 	for _, s := range db.unsynced {
 		if s.unsynced {
+			if s.head.chunk != nil && s.head.dirty {
+				s.head.quickStored = !packed && isFloatChunk(s.head.chunk)
+			}
 			s.head.dirty = false
 			s.unsynced = false
 		}
@@ -203,6 +219,48 @@ func (db *DB) beginCheckpointLocked() (*pendingCheckpoint, error) {
 		db.logger.Warn("Listing sample log segments failed; they are removed at the next checkpoint", zap.Error(err))
 	}
 	return &pendingCheckpoint{b: b, old: old}, nil
+}
+
+// packQuickHeadsLocked stores in the packed layout every open head of ss whose stored copy is
+// a quick checkpoint's and that has gained nothing since (the next checkpoint writes one that
+// has). It runs where a stored head may stay as it is for long: at a clean close, and before
+// head collection forgets a series. The batch is not synced: a crash leaves the quick copies,
+// which hold the same samples. Caller holds writeMu.
+func (db *DB) packQuickHeadsLocked(ss iter.Seq[*memSeries]) error {
+	b := db.pdb.NewBatch()
+	var buf, key []byte
+	var done []*memSeries
+	for s := range ss {
+		if !s.loaded || s.removed || s.head.chunk == nil || !s.head.quickStored || s.head.dirty {
+			continue
+		}
+		done = append(done, s)
+		buf = db.encodeStored(buf[:0], &s.head, &db.decimal)
+		if chunkenc.Encoding(buf[0]) != encPacked {
+			continue // floats that do not pack: the stored XOR copy is the right one
+		}
+		key = chunkKey(key[:0], s.head.part, s.ref, s.head.mint) // the batch copies it
+		_ = b.Set(key, buf, nil)
+		if b.Len() >= checkpointBatchBytes {
+			if err := db.pdb.Apply(b, pebble.NoSync); err != nil {
+				_ = b.Close()
+				return err
+			}
+			_ = b.Close()
+			b = db.pdb.NewBatch()
+		}
+	}
+	err := db.pdb.Apply(b, pebble.NoSync)
+	_ = b.Close()
+	if err != nil {
+		return err
+	}
+	db.headMu.Lock()
+	for _, s := range done {
+		s.head.quickStored = false
+	}
+	db.headMu.Unlock()
+	return nil
 }
 
 // finish waits for the checkpoint's sync and removes the log segments it made redundant.
@@ -253,7 +311,7 @@ func (db *DB) checkpointIfDue() {
 		// holds durable in Pebble instead, and starts a new segment.
 		db.logger.Warn("Syncing the sample log failed; checkpointing instead", zap.Error(err))
 	}
-	cp, err := db.beginCheckpointLocked()
+	cp, err := db.beginCheckpointLocked(headsQuick)
 	db.writeMu.Unlock()
 	if err == nil {
 		err = cp.finish(db)
@@ -282,7 +340,7 @@ func (db *DB) freeLogSpace() {
 		return
 	}
 	logBytes := db.log.bytes
-	cp, err := db.beginCheckpointLocked()
+	cp, err := db.beginCheckpointLocked(headsPacked) // short of space: the smaller copies
 	db.writeMu.Unlock()
 	if err == nil {
 		err = cp.finish(db)
@@ -352,7 +410,7 @@ func (db *DB) replayLog(segments []string) error {
 	}
 	db.maxT.Store(r.maxT)
 	db.log.bytes = 1 // make the checkpoint remove the segments even if nothing was replayed
-	if err := db.checkpointLocked(); err != nil {
+	if err := db.checkpointLocked(headsQuick); err != nil {
 		return err
 	}
 	fields := []zap.Field{zap.Int("records", records), zap.Int("samples", r.replayed)}

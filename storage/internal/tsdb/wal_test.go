@@ -141,7 +141,7 @@ func TestReplayRebuildsSeriesAndChunks(t *testing.T) {
 	old := lbls("__name__", "old", "job", "a")
 	mustAppend(t, db, old, smp{T: 0, F: 1})
 	db.writeMu.Lock()
-	require.NoError(t, db.checkpointLocked())
+	require.NoError(t, db.checkpointLocked(headsQuick))
 	db.writeMu.Unlock()
 
 	want := map[string][]smp{old.String(): {{T: 0, F: 1}}}
