@@ -177,15 +177,10 @@ func (db *DB) beginCheckpointLocked(packed bool) (*pendingCheckpoint, error) {
 		}
 		key = chunkKey(key[:0], s.head.part, s.ref, s.head.mint) // the batch copies it
 		_ = b.Set(key, buf, nil)
-		if b.Len() >= checkpointBatchBytes {
-			// Applied in parts: one batch of every head (tens of MB at 100k series) was a
-			// spike of that much memory. The synced batch at the end makes these durable.
-			if err := db.pdb.Apply(b, pebble.NoSync); err != nil {
-				_ = b.Close()
-				return nil, db.setBroken(fmt.Errorf("checkpoint: %w", err))
-			}
-			_ = b.Close()
-			b = db.pdb.NewBatch()
+		// The synced batch at the end makes the parts applied before it durable.
+		var err error
+		if b, err = db.applyFullPart(b); err != nil {
+			return nil, db.setBroken(fmt.Errorf("checkpoint: %w", err))
 		}
 	}
 	if db.legacyLog {
@@ -241,13 +236,9 @@ func (db *DB) packQuickHeadsLocked(ss iter.Seq[*memSeries]) error {
 		}
 		key = chunkKey(key[:0], s.head.part, s.ref, s.head.mint) // the batch copies it
 		_ = b.Set(key, buf, nil)
-		if b.Len() >= checkpointBatchBytes {
-			if err := db.pdb.Apply(b, pebble.NoSync); err != nil {
-				_ = b.Close()
-				return err
-			}
-			_ = b.Close()
-			b = db.pdb.NewBatch()
+		var err error
+		if b, err = db.applyFullPart(b); err != nil {
+			return err
 		}
 	}
 	err := db.pdb.Apply(b, pebble.NoSync)
@@ -261,6 +252,21 @@ func (db *DB) packQuickHeadsLocked(ss iter.Seq[*memSeries]) error {
 	}
 	db.headMu.Unlock()
 	return nil
+}
+
+// applyFullPart applies b without a sync once it holds checkpointBatchBytes, and returns the
+// batch to go on with (b, or a new one). Heads are written in parts: one batch of every head
+// (tens of MB at 100k series) was a spike of that much memory. On an error b is closed.
+func (db *DB) applyFullPart(b *pebble.Batch) (*pebble.Batch, error) {
+	if b.Len() < checkpointBatchBytes {
+		return b, nil
+	}
+	err := db.pdb.Apply(b, pebble.NoSync)
+	_ = b.Close()
+	if err != nil {
+		return nil, err
+	}
+	return db.pdb.NewBatch(), nil
 }
 
 // finish waits for the checkpoint's sync and removes the log segments it made redundant.
