@@ -54,7 +54,7 @@ func (s sample) sameValue(o sample) bool {
 
 func isFloatChunk(c chunkenc.Chunk) bool {
 	e := c.Encoding()
-	return e == chunkenc.EncXOR || e == chunkenc.EncXOR2
+	return e == chunkenc.EncXOR || e == chunkenc.EncXOR2 || e == encStream
 }
 
 // chunkBuilder holds one chunk being appended to: the head chunk of a series, or a chunk being
@@ -65,7 +65,7 @@ type chunkBuilder struct {
 	chunk      chunkenc.Chunk // nil when no chunk is open
 	app        chunkenc.Appender
 	dirty      bool // holds samples that the stored chunk (if any) lacks
-	// quickStored: the stored copy of this open float head is in the head's own XOR layout, as
+	// quickStored: the stored copy of this open float head is in the head's own layout, as
 	// a periodic checkpoint writes it, not packed. Packing is most of a checkpoint's CPU, and a
 	// head is usually stored again at the next checkpoint or cut; a clean close and head
 	// collection pack the heads that stay (see packQuickHeadsLocked). Set and cleared under
@@ -95,7 +95,7 @@ func (c *chunkBuilder) append(s sample, part int64, emit func(*chunkBuilder)) er
 	// timestamps are given, so they are used always.
 	enc := vt.ChunkEncoding(true, true)
 	var prev chunkenc.Appender
-	if c.chunk == nil || c.part != part || c.chunk.Encoding() != enc || c.full() {
+	if c.chunk == nil || c.part != part || !c.takes(vt, enc) || c.full() {
 		if c.chunk != nil {
 			if c.chunk.Encoding() == enc {
 				prev = c.app
@@ -104,20 +104,28 @@ func (c *chunkBuilder) append(s sample, part int64, emit func(*chunkBuilder)) er
 				emit(c)
 			}
 		}
-		chk, err := chunkenc.NewEmptyChunk(enc)
-		if err != nil {
-			return err
+		*c = chunkBuilder{part: part, mint: s.t, maxt: s.t}
+		if vt == chunkenc.ValFloat && s.st == 0 {
+			// Float heads start in the stream layout (stream.go); appendFloat turns one
+			// into XOR2 when a sample does not fit it.
+			c.chunk = &streamChunk{}
+		} else {
+			chk, err := chunkenc.NewEmptyChunk(enc)
+			if err != nil {
+				return err
+			}
+			app, err := chk.Appender()
+			if err != nil {
+				return err
+			}
+			c.chunk, c.app = chk, app
 		}
-		app, err := chk.Appender()
-		if err != nil {
-			return err
-		}
-		*c = chunkBuilder{part: part, mint: s.t, maxt: s.t, chunk: chk, app: app}
 	}
 	switch vt {
 	case chunkenc.ValFloat:
-		c.app.Append(s.st, s.t, s.f)
-		c.floats++
+		if err := c.appendFloat(s); err != nil {
+			return err
+		}
 	case chunkenc.ValHistogram, chunkenc.ValFloatHistogram:
 		var (
 			newChunk chunkenc.Chunk
@@ -150,6 +158,47 @@ func (c *chunkBuilder) append(s sample, part int64, emit func(*chunkBuilder)) er
 	return nil
 }
 
+// takes reports whether the open chunk takes a sample of type vt, whose own encoding is enc:
+// a float sample goes on in either of the float heads this package opens (stream or XOR2).
+func (c *chunkBuilder) takes(vt chunkenc.ValueType, enc chunkenc.Encoding) bool {
+	e := c.chunk.Encoding()
+	if vt == chunkenc.ValFloat {
+		return e == encStream || e == chunkenc.EncXOR2
+	}
+	return e == enc
+}
+
+// appendFloat appends a float sample to the open float chunk. A stream chunk takes it when it
+// is a short decimal without a start timestamp; otherwise the chunk is rewritten as XOR2 with
+// the same samples, which takes any float.
+func (c *chunkBuilder) appendFloat(s sample) error {
+	if sc, ok := c.chunk.(*streamChunk); ok {
+		if s.st == 0 && sc.appendFloat(s.t, s.f) {
+			c.floats++
+			return nil
+		}
+		chk := chunkenc.NewXOR2Chunk()
+		app, err := chk.Appender()
+		if err != nil {
+			return err
+		}
+		if sc.NumSamples() > 0 {
+			it := sc.Iterator(nil)
+			for it.Next() == chunkenc.ValFloat {
+				t, v := it.At()
+				app.Append(0, t, v)
+			}
+			if err := it.Err(); err != nil {
+				return err
+			}
+		}
+		c.chunk, c.app = chk, app
+	}
+	c.app.Append(s.st, s.t, s.f)
+	c.floats++
+	return nil
+}
+
 // encodeChunkValue is the value stored under a chunk key: encoding, maxt-mint, chunk bytes.
 func encodeChunkValue(b []byte, c *chunkBuilder) []byte {
 	b = append(b, byte(c.chunk.Encoding()))
@@ -159,8 +208,9 @@ func encodeChunkValue(b []byte, c *chunkBuilder) []byte {
 
 // encodeStoredChunkValue is encodeChunkValue for a float chunk written to Pebble: one of short
 // decimals takes the packed layout (packed.go), whether it was cut or is an open head that a
-// checkpoint stores. The head in memory stays XOR; a stored packed (or older decimal) head is
-// reopened as XOR (builderFromDecimal), so the layout on disk never constrains appending.
+// checkpoint packs. The head in memory is a stream chunk (or XOR2); a stored packed (or older
+// decimal) head is reopened as a stream chunk (builderFromDecimal), so the layout on disk never
+// constrains appending.
 func encodeStoredChunkValue(b []byte, c *chunkBuilder, sc *decimalScratch) []byte {
 	if isFloatChunk(c.chunk) {
 		start := len(b)
@@ -175,7 +225,9 @@ func encodeStoredChunkValue(b []byte, c *chunkBuilder, sc *decimalScratch) []byt
 }
 
 // isDecimal reports whether enc is one of our own float layouts, read by decimalIterator.
-func isDecimal(enc chunkenc.Encoding) bool { return enc == encDecimal || enc == encPacked }
+func isDecimal(enc chunkenc.Encoding) bool {
+	return enc == encDecimal || enc == encPacked || enc == encStream
+}
 
 // storedChunk is a chunk read back from Pebble. data is owned by the storedChunk.
 type storedChunk struct {
@@ -279,26 +331,27 @@ func builderFromStored(part int64, c storedChunk) (chunkBuilder, sample, error) 
 	return b, last, nil
 }
 
-// builderFromDecimal reopens a decimal chunk as an XOR chunk with the same samples. It is not
-// dirty: the stored decimal chunk holds them. Appending to it rewrites the chunk as XOR under the
-// same key, and a later cut writes it decimal again.
+// builderFromDecimal reopens one of our own float layouts (decimal, packed, stream) as a stream
+// head with the same samples. It is not dirty: the stored chunk holds them. Appending to it
+// rewrites the chunk under the same key, and a later cut writes it packed again. A stream chunk
+// stored is a checkpoint's quick copy of a head, which a clean close packs (quickStored).
 func builderFromDecimal(part int64, c storedChunk) (chunkBuilder, sample, error) {
 	var it decimalIterator
 	it.reset(c.enc, c.mint, c.data)
 	if it.err != nil {
 		return chunkBuilder{}, sample{}, it.err
 	}
-	chk := chunkenc.NewXOR2Chunk()
-	app, err := chk.Appender()
-	if err != nil {
-		return chunkBuilder{}, sample{}, err
+	if len(it.ts) == 0 {
+		return chunkBuilder{}, sample{}, errCorruptDecimal
 	}
-	var last sample
-	var n int32
-	for it.Next() == chunkenc.ValFloat {
-		last.t, last.f = it.At()
-		app.Append(0, last.t, last.f)
-		n++
+	b := chunkBuilder{part: part, mint: c.mint, maxt: c.maxt, chunk: &streamChunk{}, quickStored: c.enc == encStream}
+	for i := range it.ts {
+		// Every value of these layouts is a short decimal: the stream chunk takes them all, or
+		// appendFloat moves them to XOR2.
+		if err := b.appendFloat(sample{t: it.ts[i], f: it.vs[i]}); err != nil {
+			return chunkBuilder{}, sample{}, err
+		}
 	}
-	return chunkBuilder{part: part, mint: c.mint, maxt: c.maxt, chunk: chk, app: app, floats: n}, last, nil
+	last := sample{t: it.ts[len(it.ts)-1], f: it.vs[len(it.vs)-1]}
+	return b, last, nil
 }

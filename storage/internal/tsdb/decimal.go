@@ -21,10 +21,10 @@ import (
 // timestamp deltas, constant counter rates) to almost nothing.
 //
 // A chunk is only written this way when it decodes back bit for bit (-0, NaN, stale markers and
-// values with more than 15 significant digits keep XOR) and has no start timestamps. It is
-// written for cut chunks and for the open heads a checkpoint stores; in memory, open heads stay
-// XOR: they are appended to. A stored decimal chunk that is reopened as a head (after a restart)
-// is converted back to XOR first (builderFromStored).
+// values with more than 15 significant digits keep XOR) and has no start timestamps. Stores
+// write the packed layout now (packed.go); in memory, open heads are in the stream layout
+// (stream.go), which is appended to. A stored decimal chunk that is reopened as a head (after a
+// restart) is converted to a stream head first (builderFromStored).
 //
 // Layout after the chunk value's encoding byte and maxt-mint (see encodeChunkValue):
 //
@@ -232,12 +232,15 @@ type decimalIterator struct {
 	err   error
 }
 
-// reset decodes a chunk of encoding enc, encDecimal or encPacked.
+// reset decodes a chunk of encoding enc, encDecimal, encPacked or encStream.
 func (it *decimalIterator) reset(enc chunkenc.Encoding, mint int64, data []byte) {
 	it.ts, it.vs, it.i, it.err = it.ts[:0], it.vs[:0], -1, nil
 	decode := it.decode
-	if enc == encPacked {
+	switch enc {
+	case encPacked:
 		decode = it.decodePacked
+	case encStream:
+		decode = it.decodeStream
 	}
 	if err := decode(mint, data); err != nil {
 		it.ts, it.vs, it.err = it.ts[:0], it.vs[:0], err

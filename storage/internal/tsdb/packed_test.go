@@ -407,14 +407,15 @@ func countEncodings(t testing.TB, db *DB) map[chunkenc.Encoding]int {
 	return n
 }
 
-// A periodic checkpoint stores the open float heads as their XOR bytes, without packing them
+// A periodic checkpoint stores the open float heads as their own bytes (the stream layout of
+// stream.go), without packing them
 // under the write lock; the copies that stay are packed where they stay: at a clean close
 // (heads that gained samples since and heads that did not) and when head collection forgets a
 // series. A crash reopens the quick copies, with the same samples.
 func TestQuickCheckpointHeadsPackedWhereTheyStay(t *testing.T) {
 	fs := vfs.NewCrashableMem()
 	db := openOn(t, fs, Options{noMerge: true})
-	headEnc := chunkenc.ValFloat.ChunkEncoding(true, true)
+	headEnc := encStream
 	series := map[string]func(i int) float64{
 		"counter": func(i int) float64 { return float64(1000 + 7*i) },
 		"gauge":   func(i int) float64 { return float64(4000+i%13) / 100 },

@@ -126,7 +126,7 @@ func (r *logRecord) framed() []byte {
 	return frame(rec)
 }
 
-// How a checkpoint stores the open float heads: quick copies their XOR bytes as they are
+// How a checkpoint stores the open float heads: quick copies their bytes as they are
 // (periodic checkpoints, whose copies the next checkpoint or cut replaces), packed encodes
 // them in the packed layout, as small as cut chunks (a clean close, and when disk space runs
 // short).
