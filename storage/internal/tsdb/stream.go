@@ -47,9 +47,12 @@ var streamWidths = [...]uint8{7, 12, 20, 32}
 // streamChunk is a head chunk in the stream layout. It is its own appender, through
 // chunkBuilder only (appendFloat), which knows what to do with a value that does not fit.
 type streamChunk struct {
-	b     []byte
-	free  uint8 // the unused low bits of b's last byte
-	exp   uint8
+	b    []byte
+	free uint8 // the unused low bits of b's last byte
+	exp  uint8
+	// n is the number of samples, as b's header says too. Appending only writes the header:
+	// reading it back was a cache miss of its own (the bits are appended lines away).
+	n     uint16
 	t, dt int64 // the last timestamp and its delta
 	m, dm int64 // the last mantissa and its delta
 }
@@ -59,7 +62,7 @@ var _ chunkenc.Chunk = (*streamChunk)(nil)
 // appendFloat appends a sample, raising the chunk's exponent when v needs a larger one, and
 // reports whether it could; the chunk is unchanged when it could not.
 func (c *streamChunk) appendFloat(t int64, v float64) bool {
-	n := c.NumSamples()
+	n := int(c.n)
 	if n == 0 {
 		e, ok := decimalExponent(v, 0)
 		return ok && c.start(t, v, e)
@@ -80,7 +83,8 @@ func (c *streamChunk) appendFloat(t int64, v float64) bool {
 		c.writeTerm(dm - c.dm)
 	}
 	c.t, c.dt, c.m, c.dm = t, dt, m, dm
-	binary.BigEndian.PutUint16(c.b, uint16(n+1))
+	c.n++
+	binary.BigEndian.PutUint16(c.b, c.n)
 	return true
 }
 
@@ -94,7 +98,7 @@ func (c *streamChunk) start(t int64, v float64, e int) bool {
 		c.b = make([]byte, 0, 32)
 	}
 	c.b = append(c.b[:0], 0, 1, byte(e))
-	c.free, c.exp = 0, uint8(e)
+	c.free, c.exp, c.n = 0, uint8(e), 1
 	c.t, c.m = t, int64(math.Round(v*pow10[e]))
 	c.dt, c.dm = 0, 0
 	c.writeBits(uint64(c.t), 64)
@@ -167,12 +171,7 @@ func (c *streamChunk) Bytes() []byte { return c.b }
 
 func (c *streamChunk) Encoding() chunkenc.Encoding { return encStream }
 
-func (c *streamChunk) NumSamples() int {
-	if len(c.b) < streamHeader {
-		return 0
-	}
-	return int(binary.BigEndian.Uint16(c.b))
-}
+func (c *streamChunk) NumSamples() int { return int(c.n) }
 
 var errStreamAppender = errors.New("stream chunks are appended to through chunkBuilder")
 
