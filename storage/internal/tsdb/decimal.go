@@ -85,6 +85,15 @@ func appendDecimalChunk(b []byte, chk chunkenc.Chunk, sc *decimalScratch) ([]byt
 // that gives every value back bit for bit; false when there is none, or the chunk holds
 // anything but plain floats (start timestamps, histograms).
 func (sc *decimalScratch) load(chk chunkenc.Chunk) (int, bool) {
+	if c, ok := chk.(*streamChunk); ok {
+		// Its mantissas are stored at the chunk's exponent, the smallest that fits every
+		// value (appendFloat raises it only as far as a value needs): no float is looked at.
+		var err error
+		if sc.ts, sc.mant, err = decodeStreamInts(sc.ts, sc.mant, c.b); err != nil {
+			return 0, false
+		}
+		return int(c.exp), true
+	}
 	sc.ts, sc.vs = sc.ts[:0], sc.vs[:0]
 	it := chk.Iterator(nil)
 	for vt := it.Next(); vt != chunkenc.ValNone; vt = it.Next() {
@@ -226,6 +235,7 @@ var errCorruptDecimal = errors.New("corrupt decimal chunk")
 type decimalIterator struct {
 	ts    []int64
 	vs    []float64
+	mant  []int64  // a stream chunk's mantissas (decodeStream)
 	terms []uint64 // the bit-packed terms of a packed chunk
 	pad   []byte   // their bytes, copied and zero-padded (readTruncTerms)
 	i     int

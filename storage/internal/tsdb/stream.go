@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"math"
+	"math/bits"
 
 	"github.com/prometheus/prometheus/tsdb/chunkenc"
 )
@@ -220,21 +221,36 @@ func streamFromSamples(ts []int64, vs []float64) (*streamChunk, bool) {
 
 // decodeStream fills it.ts and it.vs from a stream chunk's bytes.
 func (it *decimalIterator) decodeStream(_ int64, data []byte) error {
+	ts, mant, err := decodeStreamInts(it.ts, it.mant, data)
+	it.ts, it.mant = ts, mant
+	if err != nil {
+		return err
+	}
+	vs := growFloat64(it.vs, len(mant))
+	it.vs = vs
+	div := pow10[data[2]]
+	for i, m := range mant {
+		// Division, as in readVarintTerms: the encoder checked that it gives the value back.
+		vs[i] = float64(m) / div
+	}
+	return nil
+}
+
+// decodeStreamInts decodes a stream chunk's timestamps and mantissas into ts and mant, grown as
+// needed.
+func decodeStreamInts(ts, mant []int64, data []byte) ([]int64, []int64, error) {
 	if len(data) < streamHeader+16 {
-		return errCorruptDecimal
+		return ts[:0], mant[:0], errCorruptDecimal
 	}
 	n, exp := int(binary.BigEndian.Uint16(data)), int(data[2])
 	// A sample takes at least 2 bits after the first's 128.
 	if n == 0 || exp > maxDecimalExp || (n-1)*2 > 8*(len(data)-streamHeader-16) {
-		return errCorruptDecimal
+		return ts[:0], mant[:0], errCorruptDecimal
 	}
-	ts := growInt64(it.ts, n)
-	vs := growFloat64(it.vs, n)
-	it.ts, it.vs = ts, vs
+	ts, mant = growInt64(ts, n), growInt64(mant, n)
 	r := bitReader{data: data[streamHeader:]}
 	t, m := int64(r.read(64)), int64(r.read(64))
-	div := pow10[exp]
-	ts[0], vs[0] = t, float64(m)/div
+	ts[0], mant[0] = t, m
 	var dt, dm int64
 	for i := 1; i < n; i++ {
 		a, b := r.term(), r.term()
@@ -244,53 +260,68 @@ func (it *decimalIterator) decodeStream(_ int64, data []byte) error {
 			dt, dm = dt+a, dm+b
 		}
 		t, m = t+dt, m+dm
-		// Division, as in readVarintTerms: the encoder checked that it gives the value back.
-		ts[i], vs[i] = t, float64(m)/div
+		ts[i], mant[i] = t, m
 	}
-	if r.overrun {
-		return errCorruptDecimal
+	if r.overrun() {
+		return ts[:0], mant[:0], errCorruptDecimal
 	}
-	return nil
+	return ts, mant, nil
 }
 
-// bitReader reads bits most significant first; past the end it reads zero bits and sets
-// overrun.
+// bitReader reads bits most significant first; past the end it reads zero bits, and
+// overrun tells whether it did.
 type bitReader struct {
-	data    []byte
-	pos     int // in bits
-	overrun bool
+	data []byte
+	pos  int // in bits
 }
 
-func (r *bitReader) read(nbits int) uint64 {
-	var u uint64
-	for nbits > 0 {
-		i := r.pos >> 3
-		if i >= len(r.data) {
-			r.overrun = true
-			return u << nbits
+func (r *bitReader) overrun() bool { return r.pos > 8*len(r.data) }
+
+// peek returns the 64 bits from pos on (zero bits past the end), of which the first 57 at
+// least are whole.
+func (r *bitReader) peek() uint64 {
+	i := r.pos >> 3
+	var w uint64
+	if i+8 <= len(r.data) {
+		w = binary.BigEndian.Uint64(r.data[i:])
+	} else {
+		var buf [8]byte
+		if i < len(r.data) {
+			copy(buf[:], r.data[i:])
 		}
-		have := 8 - r.pos&7
-		k := min(nbits, have)
-		bits := uint64(r.data[i]>>(have-k)) & (uint64(1)<<k - 1)
-		u = u<<k | bits
-		r.pos += k
-		nbits -= k
+		w = binary.BigEndian.Uint64(buf[:])
 	}
+	return w << (r.pos & 7)
+}
+
+func (r *bitReader) skip(n int) { r.pos += n }
+
+// read returns the next nbits (1..64).
+func (r *bitReader) read(nbits int) uint64 {
+	if nbits > 56 {
+		hi := r.read(nbits - 32)
+		return hi<<32 | r.read(32)
+	}
+	u := r.peek() >> (64 - nbits)
+	r.skip(nbits)
 	return u
 }
 
+// term reads one term of the prefix code.
 func (r *bitReader) term() int64 {
-	ones := 0
-	for ones < len(streamWidths)+1 && r.read(1) == 1 {
-		ones++
-	}
-	if ones == 0 {
+	w := r.peek()
+	ones := bits.LeadingZeros64(^w)
+	switch {
+	case ones == 0:
+		r.skip(1)
 		return 0
-	}
-	if ones > len(streamWidths) {
+	case ones > len(streamWidths):
+		r.skip(len(streamWidths) + 1)
 		return int64(r.read(64))
 	}
-	w := int(streamWidths[ones-1])
-	u := r.read(w)
-	return int64(u<<(64-w)) >> (64 - w) // sign extension
+	width := int(streamWidths[ones-1])
+	// The prefix (ones and a zero) and the term together are at most 5+32 bits: in w.
+	u := w << (ones + 1) >> (64 - width)
+	r.skip(ones + 1 + width)
+	return int64(u<<(64-width)) >> (64 - width) // sign extension
 }
