@@ -208,17 +208,6 @@ func (c *streamChunk) Reset(stream []byte) {
 	*c = nc
 }
 
-// streamFromSamples builds a stream chunk of floats; false when one does not fit.
-func streamFromSamples(ts []int64, vs []float64) (*streamChunk, bool) {
-	c := &streamChunk{}
-	for i := range ts {
-		if !c.appendFloat(ts[i], vs[i]) {
-			return nil, false
-		}
-	}
-	return c, len(ts) > 0
-}
-
 // decodeStream fills it.ts and it.vs from a stream chunk's bytes.
 func (it *decimalIterator) decodeStream(_ int64, data []byte) error {
 	ts, mant, err := decodeStreamInts(it.ts, it.mant, data)
