@@ -125,7 +125,7 @@ bench:
 	# Without cgo, as ocb builds the binary: Pebble then allocates its memtables and block cache in
 	# the Go heap, which the benchmark measures (with cgo they are C memory it would not see).
 	CGO_ENABLED=0 $(GO) test -run '^$$' -bench 'BenchmarkHeadMemory' -benchtime 1x -count 2 ./storage/internal/tsdb/
-	$(GO) test -run '^$$' -bench 'BenchmarkChunkEncode|BenchmarkSampleLog|BenchmarkCheckpoint|BenchmarkSelect' -benchtime 50x ./storage/internal/tsdb/
+	$(GO) test -run '^$$' -bench 'BenchmarkChunkEncode|BenchmarkStreamChunk|BenchmarkSampleLog|BenchmarkCheckpoint|BenchmarkSelect' -benchtime 50x ./storage/internal/tsdb/
 	$(GO) test -run '^$$' -bench . -benchmem ./exporter/
 	$(GO) test -run '^$$' -bench 'BenchmarkDecodeV1|BenchmarkConvertV1' -benchmem ./receiver/
 	$(GO) test -run '^$$' -bench 'BenchmarkRemoteWriteIngest' -benchtime 400000x -count 3 ./receiver/
