@@ -125,6 +125,31 @@ func (a *countingAppender) Append(ref promstorage.SeriesRef, ls labels.Labels, s
 		}
 	}
 	ref, err := a.app.Append(ref, ls, st, t, v, h, fh, opts)
+	return a.count(ref, err, ls, nil, t, h, fh, opts)
+}
+
+// labelSource builds the labels of the series appendRef appends to.
+type labelSource interface{ seriesLabels() labels.Labels }
+
+// appendRef appends a sample of the series the store gave ref, without its labels (see
+// seriesCache). src builds them when the store no longer holds the series in memory
+// (storage.ErrUnknownSeriesRef: it is appended again with them) and for the message of a
+// rejection. Prometheus's head would refuse such an unknown ref as an invalid sample instead; the
+// exporter writes only to the metricstor store.
+func (a *countingAppender) appendRef(ref promstorage.SeriesRef, src labelSource, st, t int64, v float64, h *histogram.Histogram, fh *histogram.FloatHistogram, opts promstorage.AOptions) (promstorage.SeriesRef, error) {
+	if a.fatal != nil {
+		return 0, a.fatal
+	}
+	got, err := a.app.Append(ref, labels.EmptyLabels(), st, t, v, h, fh, opts)
+	if err != nil && errors.Is(err, storage.ErrUnknownSeriesRef) {
+		return a.Append(0, src.seriesLabels(), st, t, v, h, fh, opts)
+	}
+	return a.count(got, err, labels.EmptyLabels(), src, t, h, fh, opts)
+}
+
+// count records the outcome of one Append: accepted, rejected (the first rejection of each
+// reason is kept, naming the series by ls, or by src when not nil), or fatal.
+func (a *countingAppender) count(ref promstorage.SeriesRef, err error, ls labels.Labels, src labelSource, t int64, h *histogram.Histogram, fh *histogram.FloatHistogram, opts promstorage.AOptions) (promstorage.SeriesRef, error) {
 	// errors.AsType, not errors.As with a local: the pointer errors.As takes made the local
 	// escape, an allocation per sample even when Append succeeds.
 	partial, isPartial := errors.AsType[*promstorage.AppendPartialError](err)
@@ -142,6 +167,9 @@ func (a *countingAppender) Append(ref promstorage.SeriesRef, ls labels.Labels, s
 	if reason, ok := classifyAppendError(err); ok {
 		a.rejected[reason]++
 		if a.firstRejected[reason] == nil {
+			if src != nil {
+				ls = src.seriesLabels()
+			}
 			a.firstRejected[reason] = fmt.Errorf("series %s at %d: %w", ls.String(), t, err)
 		}
 		return 0, nil

@@ -56,6 +56,7 @@ type pushState struct {
 	builder labels.ScratchBuilder // labels of passthrough data points
 	key     []byte                // series identity of a passthrough data point, see rwMetric
 	batch   lookupScratch
+	metric  rwMetric // the metric being written, see writeRemoteWrite
 }
 
 // lookupScratch is the buffers of rwMetric.lookupBatch, reused from push to push.

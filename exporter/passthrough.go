@@ -86,7 +86,10 @@ func writeRemoteWrite(ctx context.Context, md pmetric.Metrics, app *countingAppe
 			fatal = err
 			return false
 		}
-		w := rwMetric{app: app, b: &st.builder, cache: cache, m: m, job: job, instance: instance}
+		// In st, not on the stack: the appender calls back into it (labelSource), which would
+		// move a local to the heap once per metric.
+		w := &st.metric
+		*w = rwMetric{app: app, b: &st.builder, cache: cache, m: m, job: job, instance: instance}
 		w.opts = promstorage.AOptions{Metadata: rwMetadata(w.m), MetricFamilyName: w.m.Name()}
 		if fam, ok := w.m.Metadata().Get(passthrough.KeyFamily); ok && fam.Str() != "" {
 			w.opts.MetricFamilyName = fam.Str()
@@ -107,6 +110,7 @@ func writeRemoteWrite(ctx context.Context, md pmetric.Metrics, app *countingAppe
 		}
 		return true
 	})
+	st.metric = rwMetric{} // holds nothing of md past the push
 	if fatal != nil {
 		return fatal, nil
 	}
@@ -208,6 +212,7 @@ type rwMetric struct {
 	// look holds the series of the metric's data points, looked up before (lookupNumbers);
 	// nil when they are looked up one by one.
 	look          []cacheLookup
+	attrs         pcommon.Map // the attributes of the data point being appended
 	job, instance string
 	opts          promstorage.AOptions
 
@@ -225,19 +230,16 @@ func appendKeyString(b []byte, s string) []byte {
 	return append(b, s...)
 }
 
-// series returns the labels of a data point with attrs and, when the cache knows them, the ref
-// the store gave them; cached says which. The labels are never a reused buffer: an appender may
-// keep them (Prometheus's head does).
-func (w *rwMetric) series(attrs pcommon.Map) (ls labels.Labels, ref promstorage.SeriesRef, cached bool) {
+// series makes attrs those of the data point being appended and returns the ref the store gave
+// its series when the cache knows it.
+func (w *rwMetric) series(attrs pcommon.Map) (ref promstorage.SeriesRef, cached bool) {
+	w.attrs = attrs
 	if w.cache == nil {
-		return w.labels(attrs), 0, false
+		return 0, false
 	}
 	w.key = appendAttrKey(w.key[:w.prefix], attrs)
 	w.hash = w.cache.hash(w.key)
-	if ls, ref, ok := w.cache.get(w.hash, w.key); ok {
-		return ls, ref, true
-	}
-	return w.labels(attrs), 0, false
+	return w.cache.get(w.hash, w.key)
 }
 
 // appendAttrKey appends the attributes of a data point to its key (see rwMetric.key).
@@ -255,17 +257,29 @@ func appendAttrKey(key []byte, attrs pcommon.Map) []byte {
 	return key
 }
 
-// append appends one sample of the series whose cache key is key (hash h) and keeps the
-// store's ref for it.
-func (w *rwMetric) append(h uint64, key []byte, ls labels.Labels, ref promstorage.SeriesRef, cached bool, st, t int64, v float64, hist *histogram.Histogram, fh *histogram.FloatHistogram, opts promstorage.AOptions) error {
-	got, err := w.app.Append(ref, ls, st, t, v, hist, fh, opts)
+// append appends one sample of the data point whose attributes are w.attrs and whose cache key is
+// key (hash h): by the ref the cache gave when cached, else by its labels; and keeps the store's
+// ref for it.
+func (w *rwMetric) append(h uint64, key []byte, ref promstorage.SeriesRef, cached bool, st, t int64, v float64, hist *histogram.Histogram, fh *histogram.FloatHistogram, opts promstorage.AOptions) error {
+	var got promstorage.SeriesRef
+	var err error
+	if cached {
+		got, err = w.app.appendRef(ref, w, st, t, v, hist, fh, opts)
+	} else {
+		got, err = w.app.Append(0, w.seriesLabels(), st, t, v, hist, fh, opts)
+	}
 	if err != nil || got == 0 || (cached && got == ref) || w.cache == nil {
 		return err
 	}
-	w.cache.put(h, key, ls, got)
+	w.cache.put(h, key, got)
 	return nil
 }
 
+// seriesLabels builds the labels of the data point being appended (labelSource).
+func (w *rwMetric) seriesLabels() labels.Labels { return w.labels(w.attrs) }
+
+// labels builds the labels of a data point with attrs. They are never a reused buffer: the store
+// keeps them.
 func (w *rwMetric) labels(attrs pcommon.Map) labels.Labels {
 	w.b.Reset()
 	w.b.Add(model.MetricNameLabel, w.m.Name())
@@ -321,20 +335,18 @@ func (w *rwMetric) numbers(dps pmetric.NumberDataPointSlice) error {
 		var l cacheLookup
 		switch {
 		case w.look == nil:
-			l.ls, l.ref, l.found = w.series(dp.Attributes())
+			l.ref, l.found = w.series(dp.Attributes())
 			l.h, l.key = w.hash, w.key
 		case !w.look[i].found:
 			// An earlier point of the request may have been of the same series (several
 			// samples of one series in a request) and cached it since.
 			l = w.look[i]
-			l.ls, l.ref, l.found = w.cache.get(l.h, l.key)
+			l.ref, l.found = w.cache.get(l.h, l.key)
 		default:
 			l = w.look[i]
 		}
-		if !l.found {
-			l.ls = w.labels(dp.Attributes())
-		}
-		if err := w.append(l.h, l.key, l.ls, l.ref, l.found, nsToMs(dp.StartTimestamp()), nsToMs(dp.Timestamp()), v, nil, nil, opts); err != nil {
+		w.attrs = dp.Attributes()
+		if err := w.append(l.h, l.key, l.ref, l.found, nsToMs(dp.StartTimestamp()), nsToMs(dp.Timestamp()), v, nil, nil, opts); err != nil {
 			return err
 		}
 	}
@@ -366,21 +378,21 @@ func writeHistograms[P histogramPoint](w *rwMetric, n int, at func(int) P) error
 
 // histogram appends data point i of a histogram metric from its exact encoding.
 func (w *rwMetric) histogram(i int, attrs pcommon.Map, ts pcommon.Timestamp, exs pmetric.ExemplarSlice) error {
-	ls, ref, cached := w.series(attrs)
+	ref, cached := w.series(attrs)
 	enc, ok := w.m.Metadata().Get(passthrough.KeyNativeHistograms)
 	if !ok || enc.Type() != pcommon.ValueTypeSlice || i >= enc.Slice().Len() {
-		return fmt.Errorf("remote write series %s at %d: native histogram without its exact encoding", ls.String(), nsToMs(ts))
+		return fmt.Errorf("remote write series %s at %d: native histogram without its exact encoding", w.seriesLabels().String(), nsToMs(ts))
 	}
 	var h writev2.Histogram
 	if err := h.Unmarshal(enc.Slice().At(i).Bytes().AsRaw()); err != nil || h.Timestamp != nsToMs(ts) {
-		return fmt.Errorf("remote write series %s at %d: native histogram encoding does not match the data point", ls.String(), nsToMs(ts))
+		return fmt.Errorf("remote write series %s at %d: native histogram encoding does not match the data point", w.seriesLabels().String(), nsToMs(ts))
 	}
 	opts := w.opts
 	opts.Exemplars = rwExemplars(exs)
 	if h.IsFloatHistogram() {
-		return w.append(w.hash, w.key, ls, ref, cached, h.StartTimestamp, h.Timestamp, 0, nil, h.ToFloatHistogram(), opts)
+		return w.append(w.hash, w.key, ref, cached, h.StartTimestamp, h.Timestamp, 0, nil, h.ToFloatHistogram(), opts)
 	}
-	return w.append(w.hash, w.key, ls, ref, cached, h.StartTimestamp, h.Timestamp, 0, h.ToIntHistogram(), nil, opts)
+	return w.append(w.hash, w.key, ref, cached, h.StartTimestamp, h.Timestamp, 0, h.ToIntHistogram(), nil, opts)
 }
 
 func rwExemplars(exs pmetric.ExemplarSlice) []exemplar.Exemplar {

@@ -6,23 +6,23 @@ import (
 	"slices"
 	"sync"
 
-	"github.com/prometheus/prometheus/model/labels"
 	promstorage "github.com/prometheus/prometheus/storage"
 )
 
 // seriesCache maps the identity of a passthrough data point (metric name, job, instance and
-// attributes, as seriesKey encodes them) to the store's series: its label set and SeriesRef. A
-// known series then costs the exporter no label building and the store no hash lookup, as the
-// scrape loop's cache does in Prometheus.
+// attributes, as seriesKey encodes them) to the store's series: its SeriesRef. A known series
+// then costs the exporter no label building and the store no hash lookup, as the scrape loop's
+// cache does in Prometheus.
 //
 // Invariants:
 //   - an entry's key is the exact encoding of the identity it was made from, and a lookup compares
 //     it in full, so two identities whose hashes collide never share an entry;
-//   - an entry's labels are what the exporter would build from that identity, so handing them to
-//     the store is the same as building them;
-//   - a ref is only a hint: the store takes it only when it still names the same labels (the
-//     metricstor store checks labels.Equal; Prometheus's head never reuses a ref) and otherwise
-//     resolves the labels and returns the right ref, which replaces the cached one.
+//   - an entry's ref is what the store returned for the labels the exporter builds from that
+//     identity. The store never gives a ref to another label set while it runs (nor does
+//     Prometheus's head), and a cache lives no longer than its exporter, so the ref alone names
+//     the series: the exporter appends with the ref and no labels (countingAppender.appendRef),
+//     and builds the labels only when the store has dropped the series from memory
+//     (storage.ErrUnknownSeriesRef) or a rejection names it.
 //
 // Memory is bounded by two generations of at most limit entries each: a lookup that hits the old
 // generation copies the entry to the new one, and when the new one is full the old is dropped.
@@ -32,8 +32,8 @@ import (
 // misses. A Go map of entries took a directory, a table, a control word, a slot and the key's own
 // allocation (about 500 ns a lookup on a loaded machine, 12-20 % of the steady CPU); here a
 // lookup reads one slot of an open-addressed array and the key's bytes in the generation's
-// arena. The labels are the store's own (it keeps the label set it was given), so the store
-// compares them by pointer without reading them.
+// arena. Slots hold no pointers (24 bytes: no label set, which was 16 more and made the garbage
+// collector read every slot), so the slot arrays and arenas cost the collector nothing to mark.
 //
 // It is safe for concurrent use.
 type seriesCache struct {
@@ -63,8 +63,7 @@ type cacheGen struct {
 type cacheSlot struct {
 	h        uint64
 	ref      promstorage.SeriesRef
-	ls       labels.Labels // owned: never a reused buffer
-	off, len uint32        // the key in arena
+	off, len uint32 // the key in arena
 }
 
 // newSeriesCache returns a cache of at most about 2*size entries.
@@ -77,32 +76,30 @@ func (c *seriesCache) hash(key []byte) uint64 { return maphash.Bytes(c.seed, key
 // stripe picks the stripe from the hash's low bits; slot indexes use the high bits.
 func (c *seriesCache) stripe(h uint64) *cacheStripe { return &c.stripes[h%cacheStripes] }
 
-// get returns the labels and ref cached for key, whose hash is h.
-func (c *seriesCache) get(h uint64, key []byte) (labels.Labels, promstorage.SeriesRef, bool) {
+// get returns the ref cached for key, whose hash is h.
+func (c *seriesCache) get(h uint64, key []byte) (promstorage.SeriesRef, bool) {
 	st := c.stripe(h)
 	st.mu.Lock()
 	defer st.mu.Unlock()
 	return st.getLocked(h, key, c.limit)
 }
 
-func (st *cacheStripe) getLocked(h uint64, key []byte, limit int) (labels.Labels, promstorage.SeriesRef, bool) {
+func (st *cacheStripe) getLocked(h uint64, key []byte, limit int) (promstorage.SeriesRef, bool) {
 	if i, ok := st.cur.find(h); ok && st.cur.keyIs(i, key) {
-		s := &st.cur.slots[i]
-		return s.ls, s.ref, true
+		return st.cur.slots[i].ref, true
 	}
 	if i, ok := st.old.find(h); ok && st.old.keyIs(i, key) {
-		s := st.old.slots[i]
-		st.putLocked(h, key, s.ls, s.ref, limit)
-		return s.ls, s.ref, true
+		ref := st.old.slots[i].ref
+		st.putLocked(h, key, ref, limit)
+		return ref, true
 	}
-	return labels.Labels{}, 0, false
+	return 0, false
 }
 
-// cacheLookup is one lookup of a batch (getBatch): h and key in; ls, ref and found out.
+// cacheLookup is one lookup of a batch (getBatch): h and key in; ref and found out.
 type cacheLookup struct {
 	h     uint64
 	key   []byte
-	ls    labels.Labels
 	ref   promstorage.SeriesRef
 	found bool
 }
@@ -139,7 +136,7 @@ func (c *seriesCache) getBatch(batch []cacheLookup, order []int32) []int32 {
 		st.cur.touch(batch, idx)
 		for _, i := range idx {
 			l := &batch[i]
-			l.ls, l.ref, l.found = st.getLocked(l.h, l.key, c.limit)
+			l.ref, l.found = st.getLocked(l.h, l.key, c.limit)
 		}
 		st.mu.Unlock()
 	}
@@ -165,31 +162,30 @@ func (g *cacheGen) touch(batch []cacheLookup, idx []int32) {
 	g.touched = sum
 }
 
-// put caches ls and ref for key (hash h). ls must not be a reused buffer. A colliding entry of
-// another key is replaced.
-func (c *seriesCache) put(h uint64, key []byte, ls labels.Labels, ref promstorage.SeriesRef) {
+// put caches ref for key (hash h). A colliding entry of another key is replaced.
+func (c *seriesCache) put(h uint64, key []byte, ref promstorage.SeriesRef) {
 	if ref == 0 {
 		return // not a series of the store; 0 also marks empty slots
 	}
 	st := c.stripe(h)
 	st.mu.Lock()
 	defer st.mu.Unlock()
-	st.putLocked(h, key, ls, ref, c.limit)
+	st.putLocked(h, key, ref, c.limit)
 }
 
-func (st *cacheStripe) putLocked(h uint64, key []byte, ls labels.Labels, ref promstorage.SeriesRef, limit int) {
+func (st *cacheStripe) putLocked(h uint64, key []byte, ref promstorage.SeriesRef, limit int) {
 	// A generation's arena holds at most maxArena bytes: keys that replaced colliding ones leave
 	// their predecessors' bytes behind.
 	maxArena := 512 * limit
 	if i, ok := st.cur.find(h); ok {
 		s := &st.cur.slots[i]
 		if st.cur.keyIs(i, key) {
-			s.ls, s.ref = ls, ref
+			s.ref = ref
 			return
 		}
 		if len(st.cur.arena)+len(key) <= maxArena {
 			s.off, s.len = st.cur.addKey(key)
-			s.ls, s.ref = ls, ref
+			s.ref = ref
 			return
 		}
 	}
@@ -197,7 +193,7 @@ func (st *cacheStripe) putLocked(h uint64, key []byte, ls labels.Labels, ref pro
 	if st.cur.n >= limit || len(st.cur.arena)+len(key) > maxArena {
 		st.old, st.cur = st.cur, cacheGen{}
 	}
-	st.cur.insert(h, key, ls, ref)
+	st.cur.insert(h, key, ref)
 }
 
 // find returns the slot of h, or false and the empty slot where it would go.
@@ -229,13 +225,13 @@ func (g *cacheGen) addKey(key []byte) (off, n uint32) {
 }
 
 // insert adds h, which is not in g, growing the slots to stay at most 3/4 full.
-func (g *cacheGen) insert(h uint64, key []byte, ls labels.Labels, ref promstorage.SeriesRef) {
+func (g *cacheGen) insert(h uint64, key []byte, ref promstorage.SeriesRef) {
 	if 4*(g.n+1) > 3*len(g.slots) {
 		g.grow()
 	}
 	i, _ := g.find(h)
 	off, n := g.addKey(key)
-	g.slots[i] = cacheSlot{h: h, ref: ref, ls: ls, off: off, len: n}
+	g.slots[i] = cacheSlot{h: h, ref: ref, off: off, len: n}
 	g.n++
 }
 

@@ -22,7 +22,10 @@ import (
 // callers must not reuse its memory afterwards (no labels.ScratchBuilder.Overwrite buffers).
 // Append returns per-sample errors (ErrOutOfOrderSample, ErrTooOldSample,
 // ErrDuplicateSampleForTimestamp, ...) from Prometheus's storage package; the rest of the batch is
-// unaffected.
+// unaffected. Append with a SeriesRef the store returned and empty labels appends to that series
+// without resolving labels (a ref names one label set while the store runs); when the store has
+// dropped the series from memory since, it returns ErrUnknownSeriesRef and the caller appends again
+// with the labels.
 //
 // Reads: Querier(mint, maxt) with inclusive millisecond bounds; series come back sorted by labels.
 type Store interface {
@@ -79,4 +82,8 @@ var (
 	// or value length, active series). It is permanent for that series; the rest of the batch is
 	// unaffected.
 	ErrLimitExceeded = tsdb.ErrLimitExceeded
+	// ErrUnknownSeriesRef is returned by Append given a SeriesRef and no labels when the store
+	// no longer holds that series in memory. Nothing was appended; append again with the
+	// labels. (With labels, a ref the store does not know is only ignored.)
+	ErrUnknownSeriesRef = tsdb.ErrUnknownSeriesRef
 )

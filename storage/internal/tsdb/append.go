@@ -110,10 +110,16 @@ func (a *Appender) Append(ref storage.SeriesRef, ls labels.Labels, st, t int64, 
 }
 
 // series resolves the series of a sample, preferring the caller's ref when it still names ls.
+// A ref with empty labels names the series in memory that the DB gave that ref: a ref is never
+// given to two label sets while the DB is open (nextRef only grows).
 func (a *Appender) series(ref storage.SeriesRef, ls labels.Labels) (*memSeries, error) {
 	if ref != 0 {
-		if s := a.db.series.getByRef(uint64(ref)); s != nil && (ls.IsEmpty() || labels.Equal(s.lset, ls)) {
+		s := a.db.series.getByRef(uint64(ref))
+		if s != nil && (ls.IsEmpty() || labels.Equal(s.lset, ls)) {
 			return s, nil
+		}
+		if s == nil && ls.IsEmpty() {
+			return nil, fmt.Errorf("series ref %d: %w", ref, ErrUnknownSeriesRef)
 		}
 	}
 	if ls.IsEmpty() {

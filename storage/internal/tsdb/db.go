@@ -140,6 +140,10 @@ var (
 	// ErrLimitExceeded wraps which configured limit a series or sample exceeds (labels per series,
 	// label name or value length, active series). It is permanent for that series.
 	ErrLimitExceeded = errors.New("limit exceeded")
+	// ErrUnknownSeriesRef is returned by Append given a series ref without labels when no series
+	// in memory has that ref (head GC dropped it since, or the ref is not this DB's). Nothing was
+	// appended: append again with the labels.
+	ErrUnknownSeriesRef = errors.New("series ref not in memory, append it with its labels")
 )
 
 // DB is the database. All methods are safe for concurrent use.

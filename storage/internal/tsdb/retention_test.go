@@ -137,10 +137,23 @@ func TestCollectHead(t *testing.T) {
 	require.ErrorIs(t, appendAll(t, db, idle, smp{T: 20, F: 3})[0], storage.ErrDuplicateSampleForTimestamp)
 	requireSamples(t, []smp{{T: 0, F: 1}, {T: 20, F: 2}}, seriesSamples(t, db, idle))
 	require.Equal(t, busyRef, refOf(busy, smp{T: 3*hourMs + 1, F: 2}))
-	// A stale ref of a collected series still works with its labels.
+	// A ref alone names its series while it is in memory.
+	app = db.AppenderV2(ctx)
+	ref, err := app.Append(busyRef, labels.EmptyLabels(), 0, 3*hourMs+2, 3, nil, nil, storage.AppendV2Options{})
+	require.NoError(t, err)
+	require.Equal(t, busyRef, ref)
+	require.NoError(t, app.Commit())
+	requireSamples(t, []smp{{T: 3 * hourMs, F: 1}, {T: 3*hourMs + 1, F: 2}, {T: 3*hourMs + 2, F: 3}}, seriesSamples(t, db, busy))
+	// A stale ref of a collected series still works with its labels; alone it is refused as
+	// unknown (the caller appends again with the labels), which is no rejected sample.
 	db.collectHead()
 	app = db.AppenderV2(ctx)
-	ref, err := app.Append(idleRef, idle, 0, 30, 3, nil, nil, storage.AppendV2Options{})
+	rejected := db.Stats().RejectedInvalid.Load()
+	_, err = app.Append(idleRef, labels.EmptyLabels(), 0, 30, 3, nil, nil, storage.AppendV2Options{})
+	require.ErrorIs(t, err, ErrUnknownSeriesRef)
+	require.NotErrorIs(t, err, ErrInvalidSample)
+	require.Equal(t, rejected, db.Stats().RejectedInvalid.Load())
+	ref, err = app.Append(idleRef, idle, 0, 30, 3, nil, nil, storage.AppendV2Options{})
 	require.NoError(t, err)
 	require.Equal(t, idleRef, ref)
 	require.NoError(t, app.Commit())
