@@ -125,7 +125,7 @@ func (a *countingAppender) Append(ref promstorage.SeriesRef, ls labels.Labels, s
 		}
 	}
 	ref, err := a.app.Append(ref, ls, st, t, v, h, fh, opts)
-	return a.count(ref, err, ls, nil, t, h, fh, opts)
+	return a.count(ref, err, ls, nil, t, h != nil || fh != nil, len(opts.Exemplars))
 }
 
 // labelSource builds the labels of the series appendRef appends to.
@@ -144,21 +144,22 @@ func (a *countingAppender) appendRef(ref promstorage.SeriesRef, src labelSource,
 	if err != nil && errors.Is(err, storage.ErrUnknownSeriesRef) {
 		return a.Append(0, src.seriesLabels(), st, t, v, h, fh, opts)
 	}
-	return a.count(got, err, labels.EmptyLabels(), src, t, h, fh, opts)
+	return a.count(got, err, labels.EmptyLabels(), src, t, h != nil || fh != nil, len(opts.Exemplars))
 }
 
-// count records the outcome of one Append: accepted, rejected (the first rejection of each
-// reason is kept, naming the series by ls, or by src when not nil), or fatal.
-func (a *countingAppender) count(ref promstorage.SeriesRef, err error, ls labels.Labels, src labelSource, t int64, h *histogram.Histogram, fh *histogram.FloatHistogram, opts promstorage.AOptions) (promstorage.SeriesRef, error) {
+// count records the outcome of one Append of a sample at t (a histogram when hist) with
+// exemplars exemplars: accepted, rejected (the first rejection of each reason is kept, naming the
+// series by ls, or by src when not nil), or fatal.
+func (a *countingAppender) count(ref promstorage.SeriesRef, err error, ls labels.Labels, src labelSource, t int64, hist bool, exemplars int) (promstorage.SeriesRef, error) {
 	// errors.AsType, not errors.As with a local: the pointer errors.As takes made the local
 	// escape, an allocation per sample even when Append succeeds.
 	partial, isPartial := errors.AsType[*promstorage.AppendPartialError](err)
 	if err == nil || isPartial {
 		a.accepted++
-		if h != nil || fh != nil {
+		if hist {
 			a.acceptedHistograms++
 		}
-		a.acceptedExemplars += len(opts.Exemplars)
+		a.acceptedExemplars += exemplars
 		if isPartial {
 			a.acceptedExemplars -= refusedExemplars(partial)
 		}

@@ -25,7 +25,8 @@ import (
 const maxLoggedWarnings = 10
 
 // seriesCacheSize bounds the series the exporter remembers per generation of its cache (see
-// seriesCache): enough for the active series of a large single node, about 250 bytes each.
+// seriesCache): enough for the active series of a large single node, about 120 bytes each (12 MB
+// at 100k series: 24-byte slots at most 3/4 full, the keys in an arena).
 const seriesCacheSize = 1 << 17
 
 // metricstorExporter converts and writes one batch per push, synchronously.
