@@ -175,7 +175,8 @@ func newEngines(cfg *Config, logger *slog.Logger, reg prometheus.Registerer, p p
 	whole := newPromEngine(cfg, logger.With("component", "query_engine"), reg, p, tracker, cfg.MaxSamples)
 	parts := cfg.rangeQueryParts()
 	if parts < 2 {
-		return whole, whole
+		// Whole queries only, still telling the store their steps (see gridQuery).
+		return whole, &splitEngine{Engine: whole, parts: 1, parser: p}
 	}
 	// The parts of a query run at the same time and together hold at most max_samples, as the
 	// whole query would: a part over its share fails, and the whole query runs instead. Their

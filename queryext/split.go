@@ -40,7 +40,8 @@ const minStepsPerPart = 100
 // whole query runs.
 //
 // Instant queries, short range queries and queries asking for per-step statistics are the
-// engine's own.
+// engine's own. Every range query it returns, whole or in parts, tells the store its steps
+// where that is safe (gridQuery, stepgrid.go), split or not.
 type splitEngine struct {
 	*promql.Engine                // evaluates whole queries, and a split one again when its parts cannot answer
 	part           *promql.Engine // evaluates the parts (nil: the same engine)
@@ -52,11 +53,17 @@ type splitEngine struct {
 
 func (e *splitEngine) NewRangeQuery(ctx context.Context, q storage.Queryable, opts promql.QueryOpts, qs string, start, end time.Time, interval time.Duration) (promql.Query, error) {
 	whole, err := e.Engine.NewRangeQuery(ctx, q, opts, qs, start, end, interval)
-	if err != nil || e.parts < 2 {
+	if err != nil {
 		return whole, err
 	}
 	stmt, ok := whole.Statement().(*parser.EvalStmt)
-	if !ok || !e.splittable(qs, opts) {
+	if !ok {
+		return whole, nil
+	}
+	expr, parsed := e.parse(qs)
+	thin := parsed && onStepsOnly(expr)
+	whole = withStepGrid(whole, thin)
+	if e.parts < 2 || !parsed || !splittable(expr, opts) {
 		return whole, nil
 	}
 	// The steps in milliseconds, as the engine counts them: parts start on the whole's steps.
@@ -84,7 +91,7 @@ func (e *splitEngine) NewRangeQuery(ctx context.Context, q storage.Queryable, op
 			}
 			return whole, nil
 		}
-		parts = append(parts, p)
+		parts = append(parts, withStepGrid(p, thin))
 	}
 	return &splitQuery{whole: whole, parts: parts, maxSamples: e.maxSamples}, nil
 }
@@ -96,22 +103,24 @@ func (e *splitEngine) partEngine() *promql.Engine {
 	return e.Engine
 }
 
-// splittable reports whether a range query's answer does not depend on its start and end
-// beyond which steps it has, judged on qs as parsed (the statement's expression has the
-// functions of the query's range already folded into numbers): no `@ start()` or `@ end()`, no
-// start(), end(), range() or step() (experimental functions of the query's range), no duration
-// expression (`[range()]`, `offset min_of(range(), 8s)`), and no per-step statistics (the parts
-// would count the windows at their seams again). A query that does not parse is left whole.
-func (e *splitEngine) splittable(qs string, opts promql.QueryOpts) bool {
-	if opts != nil && opts.EnablePerStepStats() {
-		return false
-	}
+// parse reads qs as the engine does; false when it does not parse.
+func (e *splitEngine) parse(qs string) (parser.Expr, bool) {
 	p := e.parser
 	if p == nil {
 		p = parser.NewParser(parser.Options{})
 	}
 	expr, err := p.ParseExpr(qs)
-	if err != nil {
+	return expr, err == nil
+}
+
+// splittable reports whether a range query's answer does not depend on its start and end
+// beyond which steps it has, judged on the query as parsed (the statement's expression has the
+// functions of the query's range already folded into numbers): no `@ start()` or `@ end()`, no
+// start(), end(), range() or step() (experimental functions of the query's range), no duration
+// expression (`[range()]`, `offset min_of(range(), 8s)`), and no per-step statistics (the parts
+// would count the windows at their seams again). A query that does not parse is left whole.
+func splittable(expr parser.Expr, opts promql.QueryOpts) bool {
+	if opts != nil && opts.EnablePerStepStats() {
 		return false
 	}
 	ok := true

@@ -87,3 +87,17 @@ var (
 	// labels. (With labels, a ref the store does not know is only ignored.)
 	ErrUnknownSeriesRef = tsdb.ErrUnknownSeriesRef
 )
+
+// StepGrid is where a range query evaluates its instant-vector selectors (milliseconds: the
+// first step, the last, the step, and the lookback delta). A Select made with a context that
+// carries one (WithStepGrid) may leave out, for a selector whose hints say exactly that grid (no
+// range, that step, from Start-Lookback+1 to End: no offset, no @, no subquery), the samples
+// that no step reads, since each step reads only the newest sample at or before it. The answer
+// is the same; what the engine steps over is not read.
+type StepGrid = tsdb.StepGrid
+
+// WithStepGrid returns ctx carrying g for the Selects made with it. The caller promises that
+// every selector of the query that gets the hints of g is evaluated at g's steps only.
+func WithStepGrid(ctx context.Context, g StepGrid) context.Context {
+	return tsdb.WithStepGrid(ctx, g)
+}

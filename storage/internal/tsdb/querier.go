@@ -90,6 +90,7 @@ func (q *Querier) Select(ctx context.Context, sortSeries bool, hints *storage.Se
 	}
 	withData := hints == nil || hints.Func != "series"
 	s := q.newStreamSet(ctx, refs, mint, maxt, trim, withData)
+	s.grid = stepGridFor(ctx, hints)
 	if sortSeries {
 		if err := s.sortByLabels(); err != nil {
 			_ = s.close()
@@ -225,6 +226,7 @@ type chunkSeries struct {
 	chunks     []storedChunk
 	mint, maxt int64
 	trim       bool
+	grid       stepGrid // the steps that read the samples (see StepGrid); zero: all are read
 }
 
 func (s *chunkSeries) Labels() labels.Labels { return s.lset }
@@ -239,6 +241,9 @@ func (s *chunkSeries) Iterator(it chunkenc.Iterator) chunkenc.Iterator {
 		mint, maxt = math.MinInt64, math.MaxInt64
 	}
 	si.reset(s.chunks, mint, maxt)
+	if s.trim {
+		si.grid = s.grid
+	}
 	return si
 }
 
@@ -259,8 +264,11 @@ type seriesIterator struct {
 	t          int64
 	f          float64
 	mint, maxt int64
-	err        error
-	iters      map[chunkenc.Encoding]chunkenc.Iterator // reused per encoding
+	// grid leaves out, of the decimal chunks read whole, samples no step of the query reads
+	// (see StepGrid); its zero value leaves every sample in.
+	grid  stepGrid
+	err   error
+	iters map[chunkenc.Encoding]chunkenc.Iterator // reused per encoding
 }
 
 func (it *seriesIterator) reset(chunks []storedChunk, mint, maxt int64) {
@@ -297,6 +305,9 @@ func (it *seriesIterator) Next() chunkenc.ValueType {
 	if it.decAll {
 		if d := it.dec; d.i+1 < len(d.ts) {
 			d.i++
+			if it.grid.step > 0 {
+				d.i = it.grid.skip(d.ts, d.i)
+			}
 			it.t, it.f = d.ts[d.i], d.vs[d.i]
 			it.curType = chunkenc.ValFloat
 			return chunkenc.ValFloat
@@ -322,8 +333,14 @@ func (it *seriesIterator) Next() chunkenc.ValueType {
 		if t > it.maxt {
 			break
 		}
-		if it.dec != nil {
-			it.t, it.f = it.dec.At()
+		if d := it.dec; d != nil {
+			// A chunk only partly in [mint, maxt]: what the grid leaves out up to maxt.
+			if it.grid.step > 0 {
+				if j := it.grid.skip(d.ts, d.i); d.ts[j] <= it.maxt {
+					d.i = j
+				}
+			}
+			it.t, it.f = d.At()
 		}
 		it.curType = vt
 		return vt

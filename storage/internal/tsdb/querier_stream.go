@@ -40,6 +40,7 @@ type streamSet struct {
 	mint, maxt int64
 	trim       bool
 	withData   bool
+	grid       stepGrid // handed to the series (see StepGrid)
 
 	order []uint64                 // refs in output order: ascending, or sorted by labels
 	lsets []labels.Labels          // labels parallel to order when sorted, else nil
@@ -217,7 +218,7 @@ func (s *streamSet) readBatch() error {
 		}
 		cs := &series[i]
 		cs.chunks = chunks[start:len(chunks):len(chunks)]
-		cs.mint, cs.maxt, cs.trim = s.mint, s.maxt, s.trim
+		cs.mint, cs.maxt, cs.trim, cs.grid = s.mint, s.maxt, s.trim, s.grid
 		if lsets != nil {
 			cs.lset = lsets[i]
 		} else if cs.lset, err = s.labelsOf(refs[i]); err != nil {
