@@ -32,7 +32,8 @@ func WithStepGrid(ctx context.Context, g StepGrid) context.Context {
 // stepGrid, which leaves every sample in, otherwise.
 func stepGridFor(ctx context.Context, hints *storage.SelectHints) stepGrid {
 	g, ok := ctx.Value(stepGridKey{}).(StepGrid)
-	if !ok || hints == nil || g.Step <= 0 || g.Lookback <= 0 || g.End < g.Start {
+	if !ok || hints == nil || g.Step <= 0 || g.Lookback <= 0 || g.End < g.Start ||
+		g.Start < -maxGridTime || g.End > maxGridTime || g.Lookback > maxGridTime {
 		return stepGrid{}
 	}
 	if hints.Range != 0 || hints.DisableTrimming || hints.Step != g.Step ||
@@ -41,6 +42,10 @@ func stepGridFor(ctx context.Context, hints *storage.SelectHints) stepGrid {
 	}
 	return stepGrid{start: g.Start, step: g.Step, at: g.Start}
 }
+
+// maxGridTime bounds the times of a grid (about 73 million years either side of 1970), so
+// that no difference of two of them, or a step added, overflows.
+const maxGridTime = 1 << 61
 
 // stepGrid thins what a series iterator returns to the samples the steps of a grid read.
 // The zero value leaves every sample in.

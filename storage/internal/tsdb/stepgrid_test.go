@@ -91,6 +91,12 @@ func TestSelectWithStepGrid(t *testing.T) {
 	for step := grid.Start; step <= grid.End; step += grid.Step {
 		require.Contains(t, times, step/15_000*15_000, "the sample step %d reads", step)
 	}
+	// A grid beyond maxGridTime is not taken: its differences could overflow.
+	far := StepGrid{Start: -maxGridTime - 1, End: grid.End, Step: grid.Step, Lookback: grid.Lookback}
+	farHints := &storage.SelectHints{Start: far.Start - far.Lookback + 1, End: far.End, Step: far.Step}
+	got, _ := count(WithStepGrid(context.Background(), far), farHints)
+	want, _ := count(context.Background(), farHints)
+	require.Equal(t, want, got)
 	for _, other := range []*storage.SelectHints{
 		{Start: hints.Start - 60_000, End: hints.End - 60_000, Step: grid.Step}, // offset 1m
 		{Start: hints.Start, End: hints.End, Step: grid.Step, Range: 60_000},
