@@ -121,22 +121,7 @@ func TestSplitRangeQueriesMatchPrometheus(t *testing.T) {
 	if testing.Short() {
 		t.Skip("skipped with -short: it loads 20 minutes of demo data and runs about 1,700 range queries; it runs in `make unit` and `make test`, which do not pass -short")
 	}
-	dir, err := conformance.Dir()
-	if err != nil {
-		t.Fatal(err)
-	}
-	cases, err := conformance.LoadCases(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	queries := make([]string, 0, len(cases)+len(benchQueries)+8)
-	for _, c := range cases {
-		queries = append(queries, c.Query)
-	}
-	for _, bq := range benchQueries {
-		queries = append(queries, bq.query)
-	}
-	queries = append(queries,
+	queries := conformanceQueries(t,
 		// Subqueries, with and without a step, with offsets and a fixed time: their steps are
 		// aligned to absolute time, not to a part's start.
 		`max_over_time(rate(demo_cpu_usage_seconds_total[1m])[5m:7s])`,
@@ -196,6 +181,28 @@ func TestSplitRangeQueriesMatchPrometheus(t *testing.T) {
 		t.Errorf("%d of %d range queries answered by parts, %d with data; want at least half of each", split, runs, withData)
 	}
 	t.Logf("%d of %d range queries answered by parts, %d of them with data", split, runs, withData)
+}
+
+// conformanceQueries returns extra, then the queries of the conformance query set, then the
+// benchmark's.
+func conformanceQueries(t *testing.T, extra ...string) []string {
+	t.Helper()
+	dir, err := conformance.Dir()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cases, err := conformance.LoadCases(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	queries := slices.Clip(extra)
+	for _, c := range cases {
+		queries = append(queries, c.Query)
+	}
+	for _, bq := range benchQueries {
+		queries = append(queries, bq.query)
+	}
+	return queries
 }
 
 // splitTestSetup is an hour of demo data in the metricstor store and Prometheus's engine with

@@ -14,8 +14,6 @@ import (
 	"github.com/prometheus/prometheus/promql/parser"
 	promstorage "github.com/prometheus/prometheus/storage"
 	"github.com/prometheus/prometheus/tsdb/chunkenc"
-
-	"github.com/metricstor/metricstor/testbed/conformance"
 )
 
 // TestStepGridMatchesPrometheus runs the conformance query set, the benchmark's queries and
@@ -29,26 +27,12 @@ func TestStepGridMatchesPrometheus(t *testing.T) {
 	if testing.Short() {
 		t.Skip("skipped with -short: it loads 20 minutes of demo data and runs about 2,300 range queries; it runs in `make unit` and `make test`")
 	}
-	dir, err := conformance.Dir()
-	if err != nil {
-		t.Fatal(err)
-	}
-	cases, err := conformance.LoadCases(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	queries := []string{
+	queries := conformanceQueries(t,
 		`demo_num_cpus`, `demo_memory_usage_bytes offset 1m`, `demo_memory_usage_bytes @ 1700000500`,
 		`demo_memory_usage_bytes - demo_memory_usage_bytes offset 2m`,
 		`max_over_time(demo_memory_usage_bytes[3m:10s])`, `timestamp(demo_batch_last_success_timestamp_seconds)`,
 		`count({job="demo"})`, `1 - demo_disk_usage_bytes / demo_disk_total_bytes`,
-	}
-	for _, c := range cases {
-		queries = append(queries, c.Query)
-	}
-	for _, bq := range benchQueries {
-		queries = append(queries, bq.query)
-	}
+	)
 
 	store, closeStore := openBenchStore(t, t.TempDir())
 	defer closeStore()
