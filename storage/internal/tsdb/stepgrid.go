@@ -12,10 +12,11 @@ import (
 // sampled every 15 s and a query stepping by 60 s, that is one sample in four; the others are
 // read, decoded and stepped over by the engine one call at a time for nothing.
 //
-// A context carrying a grid (WithStepGrid) lets Select leave those samples out, for the
-// selectors whose hints say exactly that grid: no range, the grid's step, from Start-Lookback+1
-// to End, the hints Prometheus's engine gives a selector with no offset, no @ and outside any
-// subquery (promql.getTimeRangesForSelector). Whoever puts a grid in the context promises that
+// A context carrying a grid (WithStepGrid) lets Select leave those samples out of what it
+// returns (they are still decoded: their times decide), for the selectors whose hints say
+// exactly that grid: no range, the grid's step, from Start-Lookback+1 to End, the hints
+// Prometheus's engine gives a selector with no offset, no @ and outside any subquery
+// (promql.getTimeRangesForSelector). Whoever puts a grid in the context promises that
 // such a selector is evaluated at the grid's steps only, as queryext checks on the query.
 type StepGrid struct {
 	Start, End, Step, Lookback int64
@@ -33,7 +34,7 @@ func WithStepGrid(ctx context.Context, g StepGrid) context.Context {
 func stepGridFor(ctx context.Context, hints *storage.SelectHints) stepGrid {
 	g, ok := ctx.Value(stepGridKey{}).(StepGrid)
 	if !ok || hints == nil || g.Step <= 0 || g.Lookback <= 0 || g.End < g.Start ||
-		g.Start < -maxGridTime || g.End > maxGridTime || g.Lookback > maxGridTime {
+		g.Start < -maxGridTime || g.End > maxGridTime || g.Lookback > maxGridTime || g.Step > maxGridTime {
 		return stepGrid{}
 	}
 	if hints.Range != 0 || hints.DisableTrimming || hints.Step != g.Step ||
@@ -43,9 +44,10 @@ func stepGridFor(ctx context.Context, hints *storage.SelectHints) stepGrid {
 	return stepGrid{start: g.Start, step: g.Step, at: g.Start}
 }
 
-// maxGridTime bounds the times of a grid (about 73 million years either side of 1970), so
-// that no difference of two of them, or a step added, overflows.
-const maxGridTime = 1 << 61
+// maxGridTime bounds the times, the step and the lookback of a grid (about 36 million years),
+// so that atOrAfter's sums stay within int64: what it is asked about is a sample at or before
+// End plus a step (skip never moves past the first step at or after the sample it starts at).
+const maxGridTime = 1 << 60
 
 // stepGrid thins what a series iterator returns to the samples the steps of a grid read.
 // The zero value leaves every sample in.
