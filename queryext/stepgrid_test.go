@@ -25,7 +25,7 @@ import (
 // most reaches the engine, and of all queries together three quarters at most.
 func TestStepGridMatchesPrometheus(t *testing.T) {
 	if testing.Short() {
-		t.Skip("skipped with -short: it loads 20 minutes of demo data and runs about 2,300 range queries; it runs in `make unit` and `make test`")
+		t.Skip("skipped with -short: it loads 20 minutes of demo data and runs about 2,300 range queries; it runs in `make unit` and `make test`, which do not pass -short")
 	}
 	queries := conformanceQueries(t,
 		`demo_num_cpus`, `demo_memory_usage_bytes offset 1m`, `demo_memory_usage_bytes @ 1700000500`,

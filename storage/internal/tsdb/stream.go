@@ -169,7 +169,7 @@ func (c *streamChunk) writeBits(u uint64, nbits int) {
 	}
 }
 
-// growStream returns b (not empty) with room for about a quarter more bytes. append doubles a
+// growStream returns b with room for about a quarter more bytes (8 at least). append doubles a
 // small slice: heads are most of the store's memory and are cut at 120 samples, about 210
 // bytes, so a doubled head spent a third of its bytes on room it never used (at 100 samples,
 // 260 bytes held for 177). Appending to nil grows to the allocator's size class at or above
