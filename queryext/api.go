@@ -173,18 +173,26 @@ func newEngines(cfg *Config, logger *slog.Logger, reg prometheus.Registerer, p p
 	// One tracker: the parts of a query take max_concurrency slots as queries do.
 	tracker := newConcurrencyLimiter(cfg.MaxConcurrency)
 	whole := newPromEngine(cfg, logger.With("component", "query_engine"), reg, p, tracker, cfg.MaxSamples)
+	// The range queries with functions over ranges are evaluated on windows (windows.go) by
+	// engines of their own, whose parser rewrites those calls. Their metrics, and those of the
+	// parts' engines below, are Prometheus's prometheus_engine_* under a prefix of their own,
+	// so that prometheus_engine_* counts queries.
+	wp := windowParser{p}
+	windows := newPromEngine(cfg, logger.With("component", "query_engine_windows"),
+		prometheus.WrapRegistererWithPrefix("metricstor_range_query_windows_", reg), wp, tracker, cfg.MaxSamples)
 	parts := cfg.rangeQueryParts()
 	if parts < 2 {
 		// Whole queries only, still telling the store their steps (see gridQuery).
-		return whole, &splitEngine{Engine: whole, parts: 1, parser: p}
+		return whole, &splitEngine{Engine: whole, windows: windows, parts: 1, maxSamples: cfg.MaxSamples, parser: p}
 	}
 	// The parts of a query run at the same time and together hold at most max_samples, as the
-	// whole query would: a part over its share fails, and the whole query runs instead. Their
-	// engine's metrics are Prometheus's prometheus_engine_* under a prefix of their own, so that
-	// prometheus_engine_* counts queries.
+	// whole query would: a part over its share fails, and the whole query runs instead.
 	part := newPromEngine(cfg, logger.With("component", "query_engine_parts"),
 		prometheus.WrapRegistererWithPrefix("metricstor_range_query_part_", reg), p, tracker, max(1, cfg.MaxSamples/parts))
-	return whole, &splitEngine{Engine: whole, part: part, parts: parts, minSteps: minStepsPerPart, maxSamples: cfg.MaxSamples, parser: p}
+	windowPart := newPromEngine(cfg, logger.With("component", "query_engine_windows_parts"),
+		prometheus.WrapRegistererWithPrefix("metricstor_range_query_windows_part_", reg), wp, tracker, max(1, cfg.MaxSamples/parts))
+	return whole, &splitEngine{Engine: whole, part: part, windows: windows, windowPart: windowPart,
+		parts: parts, minSteps: minStepsPerPart, maxSamples: cfg.MaxSamples, parser: p}
 }
 
 // newPromEngine is Prometheus's engine with the configured limits, maxSamples and tracker. Its

@@ -45,10 +45,13 @@ const minStepsPerPart = 100
 type splitEngine struct {
 	*promql.Engine                // evaluates whole queries, and a split one again when its parts cannot answer
 	part           *promql.Engine // evaluates the parts (nil: the same engine)
-	parts          int            // the most parts of one query; 1 never splits
-	minSteps       int            // the fewest steps of a part
-	maxSamples     int            // the engine's max_samples
-	parser         parser.Parser  // the engine's, to read the query before the engine folds it (nil: the default)
+	// windows and windowPart evaluate, whole and in parts, the range queries with calls to
+	// evaluate on windows (windows.go); nil: none are.
+	windows, windowPart *promql.Engine
+	parts               int           // the most parts of one query; 1 never splits
+	minSteps            int           // the fewest steps of a part
+	maxSamples          int           // the engine's max_samples
+	parser              parser.Parser // the engine's, to read the query before the engine folds it (nil: the default)
 }
 
 func (e *splitEngine) NewRangeQuery(ctx context.Context, q storage.Queryable, opts promql.QueryOpts, qs string, start, end time.Time, interval time.Duration) (promql.Query, error) {
@@ -62,26 +65,61 @@ func (e *splitEngine) NewRangeQuery(ctx context.Context, q storage.Queryable, op
 	}
 	expr, parsed := e.parse(qs)
 	thin := parsed && onStepsOnly(expr)
+	plain := e.split(ctx, e.partEngine(), q, opts, qs, whole, stmt, expr, parsed, thin)
+	// On windows where the query tells the store its steps (the windows' selectors are answered
+	// there), unless per-step statistics are asked for or start timestamps are used (which
+	// the windows do not read).
+	if e.windows == nil || !thin || !windowed(expr) {
+		return plain, nil
+	}
+	if _, grid := withStepGrid(whole, true).(gridQuery); !grid {
+		return plain, nil
+	}
+	if opts != nil && (opts.EnablePerStepStats() || (opts.UseStartTimestamps() != nil && *opts.UseStartTimestamps())) {
+		return plain, nil
+	}
+	// A Select on windows holds its answers at once, up to what a part may hold.
+	wq := windowQueryable{Queryable: q, limit: max(1, e.maxSamples/max(e.parts, 1))}
+	wwhole, err := e.windows.NewRangeQuery(ctx, wq, opts, qs, start, end, interval)
+	if err != nil {
+		return plain, nil
+	}
+	wstmt := wwhole.Statement().(*parser.EvalStmt)
+	windowPart := e.windowPart
+	if windowPart == nil {
+		windowPart = e.windows
+	}
+	return &windowQuery{
+		windows: e.split(ctx, windowPart, wq, opts, qs, wwhole, wstmt, expr, parsed, thin),
+		plain:   plain,
+	}, nil
+}
+
+// split returns whole (a range query) telling the store its steps when thin, split
+// into parts evaluated by partEngine where it is splittable (see splitEngine).
+func (e *splitEngine) split(ctx context.Context, partEngine *promql.Engine, q storage.Queryable, opts promql.QueryOpts, qs string,
+	whole promql.Query, stmt *parser.EvalStmt, expr parser.Expr, parsed, thin bool,
+) promql.Query {
 	whole = withStepGrid(whole, thin)
 	if e.parts < 2 || !parsed || !splittable(expr, opts) {
-		return whole, nil
+		return whole
 	}
 	// The steps in milliseconds, as the engine counts them: parts start on the whole's steps.
 	startMs, endMs, stepMs := stmt.Start.UnixNano()/int64(time.Millisecond), stmt.End.UnixNano()/int64(time.Millisecond), stmt.Interval.Milliseconds()
 	if stepMs <= 0 || endMs < startMs {
-		return whole, nil
+		return whole
 	}
 	steps := (endMs-startMs)/stepMs + 1
 	// A part of one step would be evaluated as an instant query (the engine checks start ==
 	// end: sort() in a range query warns, step() is 0): two at least.
 	n := int(min(int64(e.parts), steps/int64(max(e.minSteps, 2))))
 	if n < 2 {
-		return whole, nil
+		return whole
 	}
 	parts := make([]promql.Query, 0, n)
 	for i := range int64(n) {
 		lo, hi := i*steps/int64(n), (i+1)*steps/int64(n) // steps [lo, hi) of the whole
-		p, err := e.partEngine().NewRangeQuery(ctx, q, opts, qs,
+		p, err := partEngine.NewRangeQuery(ctx, q, opts, qs,
 			time.UnixMilli(startMs+lo*stepMs), time.UnixMilli(startMs+(hi-1)*stepMs), time.Duration(stepMs)*time.Millisecond)
 		if err != nil {
 			// The whole query was accepted; a part can only fail to start by waiting for
@@ -89,11 +127,11 @@ func (e *splitEngine) NewRangeQuery(ctx context.Context, q storage.Queryable, op
 			for _, p := range parts {
 				p.Close()
 			}
-			return whole, nil
+			return whole
 		}
 		parts = append(parts, withStepGrid(p, thin))
 	}
-	return &splitQuery{whole: whole, parts: parts, maxSamples: e.maxSamples}, nil
+	return &splitQuery{whole: whole, parts: parts, maxSamples: e.maxSamples}
 }
 
 func (e *splitEngine) partEngine() *promql.Engine {
@@ -170,6 +208,12 @@ func (q *splitQuery) Exec(ctx context.Context) *promql.Result {
 	samples := stats.NewQuerySamples(false)
 	for i, r := range results {
 		if r.Err != nil {
+			if errors.Is(r.Err, errNotWindowed) {
+				// Evaluated again as it is (windowQuery), not by the whole on windows.
+				total.Stop()
+				q.stats = &stats.Statistics{Timers: timers, Samples: samples}
+				return r
+			}
 			var timeout promql.ErrQueryTimeout
 			var canceled promql.ErrQueryCanceled
 			if errors.As(r.Err, &timeout) || errors.As(r.Err, &canceled) {

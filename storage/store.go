@@ -101,3 +101,8 @@ type StepGrid = tsdb.StepGrid
 func WithStepGrid(ctx context.Context, g StepGrid) context.Context {
 	return tsdb.WithStepGrid(ctx, g)
 }
+
+// StepGridFrom returns the grid ctx carries (WithStepGrid), if any.
+func StepGridFrom(ctx context.Context) (StepGrid, bool) {
+	return tsdb.StepGridFrom(ctx)
+}

@@ -122,15 +122,25 @@ func TestSplitRangeQueriesSameAnswer(t *testing.T) {
 	if infos < 2 || errs != 1 {
 		t.Errorf("%d infos and %d errors among the answers, want the 2 rate infos and the many-to-many error", infos, errs)
 	}
-	// The splitting server evaluated parts: its engine for them counts them under its own prefix,
-	// and Prometheus's prometheus_engine_* only counts the queries evaluated whole there (the
-	// one with `@ start()` and the many-to-many one, again whole after its parts failed).
-	const partPrefix = "metricstor_range_query_part_"
+	// The splitting server evaluated parts: its engines for them count them under their own
+	// prefixes (the queries with functions over ranges, evaluated on windows, under the
+	// windows engines' one), and Prometheus's prometheus_engine_* only counts the queries
+	// evaluated whole there (the one with `@ start()` and the many-to-many one, again whole
+	// after its parts failed). On the other server the queries on windows are counted by the
+	// windows engine, the others by Prometheus's prometheus_engine_*.
+	const partPrefix, windowsPrefix, windowPartPrefix = "metricstor_range_query_part_", "metricstor_range_query_windows_", "metricstor_range_query_windows_part_"
+	const windowed = 11 // the queries above with rate, irate, increase, avg_over_time or deriv, outside a subquery
 	wholeOnSplit, parts := evaluations(t, servers[0].cfg.Ports, ""), evaluations(t, servers[0].cfg.Ports, partPrefix)
+	windowParts := evaluations(t, servers[0].cfg.Ports, windowPartPrefix)
 	wholeOnWhole, partsOnWhole := evaluations(t, servers[1].cfg.Ports, ""), evaluations(t, servers[1].cfg.Ports, partPrefix)
-	if wholeOnSplit != 2 || parts < 4*(len(queries)-2) || wholeOnWhole != len(queries) || partsOnWhole != 0 {
-		t.Errorf("splitting server: %d queries evaluated whole, %d parts; want 2 and at least %d. Other server: %d whole, %d parts; want %d and 0",
-			wholeOnSplit, parts, 4*(len(queries)-2), wholeOnWhole, partsOnWhole, len(queries))
+	windowsOnWhole := evaluations(t, servers[1].cfg.Ports, windowsPrefix)
+	if wholeOnSplit != 2 || parts+windowParts < 4*(len(queries)-2) || windowParts < 4*windowed {
+		t.Errorf("splitting server: %d queries evaluated whole, %d parts and %d on windows; want 2, and at least %d parts of which %d on windows",
+			wholeOnSplit, parts, windowParts, 4*(len(queries)-2), 4*windowed)
+	}
+	if wholeOnWhole != len(queries)-windowed || windowsOnWhole != windowed || partsOnWhole != 0 {
+		t.Errorf("other server: %d queries evaluated whole, %d on windows, %d parts; want %d, %d and 0",
+			wholeOnWhole, windowsOnWhole, partsOnWhole, len(queries)-windowed, windowed)
 	}
 }
 

@@ -29,16 +29,28 @@ func WithStepGrid(ctx context.Context, g StepGrid) context.Context {
 	return context.WithValue(ctx, stepGridKey{}, g)
 }
 
+// StepGridFrom returns the grid ctx carries, if any.
+func StepGridFrom(ctx context.Context) (StepGrid, bool) {
+	g, ok := ctx.Value(stepGridKey{}).(StepGrid)
+	return g, ok
+}
+
+// Selects reports whether hints are those of a selector evaluated at g's steps (no range, the
+// grid's step, from Start-Lookback+1 to End), for a grid within the bounds of maxGridTime.
+func (g StepGrid) Selects(hints *storage.SelectHints) bool {
+	if hints == nil || g.Step <= 0 || g.Lookback <= 0 || g.End < g.Start ||
+		g.Start < -maxGridTime || g.End > maxGridTime || g.Lookback > maxGridTime || g.Step > maxGridTime {
+		return false
+	}
+	return hints.Range == 0 && !hints.DisableTrimming && hints.Step == g.Step &&
+		hints.Start == g.Start-g.Lookback+1 && hints.End == g.End
+}
+
 // stepGridFor returns the grid in ctx when hints select for it (see StepGrid); the zero
 // stepGrid, which leaves every sample in, otherwise.
 func stepGridFor(ctx context.Context, hints *storage.SelectHints) stepGrid {
-	g, ok := ctx.Value(stepGridKey{}).(StepGrid)
-	if !ok || hints == nil || g.Step <= 0 || g.Lookback <= 0 || g.End < g.Start ||
-		g.Start < -maxGridTime || g.End > maxGridTime || g.Lookback > maxGridTime || g.Step > maxGridTime {
-		return stepGrid{}
-	}
-	if hints.Range != 0 || hints.DisableTrimming || hints.Step != g.Step ||
-		hints.Start != g.Start-g.Lookback+1 || hints.End != g.End {
+	g, ok := StepGridFrom(ctx)
+	if !ok || !g.Selects(hints) {
 		return stepGrid{}
 	}
 	return stepGrid{start: g.Start, step: g.Step, at: g.Start}

@@ -1,0 +1,519 @@
+package queryext // import "github.com/metricstor/metricstor/queryext"
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/prometheus/prometheus/model/histogram"
+	"github.com/prometheus/prometheus/model/labels"
+	"github.com/prometheus/prometheus/model/value"
+	"github.com/prometheus/prometheus/promql"
+	"github.com/prometheus/prometheus/promql/parser"
+	"github.com/prometheus/prometheus/promql/parser/posrange"
+	"github.com/prometheus/prometheus/schema"
+	"github.com/prometheus/prometheus/storage"
+	"github.com/prometheus/prometheus/tsdb/chunkenc"
+	"github.com/prometheus/prometheus/util/annotations"
+	"github.com/prometheus/prometheus/util/stats"
+
+	mstorage "github.com/metricstor/metricstor/storage"
+)
+
+// A range query applies a function over a range to each series at every step: rate(x[5m])
+// stepping by 60 s reads the 5 minutes before each step. Prometheus's engine reads a series'
+// samples through a ring buffer into a window it shifts and copies at every step, which is
+// most of what such a query costs (more than the function). Here the window's samples are read
+// once, into one slice per series, and each step's window is a slice of it, handed to
+// Prometheus's own implementation of the function (promql.FunctionCalls) with what the engine
+// would hand it: the window's float samples in (t-offset-range, t-offset] without stale
+// markers, the step's time, the selector as parsed. So the values are the engine's, bit for bit.
+//
+// The engine is told through the query it evaluates: the windows engine's parser
+// (windowParser) replaces each such call by an instant-vector selector with the call's
+// matchers and one more, windowLabel, that says the function, range, offset and positions.
+// The store's Queryable is wrapped (windowQueryable) so that a Select with that matcher returns
+// one series per input series with the function's value at each step and a stale marker at a
+// step without one: what the engine then reads at the query's steps, looking back from each
+// step, is exactly the call's answer, and every node around it (aggregations, binary
+// operators, other functions) evaluates as it would. A call is replaced only where that holds:
+// a query of the steps its grid says (onStepsOnly: no subquery), outside the arguments of the
+// functions that read their argument's expression rather than its value (absent and
+// timestamp), on a plain range selector (no @, no smoothed or anchored, no duration
+// expression), for the functions of one range argument in windowFuncs.
+//
+// What is not the engine's answer is not given: a histogram sample in a window, or two output
+// series with the same labels once the name is dropped, make the Select fail with
+// errNotWindowed, and the query is evaluated again by Prometheus's engine as it is
+// (windowQuery). The annotations are the engine's: those the function returns, and the
+// engine's own info for rate or increase of a metric whose name does not say counter.
+//
+// What differs is only what the engine counts: it counts each step's window as samples held
+// (max_samples, and the statistics of stats=...); here it holds the calls' answers, one sample
+// a step. A query that would hold more than max_samples in windows is answered; per-step
+// statistics (stats=all) are the engine's own, evaluated as they are.
+
+// windowFuncs are the functions evaluated on windows: one range argument, a float per window
+// of floats, and nothing read but the window, the step's time and the selector's range,
+// offset and position (for the annotations).
+var windowFuncs = map[string]bool{
+	"rate": true, "increase": true, "irate": true, "delta": true, "idelta": true, "deriv": true,
+	"resets": true, "changes": true,
+	"avg_over_time": true, "min_over_time": true, "max_over_time": true, "sum_over_time": true,
+	"count_over_time": true, "stddev_over_time": true, "stdvar_over_time": true,
+	"present_over_time": true,
+}
+
+// windowLabel is the name of the matcher that marks a selector standing for a call. Names with
+// two leading underscores are Prometheus's to give; a query that names this one itself is not
+// rewritten (windowed).
+const windowLabel = "__metricstor_window__"
+
+// errNotWindowed is what a windows query fails with where its answer would not be the engine's;
+// windowQuery then evaluates the query on Prometheus's engine as it is.
+var errNotWindowed = errors.New("not evaluated on windows")
+
+// windowParser is the parser of the windows engines: the query as parsed, with the calls that
+// are evaluated on windows replaced by their selectors (rewriteWindows).
+type windowParser struct{ parser.Parser }
+
+func (p windowParser) ParseExpr(input string) (parser.Expr, error) {
+	expr, err := p.Parser.ParseExpr(input)
+	if err != nil {
+		return expr, err
+	}
+	return rewriteWindows(expr, windowSelector), nil
+}
+
+// windowed reports whether expr has a call to evaluate on windows, and does not name
+// windowLabel itself.
+func windowed(expr parser.Expr) bool {
+	named := false
+	parser.Inspect(expr, func(node parser.Node, _ []parser.Node) error {
+		if vs, ok := node.(*parser.VectorSelector); ok {
+			for _, m := range vs.LabelMatchers {
+				named = named || m.Name == windowLabel
+			}
+		}
+		return nil
+	})
+	if named {
+		return false
+	}
+	calls := 0
+	rewriteWindows(expr, func(c *parser.Call) parser.Expr {
+		calls++
+		return c
+	})
+	return calls > 0
+}
+
+// rewriteWindows returns expr with each call that can be evaluated on windows replaced by what
+// replace returns for it (in place: expr is changed).
+func rewriteWindows(expr parser.Expr, replace func(*parser.Call) parser.Expr) parser.Expr {
+	return walkWindows(expr, "", replace)
+}
+
+// walkWindows is rewriteWindows for e, an argument of the function named parent ("" for none).
+// Subqueries are not entered: their steps are not the query's.
+func walkWindows(e parser.Expr, parent string, replace func(*parser.Call) parser.Expr) parser.Expr {
+	switch n := e.(type) {
+	case *parser.AggregateExpr:
+		n.Expr = walkWindows(n.Expr, "", replace)
+	case *parser.BinaryExpr:
+		n.LHS = walkWindows(n.LHS, "", replace)
+		n.RHS = walkWindows(n.RHS, "", replace)
+	case *parser.ParenExpr:
+		n.Expr = walkWindows(n.Expr, "", replace)
+	case *parser.UnaryExpr:
+		n.Expr = walkWindows(n.Expr, "", replace)
+	case *parser.Call:
+		if onWindows(n, parent) {
+			return replace(n)
+		}
+		for i := range n.Args {
+			n.Args[i] = walkWindows(n.Args[i], n.Func.Name, replace)
+		}
+	}
+	return e
+}
+
+// onWindows reports whether c, an argument of the function named parent, is evaluated on
+// windows: one of windowFuncs, on a plain range selector, and not the argument of a function
+// that reads its argument's expression (absent takes labels from a selector's matchers,
+// timestamp the times of a selector's samples).
+func onWindows(c *parser.Call, parent string) bool {
+	switch parent {
+	case "absent", "absent_over_time", "timestamp", "start_timestamp", "info":
+		return false
+	}
+	if !windowFuncs[c.Func.Name] || len(c.Args) != 1 {
+		return false
+	}
+	ms, ok := c.Args[0].(*parser.MatrixSelector)
+	if !ok || ms.RangeExpr != nil {
+		return false
+	}
+	vs, ok := ms.VectorSelector.(*parser.VectorSelector)
+	return ok && vs.Timestamp == nil && vs.StartOrEnd == 0 && !vs.Anchored && !vs.Smoothed &&
+		vs.OriginalOffsetExpr == nil
+}
+
+// windowSelector is the selector standing for c (see onWindows): c's matchers, and windowLabel
+// saying the function, the range and offset in milliseconds, and the positions of the range
+// selector in the query (its annotations name it), over c's positions.
+func windowSelector(c *parser.Call) parser.Expr {
+	ms := c.Args[0].(*parser.MatrixSelector)
+	vs := ms.VectorSelector.(*parser.VectorSelector)
+	spec := strings.Join([]string{
+		c.Func.Name,
+		strconv.FormatInt(ms.Range.Milliseconds(), 10),
+		strconv.FormatInt(vs.OriginalOffset.Milliseconds(), 10),
+		strconv.Itoa(int(vs.PosRange.Start)),
+		strconv.Itoa(int(vs.PosRange.End)),
+		strconv.Itoa(int(ms.EndPos)),
+	}, "/")
+	return &parser.VectorSelector{
+		Name:          vs.Name,
+		LabelMatchers: append(slices.Clone(vs.LabelMatchers), labels.MustNewMatcher(labels.MatchEqual, windowLabel, spec)),
+		PosRange:      c.PositionRange(),
+	}
+}
+
+// windowSpec is a call as its selector says it (windowSelector).
+type windowSpec struct {
+	name          string
+	call          promql.FunctionCall
+	rng, offset   int64 // milliseconds
+	args          parser.Expressions
+	counterSuffix bool // rate and increase: the engine's info on names that do not say counter
+}
+
+func parseWindowSpec(s string, matchers []*labels.Matcher) (windowSpec, error) {
+	f := strings.Split(s, "/")
+	if len(f) != 6 || !windowFuncs[f[0]] {
+		return windowSpec{}, fmt.Errorf("%w: %s %q", errNotWindowed, windowLabel, s)
+	}
+	var n [5]int64
+	for i := range n {
+		v, err := strconv.ParseInt(f[i+1], 10, 64)
+		if err != nil {
+			return windowSpec{}, fmt.Errorf("%w: %s %q", errNotWindowed, windowLabel, s)
+		}
+		n[i] = v
+	}
+	vs := &parser.VectorSelector{
+		LabelMatchers:  matchers,
+		Offset:         time.Duration(n[1]) * time.Millisecond,
+		OriginalOffset: time.Duration(n[1]) * time.Millisecond,
+		PosRange:       posrange.PositionRange{Start: posrange.Pos(n[2]), End: posrange.Pos(n[3])},
+	}
+	return windowSpec{
+		name:          f[0],
+		call:          promql.FunctionCalls[f[0]],
+		rng:           n[0],
+		offset:        n[1],
+		args:          parser.Expressions{&parser.MatrixSelector{VectorSelector: vs, Range: time.Duration(n[0]) * time.Millisecond, EndPos: posrange.Pos(n[4])}},
+		counterSuffix: f[0] == "rate" || f[0] == "increase",
+	}, nil
+}
+
+// windowQueryable is the store's Queryable for the windows engines: a Select of a selector
+// standing for a call (windowLabel) is the call's answer at the query's steps.
+type windowQueryable struct {
+	storage.Queryable
+	limit int // the most answers a Select holds (see evalWindows)
+}
+
+func (q windowQueryable) Querier(mint, maxt int64) (storage.Querier, error) {
+	inner, err := q.Queryable.Querier(mint, maxt)
+	if err != nil {
+		return nil, err
+	}
+	return windowQuerier{Querier: inner, src: q.Queryable, limit: q.limit}, nil
+}
+
+type windowQuerier struct {
+	storage.Querier
+	src   storage.Queryable // for the windows, which reach further back than the querier
+	limit int
+}
+
+func (q windowQuerier) Select(ctx context.Context, sortSeries bool, hints *storage.SelectHints, ms ...*labels.Matcher) storage.SeriesSet {
+	i := slices.IndexFunc(ms, func(m *labels.Matcher) bool { return m.Name == windowLabel })
+	if i < 0 {
+		return q.Querier.Select(ctx, sortSeries, hints, ms...)
+	}
+	matchers := slices.Delete(slices.Clone(ms), i, i+1)
+	spec, err := parseWindowSpec(ms[i].Value, matchers)
+	if err != nil {
+		return storage.ErrSeriesSet(err)
+	}
+	// The selector is evaluated at the steps of the query's grid, and nowhere else: the
+	// answer at each step is there.
+	g, ok := mstorage.StepGridFrom(ctx)
+	if !ok || !g.Selects(hints) {
+		return storage.ErrSeriesSet(fmt.Errorf("%w: no step grid", errNotWindowed))
+	}
+	return evalWindows(ctx, q.src, q.limit, sortSeries, g, spec, matchers)
+}
+
+// evalWindows returns the answers of spec's call for the series that matchers select, at the
+// steps of g: the series whose calls answer at no step are left out, as the engine leaves them.
+func evalWindows(ctx context.Context, src storage.Queryable, limit int, sortSeries bool, g mstorage.StepGrid, spec windowSpec, matchers []*labels.Matcher) storage.SeriesSet {
+	// The first window ends at Start-offset and holds what is after its range before that.
+	mint, maxt := g.Start-spec.offset-spec.rng, g.End-spec.offset
+	querier, err := src.Querier(mint, maxt)
+	if err != nil {
+		return storage.ErrSeriesSet(err)
+	}
+	defer querier.Close()
+	set := querier.Select(ctx, sortSeries, &storage.SelectHints{
+		Start: mint, End: maxt, Step: g.Step, Range: spec.rng, Func: spec.name,
+	}, matchers...)
+
+	var (
+		out    windowSet
+		enh    = &promql.EvalNodeHelper{Out: make(promql.Vector, 0, 1), LookbackDelta: time.Duration(g.Lookback) * time.Millisecond}
+		in     = make(promql.Matrix, 1)
+		it     chunkenc.Iterator
+		buf    []promql.FPoint
+		held   int
+		byHash = map[uint64][]int{} // out.series by the hash of their labels
+	)
+	for n := 0; set.Next(); n++ {
+		if n%64 == 0 {
+			if err := ctx.Err(); err != nil {
+				return storage.ErrSeriesSet(contextErr(err))
+			}
+		}
+		s := set.At()
+		in[0].Metric = s.Labels()
+		// The windows' floats, as the engine reads them (stale markers are not samples), read
+		// as the steps need them: buf[lo:] is the step's window.
+		buf, lo := buf[:0], 0
+		it = s.Iterator(it)
+		vt := it.Next()
+		var points []promql.FPoint
+		answers := 0
+		for ts := g.Start; ts <= g.End; ts += g.Step {
+			wmax := ts - spec.offset
+			wmin := wmax - spec.rng // not in the window
+			for lo < len(buf) && buf[lo].T <= wmin {
+				lo++
+			}
+			if lo > 0 && lo >= len(buf)/2 {
+				buf, lo = buf[:copy(buf, buf[lo:])], 0
+			}
+			for ; vt != chunkenc.ValNone; vt = it.Next() {
+				if vt != chunkenc.ValFloat {
+					return storage.ErrSeriesSet(fmt.Errorf("%w: a histogram sample", errNotWindowed))
+				}
+				t, f := it.At()
+				if t > wmax {
+					break // the next step's, or a later one's
+				}
+				if t > wmin && !value.IsStaleNaN(f) {
+					buf = append(buf, promql.FPoint{T: t, F: f})
+				}
+			}
+			answered := false
+			if lo < len(buf) {
+				in[0].Floats = buf[lo:]
+				enh.Ts = ts
+				vec, annos := spec.call(nil, in, spec.args, enh)
+				out.warnings.Merge(annos)
+				enh.Out = vec[:0]
+				if len(vec) > 0 {
+					points = append(points, promql.FPoint{T: ts, F: vec[0].F})
+					answered = true
+					answers++
+				}
+			}
+			// No answer at this step: a stale marker, so that the step does not look back to
+			// the answer before it (a run of them needs only the first).
+			if !answered && len(points) > 0 && !value.IsStaleNaN(points[len(points)-1].F) {
+				points = append(points, promql.FPoint{T: ts, F: math.Float64frombits(value.StaleNaN)})
+			}
+		}
+		if err := it.Err(); err != nil {
+			return storage.ErrSeriesSet(contextErr(err))
+		}
+		// The answers are held until the engine reads them, as the engine holds its own: at
+		// most as many as a query may hold (else the engine evaluates it, and fails as it does).
+		if held += len(points); held > limit {
+			return storage.ErrSeriesSet(fmt.Errorf("%w: more than %d answers", errNotWindowed, limit))
+		}
+		if answers == 0 {
+			continue
+		}
+		if spec.counterSuffix {
+			if name := in[0].Metric.Get(labels.MetricName); name != "" && !strings.HasSuffix(name, "_total") &&
+				!strings.HasSuffix(name, "_sum") && !strings.HasSuffix(name, "_count") && !strings.HasSuffix(name, "_bucket") {
+				out.warnings.Add(annotations.NewPossibleNonCounterInfo(name, spec.args[0].PositionRange()))
+			}
+		}
+		lset := in[0].Metric.DropReserved(schema.IsMetadataLabel)
+		h := lset.Hash()
+		for _, j := range byHash[h] {
+			if labels.Equal(out.series[j].lset, lset) {
+				// The engine would merge or refuse these; it evaluates the query itself.
+				return storage.ErrSeriesSet(fmt.Errorf("%w: two series %s", errNotWindowed, lset))
+			}
+		}
+		byHash[h] = append(byHash[h], len(out.series))
+		out.series = append(out.series, windowSeries{lset: lset, points: points})
+	}
+	if err := set.Err(); err != nil {
+		return storage.ErrSeriesSet(contextErr(err))
+	}
+	out.warnings.Merge(set.Warnings())
+	return &out
+}
+
+// contextErr is err, or the engine's error for a query whose context ended (promql's
+// contextDone) when err says that it did.
+func contextErr(err error) error {
+	switch {
+	case errors.Is(err, context.DeadlineExceeded):
+		return promql.ErrQueryTimeout("expression evaluation")
+	case errors.Is(err, context.Canceled):
+		return promql.ErrQueryCanceled("expression evaluation")
+	}
+	return err
+}
+
+// windowSet is the answers of a call, one series per input series.
+type windowSet struct {
+	series   []windowSeries
+	i        int
+	warnings annotations.Annotations
+}
+
+func (s *windowSet) Next() bool {
+	if s.i >= len(s.series) {
+		return false
+	}
+	s.i++
+	return true
+}
+func (s *windowSet) At() storage.Series                { return &s.series[s.i-1] }
+func (s *windowSet) Err() error                        { return nil }
+func (s *windowSet) Warnings() annotations.Annotations { return s.warnings }
+
+type windowSeries struct {
+	lset   labels.Labels
+	points []promql.FPoint
+}
+
+func (s *windowSeries) Labels() labels.Labels { return s.lset }
+
+func (s *windowSeries) Iterator(it chunkenc.Iterator) chunkenc.Iterator {
+	wi, ok := it.(*windowIterator)
+	if !ok {
+		wi = &windowIterator{}
+	}
+	*wi = windowIterator{points: s.points, i: -1}
+	return wi
+}
+
+// windowIterator walks a call's answers.
+type windowIterator struct {
+	points []promql.FPoint
+	i      int
+}
+
+func (it *windowIterator) Next() chunkenc.ValueType {
+	if it.i+1 >= len(it.points) {
+		it.i = len(it.points)
+		return chunkenc.ValNone
+	}
+	it.i++
+	return chunkenc.ValFloat
+}
+
+func (it *windowIterator) Seek(t int64) chunkenc.ValueType {
+	if it.i >= len(it.points) {
+		return chunkenc.ValNone
+	}
+	if it.i >= 0 && it.points[it.i].T >= t {
+		return chunkenc.ValFloat
+	}
+	from := max(it.i, 0)
+	j, _ := slices.BinarySearchFunc(it.points[from:], t, func(p promql.FPoint, t int64) int {
+		switch {
+		case p.T < t:
+			return -1
+		case p.T > t:
+			return 1
+		}
+		return 0
+	})
+	it.i = from + j
+	if it.i >= len(it.points) {
+		return chunkenc.ValNone
+	}
+	return chunkenc.ValFloat
+}
+
+func (it *windowIterator) At() (int64, float64) { p := it.points[it.i]; return p.T, p.F }
+func (it *windowIterator) AtHistogram(*histogram.Histogram) (int64, *histogram.Histogram) {
+	return it.points[it.i].T, nil
+}
+func (it *windowIterator) AtFloatHistogram(*histogram.FloatHistogram) (int64, *histogram.FloatHistogram) {
+	return it.points[it.i].T, nil
+}
+func (it *windowIterator) AtT() int64  { return it.points[it.i].T }
+func (it *windowIterator) AtST() int64 { return 0 }
+func (it *windowIterator) Err() error  { return nil }
+
+// windowQuery is a range query evaluated by the windows engines, and by Prometheus's engine as
+// it is where that fails with errNotWindowed.
+type windowQuery struct {
+	windows, plain promql.Query
+	ran            promql.Query // the one that answered
+}
+
+func (q *windowQuery) Exec(ctx context.Context) *promql.Result {
+	q.ran = q.windows
+	res := q.windows.Exec(ctx)
+	if res.Err != nil && errors.Is(res.Err, errNotWindowed) {
+		q.ran = q.plain
+		return q.plain.Exec(ctx)
+	}
+	return res
+}
+
+func (q *windowQuery) Close() {
+	q.windows.Close()
+	q.plain.Close()
+}
+
+func (q *windowQuery) Statement() parser.Statement { return q.plain.Statement() }
+
+func (q *windowQuery) Stats() *stats.Statistics {
+	if q.ran == nil {
+		return q.plain.Stats()
+	}
+	return q.ran.Stats()
+}
+
+func (q *windowQuery) Cancel() {
+	q.windows.Cancel()
+	q.plain.Cancel()
+}
+
+func (q *windowQuery) String() string { return q.plain.String() }
+
+var (
+	_ parser.Parser     = windowParser{}
+	_ storage.Queryable = windowQueryable{}
+	_ promql.Query      = (*windowQuery)(nil)
+	_ chunkenc.Iterator = (*windowIterator)(nil)
+	_ storage.SeriesSet = (*windowSet)(nil)
+)

@@ -1,0 +1,285 @@
+package queryext
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"math"
+	"math/rand/v2"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/prometheus/model/labels"
+	"github.com/prometheus/prometheus/model/value"
+	"github.com/prometheus/prometheus/promql"
+	"github.com/prometheus/prometheus/promql/parser"
+	promstorage "github.com/prometheus/prometheus/storage"
+	"github.com/prometheus/prometheus/tsdb/tsdbutil"
+
+	mstorage "github.com/metricstor/metricstor/storage"
+)
+
+// loadWindowData appends two hours of series that exercise the functions over ranges: counters
+// that reset, scraped every 15 s with jitter, gaps and a stale marker; gauges with NaN and
+// infinities; a counter whose labels equal another's but for the name; a gauge named like no
+// counter; and a native histogram.
+func loadWindowData(t testing.TB, app promstorage.AppendableV2, start time.Time) {
+	t.Helper()
+	rng := rand.New(rand.NewPCG(7, 7))
+	a := app.AppenderV2(context.Background())
+	add := func(lset labels.Labels, ts int64, v float64) {
+		if _, err := a.Append(0, lset, 0, ts, v, nil, nil, promstorage.AOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for inst := range 6 {
+		in := fmt.Sprint(inst)
+		reqs := labels.FromStrings("__name__", "wt_requests_total", "job", "wt", "inst", in)
+		other := labels.FromStrings("__name__", "wt_other_total", "job", "wt", "inst", in)
+		temp := labels.FromStrings("__name__", "wt_temp", "job", "wt", "inst", in)
+		var c float64
+		for i := range 480 {
+			ts := start.UnixMilli() + int64(i)*15_000 + rng.Int64N(3_000)
+			if inst == 2 && i >= 200 && i < 220 {
+				continue // a gap of five minutes
+			}
+			if inst == 3 && i == 300 {
+				add(reqs, ts, math.Float64frombits(value.StaleNaN))
+				continue
+			}
+			c += float64(rng.IntN(100))
+			if rng.IntN(40) == 0 {
+				c = float64(rng.IntN(5)) // a reset
+			}
+			add(reqs, ts, c)
+			add(other, ts, 2*c)
+			g := 20 + 10*rng.Float64()
+			switch rng.IntN(60) {
+			case 0:
+				g = math.NaN()
+			case 1:
+				g = math.Inf(1)
+			}
+			add(temp, ts, g)
+		}
+	}
+	hist := labels.FromStrings("__name__", "wt_hist", "job", "wt")
+	for i := range 480 {
+		if _, err := a.Append(0, hist, 0, start.UnixMilli()+int64(i)*15_000, 0, tsdbutil.GenerateTestHistogram(int64(i)), nil, promstorage.AOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := a.Commit(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestWindowsMatchPrometheus runs every function evaluated on windows over counters with
+// resets, gaps and a stale marker and over gauges with NaN and infinities, with ranges shorter
+// and longer than the step, offsets, in aggregations, binary operators and other functions, at
+// steps of 15 s to 97 s, whole and in 3 parts, on the windows engines and on Prometheus's engine
+// as it is, and requires the same answers bit for bit (points, errors, warnings, infos). It
+// requires that the queries with such calls were answered on windows, and that the ones whose
+// answer would not be the engine's there (a native histogram, two series equal but for the
+// name) were answered by Prometheus's engine.
+func TestWindowsMatchPrometheus(t *testing.T) {
+	store, closeStore := openBenchStore(t, t.TempDir())
+	defer closeStore()
+	start := time.UnixMilli(1_700_000_000_000)
+	loadWindowData(t, store, start)
+	q := notReadyQueryable{store}
+
+	cfg := createDefaultConfig().(*Config)
+	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
+	engine := newEngine(cfg, logger, prometheus.NewRegistry(), parser.NewParser(parser.Options{}))
+	defer engine.Close()
+	windows := newEngine(cfg, logger, prometheus.NewRegistry(), windowParser{parser.NewParser(parser.Options{})})
+	defer windows.Close()
+
+	var queries []string
+	funcs := slices.Sorted(func(yield func(string) bool) {
+		for f := range windowFuncs {
+			if !yield(f) {
+				return
+			}
+		}
+	})
+	for _, f := range funcs {
+		for _, sel := range []string{"wt_requests_total", `wt_temp{inst!="5"}`} {
+			for _, r := range []string{"1m", "5m", "150s"} {
+				for _, off := range []string{"", " offset 2m", " offset -1m"} {
+					call := fmt.Sprintf("%s(%s[%s]%s)", f, sel, r, off)
+					queries = append(queries, call)
+					if r == "5m" {
+						queries = append(queries, "sum by (inst) ("+call+")", "avg("+call+")")
+					}
+				}
+			}
+		}
+	}
+	onWindows := len(queries)
+	queries = append(queries,
+		`sum(rate(wt_requests_total[5m])) / sum(rate(wt_requests_total[5m] offset 1m))`,
+		`abs(deriv(wt_temp[5m]))`, `-rate(wt_requests_total[2m])`, `rate(wt_requests_total[5m]) > 5`,
+		`topk(2, rate(wt_requests_total[5m]))`, `count_over_time(wt_temp[2m]) == 8`,
+		`label_replace(rate(wt_requests_total[5m]), "x", "$1", "inst", "(.*)")`,
+		`sort_desc(rate(wt_requests_total[5m]))`, `quantile(0.9, rate(wt_requests_total[5m]))`,
+		`rate(wt_requests_total[5m]) * on(inst) group_left wt_temp`,
+		`rate(wt_temp[5m])`, `increase(wt_temp[5m] offset 30s)`, // infos: not a counter's name
+		`rate(wt_requests_total{inst="2"}[30s])`, // the gap: steps without an answer
+	)
+	onWindowsToo := len(queries)
+	queries = append(queries,
+		// Answered by Prometheus's engine after the windows could not.
+		`rate(wt_hist[5m])`, `histogram_quantile(0.9, rate(wt_hist[5m]))`,
+		`rate({__name__=~"wt_(requests|other)_total"}[5m])`,
+	)
+	fallBack := len(queries)
+	queries = append(queries,
+		// Not rewritten at all.
+		`absent(rate(wt_nothing{job="x"}[5m]))`, `timestamp(rate(wt_requests_total[5m]))`,
+		`rate(wt_requests_total{__metricstor_window__="rate/300000/0/0/0/0"}[5m])`,
+		`max_over_time(rate(wt_requests_total[1m])[5m:30s])`, `rate(wt_requests_total[5m] @ 1700003000)`,
+		`quantile_over_time(0.5, wt_temp[5m])`, `last_over_time(wt_temp[5m])`,
+	)
+
+	windowed := 0
+	for _, run := range []struct {
+		parts int
+		step  time.Duration
+	}{{1, time.Minute}, {3, 97 * time.Second}, {1, 15 * time.Second}, {3, 83 * time.Second}} {
+		se := &splitEngine{Engine: engine, windows: windows, parts: run.parts, minSteps: 1, maxSamples: cfg.MaxSamples, parser: parser.NewParser(parser.Options{})}
+		from, to := start.Add(7*time.Minute+333*time.Millisecond), start.Add(2*time.Hour+3*time.Minute)
+		for i, qs := range queries {
+			want, wantQry := rangeAnswer(t, engine, q, nil, qs, from, to, run.step)
+			got, gotQry := rangeAnswer(t, se, q, nil, qs, from, to, run.step)
+			if diff := diffSplitAnswers(got, want); diff != "" {
+				t.Errorf("%d parts, step %v: %s: %s", run.parts, run.step, qs, diff)
+			}
+			wq, ok := gotQry.(*windowQuery)
+			switch {
+			case i < onWindowsToo:
+				if !ok || wq.ran != wq.windows {
+					t.Errorf("%d parts, step %v: %s: not answered on windows", run.parts, run.step, qs)
+				} else if len(want.matrix) > 0 {
+					windowed++
+				}
+			case i < fallBack:
+				if !ok || wq.ran != wq.plain {
+					t.Errorf("%d parts, step %v: %s: not answered by Prometheus's engine after the windows", run.parts, run.step, qs)
+				}
+			default:
+				if ok {
+					t.Errorf("%d parts, step %v: %s: evaluated on windows", run.parts, run.step, qs)
+				}
+			}
+			for _, qry := range []promql.Query{wantQry, gotQry} {
+				if qry != nil {
+					qry.Close()
+				}
+			}
+		}
+	}
+	// Most of the calls answer something: the comparison is not of empty answers.
+	if windowed < 3*onWindows {
+		t.Errorf("%d answers on windows were not empty, want at least %d", windowed, 3*onWindows)
+	}
+}
+
+// TestWindowsServed checks that the served engines (newEngines) evaluate range queries with
+// calls over ranges on windows, split into parts, with Prometheus's answers; and that a query
+// whose context ends fails as the engine's does (timeout or canceled), not by falling back.
+func TestWindowsServed(t *testing.T) {
+	store, closeStore := openBenchStore(t, t.TempDir())
+	defer closeStore()
+	start := time.UnixMilli(1_700_000_000_000)
+	loadWindowData(t, store, start)
+	q := notReadyQueryable{store}
+	from, to, step := start.Add(10*time.Minute), start.Add(2*time.Hour), 10*time.Second // 661 steps: two parts
+	const qs = `sum by (inst) (rate(wt_requests_total[5m]))`
+	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
+	for _, c := range []struct {
+		parallelism, maxSamples int
+		windows                 bool // answered on windows, not by Prometheus's engine after them
+	}{{1, 50_000_000, true}, {2, 50_000_000, true}, {1, 3900, false}, {2, 3900, false}, {1, 100, false}} {
+		// 6 series of 661 answers: at 3900 the windows hold more than they may, and the
+		// query is Prometheus's engine's (which fails as it does).
+		cfg := createDefaultConfig().(*Config)
+		cfg.RangeQueryParallelism = c.parallelism
+		cfg.MaxSamples = c.maxSamples
+		engine := newEngine(cfg, logger, prometheus.NewRegistry(), parser.NewParser(parser.Options{}))
+		_, served := newEngines(cfg, logger, prometheus.NewRegistry(), parser.NewParser(parser.Options{}))
+		want, wantQry := rangeAnswer(t, engine, q, nil, qs, from, to, step)
+		got, gotQry := rangeAnswer(t, served, q, nil, qs, from, to, step)
+		if diff := diffSplitAnswers(got, want); diff != "" {
+			t.Errorf("parallelism %d, max_samples %d: %s", c.parallelism, c.maxSamples, diff)
+		}
+		wq, ok := gotQry.(*windowQuery)
+		switch {
+		case !ok:
+			t.Errorf("parallelism %d, max_samples %d: %T", c.parallelism, c.maxSamples, gotQry)
+		case c.windows != (wq.ran == wq.windows):
+			t.Errorf("parallelism %d, max_samples %d: answered on windows %v, want %v", c.parallelism, c.maxSamples, wq.ran == wq.windows, c.windows)
+		case c.windows && c.parallelism > 1:
+			if sq, ok := wq.windows.(*splitQuery); !ok || sq.ranWhole || len(sq.parts) != 2 {
+				t.Errorf("parallelism %d: not answered in two parts: %T", c.parallelism, wq.windows)
+			}
+		}
+		if c.maxSamples > 10_000 && len(want.matrix) != 6 {
+			t.Errorf("%d series, want 6", len(want.matrix))
+		}
+		if c.maxSamples == 100 && want.err == "" {
+			t.Errorf("max_samples 100: no error")
+		}
+		wantQry.Close()
+		gotQry.Close()
+		_ = engine.Close()
+	}
+
+	// A Select on windows whose context has ended fails as the engine fails such a query.
+	grid := mstorage.StepGrid{Start: from.UnixMilli(), End: to.UnixMilli(), Step: step.Milliseconds(), Lookback: 5 * 60_000}
+	hints := &promstorage.SelectHints{Start: grid.Start - grid.Lookback + 1, End: grid.End, Step: grid.Step}
+	sel := windowSelector(mustParseExpr(t, `rate(wt_requests_total[5m])`).(*parser.Call)).(*parser.VectorSelector)
+	querier, err := windowQueryable{Queryable: q, limit: 1 << 30}.Querier(hints.Start, hints.End)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer querier.Close()
+	timedOut, cancel := context.WithTimeout(context.Background(), -time.Second)
+	defer cancel()
+	canceled, cancel := context.WithCancel(context.Background())
+	cancel()
+	var eqt promql.ErrQueryTimeout
+	var eqc promql.ErrQueryCanceled
+	if set := querier.Select(mstorage.WithStepGrid(timedOut, grid), false, hints, sel.LabelMatchers...); set.Next() || !errors.As(set.Err(), &eqt) {
+		t.Errorf("timed out: error %v, want the engine's timeout", set.Err())
+	}
+	if set := querier.Select(mstorage.WithStepGrid(canceled, grid), false, hints, sel.LabelMatchers...); set.Next() || !errors.As(set.Err(), &eqc) {
+		t.Errorf("canceled: error %v, want the engine's", set.Err())
+	}
+	// Without the grid, or with hints of other steps, the Select does not answer on windows.
+	if set := querier.Select(context.Background(), false, hints, sel.LabelMatchers...); !errors.Is(set.Err(), errNotWindowed) {
+		t.Errorf("no grid: error %v", set.Err())
+	}
+	other := *hints
+	other.Step++
+	if set := querier.Select(mstorage.WithStepGrid(context.Background(), grid), false, &other, sel.LabelMatchers...); !errors.Is(set.Err(), errNotWindowed) {
+		t.Errorf("other steps: error %v", set.Err())
+	}
+	if set := querier.Select(mstorage.WithStepGrid(context.Background(), grid), false, hints, sel.LabelMatchers...); set.Err() != nil || !set.Next() {
+		t.Errorf("the grid's steps: error %v", set.Err())
+	}
+}
+
+func mustParseExpr(t testing.TB, qs string) parser.Expr {
+	t.Helper()
+	expr, err := parser.NewParser(parser.Options{}).ParseExpr(qs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return expr
+}
