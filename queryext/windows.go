@@ -330,6 +330,10 @@ func evalWindows(ctx context.Context, src storage.Queryable, limit int, sortSeri
 				out.warnings.Merge(annos)
 				enh.Out = vec[:0]
 				if len(vec) > 0 {
+					if points == nil {
+						// Room for an answer at every step left: most series have them.
+						points = make([]promql.FPoint, 0, (g.End-ts)/g.Step+1)
+					}
 					points = append(points, promql.FPoint{T: ts, F: vec[0].F})
 					answered = true
 					answers++

@@ -78,6 +78,16 @@ func loadWindowData(t testing.TB, app promstorage.AppendableV2, start time.Time)
 	}
 }
 
+// windowTestStore is a store holding loadWindowData's series from start on.
+func windowTestStore(t *testing.T) (q promstorage.Queryable, start time.Time) {
+	t.Helper()
+	store, closeStore := openBenchStore(t, t.TempDir())
+	t.Cleanup(closeStore)
+	start = time.UnixMilli(1_700_000_000_000)
+	loadWindowData(t, store, start)
+	return notReadyQueryable{store}, start
+}
+
 // TestWindowsMatchPrometheus runs every function evaluated on windows over counters with
 // resets, gaps and a stale marker and over gauges with NaN and infinities, with ranges shorter
 // and longer than the step, offsets, in aggregations, binary operators and other functions, at
@@ -87,11 +97,7 @@ func loadWindowData(t testing.TB, app promstorage.AppendableV2, start time.Time)
 // answer would not be the engine's there (a native histogram, two series equal but for the
 // name) were answered by Prometheus's engine.
 func TestWindowsMatchPrometheus(t *testing.T) {
-	store, closeStore := openBenchStore(t, t.TempDir())
-	defer closeStore()
-	start := time.UnixMilli(1_700_000_000_000)
-	loadWindowData(t, store, start)
-	q := notReadyQueryable{store}
+	q, start := windowTestStore(t)
 
 	cfg := createDefaultConfig().(*Config)
 	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
@@ -194,11 +200,7 @@ func TestWindowsMatchPrometheus(t *testing.T) {
 // calls over ranges on windows, split into parts, with Prometheus's answers; and that a query
 // whose context ends fails as the engine's does (timeout or canceled), not by falling back.
 func TestWindowsServed(t *testing.T) {
-	store, closeStore := openBenchStore(t, t.TempDir())
-	defer closeStore()
-	start := time.UnixMilli(1_700_000_000_000)
-	loadWindowData(t, store, start)
-	q := notReadyQueryable{store}
+	q, start := windowTestStore(t)
 	from, to, step := start.Add(10*time.Minute), start.Add(2*time.Hour), 10*time.Second // 661 steps: two parts
 	const qs = `sum by (inst) (rate(wt_requests_total[5m]))`
 	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
