@@ -17,6 +17,7 @@ import (
 	"github.com/prometheus/prometheus/model/value"
 	"github.com/prometheus/prometheus/promql"
 	"github.com/prometheus/prometheus/promql/parser"
+	"github.com/prometheus/prometheus/promql/promqltest"
 	promstorage "github.com/prometheus/prometheus/storage"
 	"github.com/prometheus/prometheus/tsdb/tsdbutil"
 
@@ -284,4 +285,86 @@ func mustParseExpr(t testing.TB, qs string) parser.Expr {
 		t.Fatal(err)
 	}
 	return expr
+}
+
+// TestWindowsPromQLScripts runs Prometheus's own PromQL test scripts (promql/promqltest) and
+// evaluates each of their range queries twice more on the scripts' data, with the settings of
+// the served engines (names dropped at once, no start timestamps): on windows and by
+// Prometheus's engine as it is. The two answers must be the same bit for bit (points, errors,
+// warnings, infos); the scripts themselves are answered by their own engine, whose settings
+// some of their expectations need.
+func TestWindowsPromQLScripts(t *testing.T) {
+	opts := promql.EngineOpts{
+		MaxSamples:               promqltest.DefaultMaxSamplesPerQuery,
+		Timeout:                  100 * time.Second,
+		NoStepSubqueryIntervalFn: func(int64) int64 { return time.Minute.Milliseconds() },
+		EnableAtModifier:         true,
+		EnableNegativeOffset:     true,
+		Parser:                   parser.NewParser(promqltest.TestParserOpts),
+	}
+	plain := promqltest.NewTestEngineWithOpts(t, opts)
+	opts.Parser = windowParser{parser.NewParser(promqltest.TestParserOpts)}
+	windows := promqltest.NewTestEngineWithOpts(t, opts)
+	ce := &comparingEngine{
+		QueryEngine: promqltest.NewTestEngine(t, false, 0, promqltest.DefaultMaxSamplesPerQuery),
+		t:           t,
+		plain:       plain,
+		windows: &splitEngine{Engine: plain, windows: windows, parts: 1, maxSamples: promqltest.DefaultMaxSamplesPerQuery,
+			parser: parser.NewParser(promqltest.TestParserOpts)},
+	}
+	promqltest.RunBuiltinTests(t, ce)
+	if ce.windowed < 50 {
+		t.Errorf("%d of %d range queries answered on windows, want at least 50", ce.windowed, ce.ranges)
+	}
+	t.Logf("%d of %d range queries answered on windows, %d again by Prometheus's engine after them", ce.windowed, ce.ranges, ce.fellBack)
+}
+
+// comparingEngine is the scripts' engine; each range query it is given is also evaluated by
+// plain and by windows, and their answers compared.
+type comparingEngine struct {
+	promql.QueryEngine
+	t                          *testing.T // of the whole run, where differences are reported
+	plain                      promql.QueryEngine
+	windows                    *splitEngine
+	ranges, windowed, fellBack int
+}
+
+func (e *comparingEngine) NewRangeQuery(ctx context.Context, q promstorage.Queryable, opts promql.QueryOpts, qs string, start, end time.Time, interval time.Duration) (promql.Query, error) {
+	qry, err := e.QueryEngine.NewRangeQuery(ctx, q, opts, qs, start, end, interval)
+	if err != nil {
+		return qry, err
+	}
+	return &comparedQuery{Query: qry, e: e, q: q, qs: qs, start: start, end: end, interval: interval}, nil
+}
+
+type comparedQuery struct {
+	promql.Query
+	e          *comparingEngine
+	q          promstorage.Queryable
+	qs         string
+	start, end time.Time
+	interval   time.Duration
+}
+
+func (c *comparedQuery) Exec(ctx context.Context) *promql.Result {
+	e := c.e
+	e.ranges++
+	want, wantQry := rangeAnswer(e.t, e.plain, c.q, nil, c.qs, c.start, c.end, c.interval)
+	got, gotQry := rangeAnswer(e.t, e.windows, c.q, nil, c.qs, c.start, c.end, c.interval)
+	if diff := diffSplitAnswers(got, want); diff != "" {
+		e.t.Errorf("%s from %v to %v by %v: on windows: %s", c.qs, c.start, c.end, c.interval, diff)
+	}
+	if wq, ok := gotQry.(*windowQuery); ok {
+		if wq.ran == wq.windows {
+			e.windowed++
+		} else {
+			e.fellBack++
+		}
+	}
+	for _, qry := range []promql.Query{wantQry, gotQry} {
+		if qry != nil {
+			qry.Close()
+		}
+	}
+	return c.Query.Exec(ctx)
 }
