@@ -196,7 +196,9 @@ func newEngines(cfg *Config, logger *slog.Logger, reg prometheus.Registerer, p p
 }
 
 // newPromEngine is Prometheus's engine with the configured limits, maxSamples and tracker. Its
-// Close only closes the tracker, which is a no-op for ours.
+// Close only closes the tracker, which is a no-op for ours. Names are dropped at once and start
+// timestamps are not read (EnableDelayedNameRemoval, UseStartTimestamps off), as Prometheus's
+// defaults have it and as the windows (windows.go) need.
 func newPromEngine(cfg *Config, logger *slog.Logger, reg prometheus.Registerer, p parser.Parser, tracker promql.QueryTracker, maxSamples int) *promql.Engine {
 	return promql.NewEngine(promql.EngineOpts{
 		Logger:             logger,

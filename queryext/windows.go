@@ -28,9 +28,9 @@ import (
 // A range query applies a function over a range to each series at every step: rate(x[5m])
 // stepping by 60 s reads the 5 minutes before each step. Prometheus's engine reads a series'
 // samples through a ring buffer into a window it shifts and copies at every step, which is
-// most of what such a query costs (more than the function). Here the window's samples are read
-// once, into one slice per series, and each step's window is a slice of it, handed to
-// Prometheus's own implementation of the function (promql.FunctionCalls) with what the engine
+// most of what such a query costs (more than the function). Here a series' samples are read
+// once, in time order, into a buffer that holds the current window, and each step's window is
+// a slice of it, handed to Prometheus's own implementation of the function (promql.FunctionCalls) with what the engine
 // would hand it: the window's float samples in (t-offset-range, t-offset] without stale
 // markers, the step's time, the selector as parsed. So the values are the engine's, bit for bit.
 //
@@ -47,10 +47,17 @@ import (
 // timestamp), on a plain range selector (no @, no smoothed or anchored, no duration
 // expression), for the functions of one range argument in windowFuncs.
 //
+// The selector's series carry the call's labels: the input's without the metric name (and
+// the other metadata labels), as the engine gives them when it drops names at once. That, and
+// the windows holding no start timestamps, is why the engines of newPromEngine must keep
+// EngineOpts.EnableDelayedNameRemoval and UseStartTimestamps off (and splitEngine does not
+// use windows for a query whose options ask for start timestamps).
+//
 // What is not the engine's answer is not given: a histogram sample in a window, or two output
 // series with the same labels once the name is dropped, make the Select fail with
 // errNotWindowed, and the query is evaluated again by Prometheus's engine as it is
-// (windowQuery). The annotations are the engine's: those the function returns, and the
+// (windowQuery); so does a Select whose answers would be more than a part of the query may
+// hold (they are held at once, before the engine reads them). The annotations are the engine's: those the function returns, and the
 // engine's own info for rate or increase of a metric whose name does not say counter.
 //
 // What differs is only what the engine counts: it counts each step's window as samples held
