@@ -41,7 +41,10 @@ const minStepsPerPart = 100
 //
 // Instant queries, short range queries and queries asking for per-step statistics are the
 // engine's own. Every range query it returns, whole or in parts, tells the store its steps
-// where that is safe (gridQuery, stepgrid.go), split or not.
+// where that is safe (gridQuery, stepgrid.go), split or not; and one with functions over ranges
+// that can be evaluated on windows is evaluated by the windows engines, whole or in parts the
+// same way, and again as described here where the windows cannot answer (windowQuery,
+// windows.go).
 type splitEngine struct {
 	*promql.Engine                // evaluates whole queries, and a split one again when its parts cannot answer
 	part           *promql.Engine // evaluates the parts (nil: the same engine)
@@ -84,7 +87,11 @@ func (e *splitEngine) NewRangeQuery(ctx context.Context, q storage.Queryable, op
 	if err != nil {
 		return plain, nil
 	}
-	wstmt := wwhole.Statement().(*parser.EvalStmt)
+	wstmt, ok := wwhole.Statement().(*parser.EvalStmt)
+	if !ok {
+		wwhole.Close()
+		return plain, nil
+	}
 	windowPart := e.windowPart
 	if windowPart == nil {
 		windowPart = e.windows
