@@ -65,15 +65,17 @@ import (
 // a step. A query that would hold more than max_samples in windows is answered; per-step
 // statistics (stats=all) are the engine's own, evaluated as they are.
 
-// windowFuncs are the functions evaluated on windows: one range argument, a float per window
-// of floats, and nothing read but the window, the step's time and the selector's range,
-// offset and position (for the annotations).
-var windowFuncs = map[string]bool{
-	"rate": true, "increase": true, "irate": true, "delta": true, "idelta": true, "deriv": true,
-	"resets": true, "changes": true,
-	"avg_over_time": true, "min_over_time": true, "max_over_time": true, "sum_over_time": true,
-	"count_over_time": true, "stddev_over_time": true, "stdvar_over_time": true,
-	"present_over_time": true,
+// windowFuncs are the functions evaluated on windows, by the index of their range argument: a
+// float per window of floats, and nothing read but the window, the step's time, the selector's
+// range, offset and position (for the annotations) and, for the two with a second argument, a
+// number written in the query (the engine hands them its value at every step).
+var windowFuncs = map[string]int{
+	"rate": 0, "increase": 0, "irate": 0, "delta": 0, "idelta": 0, "deriv": 0,
+	"resets": 0, "changes": 0,
+	"avg_over_time": 0, "min_over_time": 0, "max_over_time": 0, "sum_over_time": 0,
+	"count_over_time": 0, "stddev_over_time": 0, "stdvar_over_time": 0,
+	"present_over_time":  0,
+	"quantile_over_time": 1, "predict_linear": 0,
 }
 
 // windowLabel is the name of the matcher that marks a selector standing for a call. Names with
@@ -159,10 +161,16 @@ func onWindows(c *parser.Call, parent string) bool {
 	case "absent", "absent_over_time", "timestamp", "start_timestamp", "info":
 		return false
 	}
-	if !windowFuncs[c.Func.Name] || len(c.Args) != 1 {
+	at, ok := windowFuncs[c.Func.Name]
+	if !ok || at >= len(c.Args) {
 		return false
 	}
-	ms, ok := c.Args[0].(*parser.MatrixSelector)
+	for i, a := range c.Args {
+		if _, number := a.(*parser.NumberLiteral); i != at && !number {
+			return false
+		}
+	}
+	ms, ok := c.Args[at].(*parser.MatrixSelector)
 	if !ok || ms.RangeExpr != nil {
 		return false
 	}
@@ -172,11 +180,21 @@ func onWindows(c *parser.Call, parent string) bool {
 }
 
 // windowSelector is the selector standing for c (see onWindows): c's matchers, and windowLabel
-// saying the function, the range and offset in milliseconds, and the positions of the range
-// selector in the query (its annotations name it), over c's positions.
+// saying the function, the range and offset in milliseconds, the positions of the range
+// selector in the query (its annotations name it), and the numbers of the other arguments with
+// their positions, over c's positions.
 func windowSelector(c *parser.Call) parser.Expr {
-	ms := c.Args[0].(*parser.MatrixSelector)
+	at := windowFuncs[c.Func.Name]
+	ms := c.Args[at].(*parser.MatrixSelector)
 	vs := ms.VectorSelector.(*parser.VectorSelector)
+	var numbers []string
+	for i, a := range c.Args {
+		if i != at {
+			n := a.(*parser.NumberLiteral)
+			numbers = append(numbers, strconv.FormatFloat(n.Val, 'g', -1, 64)+":"+
+				strconv.Itoa(int(n.PosRange.Start))+":"+strconv.Itoa(int(n.PosRange.End)))
+		}
+	}
 	spec := strings.Join([]string{
 		c.Func.Name,
 		strconv.FormatInt(ms.Range.Milliseconds(), 10),
@@ -184,6 +202,7 @@ func windowSelector(c *parser.Call) parser.Expr {
 		strconv.Itoa(int(vs.PosRange.Start)),
 		strconv.Itoa(int(vs.PosRange.End)),
 		strconv.Itoa(int(ms.EndPos)),
+		strings.Join(numbers, ","),
 	}, "/")
 	return &parser.VectorSelector{
 		Name:          vs.Name,
@@ -198,19 +217,25 @@ type windowSpec struct {
 	call          promql.FunctionCall
 	rng, offset   int64 // milliseconds
 	args          parser.Expressions
-	counterSuffix bool // rate and increase: the engine's info on names that do not say counter
+	numbers       []promql.Vector // the values of the arguments other than the range, as the engine hands them
+	counterSuffix bool            // rate and increase: the engine's info on names that do not say counter
 }
 
 func parseWindowSpec(s string, matchers []*labels.Matcher) (windowSpec, error) {
+	bad := fmt.Errorf("%w: %s %q", errNotWindowed, windowLabel, s)
 	f := strings.Split(s, "/")
-	if len(f) != 6 || !windowFuncs[f[0]] {
-		return windowSpec{}, fmt.Errorf("%w: %s %q", errNotWindowed, windowLabel, s)
+	if len(f) != 7 {
+		return windowSpec{}, bad
+	}
+	at, ok := windowFuncs[f[0]]
+	if !ok {
+		return windowSpec{}, bad
 	}
 	var n [5]int64
 	for i := range n {
 		v, err := strconv.ParseInt(f[i+1], 10, 64)
 		if err != nil {
-			return windowSpec{}, fmt.Errorf("%w: %s %q", errNotWindowed, windowLabel, s)
+			return windowSpec{}, bad
 		}
 		n[i] = v
 	}
@@ -220,14 +245,36 @@ func parseWindowSpec(s string, matchers []*labels.Matcher) (windowSpec, error) {
 		OriginalOffset: time.Duration(n[1]) * time.Millisecond,
 		PosRange:       posrange.PositionRange{Start: posrange.Pos(n[2]), End: posrange.Pos(n[3])},
 	}
-	return windowSpec{
+	spec := windowSpec{
 		name:          f[0],
 		call:          promql.FunctionCalls[f[0]],
 		rng:           n[0],
 		offset:        n[1],
-		args:          parser.Expressions{&parser.MatrixSelector{VectorSelector: vs, Range: time.Duration(n[0]) * time.Millisecond, EndPos: posrange.Pos(n[4])}},
 		counterSuffix: f[0] == "rate" || f[0] == "increase",
-	}, nil
+	}
+	var numbers []string
+	if f[6] != "" {
+		numbers = strings.Split(f[6], ",")
+	}
+	for _, num := range numbers {
+		p := strings.Split(num, ":")
+		if len(p) != 3 {
+			return windowSpec{}, bad
+		}
+		v, err1 := strconv.ParseFloat(p[0], 64)
+		start, err2 := strconv.Atoi(p[1])
+		end, err3 := strconv.Atoi(p[2])
+		if err1 != nil || err2 != nil || err3 != nil {
+			return windowSpec{}, bad
+		}
+		spec.args = append(spec.args, &parser.NumberLiteral{Val: v, PosRange: posrange.PositionRange{Start: posrange.Pos(start), End: posrange.Pos(end)}})
+		spec.numbers = append(spec.numbers, promql.Vector{promql.Sample{F: v}})
+	}
+	if at > len(spec.args) {
+		return windowSpec{}, bad
+	}
+	spec.args = slices.Insert(spec.args, at, parser.Expr(&parser.MatrixSelector{VectorSelector: vs, Range: time.Duration(n[0]) * time.Millisecond, EndPos: posrange.Pos(n[4])}))
+	return spec, nil
 }
 
 // windowQueryable is the store's Queryable for the windows engines: a Select of a selector
@@ -333,7 +380,7 @@ func evalWindows(ctx context.Context, src storage.Queryable, limit int, sortSeri
 			if lo < len(buf) {
 				in[0].Floats = buf[lo:]
 				enh.Ts = ts
-				vec, annos := spec.call(nil, in, spec.args, enh)
+				vec, annos := spec.call(spec.numbers, in, spec.args, enh)
 				out.warnings.Merge(annos)
 				enh.Out = vec[:0]
 				if len(vec) > 0 {

@@ -121,9 +121,10 @@ func TestWindowsMatchPrometheus(t *testing.T) {
 	defer windows.Close()
 
 	var queries []string
+	// The functions of one argument (those with a number too are further down).
 	funcs := slices.Sorted(func(yield func(string) bool) {
 		for f := range windowFuncs {
-			if !yield(f) {
+			if f != "quantile_over_time" && f != "predict_linear" && !yield(f) {
 				return
 			}
 		}
@@ -151,6 +152,12 @@ func TestWindowsMatchPrometheus(t *testing.T) {
 		`rate(wt_requests_total[5m]) * on(inst) group_left wt_temp`,
 		`rate(wt_temp[5m])`, `increase(wt_temp[5m] offset 30s)`, // infos: not a counter's name
 		`rate(wt_requests_total{inst="2"}[30s])`, // the gap: steps without an answer
+		// A number beside the range.
+		`quantile_over_time(0.9, wt_temp[5m])`, `quantile_over_time(0.5, wt_requests_total[150s] offset 1m)`,
+		`quantile_over_time(1.5, wt_temp[5m])`, `quantile_over_time(-0.5, wt_temp[2m])`, // a warning each
+		`quantile_over_time(NaN, wt_temp[5m])`, `sum by (inst) (quantile_over_time(0.25, wt_temp[1m]))`,
+		`predict_linear(wt_temp[10m], 600)`, `predict_linear(wt_requests_total[5m] offset -1m, -30)`,
+		`max(predict_linear(wt_requests_total[150s], 3600))`,
 	)
 	onWindowsToo := len(queries)
 	queries = append(queries,
@@ -162,7 +169,8 @@ func TestWindowsMatchPrometheus(t *testing.T) {
 		`deriv(wt_hist[5m])`, `irate(wt_hist[5m])`, `delta(wt_hist[5m])`, `resets(wt_hist[10m])`,
 		`changes(wt_hist[5m])`, `count_over_time(wt_hist[5m])`, `rate(wt_mixed[5m])`,
 		`sum_over_time(wt_mixed[2m])`, `histogram_quantile(0.5, sum(rate(wt_mixed[5m])))`,
-		`histogram_count(rate(wt_hist[5m]))`,
+		`histogram_count(rate(wt_hist[5m]))`, `quantile_over_time(0.5, wt_hist[5m])`,
+		`predict_linear(wt_mixed[10m], 60)`,
 	)
 	fallBack := len(queries)
 	queries = append(queries,
@@ -170,7 +178,7 @@ func TestWindowsMatchPrometheus(t *testing.T) {
 		`absent(rate(wt_nothing{job="x"}[5m]))`, `timestamp(rate(wt_requests_total[5m]))`,
 		`rate(wt_requests_total{__metricstor_window__="rate/300000/0/0/0/0"}[5m])`,
 		`max_over_time(rate(wt_requests_total[1m])[5m:30s])`, `rate(wt_requests_total[5m] @ 1700003000)`,
-		`quantile_over_time(0.5, wt_temp[5m])`, `last_over_time(wt_temp[5m])`,
+		`quantile_over_time(scalar(wt_temp{inst="0"}) / 100, wt_temp[5m])`, `last_over_time(wt_temp[5m])`,
 	)
 
 	windowed := 0
