@@ -45,7 +45,7 @@ import (
 // a query of the steps its grid says (onStepsOnly: no subquery), outside the arguments of the
 // functions that read their argument's expression rather than its value (absent and
 // timestamp), on a plain range selector (no @, no smoothed or anchored, no duration
-// expression), for the functions of one range argument in windowFuncs.
+// expression), for the functions in windowFuncs (a range argument, and a number for two of them).
 //
 // The selector's series carry the call's labels: the input's without the metric name (and
 // the other metadata labels), as the engine gives them when it drops names at once. That, and
