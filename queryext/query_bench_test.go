@@ -300,7 +300,7 @@ func runBenchQueries(b *testing.B, queries []struct{ name, query string }, withH
 		for _, s := range stores {
 			whole, wholeQry := run(b, engine, s.q, bq.query)
 			split, splitQry := run(b, engines[1].e, s.q, bq.query)
-			if _, ok := splitQry.(*splitQuery); !ok && cfg.rangeQueryParts() > 1 {
+			if _, ok := answeredBy(splitQry).(*splitQuery); !ok && cfg.rangeQueryParts() > 1 {
 				b.Fatalf("%s: the served engine did not split the query", bq.name)
 			}
 			if diff := matrixDiff(split, whole, 0); diff != "" {

@@ -395,3 +395,12 @@ func (c *comparedQuery) Exec(ctx context.Context) *promql.Result {
 	}
 	return c.Query.Exec(ctx)
 }
+
+// answeredBy is the query that answered q once it ran: for a query on windows, the windows'
+// query or Prometheus's engine's after them; q itself otherwise.
+func answeredBy(q promql.Query) promql.Query {
+	if wq, ok := q.(*windowQuery); ok && wq.ran != nil {
+		return wq.ran
+	}
+	return q
+}
