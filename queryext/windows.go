@@ -53,6 +53,9 @@ import (
 // EngineOpts.EnableDelayedNameRemoval and UseStartTimestamps off (and splitEngine does not
 // use windows for a query whose options ask for start timestamps).
 //
+// rate and increase call Prometheus's function only for a window with a counter reset
+// (windowrate.go).
+//
 // What is not the engine's answer is not given: a histogram sample in a window, or two output
 // series with the same labels once the name is dropped, make the Select fail with
 // errNotWindowed, and the query is evaluated again by Prometheus's engine as it is
@@ -175,8 +178,10 @@ func onWindows(c *parser.Call, parent string) bool {
 		return false
 	}
 	vs, ok := ms.VectorSelector.(*parser.VectorSelector)
+	// The selector says range and offset in whole milliseconds (a number of seconds such as
+	// [1.0005] is a duration too; rate divides by it as it is).
 	return ok && vs.Timestamp == nil && vs.StartOrEnd == 0 && !vs.Anchored && !vs.Smoothed &&
-		vs.OriginalOffsetExpr == nil
+		vs.OriginalOffsetExpr == nil && ms.Range%time.Millisecond == 0 && vs.OriginalOffset%time.Millisecond == 0
 }
 
 // windowSelector is the selector standing for c (see onWindows): c's matchers, and windowLabel
@@ -213,12 +218,13 @@ func windowSelector(c *parser.Call) parser.Expr {
 
 // windowSpec is a call as its selector says it (windowSelector).
 type windowSpec struct {
-	name          string
-	call          promql.FunctionCall
-	rng, offset   int64 // milliseconds
-	args          parser.Expressions
-	numbers       []promql.Vector // the values of the arguments other than the range, as the engine hands them
-	counterSuffix bool            // rate and increase: the engine's info on names that do not say counter
+	name        string
+	call        promql.FunctionCall
+	rng, offset int64 // milliseconds
+	args        parser.Expressions
+	numbers     []promql.Vector // the values of the arguments other than the range, as the engine hands them
+	counter     bool            // rate and increase: the engine's info on names that do not say counter; counterRate
+	perSecond   bool            // rate
 }
 
 func parseWindowSpec(s string, matchers []*labels.Matcher) (windowSpec, error) {
@@ -246,11 +252,12 @@ func parseWindowSpec(s string, matchers []*labels.Matcher) (windowSpec, error) {
 		PosRange:       posrange.PositionRange{Start: posrange.Pos(n[2]), End: posrange.Pos(n[3])},
 	}
 	spec := windowSpec{
-		name:          f[0],
-		call:          promql.FunctionCalls[f[0]],
-		rng:           n[0],
-		offset:        n[1],
-		counterSuffix: f[0] == "rate" || f[0] == "increase",
+		name:      f[0],
+		call:      promql.FunctionCalls[f[0]],
+		rng:       n[0],
+		offset:    n[1],
+		counter:   f[0] == "rate" || f[0] == "increase",
+		perSecond: f[0] == "rate",
 	}
 	var numbers []string
 	if f[6] != "" {
@@ -337,6 +344,7 @@ func evalWindows(ctx context.Context, src storage.Queryable, limit int, sortSeri
 		in     = make(promql.Matrix, 1)
 		it     chunkenc.Iterator
 		buf    []promql.FPoint
+		resets counterResets
 		held   int
 		byHash = map[uint64][]int{} // out.series by the hash of their labels
 	)
@@ -349,8 +357,10 @@ func evalWindows(ctx context.Context, src storage.Queryable, limit int, sortSeri
 		s := set.At()
 		in[0].Metric = s.Labels()
 		// The windows' floats, as the engine reads them (stale markers are not samples), read
-		// as the steps need them: buf[lo:] is the step's window.
-		buf, lo := buf[:0], 0
+		// as the steps need them: buf[lo:] is the step's window. dropped is how many were
+		// dropped from buf's front: buf[i] is the series' sample numbered dropped+i.
+		buf, lo, dropped := buf[:0], 0, 0
+		resets.reset()
 		it = s.Iterator(it)
 		vt := it.Next()
 		var points []promql.FPoint
@@ -362,7 +372,7 @@ func evalWindows(ctx context.Context, src storage.Queryable, limit int, sortSeri
 				lo++
 			}
 			if lo > 0 && lo >= len(buf)/2 {
-				buf, lo = buf[:copy(buf, buf[lo:])], 0
+				buf, lo, dropped = buf[:copy(buf, buf[lo:])], 0, dropped+lo
 			}
 			for ; vt != chunkenc.ValNone; vt = it.Next() {
 				if vt != chunkenc.ValFloat {
@@ -373,22 +383,25 @@ func evalWindows(ctx context.Context, src storage.Queryable, limit int, sortSeri
 					break // the next step's, or a later one's
 				}
 				if t > wmin && !value.IsStaleNaN(f) {
+					if spec.counter && len(buf) > 0 {
+						resets.add(dropped+len(buf), f, buf[len(buf)-1].F)
+					}
 					buf = append(buf, promql.FPoint{T: t, F: f})
 				}
 			}
 			answered := false
-			if lo < len(buf) {
+			if spec.counter && len(buf)-lo >= 2 && !resets.within(dropped+lo, dropped+len(buf)-1) {
+				points = appendAnswer(points, ts, g, counterRate(buf[lo:], ts, spec.rng, spec.offset, spec.perSecond))
+				answered = true
+				answers++
+			} else if lo < len(buf) {
 				in[0].Floats = buf[lo:]
 				enh.Ts = ts
 				vec, annos := spec.call(spec.numbers, in, spec.args, enh)
 				out.warnings.Merge(annos)
 				enh.Out = vec[:0]
 				if len(vec) > 0 {
-					if points == nil {
-						// Room for an answer at every step left: most series have them.
-						points = make([]promql.FPoint, 0, (g.End-ts)/g.Step+1)
-					}
-					points = append(points, promql.FPoint{T: ts, F: vec[0].F})
+					points = appendAnswer(points, ts, g, vec[0].F)
 					answered = true
 					answers++
 				}
@@ -410,7 +423,7 @@ func evalWindows(ctx context.Context, src storage.Queryable, limit int, sortSeri
 		if answers == 0 {
 			continue
 		}
-		if spec.counterSuffix {
+		if spec.counter {
 			if name := in[0].Metric.Get(labels.MetricName); name != "" && !strings.HasSuffix(name, "_total") &&
 				!strings.HasSuffix(name, "_sum") && !strings.HasSuffix(name, "_count") && !strings.HasSuffix(name, "_bucket") {
 				out.warnings.Add(annotations.NewPossibleNonCounterInfo(name, spec.args[0].PositionRange()))
@@ -432,6 +445,15 @@ func evalWindows(ctx context.Context, src storage.Queryable, limit int, sortSeri
 	}
 	out.warnings.Merge(set.Warnings())
 	return &out
+}
+
+// appendAnswer appends the answer f at the step ts of g to points.
+func appendAnswer(points []promql.FPoint, ts int64, g mstorage.StepGrid, f float64) []promql.FPoint {
+	if points == nil {
+		// Room for an answer at every step left: most series have them.
+		points = make([]promql.FPoint, 0, (g.End-ts)/g.Step+1)
+	}
+	return append(points, promql.FPoint{T: ts, F: f})
 }
 
 // contextErr is err, or the engine's error for a query whose context ended (promql's

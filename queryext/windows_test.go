@@ -179,6 +179,8 @@ func TestWindowsMatchPrometheus(t *testing.T) {
 		`rate(wt_requests_total{__metricstor_window__="rate/300000/0/0/0/0"}[5m])`,
 		`max_over_time(rate(wt_requests_total[1m])[5m:30s])`, `rate(wt_requests_total[5m] @ 1700003000)`,
 		`quantile_over_time(scalar(wt_temp{inst="0"}) / 100, wt_temp[5m])`, `last_over_time(wt_temp[5m])`,
+		// A range or offset of a fraction of a millisecond.
+		`rate(wt_requests_total[300.0005])`, `increase(wt_requests_total[5m] offset 60.0005)`,
 	)
 
 	windowed := 0

@@ -1,0 +1,110 @@
+package queryext
+
+import (
+	"math"
+	"math/rand/v2"
+	"testing"
+	"time"
+
+	"github.com/prometheus/prometheus/model/labels"
+	"github.com/prometheus/prometheus/promql"
+	"github.com/prometheus/prometheus/promql/parser"
+)
+
+// TestCounterRateMatchesPrometheus compares counterRate with Prometheus's rate and increase on
+// random windows without counter resets: regular and irregular spacing, windows that start
+// and end away from the range's bounds, values from zero, negative, NaN and infinite, ranges
+// of a millisecond to a day, offsets. The answers must be the same bits.
+func TestCounterRateMatchesPrometheus(t *testing.T) {
+	rng := rand.New(rand.NewPCG(1, 2))
+	cases := 0
+	for range 20000 {
+		rangeMs := []int64{1, 999, 15_000, 60_000, 300_000, 3_600_000, 86_400_000}[rng.IntN(7)]
+		off := []int64{0, 0, 60_000, -30_000, 1}[rng.IntN(5)]
+		ts := int64(1_700_000_000_000) + rng.Int64N(1_000_000)
+		wmin, wmax := ts-off-rangeMs, ts-off
+		// Sample times in (wmin, wmax]: spread evenly, with jitter, or bunched at one end.
+		n := 2 + rng.IntN(30)
+		var times []int64
+		for t := wmin + 1 + rng.Int64N(max(1, rangeMs/4)); t <= wmax && len(times) < n; {
+			times = append(times, t)
+			t += 1 + rng.Int64N(max(1, 2*rangeMs/int64(n)))
+		}
+		if len(times) < 2 {
+			continue
+		}
+		v := []float64{0, 1e-9, 5, 1e6, 1e300, -50}[rng.IntN(6)]
+		w := make([]promql.FPoint, len(times))
+		for i, t := range times {
+			switch rng.IntN(40) {
+			case 0:
+				v = math.NaN() // NaN is no reset, and stays in the difference
+			case 1:
+				v = math.Inf(1)
+			default:
+				if !math.IsNaN(v) {
+					v += []float64{0, 1, 0.1, rng.Float64() * 1000}[rng.IntN(4)]
+				}
+			}
+			w[i] = promql.FPoint{T: t, F: v}
+		}
+		if hasReset(w) {
+			continue
+		}
+		cases++
+		for _, name := range []string{"rate", "increase"} {
+			want := prometheusRate(t, name, w, ts, rangeMs, off)
+			got := counterRate(w, ts, rangeMs, off, name == "rate")
+			if math.Float64bits(got) != math.Float64bits(want) && !(math.IsNaN(got) && math.IsNaN(want)) {
+				t.Fatalf("%s over %d ms offset %d ms at %d of %v: got %v, Prometheus %v", name, rangeMs, off, ts, w, got, want)
+			}
+		}
+	}
+	if cases < 10000 {
+		t.Fatalf("only %d windows without resets", cases)
+	}
+}
+
+func hasReset(w []promql.FPoint) bool {
+	for i := 1; i < len(w); i++ {
+		if w[i].F < w[i-1].F {
+			return true
+		}
+	}
+	return false
+}
+
+// prometheusRate is Prometheus's rate or increase of the window w at ts, as the engine calls it.
+func prometheusRate(t *testing.T, name string, w []promql.FPoint, ts, rangeMs, off int64) float64 {
+	t.Helper()
+	ms := &parser.MatrixSelector{
+		VectorSelector: &parser.VectorSelector{Name: "x_total", Offset: time.Duration(off) * time.Millisecond},
+		Range:          time.Duration(rangeMs) * time.Millisecond,
+	}
+	in := promql.Matrix{{Metric: labels.FromStrings("__name__", "x_total"), Floats: w}}
+	enh := &promql.EvalNodeHelper{Ts: ts}
+	vec, _ := promql.FunctionCalls[name](nil, in, parser.Expressions{ms}, enh)
+	if len(vec) != 1 {
+		t.Fatalf("%s of %v: %d answers", name, w, len(vec))
+	}
+	return vec[0].F
+}
+
+// TestCounterResets checks which windows of a series hold a counter reset: a sample lower than
+// the one before it in the window (the first sample's predecessor is not in the window).
+func TestCounterResets(t *testing.T) {
+	vals := []float64{1, 2, 0, 3, 3, math.NaN(), 1, 2}
+	var r counterResets
+	for i := 1; i < len(vals); i++ {
+		r.add(i, vals[i], vals[i-1])
+	}
+	// Resets at 2 (0 < 2); NaN is none, and neither is 1 after NaN.
+	for _, c := range []struct {
+		lo, hi int
+		want   bool
+	}{{0, 1, false}, {0, 2, true}, {1, 2, true}, {1, 7, true}, {2, 7, false}, {3, 7, false}} {
+		if got := r.within(c.lo, c.hi); got != c.want {
+			t.Errorf("window %d..%d: reset %v, want %v", c.lo, c.hi, got, c.want)
+		}
+	}
+}
