@@ -108,3 +108,36 @@ func TestCounterResets(t *testing.T) {
 		}
 	}
 }
+
+// TestInstantRateMatchesPrometheus compares instantRate with Prometheus's irate and idelta on
+// the last two samples of random windows: rising, falling (a reset for irate), equal, NaN and
+// infinite values, intervals of a millisecond to hours.
+func TestInstantRateMatchesPrometheus(t *testing.T) {
+	rng := rand.New(rand.NewPCG(3, 4))
+	vals := []float64{0, -1, 1, 2.5, 1e300, -1e-300, math.NaN(), math.Inf(1), math.Inf(-1)}
+	for range 20000 {
+		n := 2 + rng.IntN(5)
+		w := make([]promql.FPoint, n)
+		ts := int64(1_700_000_000_000)
+		for i := range w {
+			ts += 1 + rng.Int64N([]int64{1, 1000, 15_000, 7_200_000}[rng.IntN(4)])
+			f := vals[rng.IntN(len(vals))]
+			if rng.IntN(2) == 0 {
+				f = rng.NormFloat64() * 1000
+			}
+			w[i] = promql.FPoint{T: ts, F: f}
+		}
+		for _, name := range []string{"irate", "idelta"} {
+			in := promql.Matrix{{Metric: labels.FromStrings("__name__", "x"), Floats: w}}
+			ms := &parser.MatrixSelector{VectorSelector: &parser.VectorSelector{Name: "x"}, Range: time.Hour}
+			vec, _ := promql.FunctionCalls[name](nil, in, parser.Expressions{ms}, &promql.EvalNodeHelper{Ts: ts})
+			if len(vec) != 1 {
+				t.Fatalf("%s of %v: %d answers", name, w, len(vec))
+			}
+			got, want := instantRate(w, name == "irate"), vec[0].F
+			if math.Float64bits(got) != math.Float64bits(want) && !(math.IsNaN(got) && math.IsNaN(want)) {
+				t.Fatalf("%s of %v: got %v, Prometheus %v", name, w, got, want)
+			}
+		}
+	}
+}

@@ -224,7 +224,8 @@ type windowSpec struct {
 	args        parser.Expressions
 	numbers     []promql.Vector // the values of the arguments other than the range, as the engine hands them
 	counter     bool            // rate and increase: the engine's info on names that do not say counter; counterRate
-	perSecond   bool            // rate
+	instant     bool            // irate and idelta: instantRate
+	perSecond   bool            // rate and irate
 }
 
 func parseWindowSpec(s string, matchers []*labels.Matcher) (windowSpec, error) {
@@ -257,7 +258,8 @@ func parseWindowSpec(s string, matchers []*labels.Matcher) (windowSpec, error) {
 		rng:       n[0],
 		offset:    n[1],
 		counter:   f[0] == "rate" || f[0] == "increase",
-		perSecond: f[0] == "rate",
+		instant:   f[0] == "irate" || f[0] == "idelta",
+		perSecond: f[0] == "rate" || f[0] == "irate",
 	}
 	var numbers []string
 	if f[6] != "" {
@@ -389,26 +391,36 @@ func evalWindows(ctx context.Context, src storage.Queryable, limit int, sortSeri
 					buf = append(buf, promql.FPoint{T: t, F: f})
 				}
 			}
-			answered := false
-			if spec.counter && len(buf)-lo >= 2 && !resets.within(dropped+lo, dropped+len(buf)-1) {
-				points = appendAnswer(points, ts, g, counterRate(buf[lo:], ts, spec.rng, spec.offset, spec.perSecond))
-				answered = true
-				answers++
-			} else if lo < len(buf) {
-				in[0].Floats = buf[lo:]
+			var (
+				f        float64
+				answered bool
+			)
+			switch w := buf[lo:]; {
+			case spec.counter && len(w) >= 2 && !resets.within(dropped+lo, dropped+len(buf)-1):
+				f, answered = counterRate(w, ts, spec.rng, spec.offset, spec.perSecond), true
+			case spec.instant && len(w) >= 2 && w[len(w)-1].T != w[len(w)-2].T:
+				f, answered = instantRate(w, spec.perSecond), true
+			case len(w) > 0:
+				in[0].Floats = w
 				enh.Ts = ts
 				vec, annos := spec.call(spec.numbers, in, spec.args, enh)
 				out.warnings.Merge(annos)
 				enh.Out = vec[:0]
 				if len(vec) > 0 {
-					points = appendAnswer(points, ts, g, vec[0].F)
-					answered = true
-					answers++
+					f, answered = vec[0].F, true
 				}
 			}
-			// No answer at this step: a stale marker, so that the step does not look back to
-			// the answer before it (a run of them needs only the first).
-			if !answered && len(points) > 0 && !value.IsStaleNaN(points[len(points)-1].F) {
+			switch {
+			case answered:
+				if points == nil {
+					// Room for an answer at every step left: most series have them.
+					points = make([]promql.FPoint, 0, (g.End-ts)/g.Step+1)
+				}
+				points = append(points, promql.FPoint{T: ts, F: f})
+				answers++
+			case len(points) > 0 && !value.IsStaleNaN(points[len(points)-1].F):
+				// No answer at this step: a stale marker, so that the step does not look back
+				// to the answer before it (a run of them needs only the first).
 				points = append(points, promql.FPoint{T: ts, F: math.Float64frombits(value.StaleNaN)})
 			}
 		}
@@ -445,15 +457,6 @@ func evalWindows(ctx context.Context, src storage.Queryable, limit int, sortSeri
 	}
 	out.warnings.Merge(set.Warnings())
 	return &out
-}
-
-// appendAnswer appends the answer f at the step ts of g to points.
-func appendAnswer(points []promql.FPoint, ts int64, g mstorage.StepGrid, f float64) []promql.FPoint {
-	if points == nil {
-		// Room for an answer at every step left: most series have them.
-		points = make([]promql.FPoint, 0, (g.End-ts)/g.Step+1)
-	}
-	return append(points, promql.FPoint{T: ts, F: f})
 }
 
 // contextErr is err, or the engine's error for a query whose context ended (promql's
