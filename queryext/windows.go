@@ -53,8 +53,10 @@ import (
 // EngineOpts.EnableDelayedNameRemoval and UseStartTimestamps off (and splitEngine does not
 // use windows for a query whose options ask for start timestamps).
 //
-// rate and increase call Prometheus's function only for a window with a counter reset
-// (windowrate.go).
+// Some functions cost more in Prometheus's implementation than in their arithmetic (rate walks
+// the whole window for counter resets at every step): those windows are computed by the same
+// operations in the same order beside the buffer (windowcalc.go), and only what that does not
+// cover is handed to Prometheus's function.
 //
 // What is not the engine's answer is not given: a histogram sample in a window, or two output
 // series with the same labels once the name is dropped, make the Select fail with
@@ -223,9 +225,7 @@ type windowSpec struct {
 	rng, offset int64 // milliseconds
 	args        parser.Expressions
 	numbers     []promql.Vector // the values of the arguments other than the range, as the engine hands them
-	counter     bool            // rate and increase: the engine's info on names that do not say counter; counterRate
-	instant     bool            // irate and idelta: instantRate
-	perSecond   bool            // rate and irate
+	calc        windowCalc      // how a window's answer is computed where not by call
 }
 
 func parseWindowSpec(s string, matchers []*labels.Matcher) (windowSpec, error) {
@@ -253,13 +253,11 @@ func parseWindowSpec(s string, matchers []*labels.Matcher) (windowSpec, error) {
 		PosRange:       posrange.PositionRange{Start: posrange.Pos(n[2]), End: posrange.Pos(n[3])},
 	}
 	spec := windowSpec{
-		name:      f[0],
-		call:      promql.FunctionCalls[f[0]],
-		rng:       n[0],
-		offset:    n[1],
-		counter:   f[0] == "rate" || f[0] == "increase",
-		instant:   f[0] == "irate" || f[0] == "idelta",
-		perSecond: f[0] == "rate" || f[0] == "irate",
+		name:   f[0],
+		call:   promql.FunctionCalls[f[0]],
+		rng:    n[0],
+		offset: n[1],
+		calc:   windowCalcs[f[0]],
 	}
 	var numbers []string
 	if f[6] != "" {
@@ -341,14 +339,16 @@ func evalWindows(ctx context.Context, src storage.Queryable, limit int, sortSeri
 	}, matchers...)
 
 	var (
-		out    windowSet
-		enh    = &promql.EvalNodeHelper{Out: make(promql.Vector, 0, 1), LookbackDelta: time.Duration(g.Lookback) * time.Millisecond}
-		in     = make(promql.Matrix, 1)
-		it     chunkenc.Iterator
-		buf    []promql.FPoint
-		resets counterResets
-		held   int
-		byHash = map[uint64][]int{} // out.series by the hash of their labels
+		out       windowSet
+		enh       = &promql.EvalNodeHelper{Out: make(promql.Vector, 0, 1), LookbackDelta: time.Duration(g.Lookback) * time.Millisecond}
+		in        = make(promql.Matrix, 1)
+		it        chunkenc.Iterator
+		buf       []promql.FPoint
+		resets    sampleMarks // of rate and increase
+		irregular sampleMarks // of deriv and predict_linear: the interval changed
+		shapes    = xSumsCache{}
+		held      int
+		byHash    = map[uint64][]int{} // out.series by the hash of their labels
 	)
 	for n := 0; set.Next(); n++ {
 		if n%64 == 0 {
@@ -363,6 +363,7 @@ func evalWindows(ctx context.Context, src storage.Queryable, limit int, sortSeri
 		// dropped from buf's front: buf[i] is the series' sample numbered dropped+i.
 		buf, lo, dropped := buf[:0], 0, 0
 		resets.reset()
+		irregular.reset()
 		it = s.Iterator(it)
 		vt := it.Next()
 		var points []promql.FPoint
@@ -385,23 +386,51 @@ func evalWindows(ctx context.Context, src storage.Queryable, limit int, sortSeri
 					break // the next step's, or a later one's
 				}
 				if t > wmin && !value.IsStaleNaN(f) {
-					if spec.counter && len(buf) > 0 {
-						resets.add(dropped+len(buf), f, buf[len(buf)-1].F)
+					if k := len(buf); k > 0 {
+						if spec.calc.counter() && f < buf[k-1].F { // as extrapolatedRate compares: NaN is no reset
+							resets.mark(dropped + k)
+						}
+						if spec.calc.regression() && k > 1 && t-buf[k-1].T != buf[k-1].T-buf[k-2].T {
+							irregular.mark(dropped + k)
+						}
 					}
 					buf = append(buf, promql.FPoint{T: t, F: f})
 				}
 			}
+			// The window's answer, computed here where windowcalc.go can (done), else by the
+			// function.
 			var (
-				f        float64
-				answered bool
+				f              float64
+				answered, done bool
 			)
 			switch w := buf[lo:]; {
-			case spec.counter && len(w) >= 2 && !resets.within(dropped+lo, dropped+len(buf)-1):
-				f, answered = counterRate(w, ts, spec.rng, spec.offset, spec.perSecond), true
-			case spec.instant && len(w) >= 2 && w[len(w)-1].T != w[len(w)-2].T:
-				f, answered = instantRate(w, spec.perSecond), true
-			case len(w) > 0:
-				in[0].Floats = w
+			case len(w) == 0:
+				done = true
+			case spec.calc.counter() && len(w) >= 2 && !resets.within(dropped+lo, dropped+len(buf)-1):
+				f, answered, done = counterRate(w, ts, spec.rng, spec.offset, spec.calc == calcRate), true, true
+			case spec.calc.instant() && len(w) >= 2 && w[len(w)-1].T != w[len(w)-2].T:
+				f, answered, done = instantRate(w, spec.calc == calcIrate), true, true
+			case spec.calc.regression() && len(w) >= 2:
+				// deriv about the first sample's time, predict_linear about the step's.
+				at := w[0].T
+				if spec.calc == calcPredictLinear {
+					at = ts
+				}
+				// Regular: no change of interval from the window's third sample on.
+				xs := shapes.get(w, at, !irregular.within(dropped+lo+1, dropped+len(buf)-1))
+				slope, intercept := regression(w, at, xs)
+				f, answered, done = slope, true, true
+				if spec.calc == calcPredictLinear {
+					f = slope*spec.numbers[0][0].F + intercept
+				}
+			case spec.calc == calcSumOverTime:
+				f, answered, done = sumOverTime(w), true, true
+			case spec.calc == calcAvgOverTime:
+				f, answered = avgOverTime(w)
+				done = answered
+			}
+			if !done {
+				in[0].Floats = buf[lo:]
 				enh.Ts = ts
 				vec, annos := spec.call(spec.numbers, in, spec.args, enh)
 				out.warnings.Merge(annos)
@@ -435,7 +464,7 @@ func evalWindows(ctx context.Context, src storage.Queryable, limit int, sortSeri
 		if answers == 0 {
 			continue
 		}
-		if spec.counter {
+		if spec.calc.counter() {
 			if name := in[0].Metric.Get(labels.MetricName); name != "" && !strings.HasSuffix(name, "_total") &&
 				!strings.HasSuffix(name, "_sum") && !strings.HasSuffix(name, "_count") && !strings.HasSuffix(name, "_bucket") {
 				out.warnings.Add(annotations.NewPossibleNonCounterInfo(name, spec.args[0].PositionRange()))

@@ -25,7 +25,7 @@ import (
 )
 
 // loadWindowData appends two hours of series that exercise the functions over ranges: counters
-// that reset, scraped every 15 s with jitter, gaps and a stale marker; gauges with NaN and
+// that reset, scraped every 15 s with jitter (one on time), gaps and a stale marker; gauges with NaN and
 // infinities; a counter whose labels equal another's but for the name; a gauge named like no
 // counter; a native histogram with resets and a stale marker; and a series of floats, then
 // histograms, then floats.
@@ -46,6 +46,9 @@ func loadWindowData(t testing.TB, app promstorage.AppendableV2, start time.Time)
 		var c float64
 		for i := range 480 {
 			ts := start.UnixMilli() + int64(i)*15_000 + rng.Int64N(3_000)
+			if inst == 4 {
+				ts = start.UnixMilli() + int64(i)*15_000 // scraped on time
+			}
 			if inst == 2 && i >= 200 && i < 220 {
 				continue // a gap of five minutes
 			}
