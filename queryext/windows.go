@@ -339,16 +339,14 @@ func evalWindows(ctx context.Context, src storage.Queryable, limit int, sortSeri
 	}, matchers...)
 
 	var (
-		out       windowSet
-		enh       = &promql.EvalNodeHelper{Out: make(promql.Vector, 0, 1), LookbackDelta: time.Duration(g.Lookback) * time.Millisecond}
-		in        = make(promql.Matrix, 1)
-		it        chunkenc.Iterator
-		buf       []promql.FPoint
-		resets    sampleMarks // of rate and increase
-		irregular sampleMarks // of deriv and predict_linear: the interval changed
-		shapes    = xSumsCache{}
-		held      int
-		byHash    = map[uint64][]int{} // out.series by the hash of their labels
+		out    windowSet
+		enh    = &promql.EvalNodeHelper{Out: make(promql.Vector, 0, 1), LookbackDelta: time.Duration(g.Lookback) * time.Millisecond}
+		in     = make(promql.Matrix, 1)
+		it     chunkenc.Iterator
+		sw     seriesWindows
+		shapes = xSumsCache{}
+		held   int
+		byHash = map[uint64][]int{} // out.series by the hash of their labels
 	)
 	for n := 0; set.Next(); n++ {
 		if n%64 == 0 {
@@ -358,44 +356,15 @@ func evalWindows(ctx context.Context, src storage.Queryable, limit int, sortSeri
 		}
 		s := set.At()
 		in[0].Metric = s.Labels()
-		// The windows' floats, as the engine reads them (stale markers are not samples), read
-		// as the steps need them: buf[lo:] is the step's window. dropped is how many were
-		// dropped from buf's front: buf[i] is the series' sample numbered dropped+i.
-		buf, lo, dropped := buf[:0], 0, 0
-		resets.reset()
-		irregular.reset()
-		it = s.Iterator(it)
-		vt := it.Next()
+		sw.reset(s.Iterator(it), spec.calc)
+		it = sw.it
 		var points []promql.FPoint
 		answers := 0
 		for ts := g.Start; ts <= g.End; ts += g.Step {
 			wmax := ts - spec.offset
-			wmin := wmax - spec.rng // not in the window
-			for lo < len(buf) && buf[lo].T <= wmin {
-				lo++
-			}
-			if lo > 0 && lo >= len(buf)/2 {
-				buf, lo, dropped = buf[:copy(buf, buf[lo:])], 0, dropped+lo
-			}
-			for ; vt != chunkenc.ValNone; vt = it.Next() {
-				if vt != chunkenc.ValFloat {
-					return storage.ErrSeriesSet(fmt.Errorf("%w: a histogram sample", errNotWindowed))
-				}
-				t, f := it.At()
-				if t > wmax {
-					break // the next step's, or a later one's
-				}
-				if t > wmin && !value.IsStaleNaN(f) {
-					if k := len(buf); k > 0 {
-						if spec.calc.counter() && f < buf[k-1].F { // as extrapolatedRate compares: NaN is no reset
-							resets.mark(dropped + k)
-						}
-						if spec.calc.regression() && k > 1 && t-buf[k-1].T != buf[k-1].T-buf[k-2].T {
-							irregular.mark(dropped + k)
-						}
-					}
-					buf = append(buf, promql.FPoint{T: t, F: f})
-				}
+			w, err := sw.window(wmax-spec.rng, wmax)
+			if err != nil {
+				return storage.ErrSeriesSet(err)
 			}
 			// The window's answer, computed here where windowcalc.go can (done), else by the
 			// function.
@@ -403,10 +372,10 @@ func evalWindows(ctx context.Context, src storage.Queryable, limit int, sortSeri
 				f              float64
 				answered, done bool
 			)
-			switch w := buf[lo:]; {
+			switch {
 			case len(w) == 0:
 				done = true
-			case spec.calc.counter() && len(w) >= 2 && !resets.within(dropped+lo, dropped+len(buf)-1):
+			case spec.calc.counter() && len(w) >= 2 && !sw.resets.within(sw.first(), sw.last()):
 				f, answered, done = counterRate(w, ts, spec.rng, spec.offset, spec.calc == calcRate), true, true
 			case spec.calc.instant() && len(w) >= 2 && w[len(w)-1].T != w[len(w)-2].T:
 				f, answered, done = instantRate(w, spec.calc == calcIrate), true, true
@@ -417,7 +386,7 @@ func evalWindows(ctx context.Context, src storage.Queryable, limit int, sortSeri
 					at = ts
 				}
 				// Regular: no change of interval from the window's third sample on.
-				xs := shapes.get(w, at, !irregular.within(dropped+lo+1, dropped+len(buf)-1))
+				xs := shapes.get(w, at, !sw.irregular.within(sw.first()+1, sw.last()))
 				slope, intercept := regression(w, at, xs)
 				f, answered, done = slope, true, true
 				if spec.calc == calcPredictLinear {
@@ -430,7 +399,7 @@ func evalWindows(ctx context.Context, src storage.Queryable, limit int, sortSeri
 				done = answered
 			}
 			if !done {
-				in[0].Floats = buf[lo:]
+				in[0].Floats = w
 				enh.Ts = ts
 				vec, annos := spec.call(spec.numbers, in, spec.args, enh)
 				out.warnings.Merge(annos)
@@ -486,6 +455,100 @@ func evalWindows(ctx context.Context, src storage.Queryable, limit int, sortSeri
 	}
 	out.warnings.Merge(set.Warnings())
 	return &out
+}
+
+// seriesWindows reads a series' samples as the windows of a query's steps need them: once,
+// in time order, into a buffer of which each step's window is a slice. The windows hold floats
+// as the engine reads them (stale markers are not samples).
+type seriesWindows struct {
+	it    chunkenc.Iterator
+	runs  mstorage.FloatRunIterator // it, when it reads runs of floats at once
+	ended bool                      // it has nothing more
+	calc  windowCalc
+	// buf[lo:hi] is the current window; buf[hi:] is read and after it. dropped is how many
+	// samples were dropped from buf's front: buf[i] is the series' sample numbered dropped+i.
+	buf             []promql.FPoint
+	lo, hi, dropped int
+	// resets (rate, increase) and irregular (deriv, predict_linear: the interval changed)
+	// mark samples as they enter buf.
+	resets, irregular sampleMarks
+}
+
+func (sw *seriesWindows) reset(it chunkenc.Iterator, calc windowCalc) {
+	sw.it, sw.calc, sw.ended = it, calc, false
+	sw.runs, _ = it.(mstorage.FloatRunIterator)
+	sw.buf, sw.lo, sw.hi, sw.dropped = sw.buf[:0], 0, 0, 0
+	sw.resets.reset()
+	sw.irregular.reset()
+}
+
+// window returns the samples in (wmin, wmax], a window after the one before it.
+func (sw *seriesWindows) window(wmin, wmax int64) ([]promql.FPoint, error) {
+	// Read until a sample after wmax is in buf, or there is none.
+	for !sw.ended && (len(sw.buf) == 0 || sw.buf[len(sw.buf)-1].T <= wmax) {
+		if sw.runs != nil {
+			if ts, vs, ok := sw.runs.NextFloats(); ok {
+				from := len(sw.buf)
+				sw.buf = slices.Grow(sw.buf, len(ts))
+				for i, t := range ts {
+					if f := vs[i]; t > wmin && !value.IsStaleNaN(f) {
+						sw.buf = append(sw.buf, promql.FPoint{T: t, F: f})
+					}
+				}
+				sw.mark(from)
+				continue
+			}
+		}
+		switch sw.it.Next() {
+		case chunkenc.ValNone:
+			if err := sw.it.Err(); err != nil {
+				return nil, contextErr(err)
+			}
+			sw.ended = true
+		case chunkenc.ValFloat:
+			if t, f := sw.it.At(); t > wmin && !value.IsStaleNaN(f) {
+				sw.buf = append(sw.buf, promql.FPoint{T: t, F: f})
+				sw.mark(len(sw.buf) - 1)
+			}
+		default:
+			return nil, fmt.Errorf("%w: a histogram sample", errNotWindowed)
+		}
+	}
+	for sw.lo < len(sw.buf) && sw.buf[sw.lo].T <= wmin {
+		sw.lo++
+	}
+	if sw.lo > 0 && sw.lo >= len(sw.buf)/2 {
+		sw.buf = sw.buf[:copy(sw.buf, sw.buf[sw.lo:])]
+		sw.hi, sw.dropped, sw.lo = max(0, sw.hi-sw.lo), sw.dropped+sw.lo, 0
+	}
+	sw.hi = max(sw.hi, sw.lo)
+	for sw.hi < len(sw.buf) && sw.buf[sw.hi].T <= wmax {
+		sw.hi++
+	}
+	return sw.buf[sw.lo:sw.hi], nil
+}
+
+// first and last are the numbers of the current window's first and last samples.
+func (sw *seriesWindows) first() int { return sw.dropped + sw.lo }
+func (sw *seriesWindows) last() int  { return sw.dropped + sw.hi - 1 }
+
+// mark marks the samples of buf from from on against the samples before them.
+func (sw *seriesWindows) mark(from int) {
+	b := sw.buf
+	switch {
+	case sw.calc.counter():
+		for k := max(from, 1); k < len(b); k++ {
+			if b[k].F < b[k-1].F { // as extrapolatedRate compares: NaN is no reset
+				sw.resets.mark(sw.dropped + k)
+			}
+		}
+	case sw.calc.regression():
+		for k := max(from, 2); k < len(b); k++ {
+			if b[k].T-b[k-1].T != b[k-1].T-b[k-2].T {
+				sw.irregular.mark(sw.dropped + k)
+			}
+		}
+	}
 }
 
 // contextErr is err, or the engine's error for a query whose context ended (promql's

@@ -5,6 +5,7 @@ import (
 
 	"github.com/prometheus/prometheus/model/metadata"
 	promstorage "github.com/prometheus/prometheus/storage"
+	"github.com/prometheus/prometheus/tsdb/chunkenc"
 
 	"github.com/metricstor/metricstor/storage/internal/tsdb"
 )
@@ -87,6 +88,17 @@ var (
 	// labels. (With labels, a ref the store does not know is only ignored.)
 	ErrUnknownSeriesRef = tsdb.ErrUnknownSeriesRef
 )
+
+// FloatRunIterator is implemented by the iterators of the series a Store's queriers return,
+// for a reader that takes every sample (functions over ranges): NextFloats moves past a run of
+// float samples at once, where they are stored decoded together, and returns their times and
+// values, valid until the iterator moves again (never an empty run). Where it cannot (another
+// encoding, nothing left), it returns ok false without moving, and Next goes on from there.
+// Iterators of a Select that thins samples for a step grid (WithStepGrid) return ok false.
+type FloatRunIterator interface {
+	chunkenc.Iterator
+	NextFloats() (ts []int64, vs []float64, ok bool)
+}
 
 // StepGrid is where a range query evaluates its instant-vector selectors (milliseconds: the
 // first step, the last, the step, and the lookback delta). A Select made with a context that

@@ -350,6 +350,46 @@ func (it *seriesIterator) Next() chunkenc.ValueType {
 	return chunkenc.ValNone
 }
 
+// NextFloats is Next for a run of floats (see storage.FloatRunIterator): when the samples
+// after the current one are in a decimal chunk, it moves to the last of them within [mint,
+// maxt] and returns their times and values, slices of the chunk's decoded samples that stay
+// valid until the iterator moves again; never an empty run. Otherwise (another encoding,
+// nothing left, a step grid thinning what Next returns, an error) it returns ok false, and
+// Next goes on from the same sample.
+func (it *seriesIterator) NextFloats() (ts []int64, vs []float64, ok bool) {
+	for it.grid.step == 0 && it.err == nil {
+		if it.cur == nil && !it.open() {
+			break
+		}
+		d := it.dec
+		if d == nil {
+			break
+		}
+		lo, hi := d.i+1, len(d.ts)
+		if !it.decAll {
+			for lo < hi && d.ts[lo] < it.mint {
+				lo++
+			}
+			for hi > lo && d.ts[hi-1] > it.maxt {
+				hi--
+			}
+		}
+		if lo < hi {
+			d.i = hi - 1
+			it.t, it.f, it.curType = d.ts[d.i], d.vs[d.i], chunkenc.ValFloat
+			return d.ts[lo:hi], d.vs[lo:hi], true
+		}
+		if lo < len(d.ts) {
+			// What is left is after maxt: the end, as Next finds it.
+			it.drop()
+			it.curType, it.next = chunkenc.ValNone, len(it.chunks)
+			break
+		}
+		it.drop() // used up, or all of it before mint
+	}
+	return nil, nil, false
+}
+
 func (it *seriesIterator) Seek(t int64) chunkenc.ValueType {
 	if it.curType != chunkenc.ValNone && it.cur != nil && it.AtT() >= t {
 		return it.curType

@@ -2,6 +2,8 @@ package tsdb
 
 import (
 	"context"
+	"fmt"
+	"math"
 	"math/rand/v2"
 	"testing"
 	"time"
@@ -221,4 +223,76 @@ func TestSeriesIteratorSeek(t *testing.T) {
 		}
 		require.NoError(t, it.Err())
 	}
+}
+
+// TestSeriesIteratorNextFloats reads series with random mixes of NextFloats and Next over
+// random ranges, across closed (decimal) chunks, partitions and the open head chunk (another
+// encoding, where NextFloats declines), and requires exactly the samples Next alone reads;
+// and that a step grid's Select declines runs (Next thins what it returns).
+func TestSeriesIteratorNextFloats(t *testing.T) {
+	db, data := selectFixture(t)
+	rng := rand.New(rand.NewPCG(3, 4))
+	runs, declined := 0, 0
+	for round := range 300 {
+		mint := rng.Int64N(4 * hourMs)
+		maxt := mint + rng.Int64N(4*hourMs)
+		if round == 0 {
+			mint, maxt = math.MinInt64, math.MaxInt64
+		}
+		q, err := db.Querier(mint, maxt)
+		require.NoError(t, err)
+		t.Cleanup(func() { _ = q.Close() }) // before the DB's, on failure too (a second Close is harmless)
+		ss := q.Select(context.Background(), true, nil, labels.MustNewMatcher(labels.MatchRegexp, "__name__", ".+"))
+		for ss.Next() {
+			s := ss.At()
+			want := trim(data[s.Labels().String()], mint, maxt)
+			it := s.Iterator(nil).(interface {
+				chunkenc.Iterator
+				NextFloats() ([]int64, []float64, bool)
+			})
+			var got []smp
+			for {
+				if rng.IntN(3) > 0 {
+					if ts, vs, ok := it.NextFloats(); ok {
+						require.NotEmpty(t, ts)
+						require.Len(t, vs, len(ts))
+						for i := range ts {
+							got = append(got, smp{T: ts[i], F: vs[i]})
+						}
+						last, f := it.At()
+						require.Equal(t, smp{T: ts[len(ts)-1], F: vs[len(vs)-1]}, smp{T: last, F: f}, "At after a run is its last sample")
+						runs++
+						continue
+					}
+					declined++
+				}
+				vt := it.Next()
+				if vt == chunkenc.ValNone {
+					break
+				}
+				got = append(got, atIter(it, vt))
+			}
+			require.NoError(t, it.Err())
+			_, _, ok := it.NextFloats()
+			require.False(t, ok, "a run after the end")
+			requireSamples(t, want, got, fmt.Sprintf("series %s in [%d, %d]", s.Labels(), mint, maxt))
+		}
+		require.NoError(t, ss.Err())
+		require.NoError(t, q.Close())
+	}
+	require.Greater(t, runs, 1000)
+	require.Greater(t, declined, 100)
+
+	// A Select thinned for a step grid reads sample by sample.
+	g := StepGrid{Start: hourMs, End: 2 * hourMs, Step: 60_000, Lookback: 5 * minMs}
+	q, err := db.Querier(g.Start-g.Lookback+1, g.End)
+	require.NoError(t, err)
+	defer q.Close()
+	ss := q.Select(WithStepGrid(context.Background(), g), true, &storage.SelectHints{Start: g.Start - g.Lookback + 1, End: g.End, Step: g.Step}, eq("__name__", "a"))
+	require.True(t, ss.Next())
+	it := ss.At().Iterator(nil).(interface {
+		NextFloats() ([]int64, []float64, bool)
+	})
+	_, _, ok := it.NextFloats()
+	require.False(t, ok)
 }
