@@ -86,7 +86,10 @@ func (g *stepGrid) atOrAfter(t int64) int64 {
 // at or after sample i, which then reads the next one (or a later one) instead. The last
 // sample of ts is never stepped over: what follows it is not known here.
 func (g *stepGrid) skip(ts []int64, i int) int {
-	for i+1 < len(ts) && ts[i+1] <= g.atOrAfter(ts[i]) {
+	// The samples stepped over are at or before the step at or after sample i, so that step is
+	// also the first at or after each of them: one step for the whole loop.
+	at := g.atOrAfter(ts[i])
+	for i+1 < len(ts) && ts[i+1] <= at {
 		i++
 	}
 	return i
