@@ -26,17 +26,24 @@ const (
 	calcPredictLinear
 	calcSumOverTime
 	calcAvgOverTime
+	calcStddevOverTime
+	calcStdvarOverTime
+	calcMaxOverTime
+	calcMinOverTime
 )
 
 var windowCalcs = map[string]windowCalc{
 	"rate": calcRate, "increase": calcIncrease, "irate": calcIrate, "idelta": calcIdelta,
 	"deriv": calcDeriv, "predict_linear": calcPredictLinear,
 	"sum_over_time": calcSumOverTime, "avg_over_time": calcAvgOverTime,
+	"stddev_over_time": calcStddevOverTime, "stdvar_over_time": calcStdvarOverTime,
+	"max_over_time": calcMaxOverTime, "min_over_time": calcMinOverTime,
 }
 
 func (c windowCalc) counter() bool    { return c == calcRate || c == calcIncrease }
 func (c windowCalc) instant() bool    { return c == calcIrate || c == calcIdelta }
 func (c windowCalc) regression() bool { return c == calcDeriv || c == calcPredictLinear }
+func (c windowCalc) extreme() bool    { return c == calcMaxOverTime || c == calcMinOverTime }
 
 // rate and increase: Prometheus's extrapolatedRate walks the whole window at every step to
 // find counter resets, and with windows much longer than the step (a 5m range at 15 s is 20
@@ -259,4 +266,70 @@ func avgOverTime(w []promql.FPoint) (avg float64, ok bool) {
 	}
 	count := float64(len(w))
 	return sum/count + c/count, true
+}
+
+// varianceOverTime is stdvar_over_time of w, floats (varianceOverTime in
+// funcStdvarOverTime): a running mean and sum of squares, both compensated; stddev_over_time is
+// its square root.
+func varianceOverTime(w []promql.FPoint) float64 {
+	var count, mean, cMean, aux, cAux float64
+	for _, p := range w {
+		count++
+		delta := p.F - (mean + cMean)
+		mean, cMean = kahanInc(delta/count, mean, cMean)
+		aux, cAux = kahanInc(delta*(p.F-(mean+cMean)), aux, cAux)
+	}
+	return (aux + cAux) / count
+}
+
+// max_over_time and min_over_time compare every sample of the window at every step
+// (compareOverTime); a window of an hour at 15 s is 240 comparisons a step. Their answer is, of
+// the window's values that are not NaN, the first one equal to the largest (smallest): a later
+// equal one, such as 0 after -0, does not replace it; and the last value when all are NaN.
+// extremes keeps the candidates as the windows move forward, each sample entering and leaving
+// once.
+
+// extremes is a monotonic queue of sample numbers (as sampleMarks counts them): of the samples
+// of the current window up to the last pushed, those not NaN with no later one larger (max) or
+// smaller (min). Their values decrease (increase) or stay equal, the first pushed first, so the
+// first is the answer.
+type extremes struct {
+	at    []int
+	first int // at[first:] are the candidates
+	next  int // the number of the next sample to push
+}
+
+func (e *extremes) reset() { e.at, e.first, e.next = e.at[:0], 0, 0 }
+
+// answer returns max_over_time (or min) of the window buf[lo:hi], whose samples are numbered
+// from dropped+lo, after the windows before it.
+func (e *extremes) answer(buf []promql.FPoint, lo, hi, dropped int, isMax bool) float64 {
+	// Forget the samples before the window (buf no longer holds some of them).
+	e.next = max(e.next, dropped+lo)
+	for e.first < len(e.at) && e.at[e.first] < dropped+lo {
+		e.first++
+	}
+	if e.first > 64 && e.first >= len(e.at)/2 {
+		e.at = e.at[:copy(e.at, e.at[e.first:])]
+		e.first = 0
+	}
+	for ; e.next < dropped+hi; e.next++ {
+		v := buf[e.next-dropped].F
+		if math.IsNaN(v) {
+			continue
+		}
+		// Those it beats go; an equal one stays before it.
+		for len(e.at) > e.first {
+			last := buf[e.at[len(e.at)-1]-dropped].F
+			if isMax && !(last < v) || !isMax && !(last > v) {
+				break
+			}
+			e.at = e.at[:len(e.at)-1]
+		}
+		e.at = append(e.at, e.next)
+	}
+	if e.first == len(e.at) {
+		return buf[hi-1].F // all NaN: the last
+	}
+	return buf[e.at[e.first]-dropped].F
 }

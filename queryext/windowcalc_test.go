@@ -6,9 +6,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/prometheus/model/histogram"
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/promql"
 	"github.com/prometheus/prometheus/promql/parser"
+	"github.com/prometheus/prometheus/tsdb/chunkenc"
 )
 
 // TestCounterRateMatchesPrometheus compares counterRate with Prometheus's rate and increase on
@@ -272,3 +274,99 @@ func TestOverTimeMatchesPrometheus(t *testing.T) {
 		t.Fatalf("avgOverTime declined %d windows", declined)
 	}
 }
+
+// TestWindowFunctionsOnSeries drives seriesWindows over random series, with windows of random
+// range at random steps (some windows empty, some longer than the buffer keeps), and compares
+// every function windowcalc.go computes with Prometheus's on each window: max_over_time and
+// min_over_time (the monotonic queue, over equal values, -0 and 0, NaN and infinities),
+// stddev_over_time and stdvar_over_time, sum_over_time and avg_over_time.
+func TestWindowFunctionsOnSeries(t *testing.T) {
+	rng := rand.New(rand.NewPCG(9, 10))
+	vals := []float64{0, math.Copysign(0, -1), 1, 1, 2, -3, math.NaN(), math.Inf(1), math.Inf(-1), 1e300}
+	funcs := []windowCalc{calcMaxOverTime, calcMinOverTime, calcStddevOverTime, calcStdvarOverTime, calcSumOverTime, calcAvgOverTime}
+	names := map[windowCalc]string{calcMaxOverTime: "max_over_time", calcMinOverTime: "min_over_time",
+		calcStddevOverTime: "stddev_over_time", calcStdvarOverTime: "stdvar_over_time",
+		calcSumOverTime: "sum_over_time", calcAvgOverTime: "avg_over_time"}
+	windows := 0
+	for round := range 300 {
+		var series []promql.FPoint
+		ts := int64(0)
+		for range 50 + rng.IntN(400) {
+			ts += 1 + rng.Int64N(30_000)
+			f := vals[rng.IntN(len(vals))]
+			if rng.IntN(2) == 0 {
+				f = float64(rng.IntN(20)) // many equal values
+			}
+			series = append(series, promql.FPoint{T: ts, F: f})
+		}
+		calc := funcs[round%len(funcs)]
+		rangeMs, step := 1+rng.Int64N(600_000), 1+rng.Int64N(120_000)
+		var sw seriesWindows
+		sw.reset(&pointIterator{points: series, i: -1}, calc)
+		for at := int64(0); at <= ts+rangeMs; at += step {
+			w, err := sw.window(at-rangeMs, at)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(w) == 0 {
+				continue
+			}
+			windows++
+			var got float64
+			switch calc {
+			case calcMaxOverTime, calcMinOverTime:
+				got = sw.extremes.answer(sw.buf, sw.lo, sw.hi, sw.dropped, calc == calcMaxOverTime)
+			case calcStddevOverTime:
+				got = math.Sqrt(varianceOverTime(w))
+			case calcStdvarOverTime:
+				got = varianceOverTime(w)
+			case calcSumOverTime:
+				got = sumOverTime(w)
+			case calcAvgOverTime:
+				var ok bool
+				if got, ok = avgOverTime(w); !ok {
+					continue
+				}
+			}
+			in := promql.Matrix{{Metric: labels.FromStrings("__name__", "x"), Floats: w}}
+			ms := &parser.MatrixSelector{VectorSelector: &parser.VectorSelector{Name: "x"}, Range: time.Duration(rangeMs) * time.Millisecond}
+			vec, _ := promql.FunctionCalls[names[calc]](nil, in, parser.Expressions{ms}, &promql.EvalNodeHelper{Ts: at})
+			if len(vec) != 1 {
+				t.Fatalf("%s of %v: %d answers", names[calc], w, len(vec))
+			}
+			// The same bits, -0 and 0 apart; a NaN's payload aside (floatsAgree).
+			if want := vec[0].F; !floatsAgree(got, want, 0) {
+				t.Fatalf("%s over %d ms at %d of %v: got %v (%x), Prometheus %v (%x)", names[calc], rangeMs, at, w, got, math.Float64bits(got), want, math.Float64bits(want))
+			}
+		}
+	}
+	if windows < 10000 {
+		t.Fatalf("only %d windows", windows)
+	}
+}
+
+// pointIterator is a chunkenc.Iterator over floats, one at a time.
+type pointIterator struct {
+	points []promql.FPoint
+	i      int
+}
+
+func (it *pointIterator) Next() chunkenc.ValueType {
+	if it.i+1 >= len(it.points) {
+		it.i = len(it.points)
+		return chunkenc.ValNone
+	}
+	it.i++
+	return chunkenc.ValFloat
+}
+func (it *pointIterator) Seek(int64) chunkenc.ValueType { panic("not used") }
+func (it *pointIterator) At() (int64, float64)          { return it.points[it.i].T, it.points[it.i].F }
+func (it *pointIterator) AtHistogram(*histogram.Histogram) (int64, *histogram.Histogram) {
+	panic("floats only")
+}
+func (it *pointIterator) AtFloatHistogram(*histogram.FloatHistogram) (int64, *histogram.FloatHistogram) {
+	panic("floats only")
+}
+func (it *pointIterator) AtT() int64  { return it.points[it.i].T }
+func (it *pointIterator) AtST() int64 { return 0 }
+func (it *pointIterator) Err() error  { return nil }

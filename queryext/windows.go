@@ -397,6 +397,12 @@ func evalWindows(ctx context.Context, src storage.Queryable, limit int, sortSeri
 			case spec.calc == calcAvgOverTime:
 				f, answered = avgOverTime(w)
 				done = answered
+			case spec.calc == calcStdvarOverTime:
+				f, answered, done = varianceOverTime(w), true, true
+			case spec.calc == calcStddevOverTime:
+				f, answered, done = math.Sqrt(varianceOverTime(w)), true, true
+			case spec.calc.extreme():
+				f, answered, done = sw.extremes.answer(sw.buf, sw.lo, sw.hi, sw.dropped, spec.calc == calcMaxOverTime), true, true
 			}
 			if !done {
 				in[0].Floats = w
@@ -472,6 +478,7 @@ type seriesWindows struct {
 	// resets (rate, increase) and irregular (deriv, predict_linear: the interval changed)
 	// mark samples as they enter buf.
 	resets, irregular sampleMarks
+	extremes          extremes // max_over_time, min_over_time
 }
 
 func (sw *seriesWindows) reset(it chunkenc.Iterator, calc windowCalc) {
@@ -480,6 +487,7 @@ func (sw *seriesWindows) reset(it chunkenc.Iterator, calc windowCalc) {
 	sw.buf, sw.lo, sw.hi, sw.dropped = sw.buf[:0], 0, 0, 0
 	sw.resets.reset()
 	sw.irregular.reset()
+	sw.extremes.reset()
 }
 
 // window returns the samples in (wmin, wmax], a window after the one before it.
