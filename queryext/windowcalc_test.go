@@ -6,11 +6,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/prometheus/prometheus/model/histogram"
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/promql"
 	"github.com/prometheus/prometheus/promql/parser"
-	"github.com/prometheus/prometheus/tsdb/chunkenc"
 )
 
 // TestCounterRateMatchesPrometheus compares counterRate with Prometheus's rate and increase on
@@ -302,7 +300,7 @@ func TestWindowFunctionsOnSeries(t *testing.T) {
 		calc := funcs[round%len(funcs)]
 		rangeMs, step := 1+rng.Int64N(600_000), 1+rng.Int64N(120_000)
 		var sw seriesWindows
-		sw.reset(&pointIterator{points: series, i: -1}, calc)
+		sw.reset(&windowIterator{points: series, i: -1}, calc) // one sample at a time
 		for at := int64(0); at <= ts+rangeMs; at += step {
 			w, err := sw.window(at-rangeMs, at)
 			if err != nil {
@@ -344,29 +342,3 @@ func TestWindowFunctionsOnSeries(t *testing.T) {
 		t.Fatalf("only %d windows", windows)
 	}
 }
-
-// pointIterator is a chunkenc.Iterator over floats, one at a time.
-type pointIterator struct {
-	points []promql.FPoint
-	i      int
-}
-
-func (it *pointIterator) Next() chunkenc.ValueType {
-	if it.i+1 >= len(it.points) {
-		it.i = len(it.points)
-		return chunkenc.ValNone
-	}
-	it.i++
-	return chunkenc.ValFloat
-}
-func (it *pointIterator) Seek(int64) chunkenc.ValueType { panic("not used") }
-func (it *pointIterator) At() (int64, float64)          { return it.points[it.i].T, it.points[it.i].F }
-func (it *pointIterator) AtHistogram(*histogram.Histogram) (int64, *histogram.Histogram) {
-	panic("floats only")
-}
-func (it *pointIterator) AtFloatHistogram(*histogram.FloatHistogram) (int64, *histogram.FloatHistogram) {
-	panic("floats only")
-}
-func (it *pointIterator) AtT() int64  { return it.points[it.i].T }
-func (it *pointIterator) AtST() int64 { return 0 }
-func (it *pointIterator) Err() error  { return nil }
