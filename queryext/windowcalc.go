@@ -30,6 +30,8 @@ const (
 	calcStdvarOverTime
 	calcMaxOverTime
 	calcMinOverTime
+	calcResets
+	calcChanges
 )
 
 var windowCalcs = map[string]windowCalc{
@@ -38,6 +40,7 @@ var windowCalcs = map[string]windowCalc{
 	"sum_over_time": calcSumOverTime, "avg_over_time": calcAvgOverTime,
 	"stddev_over_time": calcStddevOverTime, "stdvar_over_time": calcStdvarOverTime,
 	"max_over_time": calcMaxOverTime, "min_over_time": calcMinOverTime,
+	"resets": calcResets, "changes": calcChanges,
 }
 
 func (c windowCalc) counter() bool    { return c == calcRate || c == calcIncrease }
@@ -57,6 +60,7 @@ func (c windowCalc) extreme() bool    { return c == calcMaxOverTime || c == calc
 type sampleMarks struct {
 	at    []int
 	first int // at[first:] may still be in a window
+	end   int // at[:end] are up to the last window's end (count)
 }
 
 func (m *sampleMarks) mark(n int) { m.at = append(m.at, n) }
@@ -70,7 +74,20 @@ func (m *sampleMarks) within(lo, hi int) bool {
 	return m.first < len(m.at) && m.at[m.first] <= hi
 }
 
-func (m *sampleMarks) reset() { m.at, m.first = m.at[:0], 0 }
+// count returns how many samples numbered lo+1 to hi are marked (resets and changes count
+// them, each window in constant time); lo and hi only grow from call to call.
+func (m *sampleMarks) count(lo, hi int) int {
+	for m.first < len(m.at) && m.at[m.first] <= lo {
+		m.first++
+	}
+	m.end = max(m.end, m.first)
+	for m.end < len(m.at) && m.at[m.end] <= hi {
+		m.end++
+	}
+	return m.end - m.first
+}
+
+func (m *sampleMarks) reset() { m.at, m.first, m.end = m.at[:0], 0, 0 }
 
 // counterRate is what extrapolatedRate (promql/functions.go of Prometheus v0.316.0) returns for
 // rate (perSecond) or increase of w, the window of the step at ts of a range selector with

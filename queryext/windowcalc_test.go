@@ -277,14 +277,15 @@ func TestOverTimeMatchesPrometheus(t *testing.T) {
 // range at random steps (some windows empty, some longer than the buffer keeps), and compares
 // every function windowcalc.go computes with Prometheus's on each window: max_over_time and
 // min_over_time (the monotonic queue, over equal values, -0 and 0, NaN and infinities),
-// stddev_over_time and stdvar_over_time, sum_over_time and avg_over_time.
+// stddev_over_time and stdvar_over_time, sum_over_time and avg_over_time, resets and changes
+// (the marks counted).
 func TestWindowFunctionsOnSeries(t *testing.T) {
 	rng := rand.New(rand.NewPCG(9, 10))
 	vals := []float64{0, math.Copysign(0, -1), 1, 1, 2, -3, math.NaN(), math.Inf(1), math.Inf(-1), 1e300}
-	funcs := []windowCalc{calcMaxOverTime, calcMinOverTime, calcStddevOverTime, calcStdvarOverTime, calcSumOverTime, calcAvgOverTime}
+	funcs := []windowCalc{calcMaxOverTime, calcMinOverTime, calcStddevOverTime, calcStdvarOverTime, calcSumOverTime, calcAvgOverTime, calcResets, calcChanges}
 	names := map[windowCalc]string{calcMaxOverTime: "max_over_time", calcMinOverTime: "min_over_time",
 		calcStddevOverTime: "stddev_over_time", calcStdvarOverTime: "stdvar_over_time",
-		calcSumOverTime: "sum_over_time", calcAvgOverTime: "avg_over_time"}
+		calcSumOverTime: "sum_over_time", calcAvgOverTime: "avg_over_time", calcResets: "resets", calcChanges: "changes"}
 	windows := 0
 	for round := range 300 {
 		var series []promql.FPoint
@@ -314,6 +315,10 @@ func TestWindowFunctionsOnSeries(t *testing.T) {
 			switch calc {
 			case calcMaxOverTime, calcMinOverTime:
 				got = sw.extremes.answer(sw.buf, sw.lo, sw.hi, sw.dropped, calc == calcMaxOverTime)
+			case calcResets:
+				got = float64(sw.resets.count(sw.first(), sw.last()))
+			case calcChanges:
+				got = float64(sw.changes.count(sw.first(), sw.last()))
 			case calcStddevOverTime:
 				got = math.Sqrt(varianceOverTime(w))
 			case calcStdvarOverTime:

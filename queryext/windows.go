@@ -401,6 +401,10 @@ func evalWindows(ctx context.Context, src storage.Queryable, limit int, sortSeri
 				f, answered, done = varianceOverTime(w), true, true
 			case spec.calc == calcStddevOverTime:
 				f, answered, done = math.Sqrt(varianceOverTime(w)), true, true
+			case spec.calc == calcResets:
+				f, answered, done = float64(sw.resets.count(sw.first(), sw.last())), true, true
+			case spec.calc == calcChanges:
+				f, answered, done = float64(sw.changes.count(sw.first(), sw.last())), true, true
 			case spec.calc.extreme():
 				f, answered, done = sw.extremes.answer(sw.buf, sw.lo, sw.hi, sw.dropped, spec.calc == calcMaxOverTime), true, true
 			}
@@ -475,10 +479,10 @@ type seriesWindows struct {
 	// samples were dropped from buf's front: buf[i] is the series' sample numbered dropped+i.
 	buf             []promql.FPoint
 	lo, hi, dropped int
-	// resets (rate, increase) and irregular (deriv, predict_linear: the interval changed)
-	// mark samples as they enter buf.
-	resets, irregular sampleMarks
-	extremes          extremes // max_over_time, min_over_time
+	// resets (rate, increase, resets), changes (changes) and irregular (deriv,
+	// predict_linear: the interval changed) mark samples as they enter buf.
+	resets, changes, irregular sampleMarks
+	extremes                   extremes // max_over_time, min_over_time
 }
 
 func (sw *seriesWindows) reset(it chunkenc.Iterator, calc windowCalc) {
@@ -486,6 +490,7 @@ func (sw *seriesWindows) reset(it chunkenc.Iterator, calc windowCalc) {
 	sw.runs, _ = it.(mstorage.FloatRunIterator)
 	sw.buf, sw.lo, sw.hi, sw.dropped = sw.buf[:0], 0, 0, 0
 	sw.resets.reset()
+	sw.changes.reset()
 	sw.irregular.reset()
 	sw.extremes.reset()
 }
@@ -544,10 +549,17 @@ func (sw *seriesWindows) last() int  { return sw.dropped + sw.hi - 1 }
 func (sw *seriesWindows) mark(from int) {
 	b := sw.buf
 	switch {
-	case sw.calc.counter():
+	case sw.calc.counter() || sw.calc == calcResets:
 		for k := max(from, 1); k < len(b); k++ {
-			if b[k].F < b[k-1].F { // as extrapolatedRate compares: NaN is no reset
+			if b[k].F < b[k-1].F { // as extrapolatedRate and resets compare: NaN is no reset
 				sw.resets.mark(sw.dropped + k)
+			}
+		}
+	case sw.calc == calcChanges:
+		for k := max(from, 1); k < len(b); k++ {
+			// As changes compares: -0 is 0, and NaN after NaN is no change.
+			if b[k].F != b[k-1].F && !(math.IsNaN(b[k].F) && math.IsNaN(b[k-1].F)) {
+				sw.changes.mark(sw.dropped + k)
 			}
 		}
 	case sw.calc.regression():
