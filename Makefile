@@ -126,9 +126,11 @@ bench:
 	# the Go heap, which the benchmark measures (with cgo they are C memory it would not see).
 	CGO_ENABLED=0 $(GO) test -run '^$$' -bench 'BenchmarkHeadMemory' -benchtime 1x -count 2 ./storage/internal/tsdb/
 	$(GO) test -run '^$$' -bench 'BenchmarkChunkEncode|BenchmarkStreamChunk|BenchmarkSampleLog|BenchmarkCheckpoint|BenchmarkSelect' -benchtime 50x ./storage/internal/tsdb/
+	$(GO) test -run '^$$' -bench 'BenchmarkDayDecode' -count 3 ./storage/internal/tsdb/
 	$(GO) test -run '^$$' -bench . -benchmem ./exporter/
 	$(GO) test -run '^$$' -bench 'BenchmarkDecodeV1|BenchmarkConvertV1' -benchmem ./receiver/
 	$(GO) test -run '^$$' -bench 'BenchmarkRemoteWriteIngest' -benchtime 400000x -count 3 ./receiver/
+	$(GO) test -run '^$$' -bench 'BenchmarkRegression' -count 3 ./queryext/
 	$(GO) test -run '^$$' -bench 'BenchmarkRangeQueries' -benchtime 2x -timeout 30m ./queryext/
 
 # Server-level benchmark of DESIGN.md's goal table (not part of `make test`): Prometheus,
