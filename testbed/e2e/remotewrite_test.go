@@ -40,19 +40,22 @@ func defaultConfigOnFreePorts(t *testing.T) (path string, ports harness.Ports, r
 	ports = harness.NewPorts(t)
 	rw := harness.FreePorts(t, 1)[0]
 	text := string(data)
-	for old, repl := range map[string]string{
-		"127.0.0.1:4317":    harness.Addr(ports.OTLPGRPC),
-		"127.0.0.1:4318":    harness.Addr(ports.OTLPHTTP),
-		"127.0.0.1:9201":    harness.Addr(rw),
-		"127.0.0.1:9090":    harness.Addr(ports.PromQL),
-		"port: 8888":        "port: " + strconv.Itoa(ports.Telemetry),
-		"directory: ./data": "directory: " + strconv.Quote(filepath.Join(t.TempDir(), "data")),
-	} {
-		if !strings.Contains(text, old) {
-			t.Fatalf("config.yaml no longer contains %q", old)
-		}
-		text = strings.ReplaceAll(text, old, repl)
+	// One pass over the text: replacing one pair after another would read a port written by an
+	// earlier pair (a remote write port 43179 holds "127.0.0.1:4317").
+	pairs := []string{
+		"127.0.0.1:4317", harness.Addr(ports.OTLPGRPC),
+		"127.0.0.1:4318", harness.Addr(ports.OTLPHTTP),
+		"127.0.0.1:9201", harness.Addr(rw),
+		"127.0.0.1:9090", harness.Addr(ports.PromQL),
+		"port: 8888", "port: " + strconv.Itoa(ports.Telemetry),
+		"directory: ./data", "directory: " + strconv.Quote(filepath.Join(t.TempDir(), "data")),
 	}
+	for i := 0; i < len(pairs); i += 2 {
+		if !strings.Contains(text, pairs[i]) {
+			t.Fatalf("config.yaml no longer contains %q", pairs[i])
+		}
+	}
+	text = strings.NewReplacer(pairs...).Replace(text)
 	return harness.WriteFile(t, "config.yaml", text), ports, "http://" + harness.Addr(rw) + "/api/v1/write"
 }
 

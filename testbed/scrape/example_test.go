@@ -28,20 +28,22 @@ func TestExampleConfig(t *testing.T) {
 	ports := harness.FreePorts(t, 2)
 	promql, telemetry := ports[0], ports[1]
 	cfg := string(text)
-	for old, repl := range map[string]string{
-		`"127.0.0.1:8888"`:         fmt.Sprintf("%q", harness.Addr(telemetry)),
-		"port: 8888":               fmt.Sprintf("port: %d", telemetry),
-		`"127.0.0.1:9100"`:         fmt.Sprintf("%q", node.addr()),
-		"endpoint: 127.0.0.1:9090": "endpoint: " + harness.Addr(promql),
-		"directory: ./data":        fmt.Sprintf("directory: %q", filepath.Join(t.TempDir(), "data")),
-		"scrape_interval: 15s":     "scrape_interval: 1s",
-		"scrape_timeout: 10s":      "scrape_timeout: 1s",
-	} {
-		if strings.Count(cfg, old) != 1 {
-			t.Fatalf("examples/scrape/config.yaml: want %q exactly once (the test rewrites it)", old)
-		}
-		cfg = strings.Replace(cfg, old, repl, 1)
+	// One pass over the text, so that no pair reads what an earlier one wrote (a port).
+	pairs := []string{
+		`"127.0.0.1:8888"`, fmt.Sprintf("%q", harness.Addr(telemetry)),
+		"port: 8888", fmt.Sprintf("port: %d", telemetry),
+		`"127.0.0.1:9100"`, fmt.Sprintf("%q", node.addr()),
+		"endpoint: 127.0.0.1:9090", "endpoint: " + harness.Addr(promql),
+		"directory: ./data", fmt.Sprintf("directory: %q", filepath.Join(t.TempDir(), "data")),
+		"scrape_interval: 15s", "scrape_interval: 1s",
+		"scrape_timeout: 10s", "scrape_timeout: 1s",
 	}
+	for i := 0; i < len(pairs); i += 2 {
+		if strings.Count(cfg, pairs[i]) != 1 {
+			t.Fatalf("examples/scrape/config.yaml: want %q exactly once (the test rewrites it)", pairs[i])
+		}
+	}
+	cfg = strings.NewReplacer(pairs...).Replace(cfg)
 	path := harness.WriteFile(t, "config.yaml", cfg)
 	base := "http://" + harness.Addr(promql)
 	p := harness.Start(t, "otelcol-metricstor (examples/scrape)", binary, "--config", path)
