@@ -120,24 +120,28 @@ func windowed(expr parser.Expr) bool {
 		return false
 	}
 	calls := 0
-	rewriteWindows(expr, func(c *parser.Call) parser.Expr {
+	rewriteWindows(expr, func(e parser.Expr) parser.Expr {
 		calls++
-		return c
+		return e
 	})
 	return calls > 0
 }
 
-// rewriteWindows returns expr with each call that can be evaluated on windows replaced by what
-// replace returns for it (in place: expr is changed).
-func rewriteWindows(expr parser.Expr, replace func(*parser.Call) parser.Expr) parser.Expr {
+// rewriteWindows returns expr with each call that can be evaluated on windows, and each
+// aggregation evaluated beside them (windowagg.go), replaced by what replace returns for it
+// (in place: expr is changed).
+func rewriteWindows(expr parser.Expr, replace func(parser.Expr) parser.Expr) parser.Expr {
 	return walkWindows(expr, "", replace)
 }
 
 // walkWindows is rewriteWindows for e, an argument of the function named parent ("" for none).
 // Subqueries are not entered: their steps are not the query's.
-func walkWindows(e parser.Expr, parent string, replace func(*parser.Call) parser.Expr) parser.Expr {
+func walkWindows(e parser.Expr, parent string, replace func(parser.Expr) parser.Expr) parser.Expr {
 	switch n := e.(type) {
 	case *parser.AggregateExpr:
+		if aggregatesOnWindows(n, parent) {
+			return replace(n)
+		}
 		n.Expr = walkWindows(n.Expr, "", replace)
 	case *parser.BinaryExpr:
 		n.LHS = walkWindows(n.LHS, "", replace)
@@ -186,11 +190,40 @@ func onWindows(c *parser.Call, parent string) bool {
 		vs.OriginalOffsetExpr == nil && ms.Range%time.Millisecond == 0 && vs.OriginalOffset%time.Millisecond == 0
 }
 
-// windowSelector is the selector standing for c (see onWindows): c's matchers, and windowLabel
-// saying the function, the range and offset in milliseconds, the positions of the range
-// selector in the query (its annotations name it), and the numbers of the other arguments with
-// their positions, over c's positions.
-func windowSelector(c *parser.Call) parser.Expr {
+// windowSelector is the selector standing for e, a call (see onWindows) or an aggregation
+// (see aggregatesOnWindows): the selector's matchers, and windowLabel saying the function, the
+// range and offset in milliseconds, the positions of the range selector in the query (its
+// annotations name it), and the numbers of the other arguments with their positions (for a
+// plain selector under an aggregation: no function, range or offset, and its positions), then
+// for an aggregation its operator, by or without and its grouping; over e's positions.
+func windowSelector(e parser.Expr) parser.Expr {
+	var (
+		vs     *parser.VectorSelector
+		fields []string
+	)
+	switch n := e.(type) {
+	case *parser.Call:
+		vs, fields = callSpecFields(n)
+	case *parser.AggregateExpr:
+		switch in := unparen(n.Expr).(type) {
+		case *parser.Call:
+			vs, fields = callSpecFields(in)
+		case *parser.VectorSelector:
+			vs = in
+			start, end := strconv.Itoa(int(vs.PosRange.Start)), strconv.Itoa(int(vs.PosRange.End))
+			fields = []string{"", "0", "0", start, end, end, ""}
+		}
+		fields = append(fields, aggSpecFields(n)...)
+	}
+	return &parser.VectorSelector{
+		Name:          vs.Name,
+		LabelMatchers: append(slices.Clone(vs.LabelMatchers), labels.MustNewMatcher(labels.MatchEqual, windowLabel, strings.Join(fields, "/"))),
+		PosRange:      e.PositionRange(),
+	}
+}
+
+// callSpecFields are c's selector and the fields of windowLabel's value that say c.
+func callSpecFields(c *parser.Call) (*parser.VectorSelector, []string) {
 	at := windowFuncs[c.Func.Name]
 	ms := c.Args[at].(*parser.MatrixSelector)
 	vs := ms.VectorSelector.(*parser.VectorSelector)
@@ -202,7 +235,7 @@ func windowSelector(c *parser.Call) parser.Expr {
 				strconv.Itoa(int(n.PosRange.Start))+":"+strconv.Itoa(int(n.PosRange.End)))
 		}
 	}
-	spec := strings.Join([]string{
+	return vs, []string{
 		c.Func.Name,
 		strconv.FormatInt(ms.Range.Milliseconds(), 10),
 		strconv.FormatInt(vs.OriginalOffset.Milliseconds(), 10),
@@ -210,29 +243,40 @@ func windowSelector(c *parser.Call) parser.Expr {
 		strconv.Itoa(int(vs.PosRange.End)),
 		strconv.Itoa(int(ms.EndPos)),
 		strings.Join(numbers, ","),
-	}, "/")
-	return &parser.VectorSelector{
-		Name:          vs.Name,
-		LabelMatchers: append(slices.Clone(vs.LabelMatchers), labels.MustNewMatcher(labels.MatchEqual, windowLabel, spec)),
-		PosRange:      c.PositionRange(),
 	}
 }
 
-// windowSpec is a call as its selector says it (windowSelector).
+// windowSpec is a call or an aggregation as its selector says it (windowSelector).
 type windowSpec struct {
-	name        string
+	name        string // the function; "" for the plain selector of an aggregation
 	call        promql.FunctionCall
 	rng, offset int64 // milliseconds
 	args        parser.Expressions
 	numbers     []promql.Vector // the values of the arguments other than the range, as the engine hands them
 	calc        windowCalc      // how a window's answer is computed where not by call
+	agg         *windowAgg      // the aggregation of the answers; nil for none
 }
 
 func parseWindowSpec(s string, matchers []*labels.Matcher) (windowSpec, error) {
 	bad := fmt.Errorf("%w: %s %q", errNotWindowed, windowLabel, s)
 	f := strings.Split(s, "/")
-	if len(f) != 7 {
+	if len(f) != 7 && len(f) != 10 {
 		return windowSpec{}, bad
+	}
+	var agg *windowAgg
+	if len(f) == 10 {
+		var ok bool
+		if agg, ok = parseAggFields(f[7:]); !ok {
+			return windowSpec{}, bad
+		}
+		f = f[:7]
+	}
+	if f[0] == "" {
+		// A plain selector, read at the steps.
+		if agg == nil || f[1] != "0" || f[2] != "0" || f[6] != "" {
+			return windowSpec{}, bad
+		}
+		return windowSpec{agg: agg}, nil
 	}
 	at, ok := windowFuncs[f[0]]
 	if !ok {
@@ -258,6 +302,7 @@ func parseWindowSpec(s string, matchers []*labels.Matcher) (windowSpec, error) {
 		rng:    n[0],
 		offset: n[1],
 		calc:   windowCalcs[f[0]],
+		agg:    agg,
 	}
 	var numbers []string
 	if f[6] != "" {
@@ -326,17 +371,24 @@ func (q windowQuerier) Select(ctx context.Context, sortSeries bool, hints *stora
 
 // evalWindows returns the answers of spec's call for the series that matchers select, at the
 // steps of g: the series whose calls answer at no step are left out, as the engine leaves them.
+// With an aggregation, the answers of its groups instead (windowagg.go).
 func evalWindows(ctx context.Context, src storage.Queryable, limit int, sortSeries bool, g mstorage.StepGrid, spec windowSpec, matchers []*labels.Matcher) storage.SeriesSet {
 	// The first window ends at Start-offset and holds what is after its range before that.
-	mint, maxt := g.Start-spec.offset-spec.rng, g.End-spec.offset
-	querier, err := src.Querier(mint, maxt)
+	hints := &storage.SelectHints{
+		Start: g.Start - spec.offset - spec.rng, End: g.End - spec.offset, Step: g.Step, Range: spec.rng, Func: spec.name,
+	}
+	plain := spec.name == ""
+	if plain {
+		// A plain selector, with the hints the engine gives it: the store leaves out the
+		// samples no step reads (g.Selects).
+		hints = &storage.SelectHints{Start: g.Start - g.Lookback + 1, End: g.End, Step: g.Step, Func: spec.agg.op.String()}
+	}
+	querier, err := src.Querier(hints.Start, hints.End)
 	if err != nil {
 		return storage.ErrSeriesSet(err)
 	}
 	defer querier.Close()
-	set := querier.Select(ctx, sortSeries, &storage.SelectHints{
-		Start: mint, End: maxt, Step: g.Step, Range: spec.rng, Func: spec.name,
-	}, matchers...)
+	set := querier.Select(ctx, sortSeries, hints, matchers...)
 
 	var (
 		out    windowSet
@@ -346,8 +398,13 @@ func evalWindows(ctx context.Context, src storage.Queryable, limit int, sortSeri
 		sw     seriesWindows
 		shapes = xSumsCache{}
 		held   int
-		byHash = map[uint64][]int{} // out.series by the hash of their labels
+		byHash = map[uint64][]labels.Labels{} // the labels of the answers so far, by their hash
+		agg    *aggregator
+		buf    []promql.FPoint // an input series' answers, while they are folded into an aggregation
 	)
+	if spec.agg != nil {
+		agg = newAggregator(spec.agg, g, limit)
+	}
 	for n := 0; set.Next(); n++ {
 		if n%64 == 0 {
 			if err := ctx.Err(); err != nil {
@@ -356,9 +413,24 @@ func evalWindows(ctx context.Context, src storage.Queryable, limit int, sortSeri
 		}
 		s := set.At()
 		in[0].Metric = s.Labels()
+		if plain {
+			it = s.Iterator(it)
+			if buf, err = lookbackPoints(buf[:0], it, g); err != nil {
+				return storage.ErrSeriesSet(contextErr(err))
+			}
+			if len(buf) > 0 {
+				if err := agg.add(in[0].Metric, buf); err != nil {
+					return storage.ErrSeriesSet(err)
+				}
+			}
+			continue
+		}
 		sw.reset(s.Iterator(it), spec.calc)
 		it = sw.it
 		var points []promql.FPoint
+		if agg != nil {
+			points = buf[:0]
+		}
 		answers := 0
 		for ts := g.Start; ts <= g.End; ts += g.Step {
 			wmax := ts - spec.offset
@@ -437,7 +509,7 @@ func evalWindows(ctx context.Context, src storage.Queryable, limit int, sortSeri
 		}
 		// The answers are held until the engine reads them, as the engine holds its own: at
 		// most as many as a query may hold (else the engine evaluates it, and fails as it does).
-		if held += len(points); held > limit {
+		if held += len(points); agg == nil && held > limit {
 			return storage.ErrSeriesSet(fmt.Errorf("%w: more than %d answers", errNotWindowed, limit))
 		}
 		if answers == 0 {
@@ -451,17 +523,27 @@ func evalWindows(ctx context.Context, src storage.Queryable, limit int, sortSeri
 		}
 		lset := in[0].Metric.DropReserved(schema.IsMetadataLabel)
 		h := lset.Hash()
-		for _, j := range byHash[h] {
-			if labels.Equal(out.series[j].lset, lset) {
+		for _, other := range byHash[h] {
+			if labels.Equal(other, lset) {
 				// The engine would merge or refuse these; it evaluates the query itself.
 				return storage.ErrSeriesSet(fmt.Errorf("%w: two series %s", errNotWindowed, lset))
 			}
 		}
-		byHash[h] = append(byHash[h], len(out.series))
+		byHash[h] = append(byHash[h], lset)
+		if agg != nil {
+			if err := agg.add(lset, points); err != nil {
+				return storage.ErrSeriesSet(err)
+			}
+			buf = points
+			continue
+		}
 		out.series = append(out.series, windowSeries{lset: lset, points: points})
 	}
 	if err := set.Err(); err != nil {
 		return storage.ErrSeriesSet(contextErr(err))
+	}
+	if agg != nil {
+		out.series = agg.series()
 	}
 	out.warnings.Merge(set.Warnings())
 	return &out
