@@ -2,7 +2,9 @@ package queryext
 
 import (
 	"bytes"
+	"math"
 	"runtime"
+	"strconv"
 	"sync"
 
 	jsoniter "github.com/json-iterator/go"
@@ -99,7 +101,7 @@ func encodeMatrixInParts(resp *v1.Response, parts int) (b []byte, ok bool, err e
 			hi = len(m)
 		}
 		part := m[lo:hi]
-		wg.Go(func() { encoded[i], errs[i] = encodeJSON(part, estimateMatrixSize(part)) })
+		wg.Go(func() { encoded[i], errs[i] = encodeMatrix(part) })
 		lo = hi
 	}
 	wg.Wait()
@@ -146,4 +148,98 @@ func estimateMatrixSize(m promql.Matrix) int {
 		n += jsonBytesPerSeries + jsonBytesPerPoint*(len(s.Floats)+len(s.Histograms))
 	}
 	return n
+}
+
+// encodeMatrix writes m as web/api/v1 does (`[series,...]`), its float points without jsoniter:
+// a day's answer is mostly points, and writing each through the encoder's stream (a pointer
+// store into the stream per write, which the garbage collector's write barrier records while it
+// marks, as it mostly does during a large query) cost about as much as formatting the floats.
+// A series' labels, and a series with histograms whole, are the encoder's.
+func encodeMatrix(m promql.Matrix) ([]byte, error) {
+	b := make([]byte, 0, estimateMatrixSize(m))
+	// A range query's points are at its steps: the j-th point of most series is at the same
+	// time. The text of each is kept by index and copied where the time is the one before.
+	var times []timestampText
+	b = append(b, '[')
+	for i, s := range m {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		if len(s.Histograms) > 0 || len(s.Floats) == 0 {
+			e, err := encodeJSON(s, jsonBytesPerSeries)
+			if err != nil {
+				return nil, err
+			}
+			b = append(b, e...)
+			continue
+		}
+		// `{"metric":{...}}`, then the points before its closing brace, as marshalSeriesJSON
+		// writes them.
+		e, err := encodeJSON(promql.Series{Metric: s.Metric, DropName: s.DropName}, jsonBytesPerSeries)
+		if err != nil {
+			return nil, err
+		}
+		if len(e) == 0 || e[len(e)-1] != '}' {
+			return encodeJSON(m, estimateMatrixSize(m))
+		}
+		b = append(b, e[:len(e)-1]...)
+		b = append(b, `,"values":[`...)
+		for j, p := range s.Floats {
+			if j > 0 {
+				b = append(b, ',')
+			}
+			b = append(b, '[')
+			if j >= len(times) {
+				times = append(times, timestampText{t: p.T + 1}) // not p.T: written below
+			}
+			if tt := &times[j]; tt.t == p.T {
+				b = append(b, tt.text[:tt.n]...)
+			} else {
+				at := len(b)
+				b = appendTimestampJSON(b, p.T)
+				tt.t, tt.n = p.T, uint8(copy(tt.text[:], b[at:]))
+			}
+			b = append(b, ',', '"')
+			b = appendFloatJSON(b, p.F)
+			b = append(b, '"', ']')
+		}
+		b = append(b, ']', '}')
+	}
+	return append(b, ']'), nil
+}
+
+// timestampText is the text of a time as appendTimestampJSON writes it (at most 25 bytes).
+type timestampText struct {
+	t    int64
+	n    uint8
+	text [25]byte
+}
+
+// appendTimestampJSON writes t (ms) as seconds, as util/jsonutil.MarshalTimestamp does.
+func appendTimestampJSON(b []byte, t int64) []byte {
+	if t < 0 {
+		b = append(b, '-')
+		t = -t
+	}
+	b = strconv.AppendInt(b, t/1000, 10)
+	if fraction := t % 1000; fraction != 0 {
+		b = append(b, '.')
+		if fraction < 100 {
+			b = append(b, '0')
+		}
+		if fraction < 10 {
+			b = append(b, '0')
+		}
+		b = strconv.AppendInt(b, fraction, 10)
+	}
+	return b
+}
+
+// appendFloatJSON writes f as util/jsonutil.MarshalFloat does, without its quotes.
+func appendFloatJSON(b []byte, f float64) []byte {
+	format := byte('f')
+	if abs := math.Abs(f); abs != 0 && (abs < 1e-6 || abs >= 1e21) {
+		format = 'e'
+	}
+	return strconv.AppendFloat(b, f, format, -1, 64)
 }

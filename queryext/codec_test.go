@@ -38,6 +38,19 @@ func TestSizedJSONCodecMatchesPrometheus(t *testing.T) {
 		PositiveSpans: []histogram.Span{{Offset: 0, Length: 2}}, PositiveBuckets: []float64{3, 6}}
 	withHistograms := promql.Matrix{{Metric: odd, Floats: []promql.FPoint{{T: 1, F: 2}},
 		Histograms: []promql.HPoint{{T: 1000, H: h}, {T: 2000, H: h}}}}
+	// Times before 1970, and with milliseconds of one, two and three digits.
+	oddTimes := slices.Clone(day[:50])
+	for i := range oddTimes {
+		floats := slices.Clone(oddTimes[i].Floats)
+		for j := range floats {
+			floats[j].T = int64(j-700)*60_001 + int64(i*7)
+		}
+		oddTimes[i].Floats = floats
+	}
+	// The bounds between fixed and exponent notation.
+	for j, f := range []float64{1e21, -1e21, 1e-6, -1e-6, 9.999999999999999e20, 9.999999999999999e-7} {
+		oddTimes[0].Floats[j].F = f
+	}
 	var small promql.Matrix
 	for i, f := range floats {
 		small = append(small, promql.Series{Metric: labels.FromStrings("__name__", "x", "i", strconv.Itoa(i)),
@@ -61,6 +74,7 @@ func TestSizedJSONCodecMatchesPrometheus(t *testing.T) {
 		"day, warnings and odd labels": {Status: "success", Data: matrix(append(promql.Matrix{{Metric: odd, Floats: day[0].Floats}}, day[1:]...)),
 			Warnings: []string{`PromQL warning: "quoted" result`}, Infos: []string{"PromQL info: something else"}},
 		"day with histograms": {Status: "success", Data: matrix(append(slices.Clone(day[:200]), withHistograms[0]))},
+		"day, odd times":      {Status: "success", Data: matrix(oddTimes)},
 		"labels":              {Status: "success", Data: []string{"__name__", "instance", "job"}},
 		"nothing":             {Status: "success"},
 	}
@@ -90,4 +104,36 @@ func TestSizedJSONCodecMatchesPrometheus(t *testing.T) {
 	require.NoError(t, err)
 	require.GreaterOrEqual(t, estimateJSONSize(resp), len(got), "the estimate falls short of a day's float matrix")
 	require.Equal(t, v1.JSONCodec{}.ContentType(), sizedJSONCodec{}.ContentType())
+}
+
+// BenchmarkEncodeMatrix encodes a day's answer of 100 series (1,440 float points each) as the
+// API does: through jsoniter with Prometheus's encoders (prometheus) and with the points
+// written directly (metricstor), one goroutine, allocating as a query does between answers.
+func BenchmarkEncodeMatrix(b *testing.B) {
+	var m promql.Matrix
+	for s := range 100 {
+		series := promql.Series{Metric: labels.FromStrings("__name__", "node_network_transmit_packets_total",
+			"device", "eth"+strconv.Itoa(s%4), "instance", "host-"+strconv.Itoa(s/4)+":9100", "job", "loadgen")}
+		for p := range 1440 {
+			series.Floats = append(series.Floats, promql.FPoint{T: 1_699_999_980_000 + int64(p)*60_000, F: float64(p*s) * 1.37})
+		}
+		m = append(m, series)
+	}
+	for _, c := range []struct {
+		name   string
+		encode func(promql.Matrix) ([]byte, error)
+	}{
+		{"prometheus", func(m promql.Matrix) ([]byte, error) { return encodeJSON(m, estimateMatrixSize(m)) }},
+		{"metricstor", encodeMatrix},
+	} {
+		b.Run(c.name, func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, err := c.encode(m); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*len(m)*1440), "ns/point")
+		})
+	}
 }
