@@ -6,6 +6,7 @@ import (
 	"net/url"
 	"slices"
 	"strings"
+	"unsafe"
 
 	"github.com/prometheus/common/model"
 	"github.com/prometheus/prometheus/model/labels"
@@ -132,10 +133,13 @@ func parseAggFields(f []string) (*windowAgg, bool) {
 
 // aggregator folds the input series' answers into their groups, step by step.
 type aggregator struct {
-	agg     *windowAgg
-	g       mstorage.StepGrid
-	steps   int
-	limit   int // the most group values held (groups times steps)
+	agg   *windowAgg
+	g     mstorage.StepGrid
+	steps int
+	// limit is the most samples the groups' values may weigh (groups times steps, each as
+	// many samples as its bytes make), as a part of the query may hold: a sum without one
+	// label of many series has nearly as many groups as series.
+	limit   int
 	groups  []aggGroup
 	byKey   map[uint64]int // groups by the engine's grouping key
 	buf     []byte
@@ -148,11 +152,13 @@ type aggGroup struct {
 }
 
 // aggValue is a group's value at a step: the fields of the engine's groupedAggregation that
-// floats use.
+// floats use. count is at least 1 once the group has a value at the step (seen).
 type aggValue struct {
 	value, kahanC, count float64
-	seen                 bool
 }
+
+// aggValueSamples is what an aggValue weighs in samples (promql.FPoint) held.
+const aggValueSamples = float64(unsafe.Sizeof(aggValue{})) / float64(unsafe.Sizeof(promql.FPoint{}))
 
 func newAggregator(agg *windowAgg, g mstorage.StepGrid, limit int) *aggregator {
 	return &aggregator{
@@ -173,7 +179,7 @@ func (a *aggregator) add(lset labels.Labels, points []promql.FPoint) error {
 	}
 	gi, ok := a.byKey[key]
 	if !ok {
-		if held := (len(a.groups) + 1) * a.steps; held > a.limit {
+		if held := float64((len(a.groups)+1)*a.steps) * aggValueSamples; held > float64(a.limit) {
 			return fmt.Errorf("%w: more than %d answers", errNotWindowed, a.limit)
 		}
 		gi = len(a.groups)
@@ -187,8 +193,8 @@ func (a *aggregator) add(lset labels.Labels, points []promql.FPoint) error {
 			continue
 		}
 		v := &at[(p.T-a.g.Start)/a.g.Step]
-		if !v.seen {
-			*v = aggValue{value: f, count: 1, seen: true}
+		if v.count == 0 {
+			*v = aggValue{value: f, count: 1}
 			if a.agg.op == parser.GROUP {
 				v.value = 1
 			}
@@ -245,7 +251,7 @@ func (a *aggregator) series() []windowSeries {
 		var points []promql.FPoint
 		for i, v := range gr.at {
 			ts := a.g.Start + int64(i)*a.g.Step
-			if !v.seen {
+			if v.count == 0 {
 				if len(points) > 0 && !value.IsStaleNaN(points[len(points)-1].F) {
 					points = append(points, promql.FPoint{T: ts, F: math.Float64frombits(value.StaleNaN)})
 				}

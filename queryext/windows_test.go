@@ -9,6 +9,7 @@ import (
 	"math"
 	"math/rand/v2"
 	"slices"
+	"strconv"
 	"testing"
 	"time"
 
@@ -553,4 +554,32 @@ func TestWindowsConformanceMatchPrometheus(t *testing.T) {
 		t.Errorf("%d of %d range queries answered on windows with data, want at least a third", onWindows, runs)
 	}
 	t.Logf("%d of %d range queries answered on windows with data", onWindows, runs)
+}
+
+// TestAggregatorLimit checks that an aggregation beside the windows holds at most what a part
+// of the query may (its groups' values at every step, weighed in samples by their bytes), and
+// fails over to the engine beyond: a sum without one label of many series has about as many
+// groups as series.
+func TestAggregatorLimit(t *testing.T) {
+	g := mstorage.StepGrid{Start: 0, End: 99_000, Step: 1000, Lookback: 300_000} // 100 steps
+	agg, ok := parseAggFields([]string{"sum", "without", "other"})
+	if !ok {
+		t.Fatal("sum without (other) not parsed")
+	}
+	limit := int(3 * 100 * aggValueSamples) // three groups
+	a := newAggregator(agg, g, limit)
+	points := []promql.FPoint{{T: 0, F: 1}, {T: 5000, F: 2}}
+	for i := range 4 {
+		err := a.add(labels.FromStrings("inst", strconv.Itoa(i), "other", "x"), points)
+		if want := i < 3; want != (err == nil) || (err != nil && !errors.Is(err, errNotWindowed)) {
+			t.Errorf("group %d: error %v", i+1, err)
+		}
+		// Another series of a group held already costs nothing more.
+		if err := a.add(labels.FromStrings("inst", "0", "other", strconv.Itoa(i)), points); err != nil {
+			t.Errorf("a series of the first group: %v", err)
+		}
+	}
+	if got := a.series(); len(got) != 3 || got[0].points[0].F != 5 || got[1].points[0].F != 1 {
+		t.Errorf("groups %v", got)
+	}
 }
