@@ -134,11 +134,7 @@ func TestSplitRangeQueriesMatchPrometheus(t *testing.T) {
 		`sum(demo_cpu_usage_seconds_total) by (mode) > on(mode) group_left count(demo_num_cpus)`,
 	)
 
-	store, closeStore := openBenchStore(t, t.TempDir())
-	defer closeStore()
-	start := time.UnixMilli(1_700_000_000_000)
-	loadDemoData(t, store, start, 20*time.Minute)
-	q := notReadyQueryable{store}
+	q, start := demoStore(t)
 
 	cfg := createDefaultConfig().(*Config)
 	engine := newEngine(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)), prometheus.NewRegistry(), parser.NewParser(parser.Options{}))
@@ -181,6 +177,17 @@ func TestSplitRangeQueriesMatchPrometheus(t *testing.T) {
 		t.Errorf("%d of %d range queries answered by parts, %d with data; want at least half of each", split, runs, withData)
 	}
 	t.Logf("%d of %d range queries answered by parts, %d of them with data", split, runs, withData)
+}
+
+// demoStore is a store holding 20 minutes of the conformance run's demo data from start on,
+// closed at the end of the test.
+func demoStore(t *testing.T) (q promstorage.Queryable, start time.Time) {
+	t.Helper()
+	store, closeStore := openBenchStore(t, t.TempDir())
+	t.Cleanup(closeStore)
+	start = time.UnixMilli(1_700_000_000_000)
+	loadDemoData(t, store, start, 20*time.Minute)
+	return notReadyQueryable{store}, start
 }
 
 // conformanceQueries returns extra, then the queries of the conformance query set, then the

@@ -34,12 +34,9 @@ func TestStepGridMatchesPrometheus(t *testing.T) {
 		`count({job="demo"})`, `1 - demo_disk_usage_bytes / demo_disk_total_bytes`,
 	)
 
-	store, closeStore := openBenchStore(t, t.TempDir())
-	defer closeStore()
-	start := time.UnixMilli(1_700_000_000_000)
-	loadDemoData(t, store, start, 20*time.Minute)
+	q, start := demoStore(t)
 	var whole, thinned countingQueryable
-	whole.Queryable, thinned.Queryable = notReadyQueryable{store}, notReadyQueryable{store}
+	whole.Queryable, thinned.Queryable = q, q
 
 	cfg := createDefaultConfig().(*Config)
 	engine := newEngine(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)), prometheus.NewRegistry(), parser.NewParser(parser.Options{}))

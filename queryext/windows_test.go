@@ -117,12 +117,7 @@ func windowTestStore(t *testing.T) (q promstorage.Queryable, start time.Time) {
 func TestWindowsMatchPrometheus(t *testing.T) {
 	q, start := windowTestStore(t)
 
-	cfg := createDefaultConfig().(*Config)
-	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
-	engine := newEngine(cfg, logger, prometheus.NewRegistry(), parser.NewParser(parser.Options{}))
-	defer engine.Close()
-	windows := newEngine(cfg, logger, prometheus.NewRegistry(), windowParser{parser.NewParser(parser.Options{})})
-	defer windows.Close()
+	cfg, engine, windows := windowEngines(t)
 
 	var queries, either []string
 	// The functions of one argument (those with a number too are further down).
@@ -468,12 +463,7 @@ func TestAggregationsLookbackMatchPrometheus(t *testing.T) {
 	}
 	q := notReadyQueryable{store}
 
-	cfg := createDefaultConfig().(*Config)
-	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
-	engine := newEngine(cfg, logger, prometheus.NewRegistry(), parser.NewParser(parser.Options{}))
-	defer engine.Close()
-	windows := newEngine(cfg, logger, prometheus.NewRegistry(), windowParser{parser.NewParser(parser.Options{})})
-	defer windows.Close()
+	cfg, engine, windows := windowEngines(t)
 	se := &splitEngine{Engine: engine, windows: windows, parts: 1, minSteps: 1, maxSamples: cfg.MaxSamples, parser: parser.NewParser(parser.Options{})}
 	from, to := start.Add(30*time.Second), start.Add(2*time.Hour)
 	answered := 0
@@ -507,18 +497,8 @@ func TestWindowsConformanceMatchPrometheus(t *testing.T) {
 		t.Skip("skipped with -short: it loads 20 minutes of demo data and runs about 1,700 range queries; it runs in `make unit` and `make test`, which do not pass -short")
 	}
 	queries := conformanceQueries(t, `count({job="demo"})`, `sum without (instance) (demo_memory_usage_bytes)`)
-	store, closeStore := openBenchStore(t, t.TempDir())
-	defer closeStore()
-	start := time.UnixMilli(1_700_000_000_000)
-	loadDemoData(t, store, start, 20*time.Minute)
-	q := notReadyQueryable{store}
-
-	cfg := createDefaultConfig().(*Config)
-	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
-	engine := newEngine(cfg, logger, prometheus.NewRegistry(), parser.NewParser(parser.Options{}))
-	defer engine.Close()
-	windows := newEngine(cfg, logger, prometheus.NewRegistry(), windowParser{parser.NewParser(parser.Options{})})
-	defer windows.Close()
+	q, start := demoStore(t)
+	cfg, engine, windows := windowEngines(t)
 	onWindows, runs := 0, 0
 	for round, run := range []struct {
 		parts    int
@@ -582,4 +562,19 @@ func TestAggregatorLimit(t *testing.T) {
 	if got := a.series(); len(got) != 3 || got[0].points[0].F != 5 || got[1].points[0].F != 1 {
 		t.Errorf("groups %v", got)
 	}
+}
+
+// windowEngines are the default configuration's engine as it is and the windows engine, closed
+// at the end of the test.
+func windowEngines(t *testing.T) (cfg *Config, engine, windows *promql.Engine) {
+	t.Helper()
+	cfg = createDefaultConfig().(*Config)
+	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
+	engine = newEngine(cfg, logger, prometheus.NewRegistry(), parser.NewParser(parser.Options{}))
+	windows = newEngine(cfg, logger, prometheus.NewRegistry(), windowParser{parser.NewParser(parser.Options{})})
+	t.Cleanup(func() {
+		_ = engine.Close()
+		_ = windows.Close()
+	})
+	return cfg, engine, windows
 }
