@@ -5,6 +5,7 @@ import (
 	"math"
 	"net/url"
 	"slices"
+	"strconv"
 	"strings"
 	"unsafe"
 
@@ -36,11 +37,13 @@ import (
 // overflows (the engine goes on with an incremental mean) and native histograms make the
 // Select fail with errNotWindowed, and Prometheus's engine evaluates the query as it is.
 
-// windowAggs are the aggregations evaluated beside the windows: no parameter, floats added,
-// counted or compared.
+// windowAggs are the aggregations evaluated beside the windows: floats added, counted or
+// compared, and quantile with a number from 0 to 1 (its values handed, in the engine's order,
+// to Prometheus's own quantile through quantile_over_time, which sorts and interpolates them as
+// the aggregation does).
 var windowAggs = map[string]parser.ItemType{
 	"sum": parser.SUM, "avg": parser.AVG, "count": parser.COUNT,
-	"min": parser.MIN, "max": parser.MAX, "group": parser.GROUP,
+	"min": parser.MIN, "max": parser.MAX, "group": parser.GROUP, "quantile": parser.QUANTILE,
 }
 
 // aggregatesOnWindows reports whether a, an argument of the function named parent ("" for
@@ -52,7 +55,16 @@ func aggregatesOnWindows(a *parser.AggregateExpr, parent string) bool {
 	case "absent", "absent_over_time", "timestamp", "start_timestamp", "info":
 		return false
 	}
-	if _, ok := windowAggs[a.Op.String()]; !ok || a.Param != nil {
+	if _, ok := windowAggs[a.Op.String()]; !ok {
+		return false
+	}
+	if a.Op == parser.QUANTILE {
+		// A number the engine does not warn about (it does for one outside 0..1, or NaN).
+		q, ok := unparen(a.Param).(*parser.NumberLiteral)
+		if !ok || !(q.Val >= 0 && q.Val <= 1) {
+			return false
+		}
+	} else if a.Param != nil {
 		return false
 	}
 	switch in := unparen(a.Expr).(type) {
@@ -87,8 +99,9 @@ func unparen(e parser.Expr) parser.Expr {
 	}
 }
 
-// aggSpecFields are the fields of windowLabel's value that say an aggregation: its operator,
-// by or without, and its grouping labels (escaped, comma separated).
+// aggSpecFields are the fields of windowLabel's value that say an aggregation: its operator
+// (with quantile's number after a colon), by or without, and its grouping labels (escaped,
+// comma separated).
 func aggSpecFields(a *parser.AggregateExpr) []string {
 	grouping := make([]string, len(a.Grouping))
 	for i, g := range a.Grouping {
@@ -98,7 +111,11 @@ func aggSpecFields(a *parser.AggregateExpr) []string {
 	if a.Without {
 		mode = "without"
 	}
-	return []string{a.Op.String(), mode, strings.Join(grouping, ",")}
+	op := a.Op.String()
+	if a.Op == parser.QUANTILE {
+		op += ":" + strconv.FormatFloat(unparen(a.Param).(*parser.NumberLiteral).Val, 'g', -1, 64)
+	}
+	return []string{op, mode, strings.Join(grouping, ",")}
 }
 
 // windowAgg is an aggregation as its selector says it.
@@ -107,14 +124,23 @@ type windowAgg struct {
 	without bool
 	// grouping is sorted, and for without has the metadata labels, as the engine has them.
 	grouping []string
+	q        float64 // quantile's
 }
 
 func parseAggFields(f []string) (*windowAgg, bool) {
-	op, ok := windowAggs[f[0]]
-	if !ok || (f[1] != "by" && f[1] != "without") {
+	name, param, hasParam := strings.Cut(f[0], ":")
+	op, ok := windowAggs[name]
+	if !ok || (f[1] != "by" && f[1] != "without") || hasParam != (op == parser.QUANTILE) {
 		return nil, false
 	}
 	agg := &windowAgg{op: op, without: f[1] == "without"}
+	if hasParam {
+		q, err := strconv.ParseFloat(param, 64)
+		if err != nil || !(q >= 0 && q <= 1) {
+			return nil, false
+		}
+		agg.q = q
+	}
 	if f[2] != "" {
 		for _, g := range strings.Split(f[2], ",") {
 			name, err := url.QueryUnescape(g)
@@ -140,6 +166,7 @@ type aggregator struct {
 	// many samples as its bytes make), as a part of the query may hold: a sum without one
 	// label of many series has nearly as many groups as series.
 	limit   int
+	held    int // quantile's values held
 	groups  []aggGroup
 	byKey   map[uint64]int // groups by the engine's grouping key
 	buf     []byte
@@ -149,6 +176,8 @@ type aggregator struct {
 type aggGroup struct {
 	lset labels.Labels
 	at   []aggValue // by step
+	// values holds quantile's values by step, in the order the engine collects them.
+	values [][]promql.FPoint
 }
 
 // aggValue is a group's value at a step: the fields of the engine's groupedAggregation that
@@ -184,7 +213,27 @@ func (a *aggregator) add(lset labels.Labels, points []promql.FPoint) error {
 		}
 		gi = len(a.groups)
 		a.byKey[key] = gi
-		a.groups = append(a.groups, aggGroup{lset: a.groupLabels(lset), at: make([]aggValue, a.steps)})
+		gr := aggGroup{lset: a.groupLabels(lset)}
+		if a.agg.op == parser.QUANTILE {
+			gr.values = make([][]promql.FPoint, a.steps) // as heavy as an aggValue a step
+		} else {
+			gr.at = make([]aggValue, a.steps)
+		}
+		a.groups = append(a.groups, gr)
+	}
+	if a.agg.op == parser.QUANTILE {
+		values := a.groups[gi].values
+		for _, p := range points {
+			if !value.IsStaleNaN(p.F) {
+				i := (p.T - a.g.Start) / a.g.Step
+				values[i] = append(values[i], promql.FPoint{F: p.F})
+				a.held++
+			}
+		}
+		if held := float64(len(a.groups)*a.steps)*aggValueSamples + float64(a.held); held > float64(a.limit) {
+			return fmt.Errorf("%w: more than %d answers", errNotWindowed, a.limit)
+		}
+		return nil
 	}
 	at := a.groups[gi].at
 	for _, p := range points {
@@ -247,7 +296,27 @@ func (a *aggregator) groupLabels(lset labels.Labels) labels.Labels {
 // first series), those without any left out as the engine leaves them out.
 func (a *aggregator) series() []windowSeries {
 	out := make([]windowSeries, 0, len(a.groups))
+	var (
+		quantile = promql.FunctionCalls["quantile_over_time"]
+		qs       = []promql.Vector{{promql.Sample{F: a.agg.q}}}
+		qargs    = parser.Expressions{&parser.NumberLiteral{Val: a.agg.q}}
+		in       = make(promql.Matrix, 1)
+		enh      = &promql.EvalNodeHelper{Out: make(promql.Vector, 0, 1)}
+	)
 	for _, gr := range a.groups {
+		if a.agg.op == parser.QUANTILE {
+			// The group's values at each step, in the order the engine collects them, as
+			// its aggregation hands them to the same quantile.
+			gr.at = make([]aggValue, a.steps)
+			for i, values := range gr.values {
+				if len(values) > 0 {
+					in[0].Floats = values
+					vec, _ := quantile(qs, in, qargs, enh)
+					gr.at[i] = aggValue{value: vec[0].F, count: 1}
+					enh.Out = vec[:0]
+				}
+			}
+		}
 		var points []promql.FPoint
 		for i, v := range gr.at {
 			ts := a.g.Start + int64(i)*a.g.Step

@@ -175,6 +175,9 @@ func TestWindowsMatchPrometheus(t *testing.T) {
 		`count by (nothing) (wt_temp)`, `sum((wt_temp))`, `max(wt_requests_total{inst="2"})`,
 		`sum(rate(wt_requests_total[5m])) / count(wt_requests_total)`, `max(count by (inst) (wt_temp))`,
 		`topk(1, sum by (inst) (wt_requests_total))`, `-avg by (inst) (wt_requests_total)`,
+		`quantile(0.5, wt_temp)`, `quantile by (inst) (0.25, rate(wt_requests_total[5m]))`, `quantile(0, wt_temp)`,
+		`quantile(1, wt_requests_total)`, `quantile without (inst) ((0.75), deriv(wt_temp[5m]))`,
+		`quantile(NaN, rate(wt_requests_total[5m]))`, `quantile(-1, rate(wt_requests_total[5m]))`, // the engine's, with its warning
 	)
 	onWindowsToo := len(queries)
 	queries = append(queries, either...)
@@ -203,7 +206,8 @@ func TestWindowsMatchPrometheus(t *testing.T) {
 		// A range or offset of a fraction of a millisecond.
 		`rate(wt_requests_total[300.0005])`, `increase(wt_requests_total[5m] offset 60.0005)`,
 		`absent(sum(wt_nothing))`, `timestamp(count(wt_temp))`, `sum(wt_temp offset 1m)`, `count(wt_temp @ 1700003000)`,
-		`max(max_over_time(wt_temp[10m:1m]))`, `quantile(0.5, wt_temp)`, `stddev(wt_temp)`, `topk(2, wt_temp)`,
+		`max(max_over_time(wt_temp[10m:1m]))`, `stddev(wt_temp)`, `topk(2, wt_temp)`,
+		`quantile(1.5, wt_temp)`, `quantile(NaN, wt_temp)`, `quantile(scalar(wt_temp{inst="0"}) / 100, wt_temp)`,
 	)
 
 	windowed := 0
@@ -443,6 +447,15 @@ func TestAggregationsLookbackMatchPrometheus(t *testing.T) {
 	t.Cleanup(closeStore)
 	start := time.UnixMilli(1_700_000_040_000) // on a minute
 	a := store.AppenderV2(context.Background())
+	// Zeros of both signs, which compare equal: which one a quantile or an extreme picks is
+	// the engine's order.
+	for i := range 120 {
+		for inst, v := range []float64{math.Copysign(0, -1), 0} {
+			if _, err := a.Append(0, labels.FromStrings("__name__", "lb_zero", "inst", fmt.Sprint(inst)), 0, start.UnixMilli()+int64(i)*60_000, v, nil, nil, promstorage.AOptions{}); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
 	for inst := range 3 {
 		lset := labels.FromStrings("__name__", "lb_value", "inst", fmt.Sprint(inst))
 		for i := range 120 {
@@ -469,7 +482,9 @@ func TestAggregationsLookbackMatchPrometheus(t *testing.T) {
 	answered := 0
 	for _, lookback := range []time.Duration{30 * time.Second, time.Minute, 5 * time.Minute} {
 		opts := promql.NewPrometheusQueryOpts(false, lookback, nil)
-		for _, qs := range []string{`count(lb_value)`, `sum by (inst) (lb_value)`, `max(lb_value)`, `count(lb_value{inst="1"})`} {
+		for _, qs := range []string{`count(lb_value)`, `sum by (inst) (lb_value)`, `max(lb_value)`, `count(lb_value{inst="1"})`,
+			`quantile(0.5, lb_value)`, `quantile(1, lb_zero)`, `quantile(0, lb_zero)`, `quantile(0.5, lb_zero)`,
+			`max(lb_zero)`, `min(lb_zero)`, `sum(lb_zero)`, `avg(lb_zero)`} {
 			want, wantQry := rangeAnswer(t, engine, q, opts, qs, from, to, 30*time.Second)
 			got, gotQry := rangeAnswer(t, se, q, opts, qs, from, to, 30*time.Second)
 			if diff := diffSplitAnswers(got, want); diff != "" {
