@@ -130,7 +130,7 @@ bench:
 	$(GO) test -run '^$$' -bench . -benchmem ./exporter/
 	$(GO) test -run '^$$' -bench 'BenchmarkDecodeV1|BenchmarkConvertV1' -benchmem ./receiver/
 	$(GO) test -run '^$$' -bench 'BenchmarkRemoteWriteIngest' -benchtime 400000x -count 3 ./receiver/
-	$(GO) test -run '^$$' -bench 'BenchmarkRegression' -count 3 ./queryext/
+	$(GO) test -run '^$$' -bench 'BenchmarkRegression|BenchmarkEncodeMatrix' -count 3 ./queryext/
 	$(GO) test -run '^$$' -bench 'BenchmarkRangeQueries' -benchtime 2x -timeout 30m ./queryext/
 
 # Server-level benchmark of DESIGN.md's goal table (not part of `make test`): Prometheus,
