@@ -184,7 +184,7 @@ func lookupNumbers(md pmetric.Metrics, cache *seriesCache, st *pushState) []cach
 	from := 0
 	for i, end := range b.ends {
 		key := b.keys[from:end]
-		b.look[i] = cacheLookup{h: cache.hash(key), key: key}
+		b.look[i] = cacheLookup{fp: cache.fingerprint(key)}
 		from = end
 	}
 	b.order = cache.getBatch(b.look, b.order)
@@ -222,7 +222,7 @@ type rwMetric struct {
 	// Every string is length-prefixed, so different identities never encode the same.
 	key    []byte
 	prefix int
-	hash   uint64
+	fp     fingerprint // of key
 }
 
 func appendKeyString(b []byte, s string) []byte {
@@ -238,8 +238,8 @@ func (w *rwMetric) series(attrs pcommon.Map) (ref promstorage.SeriesRef, cached 
 		return 0, false
 	}
 	w.key = appendAttrKey(w.key[:w.prefix], attrs)
-	w.hash = w.cache.hash(w.key)
-	return w.cache.get(w.hash, w.key)
+	w.fp = w.cache.fingerprint(w.key)
+	return w.cache.get(w.fp)
 }
 
 // appendAttrKey appends the attributes of a data point to its key (see rwMetric.key).
@@ -257,10 +257,10 @@ func appendAttrKey(key []byte, attrs pcommon.Map) []byte {
 	return key
 }
 
-// append appends one sample of the data point whose attributes are w.attrs and whose cache key is
-// key (hash h): by the ref the cache gave when cached, else by its labels; and keeps the store's
-// ref for it.
-func (w *rwMetric) append(h uint64, key []byte, ref promstorage.SeriesRef, cached bool, st, t int64, v float64, hist *histogram.Histogram, fh *histogram.FloatHistogram, opts promstorage.AOptions) error {
+// append appends one sample of the data point whose attributes are w.attrs and whose identity's
+// fingerprint is fp: by the ref the cache gave when cached, else by its labels; and keeps the
+// store's ref for it.
+func (w *rwMetric) append(fp fingerprint, ref promstorage.SeriesRef, cached bool, st, t int64, v float64, hist *histogram.Histogram, fh *histogram.FloatHistogram, opts promstorage.AOptions) error {
 	var got promstorage.SeriesRef
 	var err error
 	if cached {
@@ -271,7 +271,7 @@ func (w *rwMetric) append(h uint64, key []byte, ref promstorage.SeriesRef, cache
 	if err != nil || got == 0 || (cached && got == ref) || w.cache == nil {
 		return err
 	}
-	w.cache.put(h, key, got)
+	w.cache.put(fp, got)
 	return nil
 }
 
@@ -336,17 +336,17 @@ func (w *rwMetric) numbers(dps pmetric.NumberDataPointSlice) error {
 		switch {
 		case w.look == nil:
 			l.ref, l.found = w.series(dp.Attributes())
-			l.h, l.key = w.hash, w.key
+			l.fp = w.fp
 		case !w.look[i].found:
 			// An earlier point of the request may have been of the same series (several
 			// samples of one series in a request) and cached it since.
 			l = w.look[i]
-			l.ref, l.found = w.cache.get(l.h, l.key)
+			l.ref, l.found = w.cache.get(l.fp)
 		default:
 			l = w.look[i]
 		}
 		w.attrs = dp.Attributes()
-		if err := w.append(l.h, l.key, l.ref, l.found, nsToMs(dp.StartTimestamp()), nsToMs(dp.Timestamp()), v, nil, nil, opts); err != nil {
+		if err := w.append(l.fp, l.ref, l.found, nsToMs(dp.StartTimestamp()), nsToMs(dp.Timestamp()), v, nil, nil, opts); err != nil {
 			return err
 		}
 	}
@@ -390,9 +390,9 @@ func (w *rwMetric) histogram(i int, attrs pcommon.Map, ts pcommon.Timestamp, exs
 	opts := w.opts
 	opts.Exemplars = rwExemplars(exs)
 	if h.IsFloatHistogram() {
-		return w.append(w.hash, w.key, ref, cached, h.StartTimestamp, h.Timestamp, 0, nil, h.ToFloatHistogram(), opts)
+		return w.append(w.fp, ref, cached, h.StartTimestamp, h.Timestamp, 0, nil, h.ToFloatHistogram(), opts)
 	}
-	return w.append(w.hash, w.key, ref, cached, h.StartTimestamp, h.Timestamp, 0, h.ToIntHistogram(), nil, opts)
+	return w.append(w.fp, ref, cached, h.StartTimestamp, h.Timestamp, 0, h.ToIntHistogram(), nil, opts)
 }
 
 func rwExemplars(exs pmetric.ExemplarSlice) []exemplar.Exemplar {

@@ -21,26 +21,47 @@ import (
 
 func TestSeriesCacheCollision(t *testing.T) {
 	c := newSeriesCache(64)
-	a, b := []byte("key a"), []byte("key b")
-	const h = 42 // both keys forced onto one hash
-	c.put(h, a, 1)
-	ref, ok := c.get(h, a)
+	// Two identities forced onto one h: the check tells them apart.
+	a, b := fingerprint{h: 42, check: 1}, fingerprint{h: 42, check: 2}
+	c.put(a, 1)
+	ref, ok := c.get(a)
 	require.True(t, ok)
 	assert.Equal(t, promstorage.SeriesRef(1), ref)
 
-	_, ok = c.get(h, b)
-	assert.False(t, ok, "another key with the same hash is not the cached series")
+	_, ok = c.get(b)
+	assert.False(t, ok, "another identity with the same h is not the cached series")
+	_, ok = c.get(fingerprint{h: 43, check: 1})
+	assert.False(t, ok, "another identity with the same check is not the cached series")
 
-	c.put(h, b, 2)
-	_, ok = c.get(h, a)
-	assert.False(t, ok, "the colliding key replaced it")
-	ref, ok = c.get(h, b)
+	c.put(b, 2)
+	_, ok = c.get(a)
+	assert.False(t, ok, "the colliding identity replaced it")
+	ref, ok = c.get(b)
 	require.True(t, ok)
 	assert.Equal(t, promstorage.SeriesRef(2), ref)
 
-	c.put(h, b, 3) // the store gave another ref
-	ref, _ = c.get(h, b)
+	c.put(b, 3) // the store gave another ref
+	ref, _ = c.get(b)
 	assert.Equal(t, promstorage.SeriesRef(3), ref)
+	assert.Equal(t, 1, c.len(), "an h has one slot")
+}
+
+// TestSeriesCacheFingerprint: an identity's fingerprint is the same each time, those of
+// different identities differ in both hashes, and the two hashes are not one hash twice.
+func TestSeriesCacheFingerprint(t *testing.T) {
+	c := newSeriesCache(64)
+	seen := map[uint64]bool{}
+	for i := range 10_000 {
+		k := fmt.Appendf(nil, "series %d", i)
+		fp := c.fingerprint(k)
+		require.Equal(t, fp, c.fingerprint(append([]byte(nil), k...)))
+		require.NotEqual(t, fp.h, fp.check, "the two hashes have their own seeds")
+		require.False(t, seen[fp.h] || seen[fp.check], "a hash repeated at %d", i)
+		seen[fp.h], seen[fp.check] = true, true
+	}
+	other := newSeriesCache(64)
+	k := []byte("series 0")
+	assert.NotEqual(t, c.fingerprint(k), other.fingerprint(k), "each cache makes its own seeds")
 }
 
 func TestSeriesCacheBounded(t *testing.T) {
@@ -48,11 +69,9 @@ func TestSeriesCacheBounded(t *testing.T) {
 	c := newSeriesCache(size)
 	key := func(i int) []byte { return fmt.Appendf(nil, "series %d", i) }
 	for i := range 100 * size {
-		k := key(i)
-		c.put(c.hash(k), k, promstorage.SeriesRef(i+1))
+		c.put(c.fingerprint(key(i)), promstorage.SeriesRef(i+1))
 		// A series that keeps arriving stays.
-		k0 := key(0)
-		ref, ok := c.get(c.hash(k0), k0)
+		ref, ok := c.get(c.fingerprint(key(0)))
 		require.True(t, ok, "series 0 lost after %d others", i)
 		require.Equal(t, promstorage.SeriesRef(1), ref)
 	}
@@ -64,45 +83,40 @@ func TestSeriesCacheBounded(t *testing.T) {
 func TestSeriesCacheGrows(t *testing.T) {
 	const n = 20_000
 	c := newSeriesCache(cacheStripes * n) // one generation holds them all
-	key := func(i int) []byte { return fmt.Appendf(nil, "series %d", i) }
+	fp := func(i int) fingerprint { return c.fingerprint(fmt.Appendf(nil, "series %d", i)) }
 	for i := range n {
-		k := key(i)
-		c.put(c.hash(k), k, promstorage.SeriesRef(i+1))
+		c.put(fp(i), promstorage.SeriesRef(i+1))
 	}
 	require.Equal(t, n, c.len())
 	for i := range n {
-		k := key(i)
-		ref, ok := c.get(c.hash(k), k)
+		ref, ok := c.get(fp(i))
 		require.True(t, ok, i)
 		require.Equal(t, promstorage.SeriesRef(i+1), ref)
 	}
-	_, ok := c.get(c.hash(key(n)), key(n))
+	_, ok := c.get(fp(n))
 	assert.False(t, ok)
-	k := key(7)
-	c.put(c.hash(k), k, 99)
-	ref, ok := c.get(c.hash(k), k)
+	c.put(fp(7), 99)
+	ref, ok := c.get(fp(7))
 	require.True(t, ok)
 	assert.Equal(t, promstorage.SeriesRef(99), ref)
 	assert.Equal(t, n, c.len())
-	c.put(c.hash(key(n)), key(n), 0)
+	c.put(fp(n), 0)
 	assert.Equal(t, n, c.len(), "ref 0 names no series and is not cached")
 }
 
-// A hash whose key keeps changing (colliding identities) replaces its slot's key each time: the
-// arena bound starts a new generation instead of growing without end.
-func TestSeriesCacheArenaBounded(t *testing.T) {
+// An h whose identity keeps changing (colliding identities) replaces its slot each time: the
+// cache does not grow.
+func TestSeriesCacheCollidingBounded(t *testing.T) {
 	c := newSeriesCache(cacheStripes * 4)
 	const h = 5
 	for i := range 10_000 {
-		k := fmt.Appendf(nil, "colliding key number %d", i)
-		c.put(h, k, promstorage.SeriesRef(i+1))
-		ref, ok := c.get(h, k)
+		fp := fingerprint{h: h, check: uint64(i)}
+		c.put(fp, promstorage.SeriesRef(i+1))
+		ref, ok := c.get(fp)
 		require.True(t, ok)
 		require.Equal(t, promstorage.SeriesRef(i+1), ref)
 	}
-	st := c.stripe(h)
-	assert.LessOrEqual(t, len(st.cur.arena), 512*c.limit)
-	assert.LessOrEqual(t, len(st.old.arena), 512*c.limit)
+	assert.Equal(t, 1, c.len())
 }
 
 // refAppender models the store's refs: it records what the exporter hands over (ref and labels)
@@ -315,47 +329,44 @@ func TestPushPassthroughConcurrent(t *testing.T) {
 func TestSeriesCacheGetBatch(t *testing.T) {
 	const size = cacheStripes * 8
 	c := newSeriesCache(size)
-	key := func(i int) []byte { return fmt.Appendf(nil, "series %d", i) }
+	fp := func(i int) fingerprint { return c.fingerprint(fmt.Appendf(nil, "series %d", i)) }
+	collideA, collideB := fingerprint{h: 7, check: 1}, fingerprint{h: 7, check: 2}
 	// Enough entries for some to sit in the old generations.
 	const cached = size + size/2
-	for i := range cached {
-		c.put(c.hash(key(i)), key(i), promstorage.SeriesRef(i+1))
+	fill := func(c *seriesCache) {
+		for i := range cached {
+			c.put(fp(i), promstorage.SeriesRef(i+1))
+		}
+		// Two identities forced onto one h: only the last one put is found.
+		c.put(collideA, 9001)
+		c.put(collideB, 9002)
 	}
-	// Two keys forced onto one hash: only the last one put is found.
-	c.put(7, []byte("collide a"), 9001)
-	c.put(7, []byte("collide b"), 9002)
+	fill(c)
 
 	var batch, want []cacheLookup
-	add := func(h uint64, k []byte) { batch = append(batch, cacheLookup{h: h, key: k}) }
 	for i := range cached + 50 { // the last 50 were never cached
-		add(c.hash(key(i)), key(i))
+		batch = append(batch, cacheLookup{fp: fp(i)})
 	}
-	add(7, []byte("collide a"))
-	add(7, []byte("collide b"))
+	batch = append(batch, cacheLookup{fp: collideA}, cacheLookup{fp: collideB})
 	// What get answers on a copy made the same way (get and getBatch both move old hits).
 	ref := newSeriesCache(size)
-	ref.seed = c.seed
-	for i := range cached {
-		ref.put(ref.hash(key(i)), key(i), promstorage.SeriesRef(i+1))
-	}
-	ref.put(7, []byte("collide a"), 9001)
-	ref.put(7, []byte("collide b"), 9002)
+	fill(ref)
 	for _, l := range batch {
-		r, ok := ref.get(l.h, l.key)
-		want = append(want, cacheLookup{h: l.h, key: l.key, ref: r, found: ok})
+		r, ok := ref.get(l.fp)
+		want = append(want, cacheLookup{fp: l.fp, ref: r, found: ok})
 	}
 
 	c.getBatch(batch, nil)
 	hits := 0
 	for i := range batch {
-		require.Equal(t, want[i].found, batch[i].found, "lookup %d (%s)", i, batch[i].key)
+		require.Equal(t, want[i].found, batch[i].found, "lookup %d", i)
 		assert.Equal(t, want[i].ref, batch[i].ref, "lookup %d", i)
 		if batch[i].found {
 			hits++
 		}
 	}
 	assert.Greater(t, hits, cached/2, "most cached series are found")
-	assert.False(t, batch[len(batch)-2].found, "a colliding key that was replaced is not found")
+	assert.False(t, batch[len(batch)-2].found, "a colliding identity that was replaced is not found")
 	assert.Equal(t, promstorage.SeriesRef(9002), batch[len(batch)-1].ref)
 	assert.Equal(t, ref.len(), c.len(), "the batch moved the same old hits as get did")
 }
@@ -369,17 +380,15 @@ func TestSeriesCacheGetBatch(t *testing.T) {
 func BenchmarkSeriesCacheGet(b *testing.B) {
 	const n = 100_000
 	c := newSeriesCache(seriesCacheSize)
-	keys := make([][]byte, n)
-	hashes := make([]uint64, n)
-	for i := range keys {
-		keys[i] = fmt.Appendf(nil, "\x0fnode_cpu_seconds_total\x07loadgen\x0ehost-%05d:9100\x03cpu\x02%d\x04mode\x06user%03d", i/100, i%16, i)
-		hashes[i] = c.hash(keys[i])
-		c.put(hashes[i], keys[i], promstorage.SeriesRef(i+1))
+	fps := make([]fingerprint, n)
+	for i := range fps {
+		fps[i] = c.fingerprint(fmt.Appendf(nil, "\x0fnode_cpu_seconds_total\x07loadgen\x0ehost-%05d:9100\x03cpu\x02%d\x04mode\x06user%03d", i/100, i%16, i))
+		c.put(fps[i], promstorage.SeriesRef(i+1))
 	}
 	b.Run("one", func(b *testing.B) {
 		i := 0
 		for b.Loop() {
-			if ref, ok := c.get(hashes[i], keys[i]); !ok || ref != promstorage.SeriesRef(i+1) {
+			if ref, ok := c.get(fps[i]); !ok || ref != promstorage.SeriesRef(i+1) {
 				b.Fatal("missed", i)
 			}
 			if i++; i == n {
@@ -395,7 +404,7 @@ func BenchmarkSeriesCacheGet(b *testing.B) {
 			// b.N counts batches; ns/op is per batch, divided below per lookup.
 			from := i
 			for j := range look {
-				look[j] = cacheLookup{h: hashes[i], key: keys[i]}
+				look[j] = cacheLookup{fp: fps[i]}
 				if i++; i == n {
 					i = 0
 				}
