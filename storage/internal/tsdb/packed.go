@@ -162,21 +162,23 @@ func appendPackedMantissas(b []byte, ts, mant []int64, exp int, sc *decimalScrat
 // an edge of their convex hull, so the candidate slopes are those of the hull's edges (and the
 // whole slopes nearest them, cheaper to store), and 0.
 func bestLine(mant []int64, sc *decimalScratch) (packedPlan, bool) {
+	return bestLineBy(mant, sc, true)
+}
+
+// hullSpan bounds the mantissas' span (largest less smallest) for which bestLine works on the
+// hulls in exact integers: with at most maxPackedSamples (2^12) points, every product it forms
+// stays below 2^62.
+const hullSpan = 1 << 50
+
+// bestLineBy is bestLine; byHull false measures every candidate over all points, as bestLine
+// does when the span is too wide for exact hulls (the reference the shortcut is tested against).
+func bestLineBy(mant []int64, sc *decimalScratch, byHull bool) (packedPlan, bool) {
 	n := len(mant)
 	// Candidates are compared by an estimate (log2 R bits a term); the winner's exact cost is
 	// counted once at the end.
 	var best packedPlan
 	bestEst := math.Inf(1)
-	try := func(num, den int64) {
-		if den <= 0 || outside(num, maxPackedTerm/int64(n)) {
-			return
-		}
-		lo, hi := int64(math.MaxInt64), int64(math.MinInt64)
-		l := newLineWalk(num, den)
-		for _, m := range mant {
-			r := m - l.next()
-			lo, hi = min(lo, r), max(hi, r)
-		}
+	consider := func(num, den, lo, hi int64) {
 		if hi-lo < 0 || uint64(hi-lo) >= 1<<maxPackedBits || !lineFits(lo, num, den, uint64(hi-lo), n) {
 			return
 		}
@@ -186,13 +188,28 @@ func bestLine(mant []int64, sc *decimalScratch) (packedPlan, bool) {
 			best, bestEst = packedPlan{mode: 2, base: lo, num: num, den: den, r: r}, est
 		}
 	}
-	try(0, 1)
-	if n == 2 {
-		try(mant[1]-mant[0], 1)
+	// scan measures the residuals m - floor(num*i/den) of every point.
+	scan := func(num, den int64) {
+		if den <= 0 || outside(num, maxPackedTerm/int64(n)) {
+			return
+		}
+		lo, hi := int64(math.MaxInt64), int64(math.MinInt64)
+		l := newLineWalk(num, den)
+		for _, m := range mant {
+			r := m - l.next()
+			lo, hi = min(lo, r), max(hi, r)
+		}
+		consider(num, den, lo, hi)
 	}
 	if n <= 2 {
+		scan(0, 1)
+		if n == 2 {
+			scan(mant[1]-mant[0], 1)
+		}
 		return finishLine(best, mant)
 	}
+	lo, hi := slices.Min(mant), slices.Max(mant)
+	exact := hi-lo >= 0 && hi-lo < hullSpan
 	// Monotone chain: the lower hull, then the upper one, of points ordered by i.
 	hulls := [2][]int{sc.hull[:0], sc.hullUp[:0]}
 	for h, sign := range []int64{1, -1} {
@@ -200,9 +217,14 @@ func bestLine(mant []int64, sc *decimalScratch) (packedPlan, bool) {
 		for i := range n {
 			for len(hull) >= 2 {
 				a, c := hull[len(hull)-2], hull[len(hull)-1]
-				// Floats: the hull only proposes slopes, each checked exactly by try.
-				cross := float64(c-a)*float64(sign*(mant[i]-mant[a])) - float64(sign*(mant[c]-mant[a]))*float64(i-a)
-				if cross > 0 {
+				var turns bool
+				if exact {
+					turns = int64(c-a)*(sign*(mant[i]-mant[a]))-(sign*(mant[c]-mant[a]))*int64(i-a) > 0
+				} else {
+					// Floats: the hull only proposes slopes, each measured by scan.
+					turns = float64(c-a)*float64(sign*(mant[i]-mant[a]))-float64(sign*(mant[c]-mant[a]))*float64(i-a) > 0
+				}
+				if turns {
 					break
 				}
 				hull = hull[:len(hull)-1]
@@ -212,11 +234,34 @@ func bestLine(mant []int64, sc *decimalScratch) (packedPlan, bool) {
 		hulls[h] = hull
 	}
 	sc.hull, sc.hullUp = hulls[0], hulls[1]
+	// try measures a candidate exactly. On exact hulls it reads their vertices only: with
+	// m_i = m_0 + d_i, the residual m_i - floor(num*i/den) is m_0 + ceil(y_i/den) with
+	// y_i = d_i*den - num*i, a linear function of the point, least at a vertex of the lower hull
+	// and greatest at one of the upper hull; ceil keeps the order, so those vertices give the
+	// exact least and greatest residuals. (|d_i*den| < 2^50 * 2^12, |num*i| <= 2^60: no
+	// overflow.)
+	try := scan
+	if exact && byHull {
+		try = func(num, den int64) {
+			if den <= 0 || outside(num, maxPackedTerm/int64(n)) {
+				return
+			}
+			m0 := mant[0]
+			ylo, yhi := int64(math.MaxInt64), int64(math.MinInt64)
+			for _, i := range hulls[0] {
+				ylo = min(ylo, (mant[i]-m0)*den-num*int64(i))
+			}
+			for _, i := range hulls[1] {
+				yhi = max(yhi, (mant[i]-m0)*den-num*int64(i))
+			}
+			consider(num, den, m0+ceilDiv(ylo, den), m0+ceilDiv(yhi, den))
+		}
+	}
+	try(0, 1)
 	// The residuals m - (num*i/den) of a line are a linear function of the points, so their
 	// least is at a vertex of the lower hull and their greatest at one of the upper hull: a
-	// candidate's range is estimated from the hulls' few vertices, not all n points (the floor
-	// in the stored line moves each residual by less than one). Only the few best estimates
-	// are then tried exactly over every point.
+	// candidate's range is estimated from the hulls' few vertices. Only the few best estimates
+	// are then measured exactly.
 	cands := sc.cands[:0]
 	estimate := func(num, den int64) {
 		if den <= 0 || outside(num, maxPackedTerm/int64(n)) {
@@ -251,6 +296,15 @@ func bestLine(mant []int64, sc *decimalScratch) (packedPlan, bool) {
 	}
 	sc.cands = cands[:0]
 	return finishLine(best, mant)
+}
+
+// ceilDiv is the ceiling of a/b for b > 0.
+func ceilDiv(a, b int64) int64 {
+	q := a / b
+	if a%b != 0 && a > 0 {
+		q++
+	}
+	return q
 }
 
 // lineCand is a slope bestLine considers, with its estimated cost in bits.

@@ -2,8 +2,10 @@ package tsdb
 
 import (
 	"encoding/binary"
+	"fmt"
 	"math"
 	"math/rand/v2"
+	"slices"
 	"testing"
 
 	"github.com/cockroachdb/pebble/v2/vfs"
@@ -164,7 +166,12 @@ func TestPackedChunkRandom(t *testing.T) {
 		base := rng.Int64N(1<<uint(1+rng.IntN(53))) - 1<<uint(rng.IntN(52))
 		slope := rng.Int64N(1<<uint(1+rng.IntN(40))) - 1<<uint(rng.IntN(39))
 		jitter := int64(1) << uint(rng.IntN(50))
-		kind := rng.IntN(5)
+		kind := rng.IntN(6)
+		if kind == 5 { // a steep line over many points: wide spans that a line still packs
+			n = maxPackedSamples - rng.IntN(100)
+			slope = 1<<39 + rng.Int64N(1<<40)
+			base = -(maxMantissa - 1)
+		}
 		vs := make([]float64, n)
 		m := base
 		for i := range vs {
@@ -475,4 +482,70 @@ func TestQuickCheckpointHeadsPackedWhereTheyStay(t *testing.T) {
 	check(db, n, "after the collection")
 	db = reopen(t, db, crashed)
 	check(db, map[chunkenc.Encoding]int{encPacked: n[encPacked] + 1}, "all packed after the close")
+}
+
+// TestBestLineByHull: bestLine's measure of a candidate line on the hulls' vertices alone gives
+// the plan that measuring it over every point gives, on chunks of every shape, length and
+// width, those too wide for exact hulls included.
+func TestBestLineByHull(t *testing.T) {
+	rng := rand.New(rand.NewPCG(21, 22))
+	var sc, ref decimalScratch
+	same := func(mant []int64, what string) {
+		t.Helper()
+		got, gotOK := bestLineBy(mant, &sc, true)
+		want, wantOK := bestLineBy(mant, &ref, false)
+		require.Equal(t, wantOK, gotOK, what)
+		require.Equal(t, want, got, "%s: %d points", what, len(mant))
+	}
+	byHull := 0
+	for round := range 20_000 {
+		n := 3 + rng.IntN(samplesPerChunk)
+		if rng.IntN(20) == 0 {
+			n = 3 + rng.IntN(maxPackedSamples-2)
+		}
+		base := rng.Int64N(1<<53) - 1<<52
+		jitter := int64(1) << uint(rng.IntN(54))
+		slope := rng.Int64N(1<<uint(1+rng.IntN(44))) - 1<<uint(rng.IntN(43))
+		mant := make([]int64, n)
+		m := base
+		for i := range mant {
+			switch round % 5 {
+			case 0: // a line with jitter
+				m = base + slope*int64(i)%(1<<50) + rng.Int64N(jitter)
+			case 1: // a random walk
+				m += rng.Int64N(jitter) - jitter/2
+			case 2: // steps
+				if rng.IntN(20) == 0 {
+					m += rng.Int64N(jitter)
+				}
+			case 3: // a line with a few far outliers
+				m = base + int64(i)*(slope%1_000_000)
+				if rng.IntN(30) == 0 {
+					m += rng.Int64N(jitter) - jitter/2
+				}
+			default: // anything a decimal holds
+				m = rng.Int64N(1<<54) - 1<<53
+			}
+			mant[i] = min(max(m, -(maxMantissa-1)), maxMantissa-1)
+		}
+		if span := slices.Max(mant) - slices.Min(mant); span < hullSpan {
+			byHull++
+		}
+		same(mant, fmt.Sprintf("round %d", round))
+	}
+	require.Greater(t, byHull, 10_000, "most rounds take the hulls' shortcut")
+
+	// A long line with one far outlier: the span is past hullSpan, where the hulls' products
+	// would overflow an int64 (and drop the outlier from the hull), so both measure every point
+	// and find that no line packs it.
+	for _, j := range []int{1, 100, 2000, 3998} {
+		for _, off := range []int64{-(1 << 51), 1 << 51, -(1 << 52), 1 << 52} {
+			mant := make([]int64, 4000)
+			for i := range mant {
+				mant[i] = -(1 << 51) + 60602*int64(i) + int64(i*i%7)
+			}
+			mant[j] += off
+			same(mant, fmt.Sprintf("outlier %d at %d", off, j))
+		}
+	}
 }
