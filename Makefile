@@ -140,8 +140,9 @@ bench:
 # first, each store's own compaction, disk per sample, restart time, 11 range queries (median
 # latency, answers compared with Prometheus's). Every count is checked exact. One table, with the
 # ratios Metricstor / peer, printed and written to SERVERBENCH_OUT. SERVERBENCH_SYSTEMS,
-# SERVERBENCH_SERIES / _SAMPLES / _SENDERS, SERVERBENCH_DAY_SERIES / _DAY_HOURS and
-# SERVERBENCH_QUERY_RUNS override (see testbed/README.md).
+# SERVERBENCH_SERIES / _SAMPLES / _SENDERS, SERVERBENCH_INGEST_RUNS (3: the ingestion figures are
+# medians), SERVERBENCH_DAY_SERIES / _DAY_HOURS and SERVERBENCH_QUERY_RUNS override (see
+# testbed/README.md).
 SERVERBENCH_OUT ?= $(CURDIR)/bin/serverbench.txt
 SERVERBENCH_TIMEOUT ?= 40m
 .PHONY: bench-server

@@ -216,3 +216,20 @@ func median(d []time.Duration) time.Duration {
 	}
 	return (s[len(s)/2-1] + s[len(s)/2]) / 2
 }
+
+// medianOf is the median of f over runs (of an even count, the mean of the two middle values, as
+// median does); 0 for none.
+func medianOf[T any](runs []T, f func(T) float64) float64 {
+	if len(runs) == 0 {
+		return 0
+	}
+	vs := make([]float64, len(runs))
+	for i, r := range runs {
+		vs[i] = f(r)
+	}
+	slices.Sort(vs)
+	if len(vs)%2 == 1 {
+		return vs[len(vs)/2]
+	}
+	return (vs[len(vs)/2-1] + vs[len(vs)/2]) / 2
+}

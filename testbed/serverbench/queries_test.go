@@ -50,6 +50,22 @@ func TestMedian(t *testing.T) {
 	}
 }
 
+func TestMedianOf(t *testing.T) {
+	id := func(v float64) float64 { return v }
+	for _, c := range []struct {
+		in   []float64
+		want float64
+	}{{nil, 0}, {[]float64{7}, 7}, {[]float64{5, 1, 3}, 3}, {[]float64{4, 1, 3, 2}, 2.5}} {
+		if got := medianOf(c.in, id); got != c.want {
+			t.Errorf("median of %v = %v, want %v", c.in, got, c.want)
+		}
+	}
+	runs := []*ingestResult{{peakRSS: 300}, {peakRSS: 100}, {peakRSS: 200}}
+	if got := medianOf(runs, func(r *ingestResult) float64 { return float64(r.peakRSS) }); got != 200 {
+		t.Errorf("median peak RSS of three runs = %v, want 200", got)
+	}
+}
+
 func TestDirBreakdown(t *testing.T) {
 	dir := t.TempDir()
 	for name, size := range map[string]int{

@@ -29,6 +29,7 @@ const (
 	daySeriesEnv  = "SERVERBENCH_DAY_SERIES"     // the day: series, default 2,000; 0 skips the day and its queries
 	dayHoursEnv   = "SERVERBENCH_DAY_HOURS"      // the day: hours of samples 15 s apart, default 24
 	queryRunsEnv  = "SERVERBENCH_QUERY_RUNS"     // runs of each range query per server, default 3
+	ingestRunsEnv = "SERVERBENCH_INGEST_RUNS"    // ingestion runs per server, the servers taking turns; default 3
 	systemsEnv    = "SERVERBENCH_SYSTEMS"        // default "prometheus,victoriametrics,metricstor"
 	outEnv        = "SERVERBENCH_OUT"            // file the table is written to; default <repo>/bin/serverbench.txt
 	timeoutEnv    = "SERVERBENCH_LOAD_TIMEOUT_S" // bound of each load, seconds; default 600
@@ -78,7 +79,7 @@ type queryResult struct {
 
 type sysResult struct {
 	name   string
-	ingest *ingestResult
+	ingest []*ingestResult // one per run; the table gives the median of each figure
 	day    *dayResult
 }
 
@@ -87,6 +88,7 @@ type benchConfig struct {
 	day         loadgen.Config
 	dayHours    int
 	queryRuns   int
+	ingestRuns  int
 	skipIngest  bool
 	skipDay     bool
 	ticks       int64
@@ -125,36 +127,48 @@ func TestServerBench(t *testing.T) {
 	bc.dayEnd = time.Now().Truncate(time.Minute)
 	bc.day.End = bc.dayEnd
 	bc.queryRuns = envInt(t, queryRunsEnv, 3)
-	if bc.queryRuns < 1 || bc.dayHours < 1 {
-		t.Fatalf("%s and %s must be at least 1", queryRunsEnv, dayHoursEnv)
+	bc.ingestRuns = envInt(t, ingestRunsEnv, 3)
+	if bc.queryRuns < 1 || bc.dayHours < 1 || bc.ingestRuns < 1 {
+		t.Fatalf("%s, %s and %s must be at least 1", queryRunsEnv, dayHoursEnv, ingestRunsEnv)
 	}
 	bc.systemNames = strings.Split(envString(systemsEnv, defaultSystem), ",")
 	bc.ticks = harness.ClockTicks()
 	loadBefore := loadavg()
 	started := time.Now()
 
-	var results []sysResult
-	for _, name := range bc.systemNames {
-		start := func(t *testing.T) *Server {
-			switch name {
-			case Metricstor:
-				return StartMetricstor(t, harness.Binary(t))
-			case Prometheus:
-				return StartPrometheus(t, conformance.PrometheusBinary(t))
-			case VictoriaMetrics:
-				return StartVictoriaMetrics(t, VictoriaMetricsBinary(t))
+	start := func(t *testing.T, name string) *Server {
+		switch name {
+		case Metricstor:
+			return StartMetricstor(t, harness.Binary(t))
+		case Prometheus:
+			return StartPrometheus(t, conformance.PrometheusBinary(t))
+		case VictoriaMetrics:
+			return StartVictoriaMetrics(t, VictoriaMetricsBinary(t))
+		}
+		t.Fatalf("unknown system %q in %s (known: %s)", name, systemsEnv, defaultSystem)
+		return nil
+	}
+	results := make([]sysResult, len(bc.systemNames))
+	for i, name := range bc.systemNames {
+		results[i].name = name
+	}
+	// The servers take turns run by run, so that the machine's drifts (other tenants of the host)
+	// fall on all of them alike; each figure is then the median of a server's runs.
+	for run := range bc.ingestRuns {
+		for i := range results {
+			r := &results[i]
+			if !bc.skipIngest && !t.Run(fmt.Sprintf("%s/ingest%d", r.name, run+1), func(t *testing.T) {
+				r.ingest = append(r.ingest, runIngest(t, start(t, r.name), bc))
+			}) {
+				t.FailNow()
 			}
-			t.Fatalf("unknown system %q in %s (known: %s)", name, systemsEnv, defaultSystem)
-			return nil
 		}
-		r := sysResult{name: name}
-		if !bc.skipIngest && !t.Run(name+"/ingest", func(t *testing.T) { r.ingest = runIngest(t, start(t), bc) }) {
+	}
+	for i := range results {
+		r := &results[i]
+		if !bc.skipDay && !t.Run(r.name+"/day", func(t *testing.T) { r.day = runDay(t, start(t, r.name), bc) }) {
 			t.FailNow()
 		}
-		if !bc.skipDay && !t.Run(name+"/day", func(t *testing.T) { r.day = runDay(t, start(t), bc) }) {
-			t.FailNow()
-		}
-		results = append(results, r)
 	}
 	bc.compared = compareAnswers(results)
 
@@ -163,8 +177,8 @@ func TestServerBench(t *testing.T) {
 	fmt.Fprintf(&b, "machine: %d CPUs (%s); load average before: %s, after: %s; %d clock ticks/s; run %s\n",
 		runtime.NumCPU(), cpuModel(), loadBefore, loadavg(), bc.ticks, time.Since(started).Round(time.Second))
 	if !bc.skipIngest {
-		fmt.Fprintf(&b, "ingestion: %d series × %d samples (remote write 1.0, batches of %d, %d senders, 15 s apart, the last now)\n",
-			bc.ingest.Series, bc.ingest.Samples, bc.ingest.BatchSize, bc.ingest.Senders)
+		fmt.Fprintf(&b, "ingestion: %d series × %d samples (remote write 1.0, batches of %d, %d senders, 15 s apart, the last now); %d runs a server, the servers taking turns, each figure the median of its runs\n",
+			bc.ingest.Series, bc.ingest.Samples, bc.ingest.BatchSize, bc.ingest.Senders, bc.ingestRuns)
 	}
 	if !bc.skipDay {
 		fmt.Fprintf(&b, "day: %d series × %d samples (%d h, 15 s apart, ending %s), loaded oldest first; %d range queries over it, step 60 s, %d runs each\n",
@@ -526,10 +540,10 @@ func table(results []sysResult, bc benchConfig) string {
 	}
 	ing := func(format string, f func(r *ingestResult) float64) func(r sysResult) (string, float64, bool) {
 		return num(format, func(r sysResult) (float64, bool) {
-			if r.ingest == nil {
+			if len(r.ingest) == 0 {
 				return 0, false
 			}
-			return f(r.ingest), true
+			return medianOf(r.ingest, f), true
 		})
 	}
 	day := func(format string, f func(r *dayResult) float64) func(r sysResult) (string, float64, bool) {
@@ -563,10 +577,11 @@ func table(results []sysResult, bc benchConfig) string {
 			})},
 			{"retries (5xx/429)", ing("%.0f", func(r *ingestResult) float64 { return float64(r.newStats.Retries + r.steady.Retries) })},
 			{"series / samples counted back (checked exact)", text(func(r sysResult) string {
-				if r.ingest == nil {
+				if len(r.ingest) == 0 {
 					return "–"
 				}
-				return fmt.Sprintf("%d / %d", r.ingest.series, r.ingest.samples)
+				// Every run's counts are checked exact (runIngest).
+				return fmt.Sprintf("%d / %d", r.ingest[0].series, r.ingest[0].samples)
 			})},
 		} {
 			emit(rw)
@@ -645,8 +660,10 @@ func table(results []sysResult, bc benchConfig) string {
 func details(results []sysResult, bc benchConfig) string {
 	var b strings.Builder
 	for _, r := range results {
-		if r.ingest != nil {
-			fmt.Fprintf(&b, "\n%s, ingestion: data directory after the stop, bytes: %s", r.name, strings.Join(r.ingest.diskFiles, " "))
+		for i, in := range r.ingest {
+			fmt.Fprintf(&b, "\n%s, ingestion run %d: steady %.2f CPU-µs/sample, p99 %.1f ms; new series %.2f CPU-µs/sample; peak RSS %.0f MB; data directory after the stop, bytes: %s",
+				r.name, i+1, in.cpuPerSample(in.steadyCPU, in.steady), float64(in.steady.Latency(0.99).Microseconds())/1e3,
+				in.cpuPerSample(in.newCPU, in.newStats), mb(in.peakRSS), strings.Join(in.diskFiles, " "))
 		}
 		if r.day != nil {
 			fmt.Fprintf(&b, "\n%s, the day: data directory after compaction and the stop, bytes: %s", r.name, strings.Join(r.day.diskFiles, " "))
