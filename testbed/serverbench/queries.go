@@ -206,19 +206,11 @@ func closeEnough(a, b float64) bool {
 }
 
 func median(d []time.Duration) time.Duration {
-	if len(d) == 0 {
-		return 0
-	}
-	s := slices.Clone(d)
-	slices.Sort(s)
-	if len(s)%2 == 1 {
-		return s[len(s)/2]
-	}
-	return (s[len(s)/2-1] + s[len(s)/2]) / 2
+	return time.Duration(medianOf(d, func(x time.Duration) float64 { return float64(x) }))
 }
 
-// medianOf is the median of f over runs (of an even count, the mean of the two middle values, as
-// median does); 0 for none.
+// medianOf is the median of f over runs (of an even count, the mean of the two middle values);
+// 0 for none.
 func medianOf[T any](runs []T, f func(T) float64) float64 {
 	if len(runs) == 0 {
 		return 0
