@@ -168,7 +168,7 @@ func (a *Appender) admit(s *memSeries, smp sample, rejectOOO bool) error {
 		s.mu.Lock()
 	}
 	defer s.mu.Unlock()
-	maxT, last := s.maxT, s.last
+	maxT, last := s.maxT(), s.last
 	pending := a.pendingOf(s)
 	if pending != nil && pending.t >= maxT {
 		maxT, last = pending.t, *pending
@@ -437,7 +437,7 @@ func (db *DB) prepareCommit(a *Appender, b *pebble.Batch) (ooo []pendingSample, 
 			return nil, false, fmt.Errorf("load series head: %w", err)
 		}
 		if s.cmt == 0 {
-			sc.cmt = append(sc.cmt, cmtState{maxT: s.maxT, last: s.last})
+			sc.cmt = append(sc.cmt, cmtState{maxT: s.maxT(), last: s.last})
 			s.cmt = int32(len(sc.cmt))
 			sc.touched = append(sc.touched, s)
 		}
@@ -499,8 +499,8 @@ func (db *DB) touchIndexed(samples []pendingSample) {
 		s := samples[i].s
 		// s.ref and s.cmt: the struct's first two cache lines (flags, maxT, last, cmt).
 		sum += int64(s.ref) + int64(s.cmt)
-		if idx := s.indexed; len(idx) > 0 {
-			sum += idx[len(idx)-1]
+		if n := s.nIndexed; n > 0 {
+			sum += s.indexed[n-1]
 		}
 	}
 	db.scratch.touchSum = sum
@@ -532,9 +532,7 @@ func (db *DB) undoCommit() {
 		s.persisted = false
 	}
 	for _, ip := range sc.indexed {
-		if i := slices.Index(ip.s.indexed, ip.part); i >= 0 {
-			ip.s.indexed = slices.Delete(ip.s.indexed, i, i+1)
-		}
+		ip.s.keepIndexed(func(p int64) bool { return p != ip.part })
 	}
 	sc.reset()
 	db.logRec.reset()
@@ -586,7 +584,7 @@ func (db *DB) publishCommit(a *Appender, b *pebble.Batch) {
 			continue
 		}
 		s.mu.Lock()
-		s.maxT, s.last = ps.smp.t, ps.smp
+		s.last = ps.smp
 		if s.pendingBy == a { // see prepareCommit
 			s.pendingBy, s.pendingAt = nil, 0
 		}
@@ -650,12 +648,13 @@ func (db *DB) ensurePersisted(b *pebble.Batch, s *memSeries) {
 }
 
 // maxIndexedKept bounds memSeries.indexed; older partitions are checked on disk if needed.
-const maxIndexedKept = 4
+// Two: the partition samples arrive in and the one before it, where late samples go.
+const maxIndexedKept = 2
 
 // ensureIndexed writes the index entries of s for a partition once per partition: its `p` key
 // into b, its labels into pl, which the caller writes into b before applying it.
 func (db *DB) ensureIndexed(b *pebble.Batch, pl *postingListWriter, s *memSeries, part int64) error {
-	for _, p := range s.indexed {
+	for _, p := range s.indexedParts() {
 		if p == part {
 			return nil
 		}
@@ -689,10 +688,7 @@ func (db *DB) ensureIndexed(b *pebble.Batch, pl *postingListWriter, s *memSeries
 	default:
 		return err
 	}
-	s.indexed = append(s.indexed, part)
-	if len(s.indexed) > maxIndexedKept {
-		s.indexed = s.indexed[1:]
-	}
+	s.addIndexed(part)
 	return nil
 }
 

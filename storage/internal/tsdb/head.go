@@ -22,12 +22,12 @@ type memSeries struct {
 	ref  uint64        // never changes
 	lset labels.Labels // never changes
 
-	// mu guards the fields that appenders read before they commit: loaded, maxT, last,
-	// pendingBy and pendingAt. The fields are ordered so that the struct has no padding to
-	// speak of: at 100k series every 8 bytes here is 0.8 MB of heap (192 bytes, a size class
-	// of its own; 320 before the commit and pending state moved out, BenchmarkHeadMemory).
+	// mu guards the fields that appenders read before they commit: loaded, last, pendingBy
+	// and pendingAt. The fields are ordered so that the struct has no padding to speak of: at
+	// 100k series every 8 bytes here is 0.8 MB of heap (176 bytes, a size class of its own;
+	// 320 before the commit and pending state moved out, BenchmarkHeadMemory).
 	mu sync.Mutex
-	// loaded: head, maxT and last reflect what is stored. Changed only by holders of both
+	// loaded: head and last reflect what is stored. Changed only by holders of both
 	// DB.writeMu and mu, so holders of either may read it (loadHeadLocked reads it under
 	// writeMu alone: a lock per sample of a commit was a cache miss per sample).
 	loaded bool
@@ -40,10 +40,11 @@ type memSeries struct {
 	// DB.unsynced for the next checkpoint to write. A flag and a list, not a set: a map insert
 	// per series and commit was 4 % of the steady CPU at 100k series. Also guarded by headMu.
 	unsynced bool
-	removed  bool // dropped from the registry by head GC; appenders must look up again
+	removed  bool  // dropped from the registry by head GC; appenders must look up again
+	nIndexed uint8 // how many of indexed hold partitions
 
-	maxT int64  // newest committed sample; math.MinInt64 when none
-	last sample // the committed sample at maxT
+	// last is the newest committed sample; its t is math.MinInt64 when there is none (maxT).
+	last sample
 	// pendingBy is an appender that holds an uncommitted sample of this series, at
 	// pendingBy.samples[pendingAt], the newest of those; see Appender.admit. Only pendingBy
 	// itself reads that index.
@@ -53,8 +54,44 @@ type memSeries struct {
 	// prepared, 0 when the commit does not touch it (see prepareCommit). Guarded by writeMu.
 	cmt int32
 
-	head    chunkBuilder // guarded by writeMu; by headMu too where queries read it
-	indexed []int64      // partitions known to hold this series' index entries, newest last; writeMu
+	head chunkBuilder // guarded by writeMu; by headMu too where queries read it
+	// indexed[:nIndexed] are partitions known to hold this series' index entries, newest last;
+	// older ones are checked on disk when needed (ensureIndexed). In the struct, not a slice of
+	// its own: that was an allocation per series, a fifth of the heap's objects at 100k series.
+	// Guarded by writeMu.
+	indexed [maxIndexedKept]int64
+}
+
+// maxT is the time of the newest committed sample, math.MinInt64 when there is none. Callers
+// hold mu or writeMu, as for last.
+func (s *memSeries) maxT() int64 { return s.last.t }
+
+// noSample is last before the first sample: maxT math.MinInt64.
+var noSample = sample{t: math.MinInt64}
+
+// indexedParts is indexed[:nIndexed].
+func (s *memSeries) indexedParts() []int64 { return s.indexed[:s.nIndexed] }
+
+// addIndexed records part as indexed, forgetting the oldest when all places are taken.
+func (s *memSeries) addIndexed(part int64) {
+	if int(s.nIndexed) == len(s.indexed) {
+		copy(s.indexed[:], s.indexed[1:])
+		s.nIndexed--
+	}
+	s.indexed[s.nIndexed] = part
+	s.nIndexed++
+}
+
+// keepIndexed keeps the indexed partitions for which keep is true, in order.
+func (s *memSeries) keepIndexed(keep func(part int64) bool) {
+	n := 0
+	for _, p := range s.indexedParts() {
+		if keep(p) {
+			s.indexed[n] = p
+			n++
+		}
+	}
+	s.nIndexed = uint8(n)
 }
 
 const seriesStripes = 64
@@ -186,7 +223,7 @@ func (db *DB) getOrCreateLimited(lset labels.Labels, limited bool) (*memSeries, 
 	// not reuse the memory of ls (no ScratchBuilder.Overwrite buffers), and the label bytes are
 	// held once (a copy was 11 MB at 100k series). The exporter appends a known series by its ref
 	// alone, without labels (Appender.series).
-	s = &memSeries{lset: lset, maxT: math.MinInt64}
+	s = &memSeries{lset: lset, last: noSample}
 	ref, found := uint64(0), false
 	if st.stored.has(h) {
 		var err error
@@ -322,7 +359,7 @@ func (db *DB) removeSeries(s *memSeries) {
 	s.removed = true
 }
 
-// ensureLoaded makes s.head, s.maxT and s.last reflect what is stored. It waits for writeMu
+// ensureLoaded makes s.head and s.last reflect what is stored. It waits for writeMu
 // only until ctx ends.
 func (db *DB) ensureLoaded(ctx context.Context, s *memSeries) error {
 	s.mu.Lock()
@@ -344,7 +381,7 @@ func (db *DB) loadHeadLocked(s *memSeries) error {
 	if s.loaded { // writeMu is enough to read it, see memSeries.loaded
 		return nil
 	}
-	head, maxT, last := chunkBuilder{}, int64(math.MinInt64), sample{}
+	head, last := chunkBuilder{}, noSample
 	if s.persisted {
 		db.partsMu.RLock()
 		parts := slices.Clone(db.parts)
@@ -361,13 +398,14 @@ func (db *DB) loadHeadLocked(s *memSeries) error {
 			if err != nil {
 				return err
 			}
-			head, maxT, last = b, c.maxt, l
+			// The chunk's last sample is at its maxt.
+			head, last = b, l
 			break
 		}
 	}
 	db.headMu.Lock()
 	s.mu.Lock()
-	s.head, s.maxT, s.last = head, maxT, last
+	s.head, s.last = head, last
 	s.loaded = true
 	s.mu.Unlock()
 	db.headMu.Unlock()
@@ -410,7 +448,7 @@ func (db *DB) collectHead() {
 	var stale []*memSeries
 	db.series.byRef.each(func(s *memSeries) {
 		s.mu.Lock()
-		if s.loaded && s.maxT < cutoff {
+		if s.loaded && s.maxT() < cutoff {
 			stale = append(stale, s)
 		}
 		s.mu.Unlock()
@@ -439,7 +477,7 @@ func (db *DB) collectHead() {
 	for _, s := range stale {
 		// Re-check under writeMu: a commit may have appended since.
 		s.mu.Lock()
-		old := s.maxT < cutoff
+		old := s.maxT() < cutoff
 		s.mu.Unlock()
 		if s.unsynced {
 			continue // appended to since the checkpoint above

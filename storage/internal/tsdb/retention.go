@@ -257,13 +257,7 @@ func (db *DB) dropPartitionsLocked(cutoff int64) ([]int64, error) {
 			s.loaded = false
 			s.mu.Unlock()
 		}
-		kept := s.indexed[:0]
-		for _, p := range s.indexed {
-			if !dropped(p) {
-				kept = append(kept, p)
-			}
-		}
-		s.indexed = kept
+		s.keepIndexed(func(p int64) bool { return !dropped(p) })
 	})
 	db.stats.PartitionsDropped.Add(int64(len(drop)))
 	db.stats.RetentionRuns.Add(1)

@@ -56,7 +56,7 @@ func (db *DB) HeadStats(statsByLabelName string, limit int) (*HeadStats, error) 
 			values[l.Value]++
 		})
 		s.mu.Lock()
-		maxT := s.maxT
+		maxT := s.maxT()
 		s.mu.Unlock()
 		st.MaxTime = max(st.MaxTime, maxT)
 		db.headMu.RLock()

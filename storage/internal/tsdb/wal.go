@@ -497,7 +497,7 @@ func (r *replay) sample(ref uint64, smp sample) error {
 	if err := db.loadHeadLocked(s); err != nil {
 		return err
 	}
-	if smp.t <= s.maxT {
+	if smp.t <= s.maxT() {
 		return nil // already in a stored chunk
 	}
 	part := db.partition(smp.t)
@@ -514,7 +514,7 @@ func (r *replay) sample(ref uint64, smp sample) error {
 	if err := s.head.append(smp, part, emit); err != nil {
 		return err
 	}
-	s.maxT, s.last = smp.t, smp
+	s.last = smp
 	db.markUnsynced(s)
 	r.maxT = max(r.maxT, smp.t)
 	r.replayed++
@@ -531,7 +531,7 @@ func (db *DB) replaySeries(ref uint64, lset labels.Labels) error {
 	if _, found, err := db.storedLabels(ref); err != nil || found {
 		return err // stored: seriesForReplay loads it when a sample names it
 	}
-	s := &memSeries{ref: ref, lset: lset, maxT: math.MinInt64, loaded: true}
+	s := &memSeries{ref: ref, lset: lset, last: noSample, loaded: true}
 	db.series.add(s, lset.Hash())
 	if ref > db.nextRef.Load() {
 		db.nextRef.Store(ref)
