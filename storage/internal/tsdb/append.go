@@ -510,10 +510,10 @@ func (db *DB) touchHeads(samples []pendingSample) {
 	var sum int
 	for i := range samples {
 		s := samples[i].s
-		if c := s.head.chunk; c != nil && samples[i].inOrder {
+		if c := &s.head; c.open() && samples[i].inOrder {
 			// s.ref: the cache line of s.mu, which publishCommit takes.
 			sum += int(s.ref)
-			if b := c.Bytes(); len(b) > 0 {
+			if b := c.stream.b; len(b) > 0 {
 				sum += int(b[len(b)-1])
 			}
 		}
@@ -561,7 +561,8 @@ func (db *DB) publishCommit(a *Appender, b *pebble.Batch) {
 		if db.cuts == nil {
 			db.cuts = map[uint64][]storedChunk{}
 		}
-		db.cuts[s.ref] = append(db.cuts[s.ref], storedChunk{mint: c.mint, maxt: c.maxt, enc: c.chunk.Encoding(), data: c.chunk.Bytes()})
+		chk := c.chunk()
+		db.cuts[s.ref] = append(db.cuts[s.ref], storedChunk{mint: c.mint, maxt: c.maxt, enc: chk.Encoding(), data: chk.Bytes()})
 	}
 	db.headMu.Lock()
 	defer db.headMu.Unlock()
@@ -602,7 +603,7 @@ func (db *DB) publishCommit(a *Appender, b *pebble.Batch) {
 		if !s.head.dirty {
 			continue
 		}
-		if isFloatChunk(s.head.chunk) {
+		if isFloatChunk(s.head.chunk()) {
 			db.markUnsynced(s)
 		} else {
 			buf = encodeChunkValue(buf[:0], &s.head)

@@ -59,12 +59,19 @@ func isFloatChunk(c chunkenc.Chunk) bool {
 
 // chunkBuilder holds one chunk being appended to: the head chunk of a series, or a chunk being
 // rebuilt when out-of-order samples are merged in.
+//
+// A float head is a stream chunk held in the builder itself (streaming), which is held in the
+// series: an object and a pointer of its own per series were a third of the heap's objects at
+// 100k series, and a cache miss per append. Other chunks (XOR2, histograms) are in other.
+// Nothing keeps a pointer to stream: chunk() hands one out for the moment, and a builder may be
+// copied (a reopened head is built apart, then stored in its series).
 type chunkBuilder struct {
 	part       int64
 	mint, maxt int64
-	chunk      chunkenc.Chunk // nil when no chunk is open
-	app        chunkenc.Appender
-	dirty      bool // holds samples that the stored chunk (if any) lacks
+	stream     streamChunk // the open chunk when streaming
+	other      *otherChunk // the open chunk when it is not a stream chunk; nil otherwise
+	streaming  bool        // stream is the open chunk
+	dirty      bool        // holds samples that the stored chunk (if any) lacks
 	// quickStored: the stored copy of this open float head is in the head's own layout, as
 	// a periodic checkpoint writes it, not packed. Packing is most of a checkpoint's CPU, and a
 	// head is usually stored again at the next checkpoint or cut; a clean close and head
@@ -76,15 +83,43 @@ type chunkBuilder struct {
 	floats int32
 }
 
+// otherChunk is an open chunk of chunkenc's and its appender.
+type otherChunk struct {
+	chunk chunkenc.Chunk
+	app   chunkenc.Appender
+}
+
+// open reports whether a chunk is open.
+func (c *chunkBuilder) open() bool { return c.streaming || c.other != nil }
+
+// chunk is the open chunk, nil when none is. Its stream chunk is c's own: the caller must not
+// keep it past a change of c.
+func (c *chunkBuilder) chunk() chunkenc.Chunk {
+	switch {
+	case c.streaming:
+		return &c.stream
+	case c.other != nil:
+		return c.other.chunk
+	}
+	return nil
+}
+
+// setOther makes chk, with its appender app, the open chunk.
+func (c *chunkBuilder) setOther(chk chunkenc.Chunk, app chunkenc.Appender) {
+	c.streaming, c.stream = false, streamChunk{}
+	c.other = &otherChunk{chunk: chk, app: app}
+}
+
 // full reports whether the next sample must start a new chunk.
 func (c *chunkBuilder) full() bool {
 	if c.floats > 0 {
 		return c.floats >= samplesPerChunk
 	}
-	if isFloatChunk(c.chunk) {
-		return c.chunk.NumSamples() >= samplesPerChunk
+	chk := c.chunk()
+	if isFloatChunk(chk) {
+		return chk.NumSamples() >= samplesPerChunk
 	}
-	return len(c.chunk.Bytes()) >= chunkenc.TargetBytesPerHistogramChunk && c.chunk.NumSamples() >= 10
+	return len(chk.Bytes()) >= chunkenc.TargetBytesPerHistogramChunk && chk.NumSamples() >= 10
 }
 
 // append adds s, which must be later than every sample of the open chunk. Before it leaves a
@@ -95,11 +130,11 @@ func (c *chunkBuilder) append(s sample, part int64, emit func(*chunkBuilder)) er
 	// timestamps are given, so they are used always.
 	enc := vt.ChunkEncoding(true, true)
 	var prev chunkenc.Appender
-	if c.chunk == nil || c.part != part || !c.takes(vt, enc) || c.full() {
-		if c.chunk != nil {
-			if c.chunk.Encoding() == enc {
-				prev = c.app
-			}
+	if !c.open() || c.part != part || !c.takes(vt, enc) || c.full() {
+		if c.other != nil && c.other.chunk.Encoding() == enc {
+			prev = c.other.app
+		}
+		if c.open() {
 			if c.dirty {
 				emit(c)
 			}
@@ -108,7 +143,7 @@ func (c *chunkBuilder) append(s sample, part int64, emit func(*chunkBuilder)) er
 		if vt == chunkenc.ValFloat && s.st == 0 {
 			// Float heads start in the stream layout (stream.go); appendFloat turns one
 			// into XOR2 when a sample does not fit it.
-			c.chunk = &streamChunk{}
+			c.streaming = true
 		} else {
 			chk, err := chunkenc.NewEmptyChunk(enc)
 			if err != nil {
@@ -118,7 +153,7 @@ func (c *chunkBuilder) append(s sample, part int64, emit func(*chunkBuilder)) er
 			if err != nil {
 				return err
 			}
-			c.chunk, c.app = chk, app
+			c.setOther(chk, app)
 		}
 	}
 	switch vt {
@@ -134,9 +169,9 @@ func (c *chunkBuilder) append(s sample, part int64, emit func(*chunkBuilder)) er
 			err      error
 		)
 		if vt == chunkenc.ValHistogram {
-			newChunk, recoded, app, err = c.app.AppendHistogram(prev, s.st, s.t, s.h, false)
+			newChunk, recoded, app, err = c.other.app.AppendHistogram(prev, s.st, s.t, s.h, false)
 		} else {
-			newChunk, recoded, app, err = c.app.AppendFloatHistogram(prev, s.st, s.t, s.fh, false)
+			newChunk, recoded, app, err = c.other.app.AppendFloatHistogram(prev, s.st, s.t, s.fh, false)
 		}
 		if err != nil {
 			return fmt.Errorf("append histogram at %d: %w", s.t, err)
@@ -147,11 +182,14 @@ func (c *chunkBuilder) append(s sample, part int64, emit func(*chunkBuilder)) er
 			if c.dirty {
 				emit(c)
 			}
-			*c = chunkBuilder{part: part, mint: s.t, chunk: newChunk}
-		} else if newChunk != nil {
-			c.chunk = newChunk // recoded in place: same chunk, same key
+			*c = chunkBuilder{part: part, mint: s.t}
+			c.setOther(newChunk, app)
+		} else {
+			if newChunk != nil {
+				c.other.chunk = newChunk // recoded in place: same chunk, same key
+			}
+			c.other.app = app
 		}
-		c.app = app
 	}
 	c.maxt = s.t
 	c.dirty = true
@@ -161,7 +199,7 @@ func (c *chunkBuilder) append(s sample, part int64, emit func(*chunkBuilder)) er
 // takes reports whether the open chunk takes a sample of type vt, whose own encoding is enc:
 // a float sample goes on in either of the float heads this package opens (stream or XOR2).
 func (c *chunkBuilder) takes(vt chunkenc.ValueType, enc chunkenc.Encoding) bool {
-	e := c.chunk.Encoding()
+	e := c.chunk().Encoding()
 	if vt == chunkenc.ValFloat {
 		return e == encStream || e == chunkenc.EncXOR2
 	}
@@ -172,7 +210,8 @@ func (c *chunkBuilder) takes(vt chunkenc.ValueType, enc chunkenc.Encoding) bool 
 // is a short decimal without a start timestamp; otherwise the chunk is rewritten as XOR2 with
 // the same samples, which takes any float.
 func (c *chunkBuilder) appendFloat(s sample) error {
-	if sc, ok := c.chunk.(*streamChunk); ok {
+	if c.streaming {
+		sc := &c.stream
 		if s.st == 0 && sc.appendFloat(s.t, s.f) {
 			c.floats++
 			return nil
@@ -192,18 +231,19 @@ func (c *chunkBuilder) appendFloat(s sample) error {
 				return err
 			}
 		}
-		c.chunk, c.app = chk, app
+		c.setOther(chk, app)
 	}
-	c.app.Append(s.st, s.t, s.f)
+	c.other.app.Append(s.st, s.t, s.f)
 	c.floats++
 	return nil
 }
 
 // encodeChunkValue is the value stored under a chunk key: encoding, maxt-mint, chunk bytes.
 func encodeChunkValue(b []byte, c *chunkBuilder) []byte {
-	b = append(b, byte(c.chunk.Encoding()))
+	chk := c.chunk()
+	b = append(b, byte(chk.Encoding()))
 	b = binary.AppendUvarint(b, uint64(c.maxt-c.mint))
-	return append(b, c.chunk.Bytes()...)
+	return append(b, chk.Bytes()...)
 }
 
 // encodeStoredChunkValue is encodeChunkValue for a float chunk written to Pebble: one of short
@@ -212,11 +252,11 @@ func encodeChunkValue(b []byte, c *chunkBuilder) []byte {
 // decimal) head is reopened as a stream chunk (builderFromDecimal), so the layout on disk never
 // constrains appending.
 func encodeStoredChunkValue(b []byte, c *chunkBuilder, sc *decimalScratch) []byte {
-	if isFloatChunk(c.chunk) {
+	if chk := c.chunk(); isFloatChunk(chk) {
 		start := len(b)
 		b = append(b, byte(encPacked))
 		b = binary.AppendUvarint(b, uint64(c.maxt-c.mint))
-		if out, ok := appendPackedChunk(b, c.chunk, sc); ok {
+		if out, ok := appendPackedChunk(b, chk, sc); ok {
 			return out
 		}
 		b = b[:start]
@@ -323,7 +363,8 @@ func builderFromStored(part int64, c storedChunk) (chunkBuilder, sample, error) 
 	if err != nil {
 		return chunkBuilder{}, sample{}, err
 	}
-	b := chunkBuilder{part: part, mint: c.mint, maxt: c.maxt, chunk: chk, app: app}
+	b := chunkBuilder{part: part, mint: c.mint, maxt: c.maxt}
+	b.setOther(chk, app)
 	if isFloatChunk(chk) {
 		b.floats = int32(chk.NumSamples())
 		b.quickStored = true // a checkpoint's quick copy, or floats that do not pack
@@ -344,7 +385,7 @@ func builderFromDecimal(part int64, c storedChunk) (chunkBuilder, sample, error)
 	if len(it.ts) == 0 {
 		return chunkBuilder{}, sample{}, errCorruptDecimal
 	}
-	b := chunkBuilder{part: part, mint: c.mint, maxt: c.maxt, chunk: &streamChunk{}, quickStored: c.enc == encStream}
+	b := chunkBuilder{part: part, mint: c.mint, maxt: c.maxt, streaming: true, quickStored: c.enc == encStream}
 	for i := range it.ts {
 		// Every value of these layouts is a short decimal: the stream chunk takes them all, or
 		// appendFloat moves them to XOR2.

@@ -61,15 +61,16 @@ func BenchmarkDayChunkBytes(b *testing.B) {
 			ts := end - int64(samples-1-r)*15_000
 			part := ts / partMs * partMs
 			if perChunk != samplesPerChunk {
-				if c.chunk == nil || c.part != part || c.floats >= int32(perChunk) {
-					if c.chunk != nil {
+				if !c.open() || c.part != part || c.floats >= int32(perChunk) {
+					if c.open() {
 						emit(&c)
 					}
 					chk := chunkenc.NewXOR2Chunk()
 					app, _ := chk.Appender()
-					c = chunkBuilder{part: part, mint: ts, chunk: chk, app: app}
+					c = chunkBuilder{part: part, mint: ts}
+					c.setOther(chk, app)
 				}
-				c.app.Append(0, ts, loadgen.Value(id, r))
+				c.other.app.Append(0, ts, loadgen.Value(id, r))
 				c.floats++
 				c.maxt = ts
 				continue
@@ -188,11 +189,11 @@ func BenchmarkDayChunkBytes(b *testing.B) {
 // encodeDecimalChunkValue is what the stores before the packed layout wrote: the decimal layout
 // (0xD1) where it applies, else the chunk's own encoding. Tests use it to write old stores.
 func encodeDecimalChunkValue(b []byte, c *chunkBuilder, sc *decimalScratch) []byte {
-	if isFloatChunk(c.chunk) {
+	if chk := c.chunk(); isFloatChunk(chk) {
 		start := len(b)
 		b = append(b, byte(encDecimal))
 		b = binary.AppendUvarint(b, uint64(c.maxt-c.mint))
-		if out, ok := appendDecimalChunk(b, c.chunk, sc); ok {
+		if out, ok := appendDecimalChunk(b, chk, sc); ok {
 			return out
 		}
 		b = b[:start]

@@ -226,7 +226,7 @@ func (db *DB) headStart(ref uint64, part int64) int64 {
 	}
 	db.headMu.RLock()
 	defer db.headMu.RUnlock()
-	if s.head.chunk != nil && s.head.part == part {
+	if s.head.open() && s.head.part == part {
 		return s.head.mint
 	}
 	return math.MaxInt64
@@ -345,7 +345,8 @@ func mergeRun(w mergeWindow, keys, vals [][]byte, smps []sample, sc *decimalScra
 		for _, s := range smps {
 			app.Append(s.st, s.t, s.f)
 		}
-		cb := chunkBuilder{part: w.part, mint: mint, maxt: maxt, chunk: chk, app: app, floats: int32(len(smps))}
+		cb := chunkBuilder{part: w.part, mint: mint, maxt: maxt, floats: int32(len(smps))}
+		cb.setOther(chk, app)
 		merged = encodeChunkValue(nil, &cb)
 	}
 	return plannedMerge{

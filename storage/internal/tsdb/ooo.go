@@ -109,7 +109,7 @@ func (db *DB) mergeIntoPartition(b *pebble.Batch, pl *postingListWriter, s *memS
 		start = end
 	}
 	// The head chunk may have been rewritten or split: reload it on next use.
-	if s.head.chunk != nil && s.head.part == part {
+	if s.head.open() && s.head.part == part {
 		s.mu.Lock()
 		s.loaded = false
 		s.mu.Unlock()

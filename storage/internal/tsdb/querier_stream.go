@@ -110,9 +110,9 @@ func (q *Querier) newStreamSet(ctx context.Context, refs []uint64, mint, maxt in
 			for _, c := range db.cuts[ref] {
 				mem = append(mem, copyChunk(c))
 			}
-			if ms.head.chunk != nil && ms.head.dirty {
+			if chk := ms.head.chunk(); chk != nil && ms.head.dirty {
 				mem = append(mem, copyChunk(storedChunk{mint: ms.head.mint, maxt: ms.head.maxt,
-					enc: ms.head.chunk.Encoding(), data: ms.head.chunk.Bytes()}))
+					enc: chk.Encoding(), data: chk.Bytes()}))
 			}
 			if len(mem) == 0 {
 				continue

@@ -252,7 +252,7 @@ func (db *DB) dropPartitionsLocked(cutoff int64) ([]int64, error) {
 	// Heads that point into a dropped partition are stale; forget them.
 	dropped := func(p int64) bool { return p <= drop[len(drop)-1] }
 	db.series.byRef.each(func(s *memSeries) {
-		if s.head.chunk != nil && dropped(s.head.part) {
+		if s.head.open() && dropped(s.head.part) {
 			s.mu.Lock()
 			s.loaded = false
 			s.mu.Unlock()

@@ -60,7 +60,7 @@ func (db *DB) HeadStats(statsByLabelName string, limit int) (*HeadStats, error) 
 		s.mu.Unlock()
 		st.MaxTime = max(st.MaxTime, maxT)
 		db.headMu.RLock()
-		if s.head.chunk != nil {
+		if s.head.open() {
 			st.ChunkCount++
 			st.MinTime = min(st.MinTime, s.head.mint)
 		}

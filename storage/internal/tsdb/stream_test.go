@@ -81,11 +81,11 @@ func TestStreamChunkRefuses(t *testing.T) {
 		var b chunkBuilder
 		emit := func(*chunkBuilder) { t.Fatal("no chunk is cut") }
 		require.NoError(t, b.append(sample{t: 1, f: 1.5}, 0, emit))
-		require.Equal(t, encStream, b.chunk.Encoding())
+		require.Equal(t, encStream, b.chunk().Encoding())
 		require.NoError(t, b.append(sample{t: 2, f: v}, 0, emit))
 		require.NoError(t, b.append(sample{t: 3, f: 2}, 0, emit))
-		require.Equal(t, chunkenc.EncXOR2, b.chunk.Encoding())
-		it := b.chunk.Iterator(nil)
+		require.Equal(t, chunkenc.EncXOR2, b.chunk().Encoding())
+		it := b.chunk().Iterator(nil)
 		var got []float64
 		for it.Next() == chunkenc.ValFloat {
 			_, x := it.At()
@@ -99,7 +99,7 @@ func TestStreamChunkRefuses(t *testing.T) {
 	var b chunkBuilder
 	require.NoError(t, b.append(sample{t: 1, f: 1}, 0, nil))
 	require.NoError(t, b.append(sample{st: 1, t: 2, f: 1}, 0, nil))
-	require.Equal(t, chunkenc.EncXOR2, b.chunk.Encoding())
+	require.Equal(t, chunkenc.EncXOR2, b.chunk().Encoding())
 }
 
 // TestStreamChunkCorrupt feeds truncated and garbled bytes to the reader: an error, never a
@@ -129,8 +129,8 @@ func TestStreamHeadStartsWithOtherValues(t *testing.T) {
 	var b chunkBuilder
 	require.NoError(t, b.append(sample{t: 1, f: math.NaN()}, 0, nil))
 	require.NoError(t, b.append(sample{t: 2, f: 2}, 0, nil))
-	require.Equal(t, chunkenc.EncXOR2, b.chunk.Encoding())
-	require.Equal(t, 2, b.chunk.NumSamples())
+	require.Equal(t, chunkenc.EncXOR2, b.chunk().Encoding())
+	require.Equal(t, 2, b.chunk().NumSamples())
 }
 
 // A head is one object of 64 bytes (a size class of its own): at 100k series every 16 bytes

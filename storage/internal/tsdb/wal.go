@@ -167,7 +167,7 @@ func (db *DB) beginCheckpointLocked(packed bool) (*pendingCheckpoint, error) {
 	b := db.pdb.NewBatch()
 	var buf, key []byte
 	for _, s := range db.unsynced {
-		if !s.unsynced || s.head.chunk == nil || !s.head.dirty {
+		if !s.unsynced || !s.head.open() || !s.head.dirty {
 			continue
 		}
 		if packed {
@@ -198,8 +198,8 @@ func (db *DB) beginCheckpointLocked(packed bool) (*pendingCheckpoint, error) {
 	db.headMu.Lock()
 	for _, s := range db.unsynced {
 		if s.unsynced {
-			if s.head.chunk != nil && s.head.dirty {
-				s.head.quickStored = !packed && isFloatChunk(s.head.chunk)
+			if s.head.open() && s.head.dirty {
+				s.head.quickStored = !packed && isFloatChunk(s.head.chunk())
 			}
 			s.head.dirty = false
 			s.unsynced = false
@@ -226,7 +226,7 @@ func (db *DB) packQuickHeadsLocked(ss iter.Seq[*memSeries]) error {
 	var buf, key []byte
 	var done []*memSeries
 	for s := range ss {
-		if !s.loaded || s.removed || s.head.chunk == nil || !s.head.quickStored || s.head.dirty {
+		if !s.loaded || s.removed || !s.head.open() || !s.head.quickStored || s.head.dirty {
 			continue
 		}
 		done = append(done, s)
