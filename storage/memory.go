@@ -18,7 +18,7 @@ const (
 	// defaultMemoryLimitMiB is memory_limit_mib's default: 100,000 active node-exporter-like
 	// series fit in it with GC headroom to spare (BENCHMARKS.md, "Memory budget"; 192 since the
 	// series diet of 2026-12-03: against 224, 30 MB less peak RSS at 100k series, the
-	// collector's share of the CPU 4.5-4.9 -> 5.1-5.4 %, total CPU within the noise of six
+	// collector's share of the CPU 4.4-4.9 -> 5.1-5.4 %, total CPU within the noise of six
 	// alternated pairs).
 	defaultMemoryLimitMiB = 192
 	// minMemoryLimitMiB is the smallest budget accepted: below it the runtime, the collector
