@@ -160,3 +160,41 @@ func TestMixedSampleKindsAndStaleMarkers(t *testing.T) {
 	db = reopen(t, db, fs)
 	check(db)
 }
+
+// TestHistogramHeadCutKeepsCounterResetHint: a histogram head cut for a new partition hands its
+// appender to the next chunk, as Prometheus's head does at a cut, so that the next chunk knows
+// whether the counter was reset between them (NotCounterReset here, CounterReset after a drop)
+// instead of leaving it unknown.
+func TestHistogramHeadCutKeepsCounterResetHint(t *testing.T) {
+	for _, c := range []struct {
+		name        string
+		first, next int64
+		want        chunkenc.CounterResetHeader
+		float       bool
+	}{
+		{"integer, growing", 1, 2, chunkenc.NotCounterReset, false},
+		{"integer, reset", 5, 1, chunkenc.CounterReset, false},
+		{"float, growing", 1, 2, chunkenc.NotCounterReset, true},
+		{"float, reset", 5, 1, chunkenc.CounterReset, true},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			smp := func(ts, i int64) sample {
+				if c.float {
+					return sample{t: ts, fh: tsdbutil.GenerateTestFloatHistogram(i)}
+				}
+				return sample{t: ts, h: tsdbutil.GenerateTestHistogram(i)}
+			}
+			var b chunkBuilder
+			cuts := 0
+			emit := func(*chunkBuilder) { cuts++ }
+			require.NoError(t, b.append(smp(1_000, c.first), 0, emit))
+			require.NoError(t, b.append(smp(2_000, c.next), 1, emit)) // another partition: a new chunk
+			require.Equal(t, 1, cuts)
+			chk, ok := b.chunk().(interface {
+				GetCounterResetHeader() chunkenc.CounterResetHeader
+			})
+			require.True(t, ok, "head is a %T", b.chunk())
+			require.Equal(t, c.want, chk.GetCounterResetHeader())
+		})
+	}
+}
