@@ -497,7 +497,7 @@ func (db *DB) touchIndexed(samples []pendingSample) {
 	var sum int64
 	for i := range samples {
 		s := samples[i].s
-		// s.ref and s.cmt: the struct's first two cache lines (flags, maxT, last, cmt).
+		// s.ref and s.cmt: the struct's first hundred bytes (flags, last, cmt).
 		sum += int64(s.ref) + int64(s.cmt)
 		if n := s.nIndexed; n > 0 {
 			sum += s.indexed[n-1]

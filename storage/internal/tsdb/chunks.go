@@ -61,7 +61,7 @@ func isFloatChunk(c chunkenc.Chunk) bool {
 // rebuilt when out-of-order samples are merged in.
 //
 // A float head is a stream chunk held in the builder itself (streaming), which is held in the
-// series: an object and a pointer of its own per series were a third of the heap's objects at
+// series: an object and a pointer of its own per series were a fifth of the heap's objects at
 // 100k series, and a cache miss per append. Other chunks (XOR2, histograms) are in other.
 // Nothing keeps a pointer to stream: chunk() hands one out for the moment, and a builder may be
 // copied (a reopened head is built apart, then stored in its series).

@@ -398,8 +398,9 @@ func (db *DB) loadHeadLocked(s *memSeries) error {
 			if err != nil {
 				return err
 			}
-			// The chunk's last sample is at its maxt.
+			// The newest time is the chunk's maxt, its last sample's.
 			head, last = b, l
+			last.t = c.maxt
 			break
 		}
 	}
