@@ -14,6 +14,7 @@ import (
 	promstorage "github.com/prometheus/prometheus/storage"
 	"go.opentelemetry.io/collector/component"
 	"go.opentelemetry.io/collector/extension"
+	"go.opentelemetry.io/collector/extension/extensioncapabilities"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/metric"
 	"go.uber.org/zap"
@@ -32,6 +33,7 @@ type storageExtension struct {
 	registration metric.Registration
 	memLimit     memoryLimit   // the runtime's limit as Start found it, put back by Shutdown
 	stopWatch    chan struct{} // closed by Shutdown to stop the headroom watch
+	released     sync.Once     // the executable's startup pages, dropped at the first Ready
 }
 
 // headroomInterval is how often the live heap is compared with the memory limit.
@@ -40,6 +42,8 @@ const headroomInterval = 30 * time.Second
 var (
 	_ extension.Extension = (*storageExtension)(nil)
 	_ Store               = (*storageExtension)(nil)
+
+	_ extensioncapabilities.PipelineWatcher = (*storageExtension)(nil)
 )
 
 func newExtension(cfg *Config, set extension.Settings) *storageExtension {
@@ -115,6 +119,27 @@ func (e *storageExtension) Shutdown(context.Context) error {
 	}
 	return db.Close()
 }
+
+// Ready drops the executable's pages that only starting the collector used (exepages.go): the
+// pipelines are built and the receivers started, so what startup touched is behind.
+func (e *storageExtension) Ready() error {
+	e.released.Do(func() {
+		released, err := releaseExecutablePages()
+		if err != nil {
+			// Nothing is lost: the pages stay resident, as without the release.
+			e.set.Logger.Debug("Releasing the executable's startup pages failed", zap.Error(err))
+			return
+		}
+		if released > 0 {
+			e.set.Logger.Info("Released the executable's pages that only startup used; they stay in the page cache",
+				zap.Int64("released_bytes", released))
+		}
+	})
+	return nil
+}
+
+// NotReady is part of extensioncapabilities.PipelineWatcher; the store has nothing to do then.
+func (e *storageExtension) NotReady() error { return nil }
 
 // minFreeSpace turns min_free_space_mib into tsdb.Options.MinFreeSpace: 0 keeps the default,
 // -1 (off) becomes negative.

@@ -115,7 +115,7 @@ func currentMemoryLimit() int64 {
 
 // cgroupRatio is the share of its cgroup's memory limit the budget may take, as Prometheus's
 // --auto-gomemlimit.ratio: the rest is for what the runtime does not count (the binary's pages,
-// about 50 MB for this one) and for the kernel's accounting.
+// about 30 MB of this one resident under load, exepages.go) and for the kernel's accounting.
 const cgroupRatio = 0.9
 
 // fitBudget returns memory_limit_mib in bytes, lowered to cgroupRatio of the cgroup's memory

@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"math"
+	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -85,6 +87,19 @@ func TestMemoryLimit(t *testing.T) {
 	t.Run("budget", func(t *testing.T) {
 		checkLimit(t, budgetMiB<<20, "memory_limit_mib")
 		checkReadBack(t)
+	})
+	// Once the pipelines are ready, the storage extension drops the executable's pages that
+	// starting the collector touched (tens of MB of this binary) from the process's resident
+	// memory; the read-back above ran on the code mapped again as it was needed.
+	t.Run("startup_pages_released", func(t *testing.T) {
+		out := c.Proc.Output()
+		m := regexp.MustCompile(`Released the executable's pages that only startup used.*"released_bytes": (\d+)`).FindStringSubmatch(out)
+		if m == nil {
+			t.Fatalf("the log does not say the executable's startup pages were released:\n%s", lastLines(out, 20))
+		}
+		if n, _ := strconv.ParseInt(m[1], 10, 64); n < 10<<20 {
+			t.Errorf("released %d bytes of the executable's pages, want the tens of MB starting the collector touches", n)
+		}
 	})
 
 	t.Setenv("GOMEMLIMIT", "200MiB")

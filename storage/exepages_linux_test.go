@@ -1,0 +1,99 @@
+package storage
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"path/filepath"
+	"testing"
+	"unsafe"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"go.opentelemetry.io/collector/component"
+	"go.opentelemetry.io/collector/component/componenttest"
+	"go.opentelemetry.io/collector/extension"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zaptest/observer"
+	"golang.org/x/sys/unix"
+
+	compmetadata "github.com/metricstor/metricstor/storage/internal/metadata"
+)
+
+// residentPages counts the pages of b mapped in the process (the present bit of
+// /proc/self/pagemap), without touching them.
+func residentPages(t *testing.T, b []byte) int {
+	t.Helper()
+	f, err := os.Open("/proc/self/pagemap")
+	require.NoError(t, err)
+	defer f.Close()
+	page := os.Getpagesize()
+	start := uintptr(unsafe.Pointer(unsafe.SliceData(b))) / uintptr(page)
+	entries := make([]byte, 8*(len(b)/page))
+	_, err = f.ReadAt(entries, int64(start)*8)
+	require.NoError(t, err)
+	n := 0
+	for i := 0; i < len(entries); i += 8 {
+		if entries[i+7]&0x80 != 0 { // bit 63, little-endian
+			n++
+		}
+	}
+	return n
+}
+
+// A read-only private mapping of a file is dropped and comes back from the file unchanged; one
+// with a page copied on write (as a relocated read-only segment) is left alone, its page intact.
+func TestReleaseFileMappings(t *testing.T) {
+	page := os.Getpagesize()
+	const pages = 256
+	want := bytes.Repeat([]byte("metricstor pages "), pages*page/17+1)[:pages*page]
+	name := filepath.Join(t.TempDir(), "mapped")
+	require.NoError(t, os.WriteFile(name, want, 0o600))
+	f, err := os.Open(name)
+	require.NoError(t, err)
+	defer f.Close()
+	var st unix.Stat_t
+	require.NoError(t, unix.Fstat(int(f.Fd()), &st))
+
+	text, err := unix.Mmap(int(f.Fd()), 0, len(want), unix.PROT_READ, unix.MAP_PRIVATE)
+	require.NoError(t, err)
+	defer unix.Munmap(text)
+	relro, err := unix.Mmap(int(f.Fd()), 0, 4*page, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_PRIVATE)
+	require.NoError(t, err)
+	defer unix.Munmap(relro)
+	relro[0] = 'M' // a private copy of the first page, then read-only as RELRO is
+	require.NoError(t, unix.Mprotect(relro, unix.PROT_READ))
+
+	require.Equal(t, want, text) // touches every page
+	require.Equal(t, pages, residentPages(t, text))
+	require.Equal(t, byte('M'), relro[0])
+
+	released, err := releaseFileMappings(unix.Major(uint64(st.Dev)), unix.Minor(uint64(st.Dev)), st.Ino)
+	require.NoError(t, err)
+	assert.Equal(t, int64(pages*page), released)
+	assert.Equal(t, 0, residentPages(t, text), "the read-only mapping is dropped")
+	assert.Equal(t, want, text, "and reads back from the file")
+	assert.Equal(t, byte('M'), relro[0], "the mapping with an anonymous page is kept")
+	assert.Equal(t, want[1:4*page], relro[1:])
+}
+
+// The extension drops the executable's pages once, at the first Ready.
+func TestReadyReleasesExecutablePages(t *testing.T) {
+	cfg := createDefaultConfig()
+	cfg.Directory = t.TempDir()
+	core, logs := observer.New(zap.InfoLevel)
+	set := extension.Settings{ID: component.NewID(compmetadata.Type), TelemetrySettings: componenttest.NewNopTelemetrySettings()}
+	set.Logger = zap.New(core)
+	ext, err := NewFactory().Create(context.Background(), set, cfg)
+	require.NoError(t, err)
+	require.NoError(t, ext.Start(context.Background(), componenttest.NewNopHost()))
+	defer func() { require.NoError(t, ext.Shutdown(context.Background())) }()
+
+	watcher := ext.(*storageExtension)
+	require.NoError(t, watcher.Ready())
+	require.NoError(t, watcher.Ready())
+	require.NoError(t, watcher.NotReady())
+	entries := logs.FilterMessage("Released the executable's pages that only startup used; they stay in the page cache").All()
+	require.Len(t, entries, 1)
+	assert.Greater(t, entries[0].ContextMap()["released_bytes"].(int64), int64(0))
+}
