@@ -342,7 +342,7 @@ func (a *Appender) Commit() error {
 		err = db.writeOutOfOrder(ooo)
 	}
 	var cp *pendingCheckpoint
-	if err == nil && db.log.bytes >= db.opts.CheckpointBytes {
+	if err == nil && db.log.bytes >= db.checkpointAt {
 		cp, err = db.beginCheckpointLocked(headsQuick)
 	}
 	db.writeMu.Unlock()

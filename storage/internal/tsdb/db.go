@@ -64,7 +64,8 @@ type Options struct {
 	// LogSyncInterval is how often the sample log is fsynced when SyncCommits is off: what a
 	// power loss may take of the float samples. Default 1m.
 	LogSyncInterval time.Duration
-	// CheckpointBytes checkpoints once the sample log holds that many bytes. Default 64 MiB.
+	// CheckpointBytes checkpoints once the sample log holds that many bytes, or more where the
+	// open heads are large (checkpointLogBytes). Default 64 MiB.
 	CheckpointBytes int64
 	// SyncCommits fsyncs the sample log on every commit, so that an acknowledged commit also
 	// survives a power loss or a crash of the operating system. Without it a commit survives a
@@ -189,8 +190,10 @@ type DB struct {
 	// whether Pebble still holds log records of the version that kept them there.
 	log      *sampleLog
 	logStart time.Time
-	logRec   logRecord      // the record being built by the current commit
-	decimal  decimalScratch // buffers of encodeStoredChunkValue
+	// checkpointAt is the size of the log at which a commit checkpoints (checkpointLogBytes).
+	checkpointAt int64
+	logRec       logRecord      // the record being built by the current commit
+	decimal      decimalScratch // buffers of encodeStoredChunkValue
 	// encodeStored is encodeStoredChunkValue; tests set it to the encoder of an older version
 	// to write the stores that version wrote.
 	encodeStored func(b []byte, c *chunkBuilder, sc *decimalScratch) []byte
@@ -262,6 +265,7 @@ func Open(dir string, o Options) (*DB, error) {
 		encodeStored: encodeStoredChunkValue,
 		dir:          dir,
 		opts:         opts,
+		checkpointAt: opts.CheckpointBytes,
 		partMs:       opts.PartitionDuration.Milliseconds(),
 		logger:       opts.Logger,
 		meta:         map[string]metadata.Metadata{},

@@ -12,6 +12,7 @@ import (
 
 	"github.com/cockroachdb/pebble/v2/vfs"
 	"github.com/prometheus/prometheus/model/labels"
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"math/rand/v2"
 )
@@ -109,6 +110,49 @@ func TestCheckpoint(t *testing.T) {
 	db = reopen(t, db, fs)
 	require.Zero(t, logRecords(t, db))
 	requireSamples(t, floatRange(0, 19, 1), selectStrict(t, db, 0, 100, nil, eq("__name__", "m"))[ls.String()])
+}
+
+func TestCheckpointLogBytes(t *testing.T) {
+	assert.Equal(t, int64(64), checkpointLogBytes(64, 0))
+	assert.Equal(t, int64(800), checkpointLogBytes(64, 100))
+	assert.Equal(t, int64(maxCheckpointLogBytes), checkpointLogBytes(64<<20, 200<<20))
+	assert.Equal(t, int64(2<<30), checkpointLogBytes(2<<30, 1<<30), "a configured size past the bound is kept")
+}
+
+// The log between two checkpoints grows with what a checkpoint writes: with 1,000 open heads
+// and CheckpointBytes far below what one round of them logs, the commits after a checkpoint run
+// to eight times the heads' bytes before the next one, and every sample reads back.
+func TestCheckpointLogGrowsWithHeads(t *testing.T) {
+	db, fs := openMem(t, Options{CheckpointInterval: time.Hour, CheckpointBytes: 4 << 10})
+	names := make([]string, 1000)
+	for i := range names {
+		names[i] = fmt.Sprint("m", i)
+	}
+	const rounds = 60
+	var logged []int64 // log bytes before each commit
+	var checkpointed []int
+	for r := range rounds {
+		logged = append(logged, db.log.bytes)
+		before := db.Stats().Checkpoints.Load()
+		require.NoError(t, commitFloats(context.Background(), db, int64(r)*15_000, float64(r), names...))
+		if db.Stats().Checkpoints.Load() > before {
+			checkpointed = append(checkpointed, r)
+		}
+	}
+	require.GreaterOrEqual(t, len(checkpointed), 2, "rounds that checkpointed: %v", checkpointed)
+	// The first checkpoint comes at the first commit (its record is past 4 KiB); each head it
+	// writes is 20 bytes or more, so the next waits for 8 x 20 kB of log at least.
+	assert.Equal(t, 0, checkpointed[0])
+	for i := 1; i < len(checkpointed); i++ {
+		gap := checkpointed[i] - checkpointed[i-1]
+		assert.Greater(t, gap, 3, "rounds between checkpoints: %v", checkpointed)
+	}
+	assert.GreaterOrEqual(t, db.checkpointAt, int64(checkpointLogRatio*len(names)*20))
+
+	db = reopen(t, db, fs)
+	for _, n := range names[:5] {
+		require.Len(t, selectStrict(t, db, 0, rounds*15_000, nil, eq("__name__", n))[lbls("__name__", n).String()], rounds)
+	}
 }
 
 // A querier created before a commit that cuts the head chunk still sees every sample of the
