@@ -20,7 +20,7 @@ import (
 //
 // Only the executable's read-only private mappings without anonymous pages are dropped. For
 // them, dropping a page is what the kernel's own reclaim does to it: the contents come back from
-// the file unchanged. A mapping with anonymous pages (copied on write, as a position-independent
+// the file unchanged (so that matching a mapping to the executable is about intent, not safety). A mapping with anonymous pages (copied on write, as a position-independent
 // binary's relocated read-only data) would lose what was written and is left alone, as are
 // writable and locked mappings.
 
@@ -31,9 +31,18 @@ type exeMapping struct {
 	rssBytes   int64
 }
 
-// exeMappings reads /proc/self/smaps (r) and returns the droppable mappings of the file on the
-// device major:minor with inode ino (the executable).
-func exeMappings(r io.Reader, major, minor uint32, ino uint64) ([]exeMapping, error) {
+// fileID names a mapped file: by its device and inode, or by its path. On overlayfs (a
+// container's root) /proc/self/maps names the underlying file's device and inode, not the ones
+// stat reports, so the path is the one that matches there.
+type fileID struct {
+	major, minor uint32
+	ino          uint64
+	path         string // "" for none
+}
+
+// exeMappings reads /proc/self/smaps (r) and returns the droppable mappings of the file id names
+// (the executable).
+func exeMappings(r io.Reader, id fileID) ([]exeMapping, error) {
 	var (
 		out  []exeMapping
 		cur  exeMapping
@@ -65,8 +74,12 @@ func exeMappings(r io.Reader, major, minor uint32, ino uint64) ([]exeMapping, er
 				return nil, err
 			}
 			cur = exeMapping{start: start, end: end}
+			path := ""
+			if len(f) > 5 {
+				path = strings.Join(f[5:], " ")
+			}
 			ok = f[1] != "" && f[1][0] == 'r' && strings.HasSuffix(f[1], "p") && !strings.Contains(f[1], "w") &&
-				sameFile(f[3], f[4], major, minor, ino)
+				(sameFile(f[3], f[4], id) || id.path != "" && path == id.path)
 			continue
 		}
 		switch f[0] {
@@ -107,7 +120,7 @@ func parseRange(s string) (start, end uint64, err error) {
 
 // sameFile reports whether a mapping's device ("fd:01", hexadecimal major:minor) and inode are
 // the executable's.
-func sameFile(dev, inode string, major, minor uint32, ino uint64) bool {
+func sameFile(dev, inode string, id fileID) bool {
 	ma, mi, found := strings.Cut(dev, ":")
 	if !found {
 		return false
@@ -116,7 +129,7 @@ func sameFile(dev, inode string, major, minor uint32, ino uint64) bool {
 	gotMinor, err2 := strconv.ParseUint(mi, 16, 32)
 	gotIno, err3 := strconv.ParseUint(inode, 10, 64)
 	return err1 == nil && err2 == nil && err3 == nil && gotIno != 0 &&
-		uint32(gotMajor) == major && uint32(gotMinor) == minor && gotIno == ino
+		uint32(gotMajor) == id.major && uint32(gotMinor) == id.minor && gotIno == id.ino
 }
 
 // parseKB parses "Key: N kB" into bytes; a malformed line counts as not zero, so that a mapping

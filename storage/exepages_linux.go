@@ -14,16 +14,20 @@ func releaseExecutablePages() (int64, error) {
 	if err := unix.Stat("/proc/self/exe", &st); err != nil {
 		return 0, fmt.Errorf("stat the executable: %w", err)
 	}
-	return releaseFileMappings(unix.Major(uint64(st.Dev)), unix.Minor(uint64(st.Dev)), st.Ino)
+	id := fileID{major: unix.Major(uint64(st.Dev)), minor: unix.Minor(uint64(st.Dev)), ino: st.Ino}
+	if path, err := os.Executable(); err == nil {
+		id.path = path
+	}
+	return releaseFileMappings(id)
 }
 
-// releaseFileMappings drops the process's droppable mappings of the file major:minor ino.
-func releaseFileMappings(major, minor uint32, ino uint64) (int64, error) {
+// releaseFileMappings drops the process's droppable mappings of the file id names.
+func releaseFileMappings(id fileID) (int64, error) {
 	f, err := os.Open("/proc/self/smaps")
 	if err != nil {
 		return 0, err
 	}
-	maps, err := exeMappings(f, major, minor, ino)
+	maps, err := exeMappings(f, id)
 	_ = f.Close()
 	if err != nil {
 		return 0, err

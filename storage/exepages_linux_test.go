@@ -68,7 +68,7 @@ func TestReleaseFileMappings(t *testing.T) {
 	require.Equal(t, pages, residentPages(t, text))
 	require.Equal(t, byte('M'), relro[0])
 
-	released, err := releaseFileMappings(unix.Major(uint64(st.Dev)), unix.Minor(uint64(st.Dev)), st.Ino)
+	released, err := releaseFileMappings(fileID{major: unix.Major(uint64(st.Dev)), minor: unix.Minor(uint64(st.Dev)), ino: st.Ino})
 	require.NoError(t, err)
 	assert.Equal(t, int64(pages*page), released)
 	assert.Equal(t, 0, residentPages(t, text), "the read-only mapping is dropped")

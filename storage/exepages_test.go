@@ -36,7 +36,7 @@ func TestExeMappings(t *testing.T) {
 		smapsEntry("09000000-09010000 r-xp 00000000 103:1a1 4242 /mnt/other-device", 64, 0, "rd ex mr mw me") +
 		smapsEntry("7f0000000000-7f0000100000 rw-p 00000000 00:00 0", 1024, 1024, "rd wr mr mw me ac") +
 		smapsEntry("7ffd00000000-7ffd00021000 rw-p 00000000 00:00 0                          [stack]", 132, 132, "rd wr mr mw me gd ac")
-	got, err := exeMappings(strings.NewReader(smaps), 0x103, 0x1a0, 4242)
+	got, err := exeMappings(strings.NewReader(smaps), fileID{major: 0x103, minor: 0x1a0, ino: 4242})
 	require.NoError(t, err)
 	assert.Equal(t, []exeMapping{
 		{start: 0x400000, end: 0x24bd000, rssBytes: 26196 << 10},
@@ -46,10 +46,21 @@ func TestExeMappings(t *testing.T) {
 
 	// A mapping whose anonymous size cannot be read is kept.
 	broken := strings.Replace(smapsEntry("00400000-024bd000 r-xp 00000000"+exe, 10, 0, "rd ex"), "Anonymous:          0 kB", "Anonymous: ? kB", 1)
-	got, err = exeMappings(strings.NewReader(broken), 0x103, 0x1a0, 4242)
+	got, err = exeMappings(strings.NewReader(broken), fileID{major: 0x103, minor: 0x1a0, ino: 4242})
 	require.NoError(t, err)
 	assert.Empty(t, got)
 
-	_, err = exeMappings(strings.NewReader("00400000-00300000 r-xp 00000000"+exe+"\n"), 0x103, 0x1a0, 4242)
+	// On overlayfs maps names the underlying file's device and inode: the path matches instead,
+	// spaces and all; another path does not.
+	overlay := smapsEntry("00400000-024bd000 r-xp 00000000 00:2f 777 /opt/my collector/otelcol-metricstor", 100, 0, "rd ex mr mw me") +
+		smapsEntry("05000000-05010000 r-xp 00000000 00:2f 778 /opt/my collector/other", 64, 0, "rd ex mr mw me")
+	got, err = exeMappings(strings.NewReader(overlay), fileID{major: 0x103, minor: 0x1a0, ino: 4242, path: "/opt/my collector/otelcol-metricstor"})
+	require.NoError(t, err)
+	assert.Equal(t, []exeMapping{{start: 0x400000, end: 0x24bd000, rssBytes: 100 << 10}}, got)
+	got, err = exeMappings(strings.NewReader(overlay), fileID{major: 0x103, minor: 0x1a0, ino: 4242})
+	require.NoError(t, err)
+	assert.Empty(t, got, "no path given: device and inode only")
+
+	_, err = exeMappings(strings.NewReader("00400000-00300000 r-xp 00000000"+exe+"\n"), fileID{major: 0x103, minor: 0x1a0, ino: 4242})
 	assert.ErrorContains(t, err, "mapping range")
 }
