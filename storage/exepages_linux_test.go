@@ -10,14 +10,7 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
-	"go.opentelemetry.io/collector/component"
-	"go.opentelemetry.io/collector/component/componenttest"
-	"go.opentelemetry.io/collector/extension"
-	"go.uber.org/zap"
-	"go.uber.org/zap/zaptest/observer"
 	"golang.org/x/sys/unix"
-
-	compmetadata "github.com/metricstor/metricstor/storage/internal/metadata"
 )
 
 // residentPages counts the pages of b mapped in the process (the present bit of
@@ -79,14 +72,7 @@ func TestReleaseFileMappings(t *testing.T) {
 
 // The extension drops the executable's pages once, at the first Ready.
 func TestReadyReleasesExecutablePages(t *testing.T) {
-	cfg := createDefaultConfig()
-	cfg.Directory = t.TempDir()
-	core, logs := observer.New(zap.InfoLevel)
-	set := extension.Settings{ID: component.NewID(compmetadata.Type), TelemetrySettings: componenttest.NewNopTelemetrySettings()}
-	set.Logger = zap.New(core)
-	ext, err := NewFactory().Create(context.Background(), set, cfg)
-	require.NoError(t, err)
-	require.NoError(t, ext.Start(context.Background(), componenttest.NewNopHost()))
+	ext, logs := startWithLimit(t, 0) // no budget: the runtime's limit is left alone
 	defer func() { require.NoError(t, ext.Shutdown(context.Background())) }()
 
 	watcher := ext.(*storageExtension)
