@@ -15,7 +15,7 @@ import (
 // MB of this 78 MB binary are resident, while under load the process uses about 30 MB of it. The
 // rest counts in the process's resident memory (what top, ps and the benchmark's VmHWM show)
 // until the kernel reclaims it under memory pressure. releaseExecutablePages drops those mappings
-// once, when the pipelines are ready: the pages stay in the page cache, and what the process
+// once, a second after the pipelines are ready: the pages stay in the page cache, and what the process
 // touches again is mapped again from there.
 //
 // Only the executable's read-only private mappings without anonymous pages are dropped. For

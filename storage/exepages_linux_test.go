@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+	"time"
 	"unsafe"
 
 	"github.com/stretchr/testify/assert"
@@ -70,16 +71,27 @@ func TestReleaseFileMappings(t *testing.T) {
 	assert.Equal(t, want[1:4*page], relro[1:])
 }
 
-// The extension drops the executable's pages once, at the first Ready.
+// The extension drops the executable's pages once, a moment after the first Ready; a Shutdown
+// before then cancels the release.
 func TestReadyReleasesExecutablePages(t *testing.T) {
-	ext, logs := startWithLimit(t, 0) // no budget: the runtime's limit is left alone
-	defer func() { require.NoError(t, ext.Shutdown(context.Background())) }()
-
-	watcher := ext.(*storageExtension)
-	require.NoError(t, watcher.Ready())
-	require.NoError(t, watcher.Ready())
-	require.NoError(t, watcher.NotReady())
-	entries := logs.FilterMessage("Released the executable's pages that only startup used; they stay in the page cache").All()
-	require.Len(t, entries, 1)
-	assert.Greater(t, entries[0].ContextMap()["released_bytes"].(int64), int64(0))
+	const msg = "Released the executable's pages that only startup used; they stay in the page cache"
+	t.Run("released", func(t *testing.T) {
+		ext, logs := startWithLimit(t, 0) // no budget: the runtime's limit is left alone
+		ext.(*storageExtension).releaseAfter = 10 * time.Millisecond
+		watcher := ext.(*storageExtension)
+		require.NoError(t, watcher.Ready())
+		require.NoError(t, watcher.Ready())
+		require.NoError(t, watcher.NotReady())
+		require.Eventually(t, func() bool { return logs.FilterMessage(msg).Len() > 0 }, 10*time.Second, 5*time.Millisecond)
+		require.NoError(t, ext.Shutdown(context.Background()))
+		entries := logs.FilterMessage(msg).All()
+		require.Len(t, entries, 1)
+		assert.Greater(t, entries[0].ContextMap()["released_bytes"].(int64), int64(0))
+	})
+	t.Run("shutdown first", func(t *testing.T) {
+		ext, logs := startWithLimit(t, 0)
+		require.NoError(t, ext.(*storageExtension).Ready()) // the default second: Shutdown comes first
+		require.NoError(t, ext.Shutdown(context.Background()))
+		assert.Zero(t, logs.FilterMessage(msg).Len())
+	})
 }

@@ -33,11 +33,18 @@ type storageExtension struct {
 	registration metric.Registration
 	memLimit     memoryLimit   // the runtime's limit as Start found it, put back by Shutdown
 	stopWatch    chan struct{} // closed by Shutdown to stop the headroom watch
-	released     sync.Once     // the executable's startup pages, dropped at the first Ready
+	released     sync.Once     // the executable's startup pages, dropped after the first Ready
+	releaseAfter time.Duration // how long after Ready (releaseDelay; tests shorten it)
+	releasing    sync.WaitGroup
 }
 
 // headroomInterval is how often the live heap is compared with the memory limit.
 const headroomInterval = 30 * time.Second
+
+// releaseDelay is how long after the pipelines are ready the executable's startup pages are
+// dropped (exepages.go): the collector installs its signal handlers after Ready returns, so
+// Ready itself does not wait for the release, and a second later starting is over.
+const releaseDelay = time.Second
 
 var (
 	_ extension.Extension = (*storageExtension)(nil)
@@ -47,7 +54,7 @@ var (
 )
 
 func newExtension(cfg *Config, set extension.Settings) *storageExtension {
-	return &storageExtension{cfg: cfg, set: set}
+	return &storageExtension{cfg: cfg, set: set, releaseAfter: releaseDelay}
 }
 
 // Start opens the database; a directory locked by another process fails here.
@@ -113,6 +120,7 @@ func (e *storageExtension) Shutdown(context.Context) error {
 		return nil
 	}
 	close(stop)
+	e.releasing.Wait()
 	ml.restore()
 	if reg != nil {
 		_ = reg.Unregister()
@@ -120,20 +128,41 @@ func (e *storageExtension) Shutdown(context.Context) error {
 	return db.Close()
 }
 
-// Ready drops the executable's pages that only starting the collector used (exepages.go): the
-// pipelines are built and the receivers started, so what startup touched is behind.
+// Ready drops the executable's pages that only starting the collector used (exepages.go), once,
+// releaseAfter later: the pipelines are built and the receivers started, so what startup touched
+// is behind. Shutdown before then cancels it.
 func (e *storageExtension) Ready() error {
 	e.released.Do(func() {
-		released, err := releaseExecutablePages()
-		if err != nil {
-			// Nothing is lost: the pages stay resident, as without the release.
-			e.set.Logger.Debug("Releasing the executable's startup pages failed", zap.Error(err))
-			return
+		// Added under mu while the extension runs, so before Shutdown's Wait.
+		e.mu.Lock()
+		stop := e.stopWatch
+		if stop != nil {
+			e.releasing.Add(1)
 		}
-		if released > 0 {
-			e.set.Logger.Info("Released the executable's pages that only startup used; they stay in the page cache",
-				zap.Int64("released_bytes", released))
+		e.mu.Unlock()
+		if stop == nil {
+			return // not started, or stopped
 		}
+		go func() {
+			defer e.releasing.Done()
+			t := time.NewTimer(e.releaseAfter)
+			defer t.Stop()
+			select {
+			case <-stop:
+				return
+			case <-t.C:
+			}
+			released, err := releaseExecutablePages()
+			if err != nil {
+				// Nothing is lost: the pages stay resident, as without the release.
+				e.set.Logger.Debug("Releasing the executable's startup pages failed", zap.Error(err))
+				return
+			}
+			if released > 0 {
+				e.set.Logger.Info("Released the executable's pages that only startup used; they stay in the page cache",
+					zap.Int64("released_bytes", released))
+			}
+		}()
 	})
 	return nil
 }

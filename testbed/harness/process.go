@@ -184,6 +184,7 @@ func (p *Process) Stop(timeout time.Duration) {
 // Terminate sends SIGTERM and waits for a clean exit (code 0); unlike Stop it returns the
 // failure instead of failing the test (a process still running at the timeout is left running).
 func (p *Process) Terminate(timeout time.Duration) error {
+	p.waitStarted(timeout)
 	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil && !p.Exited() {
 		return fmt.Errorf("SIGTERM %s: %v", p.name, err)
 	}
@@ -194,6 +195,28 @@ func (p *Process) Terminate(timeout time.Duration) error {
 		return fmt.Errorf("%s exited with code %d after SIGTERM (%v); output:\n%s", p.name, code, p.waitErr, p.Output())
 	}
 	return nil
+}
+
+// A collector installs its SIGTERM handler only once every component has started, after it logs
+// collectorReadyLine; its listeners answer the readiness probes before that, and a SIGTERM in
+// between ends it uncleanly. A collector logging at info level says when it starts and when it
+// is done.
+const (
+	collectorStartingLine = "Starting otelcol-metricstor..."
+	collectorReadyLine    = "Everything is ready. Begin running and processing data."
+)
+
+// waitStarted waits (up to timeout) until a collector that logged its start has logged that it
+// is ready; other processes, and collectors logging above info, are not waited for.
+func (p *Process) waitStarted(timeout time.Duration) {
+	deadline := time.Now().Add(timeout)
+	for !p.Exited() && time.Now().Before(deadline) {
+		out := p.Output()
+		if !strings.Contains(out, collectorStartingLine) || strings.Contains(out, collectorReadyLine) {
+			return
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
 }
 
 // Kill sends SIGKILL (kill -9) and waits for the process to be gone.
