@@ -15,14 +15,15 @@ import (
 // MB of this 78 MB binary are resident, while under load the process uses about 30 MB of it. The
 // rest counts in the process's resident memory (what top, ps and the benchmark's VmHWM show)
 // until the kernel reclaims it under memory pressure. releaseExecutablePages drops those mappings
-// once, a second after the pipelines are ready: the pages stay in the page cache, and what the process
-// touches again is mapped again from there.
+// once, a second after the pipelines are ready (storageExtension.Ready): the pages stay in the
+// page cache, and what the process touches again is mapped again from there.
 //
 // Only the executable's read-only private mappings without anonymous pages are dropped. For
 // them, dropping a page is what the kernel's own reclaim does to it: the contents come back from
-// the file unchanged (so that matching a mapping to the executable is about intent, not safety). A mapping with anonymous pages (copied on write, as a position-independent
-// binary's relocated read-only data) would lose what was written and is left alone, as are
-// writable and locked mappings.
+// the file unchanged (so matching a mapping to the executable is about intent, not safety). A
+// mapping with anonymous pages (copied on write, as a position-independent binary's relocated
+// read-only data) would lose what was written and is left alone, as are writable and locked
+// mappings.
 
 // exeMapping is an address range of the executable that may be dropped, and how much of it is
 // resident.
