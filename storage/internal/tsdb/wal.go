@@ -49,9 +49,19 @@ const (
 	checkpointLogRatio    = 8
 	maxCheckpointLogBytes = 1 << 30
 
-	// checkpointBatchBytes is the size at which a checkpoint applies what it has so far.
+	// checkpointBatchBytes is the size at which a checkpoint applies what it has so far, with
+	// memtables of at least 8 MiB (checkpointPartBytes).
 	checkpointBatchBytes = 1 << 20
 )
+
+// checkpointPartBytes is the size at which a checkpoint applies its batch: checkpointBatchBytes,
+// or an eighth of a memtable when that is less. Pebble commits a batch that takes half a
+// memtable (its entries' skiplist nodes included) as a memtable of its own, flushed on its
+// own: with 2 MiB memtables (a 64 MiB memory budget) every 1 MiB part of a checkpoint was one,
+// and 100k series wrote 5 GB for 20 M samples and stalled writes past their deadlines.
+func checkpointPartBytes(memTableSize uint64) int {
+	return int(min(checkpointBatchBytes, memTableSize/8))
+}
 
 // appendLogSample encodes one float sample: ref, t and st as varints, the value's 8 bytes.
 func appendLogSample(b []byte, ref uint64, s sample) []byte {
@@ -274,11 +284,11 @@ func (db *DB) packQuickHeadsLocked(ss iter.Seq[*memSeries]) error {
 	return nil
 }
 
-// applyFullPart applies b without a sync once it holds checkpointBatchBytes, and returns the
+// applyFullPart applies b without a sync once it holds checkpointPartBytes, and returns the
 // batch to go on with (b, or a new one). Heads are written in parts: one batch of every head
 // (tens of MB at 100k series) was a spike of that much memory. On an error b is closed.
 func (db *DB) applyFullPart(b *pebble.Batch) (*pebble.Batch, error) {
-	if b.Len() < checkpointBatchBytes {
+	if b.Len() < checkpointPartBytes(db.opts.MemTableSize) {
 		return b, nil
 	}
 	err := db.pdb.Apply(b, pebble.NoSync)

@@ -307,3 +307,38 @@ func setLength(b []byte, at int, n uint32) []byte {
 	binary.LittleEndian.PutUint32(c[at:], n)
 	return c
 }
+
+// A checkpoint applies its heads in parts that Pebble takes into its memtable: a part of half
+// a memtable or more becomes a memtable of its own, flushed on its own, and with the small
+// memtables of a small memory budget every part was one (TestCheckpointPartsFitMemTables).
+func TestCheckpointPartBytes(t *testing.T) {
+	assert.Equal(t, checkpointBatchBytes, checkpointPartBytes(64<<20))
+	assert.Equal(t, checkpointBatchBytes, checkpointPartBytes(8<<20))
+	for _, mt := range []uint64{2 << 20, 3 << 20, 6 << 20} {
+		assert.LessOrEqual(t, checkpointPartBytes(mt), int(mt/8), "memtable %d", mt)
+	}
+}
+
+// With 2 MiB memtables (the smallest memory budget's), a checkpoint of 8,000 heads of 100
+// random values is flushed as memtables fill, not as one flush per part.
+func TestCheckpointPartsFitMemTables(t *testing.T) {
+	const memTable = 2 << 20
+	db, _ := openMem(t, Options{MemTableSize: memTable, CheckpointInterval: time.Hour, CheckpointBytes: 1 << 30})
+	names := make([]string, 8000)
+	for i := range names {
+		names[i] = fmt.Sprint("m", i)
+	}
+	rnd := rand.New(rand.NewPCG(1, 2))
+	for r := range 100 {
+		require.NoError(t, commitFloats(context.Background(), db, int64(r)*15_000, rnd.Float64()*1e6, names...))
+	}
+	m := db.pdb.Metrics()
+	flushes, l0 := m.Flush.Count, m.Levels[0].TablesFlushed
+	checkpointNow(t, db)
+	require.NoError(t, db.pdb.Flush())
+	m = db.pdb.Metrics()
+	// They fill 4 memtables, and one more may hold what the commits left; with 1 MiB parts it
+	// took 7 flushes.
+	assert.LessOrEqual(t, m.Flush.Count-flushes, int64(5), "flushes")
+	assert.LessOrEqual(t, m.Levels[0].TablesFlushed-l0, uint64(5), "tables flushed")
+}
