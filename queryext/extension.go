@@ -28,7 +28,12 @@ type promqlExtension struct {
 	cfg      *Config            // never changes after construction
 	settings extension.Settings // never changes after construction
 
-	ready atomic.Bool // true between a successful Start and the beginning of Shutdown
+	// ready is true from the collector's Ready (every pipeline started) to its NotReady or
+	// Shutdown. Until then the API answers 503, as Prometheus's does until its storage is open,
+	// so that /-/ready tells a client that writes are accepted too: the receivers start after
+	// the extensions, and a sender that took a 200 from /-/ready at Start had its first push
+	// refused.
+	ready atomic.Bool
 
 	// Set by Start, read by Shutdown; the collector never calls them concurrently.
 	server  *http.Server
@@ -42,7 +47,10 @@ type promqlExtension struct {
 	rules atomic.Pointer[rulesRef] // what /api/v1/rules, /alerts, /alertmanagers serve; nil: nothing
 }
 
-var _ extensioncapabilities.Dependent = (*promqlExtension)(nil)
+var (
+	_ extensioncapabilities.Dependent       = (*promqlExtension)(nil)
+	_ extensioncapabilities.PipelineWatcher = (*promqlExtension)(nil)
+)
 
 func newExtension(cfg *Config, set extension.Settings) *promqlExtension {
 	return &promqlExtension{cfg: cfg, settings: set}
@@ -107,10 +115,21 @@ func (e *promqlExtension) Start(ctx context.Context, host component.Host) error 
 			componentstatus.ReportStatus(host, componentstatus.NewFatalErrorEvent(err))
 		}
 	}()
-	e.ready.Store(true)
 	logger.Info("Prometheus HTTP API listening",
 		zap.String("endpoint", ln.Addr().String()),
 		zap.String("storage", e.cfg.Storage.String()))
+	return nil
+}
+
+// Ready opens the API: the collector calls it once every pipeline has started.
+func (e *promqlExtension) Ready() error {
+	e.ready.Store(true)
+	return nil
+}
+
+// NotReady closes the API again (503) while the collector shuts its pipelines down.
+func (e *promqlExtension) NotReady() error {
+	e.ready.Store(false)
 	return nil
 }
 

@@ -80,8 +80,17 @@ func startTestExtension(t *testing.T, mutate func(*Config)) string {
 	return startTestExtensionOn(t, store, mutate)
 }
 
-// startTestExtensionOn starts the extension over store and returns its base URL.
+// startTestExtensionOn starts the extension over store, tells it the pipelines are ready, and
+// returns its base URL.
 func startTestExtensionOn(t *testing.T, store *testStore, mutate func(*Config)) string {
+	ext := startUnreadyExtension(t, store, mutate)
+	require.NoError(t, ext.Ready())
+	return "http://" + ext.addr.String()
+}
+
+// startUnreadyExtension starts the extension over store as the collector does before its
+// pipelines have started.
+func startUnreadyExtension(t *testing.T, store *testStore, mutate func(*Config)) *promqlExtension {
 	cfg := createDefaultConfig().(*Config)
 	cfg.NetAddr.Endpoint = "127.0.0.1:0"
 	if mutate != nil {
@@ -95,7 +104,7 @@ func startTestExtensionOn(t *testing.T, store *testStore, mutate func(*Config)) 
 	host := testHost{cfg.Storage: store}
 	require.NoError(t, ext.Start(context.Background(), host))
 	t.Cleanup(func() { require.NoError(t, ext.Shutdown(context.Background())) })
-	return "http://" + ext.(*promqlExtension).addr.String()
+	return ext.(*promqlExtension)
 }
 
 type httpResult struct {
@@ -409,12 +418,28 @@ func TestHTTPMetadata(t *testing.T) {
 	}
 }
 
+// The probes follow the collector's lifecycle: healthy from Start, ready (and the API open) only
+// once every pipeline has started (Ready) and until the pipelines stop (NotReady).
 func TestHTTPProbes(t *testing.T) {
-	base := startTestExtension(t, nil)
-	res := get(t, base, "/-/healthy", nil)
-	assert.Equal(t, httpResult{200, "Metricstor is Healthy.\n"}, res)
-	res = get(t, base, "/-/ready", nil)
-	assert.Equal(t, httpResult{200, "Metricstor is Ready.\n"}, res)
+	ext := startUnreadyExtension(t, newTestStore(t, nil), nil)
+	base := "http://" + ext.addr.String()
+	healthy := httpResult{200, "Metricstor is Healthy.\n"}
+	unavailable := httpResult{503, "Service Unavailable"}
+	instant := url.Values{"query": {"1"}, "time": {"1700000000"}}
+
+	assert.Equal(t, healthy, get(t, base, "/-/healthy", nil))
+	assert.Equal(t, unavailable, get(t, base, "/-/ready", nil), "before the pipelines started")
+	assert.Equal(t, unavailable, get(t, base, "/api/v1/query", instant))
+
+	require.NoError(t, ext.Ready())
+	assert.Equal(t, healthy, get(t, base, "/-/healthy", nil))
+	assert.Equal(t, httpResult{200, "Metricstor is Ready.\n"}, get(t, base, "/-/ready", nil))
+	assert.Equal(t, 200, get(t, base, "/api/v1/query", instant).code)
+
+	require.NoError(t, ext.NotReady())
+	assert.Equal(t, healthy, get(t, base, "/-/healthy", nil))
+	assert.Equal(t, unavailable, get(t, base, "/-/ready", nil), "while the pipelines stop")
+	assert.Equal(t, unavailable, get(t, base, "/api/v1/query", instant))
 }
 
 func TestMaxSamples(t *testing.T) {

@@ -101,6 +101,9 @@ func startFuzzAPI(f *testing.F) string {
 		f.Fatal(err)
 	}
 	f.Cleanup(func() { _ = q.Shutdown(ctx) })
+	if err := q.(*promqlExtension).Ready(); err != nil {
+		f.Fatal(err)
+	}
 	return "http://" + q.(*promqlExtension).addr.String()
 }
 

@@ -50,6 +50,7 @@ func startOnStore(t *testing.T, store component.Component) string {
 	require.NoError(t, err)
 	require.NoError(t, ext.Start(context.Background(), testHost{cfg.Storage: store}))
 	t.Cleanup(func() { require.NoError(t, ext.Shutdown(context.Background())) })
+	require.NoError(t, ext.(*promqlExtension).Ready())
 	return "http://" + ext.(*promqlExtension).addr.String()
 }
 

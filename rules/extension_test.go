@@ -131,6 +131,8 @@ func startEnvQuery(t *testing.T, qmutate func(*queryext.Config), mutate func(*ru
 		return e, err
 	}
 	t.Cleanup(func() { require.NoError(t, ext.Shutdown(ctx)) })
+	// The collector's last step of a start: the API answers from here on.
+	require.NoError(t, queryExt.(extensioncapabilities.PipelineWatcher).Ready())
 	return e, nil
 }
 
