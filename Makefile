@@ -36,7 +36,10 @@ $(OCB):
 
 # ocb generates ./build (sources, go.mod, binary) from builder-config.yaml and compiles it;
 # the binary is then copied to ./bin. Go's build cache makes a rebuild with few changes quick.
+# The binary is compiled with profile-guided optimisation: go build takes default.pgo from the
+# main package's directory (testbed/scripts/pgo-profile.sh collects it; BENCHMARKS.md).
 build: $(OCB)
+	mkdir -p $(DIST_DIR) && cp default.pgo $(DIST_DIR)/default.pgo
 	$(OCB) --config=builder-config.yaml
 	$(MAKE) --no-print-directory check-versions
 	mkdir -p $(dir $(BINARY))
