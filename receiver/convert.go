@@ -122,7 +122,7 @@ func (c *converter) release() {
 // series to series.
 type series struct {
 	// lbls are the labels as sent (empty values included), sorted by name by validate. The
-	// strings belong to the request (arena or 2.0 symbols).
+	// strings belong to the request (its label buffer or 2.0 symbols).
 	lbls []label
 	// ascii: every byte of the label names and values is below 0x80, so they are valid UTF-8
 	// (the 1.0 decoder finds it out while it reads them; false when unknown).
@@ -179,7 +179,7 @@ type histV struct {
 func (c *converter) fromV1(req *v1Request) {
 	// Metadata first: Prometheus sends it in requests of its own, so it is remembered for the
 	// series of later requests as well. Its strings were copied by prompb's Unmarshal, so the
-	// long-lived cache does not keep the request's arena alive.
+	// long-lived cache does not keep the request's label buffer alive.
 	for _, m := range req.metadata {
 		if m.MetricFamilyName == "" {
 			continue

@@ -6,15 +6,19 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"strings"
 
 	"github.com/prometheus/prometheus/prompb"
 )
 
 // The remote write 1.0 request is decoded by hand rather than by prompb's generated Unmarshal,
-// which allocates a slice per series and a string per label name and value. Here every string is
-// a substring of one copy of the body (the request's arena), and the per-series structure lives
-// in flat slices the converter reuses from request to request: a steady stream of known series
-// allocates nothing per sample while decoding.
+// which allocates a slice per series and a string per label name and value. Here a label's name
+// or value is the string of the previous series' label at the same place when the bytes are the
+// same (senders batch the series of one scrape together: the names, job, instance and often the
+// metric name repeat), and otherwise a copy in the request's label buffer (labelStrings); the
+// per-series structure lives in flat slices the converter reuses from request to request. A
+// steady stream of known series allocates no more than the label bytes that change from series
+// to series.
 //
 // It accepts exactly what prompb's Unmarshal accepts (FuzzDecodeV1 compares them): the same wire
 // types per field, unknown fields and groups skipped, the last value of a repeated scalar kept.
@@ -53,7 +57,7 @@ var (
 	errUnexpectedEndGrp = errors.New("proto: unexpected end of group")
 )
 
-// label is one label as sent, a pair of substrings of the request's arena (or of 2.0 symbols).
+// label is one label as sent: strings of the request's label buffer (or 2.0 symbols).
 type label struct{ name, value string }
 
 // rawSeries is one decoded time series: ranges into the flat slices of v1Request.
@@ -68,9 +72,10 @@ type rawSeries struct {
 type span struct{ lo, hi int32 }
 
 // v1Request is a decoded prometheus.WriteRequest. Its slices are reused by the next request
-// decoded into it; the strings belong to the arena and stay valid as long as anyone refers to them.
-// Between requests the label slice still refers to the last arena, so a pooled converter keeps at
-// most one request's bytes alive; clearing it per request would cost more than that memory.
+// decoded into it; the strings belong to the request's label buffer and stay valid as long as
+// anyone refers to them. Between requests the label slice still refers to the last buffer, so a
+// pooled converter keeps at most one request's label bytes alive; clearing it per request would
+// cost more than that memory.
 type v1Request struct {
 	series     []rawSeries
 	labels     []label
@@ -78,6 +83,36 @@ type v1Request struct {
 	histograms []prompb.Histogram
 	exemplars  []prompb.Exemplar
 	metadata   []prompb.MetricMetadata
+	strs       labelStrings
+}
+
+// labelStrings makes the label strings of one request.
+//
+// Invariant: a string it returns is never written to again. The copies live in a strings.Builder,
+// which only appends: when it grows it moves on to a larger array and the strings made before keep
+// the old one alive. reset starts a new buffer for the next request; the strings of the last one
+// stay valid for whoever holds them (a processor that keeps pipeline data, a cache).
+type labelStrings struct {
+	sb strings.Builder
+}
+
+// reset starts the buffer of a request whose body is n bytes long. The first array is an eighth
+// of the body, which usually holds the label bytes that differ from the previous series' (a tenth
+// of the body for node-exporter-like series sent host by host, BenchmarkDecodeV1).
+func (ls *labelStrings) reset(n int) {
+	ls.sb.Reset()
+	ls.sb.Grow(max(n/8, 64))
+}
+
+// make returns the string of b: same, when it holds the same bytes (the label at the same place
+// in the previous series), else a copy in the buffer.
+func (ls *labelStrings) make(b []byte, same string) string {
+	if string(b) == same { // compared without a conversion
+		return same
+	}
+	start := ls.sb.Len()
+	ls.sb.Write(b)
+	return ls.sb.String()[start:]
 }
 
 func (r *v1Request) reset() {
@@ -93,11 +128,10 @@ func (r *v1Request) reset() {
 	r.metadata = r.metadata[:0]
 }
 
-// pbuf reads protobuf wire format from b; strings come from arena, which holds the same bytes.
+// pbuf reads protobuf wire format from b.
 type pbuf struct {
-	b     []byte
-	arena string
-	i     int
+	b []byte
+	i int
 }
 
 func (p *pbuf) varint() (uint64, error) {
@@ -210,11 +244,12 @@ func wrongWire(wire int, field string) error {
 	return fmt.Errorf("proto: wrong wireType = %d for field %s", wire, field)
 }
 
-// decodeV1 decodes a prometheus.WriteRequest from body into r. arena must hold the same bytes as
-// body: the strings of r are substrings of it.
-func decodeV1(r *v1Request, body []byte, arena string) error {
+// decodeV1 decodes a prometheus.WriteRequest from body into r. No string of r refers to body,
+// which the caller may reuse.
+func decodeV1(r *v1Request, body []byte) error {
 	r.reset()
-	p := pbuf{b: body, arena: arena}
+	r.strs.reset(len(body))
+	p := pbuf{b: body}
 	for p.i < len(p.b) {
 		field, wire, err := p.tag("WriteRequest")
 		if err != nil {
@@ -229,7 +264,7 @@ func decodeV1(r *v1Request, body []byte, arena string) error {
 			if err != nil {
 				return err
 			}
-			if err := r.decodeSeries(body[:hi], arena, lo); err != nil {
+			if err := r.decodeSeries(body[:hi], lo); err != nil {
 				return err
 			}
 		case fieldWriteMetadata:
@@ -254,7 +289,7 @@ func decodeV1(r *v1Request, body []byte, arena string) error {
 }
 
 // decodeSeries decodes the TimeSeries in b[start:].
-func (r *v1Request) decodeSeries(b []byte, arena string, start int) error {
+func (r *v1Request) decodeSeries(b []byte, start int) error {
 	s := rawSeries{
 		labels:     span{int32(len(r.labels)), int32(len(r.labels))},
 		samples:    span{int32(len(r.samples)), int32(len(r.samples))},
@@ -262,7 +297,13 @@ func (r *v1Request) decodeSeries(b []byte, arena string, start int) error {
 		exemplars:  span{int32(len(r.exemplars)), int32(len(r.exemplars))},
 	}
 	var high uint64 // the bits of the label bytes above 0x7f
-	p := pbuf{b: b, arena: arena, i: start}
+	// prev holds the labels of the previous series, whose strings a label at the same place
+	// reuses when its bytes are the same.
+	var prev []label
+	if n := len(r.series); n > 0 {
+		prev = r.labels[r.series[n-1].labels.lo:r.series[n-1].labels.hi]
+	}
+	p := pbuf{b: b, i: start}
 	for p.i < len(p.b) {
 		field, wire, err := p.tag("TimeSeries")
 		if err != nil {
@@ -277,7 +318,11 @@ func (r *v1Request) decodeSeries(b []byte, arena string, start int) error {
 			if err != nil {
 				return err
 			}
-			l, err := decodeLabel(b[:hi], arena, lo)
+			var same label
+			if k := len(r.labels) - int(s.labels.lo); k < len(prev) {
+				same = prev[k]
+			}
+			l, err := decodeLabel(b[:hi], lo, &r.strs, same)
 			if err != nil {
 				return err
 			}
@@ -349,7 +394,9 @@ func highBits(b []byte) uint64 {
 	return x & 0x8080808080808080
 }
 
-func decodeLabel(b []byte, arena string, start int) (label, error) {
+// decodeLabel decodes the Label in b[start:]; a name or value with the bytes of same's is same's
+// string (see labelStrings.make).
+func decodeLabel(b []byte, start int, ls *labelStrings, same label) (label, error) {
 	// The encoding every sender uses: the name, then the value unless it is empty, each
 	// shorter than 128 bytes (a one-byte length), nothing else. Read without the general loop;
 	// anything else (other order, repeated or unknown fields, longer strings) takes the loop,
@@ -358,13 +405,13 @@ func decodeLabel(b []byte, arena string, start int) (label, error) {
 		j := i + 2 + int(b[i+1])
 		switch {
 		case j == len(b):
-			return label{name: arena[i+2 : j]}, nil
+			return label{name: ls.make(b[i+2:j], same.name)}, nil
 		case j+2 <= len(b) && b[j] == fieldLabelValue<<3|wireBytes && b[j+1] < 0x80 && j+2+int(b[j+1]) == len(b):
-			return label{name: arena[i+2 : j], value: arena[j+2 : len(b)]}, nil
+			return label{name: ls.make(b[i+2:j], same.name), value: ls.make(b[j+2:], same.value)}, nil
 		}
 	}
 	var l label
-	p := pbuf{b: b, arena: arena, i: start}
+	p := pbuf{b: b, i: start}
 	for p.i < len(p.b) {
 		field, wire, err := p.tag("Label")
 		if err != nil {
@@ -383,9 +430,9 @@ func decodeLabel(b []byte, arena string, start int) (label, error) {
 				return l, err
 			}
 			if field == fieldLabelName {
-				l.name = arena[lo:hi]
+				l.name = ls.make(b[lo:hi], same.name)
 			} else {
-				l.value = arena[lo:hi]
+				l.value = ls.make(b[lo:hi], same.value)
 			}
 		default:
 			if err := p.skip(wire); err != nil {

@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"strings"
 	"testing"
+	"unsafe"
 
 	"github.com/prometheus/prometheus/model/histogram"
 	"github.com/prometheus/prometheus/model/metadata"
@@ -92,8 +93,8 @@ func decodeBoth(t *testing.T, body []byte) {
 	wantErr := want.Unmarshal(body)
 
 	var got v1Request
-	require.NoError(t, decodeV1(&got, mustMarshal(t, richV1()), string(mustMarshal(t, richV1()))))
-	gotErr := decodeV1(&got, body, string(body))
+	require.NoError(t, decodeV1(&got, mustMarshal(t, richV1())))
+	gotErr := decodeV1(&got, body)
 	if wantErr != nil || gotErr != nil {
 		if (wantErr == nil) != (gotErr == nil) {
 			t.Fatalf("prompb: %v, decodeV1: %v", wantErr, gotErr)
@@ -213,8 +214,8 @@ func FuzzDecodeV1(f *testing.F) {
 }
 
 // BenchmarkDecodeV1 measures decoding one request of the ingestion benchmark (2,000 series of
-// node-exporter-like labels, one sample each) by prompb's generated code and by decodeV1 (the
-// arena copy included). cpu-ns/sample is the process's CPU time per sample, garbage collection
+// node-exporter-like labels, one sample each) by prompb's generated code and by decodeV1 (its
+// label buffer included). cpu-ns/sample is the process's CPU time per sample, garbage collection
 // included.
 func BenchmarkDecodeV1(b *testing.B) {
 	body := ingestBody(b)
@@ -234,7 +235,7 @@ func BenchmarkDecodeV1(b *testing.B) {
 		var req v1Request
 		cpu := benchCPU(b)
 		for b.Loop() {
-			if err := decodeV1(&req, body, string(body)); err != nil {
+			if err := decodeV1(&req, body); err != nil {
 				b.Fatal(err)
 			}
 		}
@@ -290,7 +291,7 @@ func TestDataOutlivesRequest(t *testing.T) {
 }
 
 // BenchmarkConvertV1 measures what the receiver does with one request of the ingestion benchmark
-// besides HTTP and the pipeline: copy the body into the arena, decode it, validate and build the
+// besides HTTP and the pipeline: decode the body, validate and build the
 // pmetric data. cpu-ns/sample is the process's CPU time per sample (2,000 per request), garbage
 // collection included; the machines are shared, so wall-clock ns/op means little.
 func BenchmarkConvertV1(b *testing.B) {
@@ -302,7 +303,7 @@ func BenchmarkConvertV1(b *testing.B) {
 	cpu := benchCPU(b)
 	for b.Loop() {
 		c := newConverter(meta)
-		if err := decodeV1(&c.v1, body, string(body)); err != nil {
+		if err := decodeV1(&c.v1, body); err != nil {
 			b.Fatal(err)
 		}
 		c.fromV1(&c.v1)
@@ -331,7 +332,7 @@ func TestDecodeV1ASCIILabels(t *testing.T) {
 	require.NoError(t, err)
 	c := newConverter(newMetadataCache(10))
 	defer c.release()
-	require.NoError(t, decodeV1(&c.v1, body, string(body)))
+	require.NoError(t, decodeV1(&c.v1, body))
 	var ascii []bool
 	for _, rs := range c.v1.series {
 		ascii = append(ascii, rs.ascii)
@@ -354,4 +355,73 @@ func TestDecodeV1ASCIILabels(t *testing.T) {
 		}
 	}
 	require.Equal(t, map[string]string{"ascii": "b", "utf8": "é", "long": long}, got)
+}
+
+// The decoded strings are copies: the body is a pooled buffer that the next request overwrites.
+// Scribbling over it after decoding changes nothing decoded, and a later request decoded into
+// the same v1Request leaves the strings of the earlier one as they were.
+func TestDecodeV1StringsOutliveBody(t *testing.T) {
+	first := &prompb.WriteRequest{Timeseries: []prompb.TimeSeries{
+		{Labels: v1Labels("__name__", "up", "instance", "a:9100", "job", "node"), Samples: []prompb.Sample{{Value: 1, Timestamp: 1}}},
+		{Labels: v1Labels("__name__", "up", "instance", "b:9100", "job", "node"), Samples: []prompb.Sample{{Value: 1, Timestamp: 1}}},
+	}}
+	body := mustMarshal(t, first)
+	var want prompb.WriteRequest
+	require.NoError(t, want.Unmarshal(mustMarshal(t, first)))
+
+	var r v1Request
+	require.NoError(t, decodeV1(&r, body))
+	kept := flattenV1(&r)
+	for i := range body {
+		body[i] = 'x'
+	}
+	require.Equal(t, flattenPrompb(&want), kept)
+	require.Equal(t, flattenPrompb(&want), flattenV1(&r))
+
+	second := mustMarshal(t, &prompb.WriteRequest{Timeseries: []prompb.TimeSeries{
+		{Labels: v1Labels("__name__", "down", "instance", "c:9100", "job", "other"), Samples: []prompb.Sample{{Value: 2, Timestamp: 2}}},
+	}})
+	require.NoError(t, decodeV1(&r, second))
+	require.Equal(t, flattenPrompb(&want), kept)
+}
+
+// A label whose bytes equal those of the previous series' label at the same place is that
+// label's string, not a copy: the label buffer holds only what changes from series to series.
+// Labels that shift place (a label more or less) are decoded right, only copied.
+func TestDecodeV1ReusesPreviousSeriesStrings(t *testing.T) {
+	req := &prompb.WriteRequest{Timeseries: []prompb.TimeSeries{
+		{Labels: v1Labels("__name__", "node_cpu_seconds_total", "cpu", "0", "instance", "h:9100", "job", "node", "mode", "idle"), Samples: []prompb.Sample{{Value: 1, Timestamp: 1}}},
+		{Labels: v1Labels("__name__", "node_cpu_seconds_total", "cpu", "0", "instance", "h:9100", "job", "node", "mode", "user"), Samples: []prompb.Sample{{Value: 2, Timestamp: 1}}},
+		{Labels: v1Labels("__name__", "node_load1", "instance", "h:9100", "job", "node"), Samples: []prompb.Sample{{Value: 3, Timestamp: 1}}},
+		{Labels: v1Labels("__name__", "node_load1", "device", "sda", "instance", "h:9100", "job", "node"), Samples: []prompb.Sample{{Value: 4, Timestamp: 1}}},
+	}}
+	body := mustMarshal(t, req)
+	var want prompb.WriteRequest
+	require.NoError(t, want.Unmarshal(body))
+	var r v1Request
+	require.NoError(t, decodeV1(&r, body))
+	require.Equal(t, flattenPrompb(&want), flattenV1(&r))
+
+	labelsOf := func(i int) []label { s := r.series[i].labels; return r.labels[s.lo:s.hi] }
+	same := func(a, b string) bool { return unsafe.StringData(a) == unsafe.StringData(b) }
+	first, second := labelsOf(0), labelsOf(1)
+	for k := range 4 { // __name__, cpu, instance, job: the same bytes at the same place
+		require.True(t, same(first[k].name, second[k].name), "name %d", k)
+		require.True(t, same(first[k].value, second[k].value), "value %d", k)
+	}
+	require.Equal(t, "user", second[4].value)
+	require.False(t, same(first[4].value, second[4].value))
+	// The third series' instance and job sit where the second's cpu and instance were.
+	third := labelsOf(2)
+	require.True(t, same(second[0].name, third[0].name))
+	require.Equal(t, label{"instance", "h:9100"}, third[1])
+	require.Equal(t, label{"job", "node"}, third[2])
+	// Only the bytes that changed were copied: the first series whole, then "user",
+	// "node_load1", "instance", "h:9100", "job", "node", "device", "sda", "instance", "h:9100",
+	// "job" and "node" (the fourth's labels past __name__ sit one place later than the third's).
+	firstBytes := 0
+	for _, l := range first {
+		firstBytes += len(l.name) + len(l.value)
+	}
+	require.Equal(t, firstBytes+len("user")+len("node_load1")+2*len("instanceh:9100jobnode")+len("devicesda"), r.strs.sb.Len())
 }

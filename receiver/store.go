@@ -75,11 +75,8 @@ func (r *remoteWriteReceiver) Store(req *http.Request, msgType remoteapi.WriteMe
 	var numSeries int
 	switch msgType {
 	case remoteapi.WriteV1MessageType:
-		// The strings of the pipeline data are substrings of one copy of the body: one
-		// allocation per request instead of one per label name and value. Whoever keeps one
-		// of them keeps the copy alive, never the pooled buffer.
-		arena := string(body)
-		if err := decodeV1(&conv.v1, body, arena); err != nil {
+		// The strings of the pipeline data are copies (labelStrings), never the pooled buffer.
+		if err := decodeV1(&conv.v1, body); err != nil {
 			wr.SetStatusCode(http.StatusBadRequest)
 			return wr, fmt.Errorf("decode remote write 1.0 request (prometheus.WriteRequest): %w", err)
 		}
