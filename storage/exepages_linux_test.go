@@ -35,8 +35,9 @@ func residentPages(t *testing.T, b []byte) int {
 	return n
 }
 
-// A read-only private mapping of a file is dropped and comes back from the file unchanged; one
-// with a page copied on write (as a relocated read-only segment) is left alone, its page intact.
+// A read-only private mapping of a file is dropped and comes back from the file unchanged, a page
+// at a time; one with a page copied on write (as a relocated read-only segment) is left alone, its
+// page intact.
 func TestReleaseFileMappings(t *testing.T) {
 	page := os.Getpagesize()
 	const pages = 256
@@ -46,6 +47,7 @@ func TestReleaseFileMappings(t *testing.T) {
 	f, err := os.Open(name)
 	require.NoError(t, err)
 	defer f.Close()
+	require.NoError(t, f.Sync()) // dirty pages would stay cached
 	var st unix.Stat_t
 	require.NoError(t, unix.Fstat(int(f.Fd()), &st))
 
@@ -62,19 +64,31 @@ func TestReleaseFileMappings(t *testing.T) {
 	require.Equal(t, pages, residentPages(t, text))
 	require.Equal(t, byte('M'), relro[0])
 
-	released, err := releaseFileMappings(fileID{major: unix.Major(uint64(st.Dev)), minor: unix.Minor(uint64(st.Dev)), ino: st.Ino})
+	released, err := releaseFileMappings(fileID{major: unix.Major(uint64(st.Dev)), minor: unix.Minor(uint64(st.Dev)), ino: st.Ino}, f)
 	require.NoError(t, err)
 	assert.Equal(t, int64(pages*page), released)
 	assert.Equal(t, 0, residentPages(t, text), "the read-only mapping is dropped")
+	// Before the release every page was cached, so touching one would map its cached neighbours
+	// as well (fault-around, large folios). After it the page is read and mapped alone.
+	if !onTmpfs(t, name) { // tmpfs pages cannot be dropped from the cache
+		assert.Equal(t, want[100*page:101*page], text[100*page:101*page])
+		assert.Equal(t, 1, residentPages(t, text), "a page touched after the release comes back alone")
+	}
 	assert.Equal(t, want, text, "and reads back from the file")
 	assert.Equal(t, byte('M'), relro[0], "the mapping with an anonymous page is kept")
 	assert.Equal(t, want[1:4*page], relro[1:])
 }
 
+func onTmpfs(t *testing.T, name string) bool {
+	var fs unix.Statfs_t
+	require.NoError(t, unix.Statfs(name, &fs))
+	return fs.Type == unix.TMPFS_MAGIC
+}
+
 // The extension drops the executable's pages once, a moment after the first Ready; a Shutdown
 // before then cancels the release.
 func TestReadyReleasesExecutablePages(t *testing.T) {
-	const msg = "Released the executable's pages that only startup used; they stay in the page cache"
+	const msg = "Released the executable's pages that only startup used; pages touched again are read one at a time"
 	t.Run("released", func(t *testing.T) {
 		ext, logs := startWithLimit(t, 0) // no budget: the runtime's limit is left alone
 		ext.(*storageExtension).releaseAfter = 10 * time.Millisecond

@@ -154,12 +154,12 @@ func (e *storageExtension) Ready() error {
 			}
 			released, err := releaseExecutablePages()
 			if err != nil {
-				// Nothing is lost: the pages stay resident, as without the release.
+				// Nothing is lost: at worst pages stay resident, as without the release.
 				e.set.Logger.Debug("Releasing the executable's startup pages failed", zap.Error(err))
 				return
 			}
 			if released > 0 {
-				e.set.Logger.Info("Released the executable's pages that only startup used; they stay in the page cache",
+				e.set.Logger.Info("Released the executable's pages that only startup used; pages touched again are read one at a time",
 					zap.Int64("released_bytes", released))
 			}
 		}()
