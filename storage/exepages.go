@@ -18,7 +18,7 @@ import (
 // tables (.gopclntab, 30 MB) 20 MB were mapped, the whole of some of its parts. All of it counts in the process's resident memory (what top,
 // ps and the benchmark's VmHWM show) until the kernel reclaims it under memory pressure.
 //
-// releaseExecutablePages, a second after the pipelines are ready (storageExtension.Ready),
+// releaseExecutablePages, a tenth of a second after the pipelines are ready (storageExtension.Ready),
 // drops those mappings, marks them MADV_RANDOM and drops the executable's cached pages that no
 // process maps (POSIX_FADV_DONTNEED). From then on a page the process touches is read from the
 // file alone, into a page-sized folio, and mapped alone: under load (100k series, remote write)

@@ -42,9 +42,12 @@ type storageExtension struct {
 const headroomInterval = 30 * time.Second
 
 // releaseDelay is how long after the pipelines are ready the executable's startup pages are
-// dropped (exepages.go): the collector installs its signal handlers after Ready returns, so
-// Ready itself does not wait for the release, and a second later starting is over.
-const releaseDelay = time.Second
+// dropped (exepages.go). Soon: clients start writing as soon as the collector is ready (the
+// query API's /-/ready says so), and the heap grows to its limit within a second of load, so a
+// release a second later left the peak RSS holding both (50 MB of startup pages). The collector
+// still logs and installs its signal handlers after Ready returns, so Ready does not wait for
+// the release; what they touch afterwards comes back a page at a time.
+const releaseDelay = 100 * time.Millisecond
 
 var (
 	_ extension.Extension = (*storageExtension)(nil)

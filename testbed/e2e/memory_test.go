@@ -96,7 +96,7 @@ func TestMemoryLimit(t *testing.T) {
 		var out string
 		var m []string
 		for deadline := time.Now().Add(10 * time.Second); m == nil && time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
-			out = c.Proc.Output() // the release comes a second after the pipelines are ready
+			out = c.Proc.Output() // the release comes soon after the pipelines are ready
 			m = released.FindStringSubmatch(out)
 		}
 		if m == nil {
