@@ -9,7 +9,6 @@ import (
 	"sync"
 
 	remoteapi "github.com/prometheus/client_golang/exp/api/remote"
-	writev2 "github.com/prometheus/prometheus/prompb/io/prometheus/write/v2"
 	"go.opentelemetry.io/collector/consumer/consumererror"
 	"go.uber.org/zap"
 	"google.golang.org/grpc/codes"
@@ -71,7 +70,6 @@ func (r *remoteWriteReceiver) Store(req *http.Request, msgType remoteapi.WriteMe
 
 	conv := newConverter(r.meta)
 	defer conv.release()
-	var m writev2.Request
 	var numSeries int
 	switch msgType {
 	case remoteapi.WriteV1MessageType:
@@ -82,11 +80,11 @@ func (r *remoteWriteReceiver) Store(req *http.Request, msgType remoteapi.WriteMe
 		}
 		numSeries = len(conv.v1.series)
 	default:
-		if err := m.Unmarshal(body); err != nil {
+		if err := conv.v2.Unmarshal(body); err != nil {
 			wr.SetStatusCode(http.StatusBadRequest)
 			return wr, fmt.Errorf("decode remote write 2.0 request (io.prometheus.write.v2.Request): %w", err)
 		}
-		numSeries = len(m.Timeseries)
+		numSeries = len(conv.v2.Timeseries)
 	}
 	// Checked before the conversion to pipeline data, which costs most of a request's memory.
 	if r.cfg.MaxSeriesPerRequest > 0 && numSeries > r.cfg.MaxSeriesPerRequest {
@@ -97,7 +95,7 @@ func (r *remoteWriteReceiver) Store(req *http.Request, msgType remoteapi.WriteMe
 	if msgType == remoteapi.WriteV1MessageType {
 		conv.fromV1(&conv.v1)
 	} else {
-		conv.fromV2(&m)
+		conv.fromV2(&conv.v2)
 	}
 
 	ctx := req.Context()
