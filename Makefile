@@ -131,7 +131,7 @@ bench:
 	$(GO) test -run '^$$' -bench 'BenchmarkChunkEncode|BenchmarkStreamChunk|BenchmarkSampleLog|BenchmarkCheckpoint|BenchmarkSelect' -benchtime 50x ./storage/internal/tsdb/
 	$(GO) test -run '^$$' -bench 'BenchmarkDayDecode' -count 3 ./storage/internal/tsdb/
 	$(GO) test -run '^$$' -bench . -benchmem ./exporter/
-	$(GO) test -run '^$$' -bench 'BenchmarkDecodeV1|BenchmarkConvertV1' -benchmem ./receiver/
+	$(GO) test -run '^$$' -bench 'BenchmarkDecodeV1|BenchmarkConvertV1|BenchmarkConvertV2' -benchmem ./receiver/
 	$(GO) test -run '^$$' -bench 'BenchmarkRemoteWriteIngest' -benchtime 400000x -count 3 ./receiver/
 	$(GO) test -run '^$$' -bench 'BenchmarkRegression|BenchmarkEncodeMatrix' -count 3 ./queryext/
 	$(GO) test -run '^$$' -bench 'BenchmarkRangeQueries' -benchtime 2x -timeout 30m ./queryext/
