@@ -6,7 +6,6 @@ import (
 	"testing"
 
 	"github.com/prometheus/prometheus/model/labels"
-	"github.com/prometheus/prometheus/model/metadata"
 	writev2 "github.com/prometheus/prometheus/prompb/io/prometheus/write/v2"
 	"github.com/stretchr/testify/require"
 	"go.opentelemetry.io/collector/consumer/consumertest"
@@ -68,22 +67,11 @@ func BenchmarkConvertV2(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	meta := newMetadataCache(100)
-	meta.put("node_cpu_seconds_total", metadata.Metadata{Type: "counter"})
-	b.ReportAllocs()
-	n := 0
-	cpu := benchCPU(b)
-	for b.Loop() {
-		c := newConverter(meta)
+	benchmarkConvert(b, func(c *converter) error {
 		if err := c.v2.Unmarshal(body); err != nil {
-			b.Fatal(err)
+			return err
 		}
 		c.fromV2(&c.v2)
-		if c.samples != ingestBatch || len(c.errs) > 0 {
-			b.Fatal(c.samples, c.errs)
-		}
-		c.release()
-		n += ingestBatch
-	}
-	b.ReportMetric(float64((benchCPU(b)-cpu).Nanoseconds())/float64(n), "cpu-ns/sample")
+		return nil
+	})
 }
