@@ -4,7 +4,10 @@ import (
 	"context"
 	"fmt"
 	"math"
+	"os"
+	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -88,7 +91,7 @@ func TestMemoryLimit(t *testing.T) {
 		checkLimit(t, budgetMiB<<20, "memory_limit_mib")
 		checkReadBack(t)
 	})
-	// A second after the pipelines are ready, the storage extension drops the executable's pages that
+	// A tenth of a second after the pipelines are ready, the storage extension drops the executable's pages that
 	// starting the collector touched (tens of MB of this binary) from the process's resident
 	// memory; the read-back above ran on the code mapped again as it was needed.
 	t.Run("startup_pages_released", func(t *testing.T) {
@@ -105,6 +108,12 @@ func TestMemoryLimit(t *testing.T) {
 		if n, _ := strconv.ParseInt(m[1], 10, 64); n < 10<<20 {
 			t.Errorf("released %d bytes of the executable's pages, want the tens of MB starting the collector touches", n)
 		}
+		// What runs afterwards is read back a page at a time: the released mappings read without
+		// read-ahead ("rr" in their VmFlags, MADV_RANDOM).
+		random, readOnly := readOnlyMappingsRandom(t, c.Proc.Pid(), harness.Binary(t))
+		if readOnly == 0 || random != readOnly {
+			t.Errorf("%d of the binary's %d read-only mappings are marked for random reads, want all", random, readOnly)
+		}
 	})
 
 	t.Setenv("GOMEMLIMIT", "200MiB")
@@ -120,4 +129,38 @@ func TestMemoryLimit(t *testing.T) {
 func lastLines(s string, n int) string {
 	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
 	return strings.Join(lines[max(0, len(lines)-n):], "\n")
+}
+
+// readOnlyMappingsRandom counts the read-only private mappings of the executable at path in
+// process pid, and those of them whose VmFlags in /proc/<pid>/smaps include "rr" (MADV_RANDOM).
+func readOnlyMappingsRandom(t *testing.T, pid int, path string) (random, readOnly int) {
+	t.Helper()
+	path, err := filepath.Abs(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resolved, err := filepath.EvalSymlinks(path); err == nil {
+		path = resolved
+	}
+	smaps, err := os.ReadFile(fmt.Sprintf("/proc/%d/smaps", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	mine := false
+	for line := range strings.Lines(string(smaps)) {
+		f := strings.Fields(line)
+		switch {
+		case len(f) >= 6 && strings.Contains(f[0], "-") && !strings.HasSuffix(f[0], ":"):
+			// start-end perms offset dev inode path
+			mine = strings.Join(f[5:], " ") == path && (f[1] == "r--p" || f[1] == "r-xp")
+			if mine {
+				readOnly++
+			}
+		case len(f) >= 5 && strings.Contains(f[0], "-") && !strings.HasSuffix(f[0], ":"):
+			mine = false // an anonymous mapping
+		case mine && f[0] == "VmFlags:" && slices.Contains(f[1:], "rr"):
+			random++
+		}
+	}
+	return random, readOnly
 }
