@@ -11,20 +11,21 @@ import (
 // Starting the collector runs code and reads tables of the executable that the process does not
 // touch again: package initializers, decoding the configuration, building every component's
 // factory and the pipelines. The kernel maps an executable's pages as they are touched, and the
-// cached pages around each one too: fault-around, and on file systems with large folios (ext4 and
-// xfs on recent kernels) the whole folio the page sits in, up to hundreds of KB. So when the
+// cached pages around each one too: fault-around, and where the page cache holds large folios
+// (ext4 on kernel 6.18 here) the whole folio the page sits in, over 100 KB a touch. So when the
 // pipelines are ready about 50 MB of this 78 MB binary are resident, and under load 26-29 MB
-// are, though the code and tables that load runs sit on far fewer pages: of the function
-// tables (.gopclntab, 30 MB) 20 MB were mapped, the whole of some of its parts. All of it counts in the process's resident memory (what top,
-// ps and the benchmark's VmHWM show) until the kernel reclaims it under memory pressure.
+// are, far more than the code and tables the load uses: 20 MB of the function tables'
+// (.gopclntab) 30 MB were mapped, some of their parts whole. All of it counts in the process's
+// resident memory (what top, ps and the benchmark's VmHWM show) until the kernel reclaims it
+// under memory pressure.
 //
-// releaseExecutablePages, a tenth of a second after the pipelines are ready (storageExtension.Ready),
-// drops those mappings, marks them MADV_RANDOM and drops the executable's cached pages that no
-// process maps (POSIX_FADV_DONTNEED). From then on a page the process touches is read from the
-// file alone, into a page-sized folio, and mapped alone: under load (100k series, remote write)
-// 13 MB of the binary are resident instead of 26-29 MB, and the page cache holds only those. The
-// price: about a thousand page reads (4 MB) when the load starts, and the next start of the
-// binary reads it from disk again (35 ms more to ready on this machine's disk).
+// releaseExecutablePages, a tenth of a second after the pipelines are ready
+// (storageExtension.Ready), drops those mappings, marks them MADV_RANDOM and drops the
+// executable's cached pages that no process maps (POSIX_FADV_DONTNEED). From then on a page the
+// process touches is read from the file alone, into a page-sized folio, and mapped alone: under
+// load (100k series, remote write) 13 MB of the binary are resident instead of 26-29 MB, and the
+// page cache holds only those. The price: about a thousand page reads (4 MB) when the load
+// starts, and the next start of the binary reads it from disk again (35 ms more to ready here).
 //
 // Only the executable's read-only private mappings without anonymous pages are dropped. For
 // them, dropping a page is what the kernel's own reclaim does to it: the contents come back from
