@@ -92,6 +92,15 @@ type converter struct {
 	errs                           []string // one line per rejected series
 }
 
+// Bounds of what a pooled converter keeps for the next request. The slices of a larger request
+// go with it: max_series_per_request lets a request carry a million series (176 MB of 2.0 series
+// structs), and a converter in the pool is taken again by the next request, so what it holds
+// would stay for good. Senders batch a few thousand series (Prometheus: 2,000 samples a request).
+const (
+	maxPooledSeries = 10_000
+	maxPooledItems  = 100_000 // labels, samples, symbols
+)
+
 var converterPool = sync.Pool{New: func() any {
 	return &converter{
 		resources: map[resourceKey]pmetric.MetricSlice{},
@@ -117,14 +126,24 @@ func (c *converter) release() {
 	c.lastName, c.lastHit, c.hasHit = "", metaHit{}, false
 	c.lastKey, c.lastMetric, c.hasLast = metricKey{}, pmetric.Metric{}, false
 	c.v1.reset()
-	clear(c.v2.Symbols)
-	clear(c.v2.Timeseries)
-	c.v2 = writev2.Request{Symbols: c.v2.Symbols[:0], Timeseries: c.v2.Timeseries[:0]}
+	c.resetV2()
 	c.s.reset()
 	c.meta, c.md = nil, pmetric.Metrics{}
 	c.samples, c.histograms, c.exemplars, c.rejectedSamples = 0, 0, 0, 0
 	c.errs = c.errs[:0]
 	converterPool.Put(c)
+}
+
+// resetV2 empties the 2.0 request for the next one, keeping its slices' arrays unless they are
+// past the pool's bounds (maxPooledSeries).
+func (c *converter) resetV2() {
+	if cap(c.v2.Timeseries) > maxPooledSeries || cap(c.v2.Symbols) > maxPooledItems {
+		c.v2 = writev2.Request{}
+		return
+	}
+	clear(c.v2.Symbols)
+	clear(c.v2.Timeseries)
+	c.v2 = writev2.Request{Symbols: c.v2.Symbols[:0], Timeseries: c.v2.Timeseries[:0]}
 }
 
 // series is one decoded time series, whatever the protocol version. Its slices are reused from

@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/prometheus/prometheus/model/labels"
+	"github.com/prometheus/prometheus/prompb"
 	writev2 "github.com/prometheus/prometheus/prompb/io/prometheus/write/v2"
 	"github.com/stretchr/testify/require"
 	"go.opentelemetry.io/collector/consumer/consumertest"
@@ -43,6 +44,49 @@ func TestDataOutlivesRequestV2(t *testing.T) {
 	require.Equal(t, want, got, "the first request's pipeline data changed while later requests were decoded")
 	m := sink.AllMetrics()[0].ResourceMetrics().At(0).ScopeMetrics().At(0).Metrics().At(0)
 	require.Equal(t, "metric_0_0", m.Name())
+}
+
+// A converter goes back to the pool with the arrays of its request, for the next one to decode
+// into, unless the request was larger than the pool's bounds: then they go with it.
+func TestPooledConverterBounds(t *testing.T) {
+	v2Body := func(series int) []byte {
+		b := newV2Builder()
+		for i := range series {
+			b.series(labels.FromStrings("__name__", "m", "i", fmt.Sprint(i)), writev2.Metadata{},
+				[]writev2.Sample{{Value: 1, Timestamp: 1000}}, nil)
+		}
+		body, err := b.build().Marshal()
+		require.NoError(t, err)
+		return body
+	}
+	v1Body := func(series int) []byte {
+		req := &prompb.WriteRequest{}
+		for i := range series {
+			req.Timeseries = append(req.Timeseries, prompb.TimeSeries{
+				Labels: v1Labels("__name__", "m", "i", fmt.Sprint(i)), Samples: []prompb.Sample{{Value: 1, Timestamp: 1000}}})
+		}
+		body, err := req.Marshal()
+		require.NoError(t, err)
+		return body
+	}
+	c := newConverter(newMetadataCache(10))
+	defer c.release()
+	for _, tc := range []struct {
+		series int
+		kept   bool
+	}{{series: 2000, kept: true}, {series: maxPooledSeries + 1, kept: false}} {
+		require.NoError(t, c.v2.Unmarshal(v2Body(tc.series)))
+		require.Len(t, c.v2.Timeseries, tc.series)
+		c.resetV2()
+		require.Empty(t, c.v2.Timeseries)
+		require.Equal(t, tc.kept, cap(c.v2.Timeseries) >= tc.series, "2.0 series array of %d series kept", tc.series)
+
+		require.NoError(t, decodeV1(&c.v1, v1Body(tc.series)))
+		require.Len(t, c.v1.series, tc.series)
+		c.v1.reset()
+		require.Empty(t, c.v1.series)
+		require.Equal(t, tc.kept, cap(c.v1.series) >= tc.series, "1.0 series array of %d series kept", tc.series)
+	}
 }
 
 // BenchmarkConvertV2 is BenchmarkConvertV1 for remote write 2.0: the same 2,000 series, their

@@ -116,6 +116,10 @@ func (ls *labelStrings) make(b []byte, same string) string {
 }
 
 func (r *v1Request) reset() {
+	if cap(r.series) > maxPooledSeries || cap(r.labels) > maxPooledItems || cap(r.samples) > maxPooledItems {
+		*r = v1Request{} // see maxPooledSeries
+		return
+	}
 	r.series = r.series[:0]
 	r.labels = r.labels[:0]
 	r.samples = r.samples[:0]
