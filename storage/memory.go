@@ -22,8 +22,8 @@ const (
 	// alternated pairs; 176 since the receiver stopped copying request bodies for their label
 	// strings, a third less garbage: 15 MB less peak RSS, CPU per sample the same in three
 	// alternated pairs; 144 since the executable's pages are read back a page at a time: the
-	// benchmark's peak RSS at 100k series 159 MB, the 160 MB goal, for about 60 % more
-	// collections than at 176 and a few per cent more CPU, BENCHMARKS.md).
+	// benchmark's peak RSS at 100k series 157-159 MB, the 160 MB goal, for about 60 % more
+	// collections than at 176; CPU per sample within the noise of alternated runs, BENCHMARKS.md).
 	defaultMemoryLimitMiB = 144
 	// minMemoryLimitMiB is the smallest budget accepted: below it the runtime, the collector
 	// around the store and Pebble's smallest memtables leave nothing for the series.

@@ -91,9 +91,9 @@ func TestMemoryLimit(t *testing.T) {
 		checkLimit(t, budgetMiB<<20, "memory_limit_mib")
 		checkReadBack(t)
 	})
-	// A tenth of a second after the pipelines are ready, the storage extension drops the executable's pages that
-	// starting the collector touched (tens of MB of this binary) from the process's resident
-	// memory; the read-back above ran on the code mapped again as it was needed.
+	// A tenth of a second after the pipelines are ready, the storage extension drops the
+	// executable's pages that starting the collector touched (tens of MB of this binary) from the
+	// process's resident memory; the read-back above ran on the code mapped again as it was needed.
 	t.Run("startup_pages_released", func(t *testing.T) {
 		released := regexp.MustCompile(`Released the executable's pages that only startup used.*"released_bytes": (\d+)`)
 		var out string
