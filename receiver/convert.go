@@ -84,6 +84,11 @@ type converter struct {
 	// of an earlier request (histogram buckets) never shares memory with a later one.
 	v2 writev2.Request
 	s  series // the series being converted
+	// req1 or req2 is the request being converted and at the index of the series being
+	// converted, for newMetric's look ahead (samplesAhead).
+	req1 *v1Request
+	req2 *writev2.Request
+	at   int
 	// v2samples holds the samples of the 2.0 series being converted.
 	v2samples []sampleV
 
@@ -125,6 +130,7 @@ func (c *converter) release() {
 	clear(c.metaHits)
 	c.lastName, c.lastHit, c.hasHit = "", metaHit{}, false
 	c.lastKey, c.lastMetric, c.hasLast = metricKey{}, pmetric.Metric{}, false
+	c.req1, c.req2, c.at = nil, nil, 0
 	c.v1.reset()
 	c.resetV2()
 	c.s.reset()
@@ -222,7 +228,9 @@ func (c *converter) fromV1(req *v1Request) {
 	// copy. s.lbls gets its own buffer back afterwards, for the callers that append to it.
 	own := c.s.lbls[:0]
 	defer func() { c.s.lbls = own }()
+	c.req1 = req
 	for i := range req.series {
+		c.at = i
 		rs := &req.series[i]
 		s := &c.s
 		s.reset()
@@ -272,7 +280,9 @@ func labelValue(ls []label, name string) string {
 }
 
 func (c *converter) fromV2(req *writev2.Request) {
+	c.req2 = req
 	for i := range req.Timeseries {
+		c.at = i
 		ts := &req.Timeseries[i]
 		n := len(ts.Samples) + len(ts.Histograms) + len(ts.Exemplars)
 		s := &c.s
@@ -544,17 +554,61 @@ func (c *converter) newMetric(key metricKey, s *series) pmetric.Metric {
 	}
 	switch kind {
 	case kindGauge:
-		m.SetEmptyGauge()
+		m.SetEmptyGauge().DataPoints().EnsureCapacity(c.samplesAhead(name))
 	case kindSum:
 		sum := m.SetEmptySum()
 		sum.SetIsMonotonic(true)
 		sum.SetAggregationTemporality(pmetric.AggregationTemporalityCumulative)
+		sum.DataPoints().EnsureCapacity(c.samplesAhead(name))
 	case kindExponential:
 		m.SetEmptyExponentialHistogram().SetAggregationTemporality(pmetric.AggregationTemporalityCumulative)
 	case kindCustomBuckets:
 		m.SetEmptyHistogram().SetAggregationTemporality(pmetric.AggregationTemporalityCumulative)
 	}
 	return m
+}
+
+// samplesAhead counts the samples of the series named name from the one being converted on, up
+// to the first series of another name: senders send the series of a metric one after the other,
+// so this is usually how many data points the metric being created will hold. Sizing its slice
+// of data points once saves growing it (1, 2, 4, ...: about four allocations a metric, 8 % of
+// the receiver's heap objects for node-exporter-like requests, whose metrics have a few series
+// each per host). An estimate: series of that name with another job, instance or kind, or that
+// validation rejects, are counted too.
+func (c *converter) samplesAhead(name string) int {
+	n := 0
+	switch {
+	case c.req1 != nil:
+		req := c.req1
+		for _, rs := range req.series[c.at:] {
+			if labelValue(req.labels[rs.labels.lo:rs.labels.hi], model.MetricNameLabel) != name {
+				break
+			}
+			n += int(rs.samples.hi - rs.samples.lo)
+		}
+	case c.req2 != nil:
+		req := c.req2
+		for i := c.at; i < len(req.Timeseries); i++ {
+			ts := &req.Timeseries[i]
+			if symbolValue(ts.LabelsRefs, req.Symbols, model.MetricNameLabel) != name {
+				break
+			}
+			n += len(ts.Samples)
+		}
+	}
+	return n
+}
+
+// symbolValue returns the value of the label called name among 2.0 label references, "" when
+// it is absent or the references are invalid.
+func symbolValue(refs []uint32, symbols []string, name string) string {
+	for j := 0; j+1 < len(refs); j += 2 {
+		n, v := refs[j], refs[j+1]
+		if int(n) < len(symbols) && int(v) < len(symbols) && symbols[n] == name {
+			return symbols[v]
+		}
+	}
+	return ""
 }
 
 // addHistogram appends one native histogram: a pmetric view (exponential or explicit buckets,

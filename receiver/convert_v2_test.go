@@ -119,3 +119,56 @@ func BenchmarkConvertV2(b *testing.B) {
 		return nil
 	})
 }
+
+// samplesAhead counts the samples of the run of series with the given name from the series being
+// converted on, for 1.0 and 2.0 requests alike: the capacity newMetric gives a metric's points.
+func TestSamplesAhead(t *testing.T) {
+	type ts struct {
+		name    string
+		samples int
+	}
+	in := []ts{{"a", 1}, {"a", 2}, {"b", 1}, {"a", 1}, {"", 3}, {"c", 0}, {"c", 4}}
+	v1 := &prompb.WriteRequest{}
+	v2 := newV2Builder()
+	for i, s := range in {
+		ls := []string{"i", fmt.Sprint(i)}
+		if s.name != "" {
+			ls = append([]string{"__name__", s.name}, ls...)
+		}
+		var smp1 []prompb.Sample
+		var smp2 []writev2.Sample
+		for j := range s.samples {
+			smp1 = append(smp1, prompb.Sample{Value: 1, Timestamp: int64(1000 + j)})
+			smp2 = append(smp2, writev2.Sample{Value: 1, Timestamp: int64(1000 + j)})
+		}
+		v1.Timeseries = append(v1.Timeseries, prompb.TimeSeries{Labels: v1Labels(ls...), Samples: smp1})
+		v2.series(labels.FromStrings(ls...), writev2.Metadata{}, smp2, nil)
+	}
+	body, err := v1.Marshal()
+	require.NoError(t, err)
+	c := newConverter(newMetadataCache(10))
+	defer c.release()
+	require.NoError(t, decodeV1(&c.v1, body))
+	v2Req := v2.build()
+
+	for _, tc := range []struct {
+		at   int
+		name string
+		want int
+	}{
+		{0, "a", 3}, // the first two series; the third is b
+		{1, "a", 2},
+		{2, "b", 1},
+		{3, "a", 1}, // up to the unnamed series
+		{0, "b", 0}, // not the series at hand
+		{5, "c", 4}, // a series without samples counts none
+		{6, "c", 4},
+	} {
+		c.req1, c.req2, c.at = &c.v1, nil, tc.at
+		require.Equal(t, tc.want, c.samplesAhead(tc.name), "1.0: %q from series %d", tc.name, tc.at)
+		c.req1, c.req2 = nil, v2Req
+		require.Equal(t, tc.want, c.samplesAhead(tc.name), "2.0: %q from series %d", tc.name, tc.at)
+	}
+	c.req1, c.req2 = nil, nil
+	require.Zero(t, c.samplesAhead("a"), "no request")
+}
