@@ -111,7 +111,7 @@ FUZZTIME    ?= 20s
 # Minimizing each new interesting input may otherwise take the whole FUZZTIME (default 60s) on the
 # targets whose inputs are large and slow (the exporter's, which commit to a store).
 FUZZMINIMIZETIME ?= 2s
-FUZZ_TARGETS := ./receiver:FuzzDecodeRequest ./receiver:FuzzDecodeSnappy ./receiver:FuzzDecodeV1 \
+FUZZ_TARGETS := ./receiver:FuzzDecodeRequest ./receiver:FuzzDecodeSnappy ./receiver:FuzzDecodeV1 ./receiver:FuzzDecodeV2 \
                 ./exporter:FuzzPushProto ./exporter:FuzzPushHostile ./queryext:FuzzHTTPAPI ./queryext:FuzzFederate
 fuzz:
 	@set -e; for t in $(FUZZ_TARGETS); do \
@@ -131,7 +131,7 @@ bench:
 	$(GO) test -run '^$$' -bench 'BenchmarkChunkEncode|BenchmarkStreamChunk|BenchmarkSampleLog|BenchmarkCheckpoint|BenchmarkSelect' -benchtime 50x ./storage/internal/tsdb/
 	$(GO) test -run '^$$' -bench 'BenchmarkDayDecode' -count 3 ./storage/internal/tsdb/
 	$(GO) test -run '^$$' -bench . -benchmem ./exporter/
-	$(GO) test -run '^$$' -bench 'BenchmarkDecodeV1|BenchmarkConvertV1|BenchmarkConvertV2' -benchmem ./receiver/
+	$(GO) test -run '^$$' -bench 'BenchmarkDecodeV1|BenchmarkDecodeV2|BenchmarkConvertV1|BenchmarkConvertV2' -benchmem ./receiver/
 	$(GO) test -run '^$$' -bench 'BenchmarkRemoteWriteIngest' -benchtime 400000x -count 3 ./receiver/
 	$(GO) test -run '^$$' -bench 'BenchmarkRegression|BenchmarkEncodeMatrix' -count 3 ./queryext/
 	$(GO) test -run '^$$' -bench 'BenchmarkRangeQueries' -benchtime 2x -timeout 30m ./queryext/

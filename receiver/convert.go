@@ -77,13 +77,13 @@ type converter struct {
 	hasHit   bool
 	builder  labels.ScratchBuilder
 	v1       v1Request
-	// v2 is the 2.0 request, decoded by its generated Unmarshal, which appends to the request's
-	// slices: reused, the series slice (176 bytes a series) is not grown again for every
-	// request, which was two thirds of the bytes a 2.0 request of 2,000 series allocated
-	// (BenchmarkConvertV2). Each series is a fresh zero value when decoded, so the pipeline data
-	// of an earlier request (histogram buckets) never shares memory with a later one.
-	v2 writev2.Request
-	s  series // the series being converted
+	// v2 is the 2.0 request, decoded by decodeV2 into v2buf's arrays. Reused, the series slice
+	// (176 bytes a series) is not grown again for every request. Histograms are decoded into
+	// fresh values, so the pipeline data of an earlier request never shares memory with a later
+	// one.
+	v2    writev2.Request
+	v2buf v2Buffers
+	s     series // the series being converted
 	// req1 or req2 is the request being converted and at the index of the series being
 	// converted, for newMetric's look ahead (samplesAhead).
 	req1 *v1Request
@@ -143,6 +143,7 @@ func (c *converter) release() {
 // resetV2 empties the 2.0 request for the next one, keeping its slices' arrays unless they are
 // past the pool's bounds (maxPooledSeries).
 func (c *converter) resetV2() {
+	c.v2buf.reset()
 	if cap(c.v2.Timeseries) > maxPooledSeries || cap(c.v2.Symbols) > maxPooledItems {
 		c.v2 = writev2.Request{}
 		return

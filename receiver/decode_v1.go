@@ -40,6 +40,9 @@ const (
 
 	fieldSampleValue     = 1
 	fieldSampleTimestamp = 2
+	// Remote write 2.0's Sample only (io/prometheus/write/v2/types.proto): the 1.0 decoder
+	// skips the field as unknown, as prompb does.
+	fieldSampleStartTimestamp = 3
 )
 
 const (
@@ -340,7 +343,7 @@ func (r *v1Request) decodeSeries(b []byte, start int) error {
 			if err != nil {
 				return err
 			}
-			smp, err := decodeSample(b[:hi], lo)
+			smp, err := decodeSample(b[:hi], lo, false)
 			if err != nil {
 				return err
 			}
@@ -447,7 +450,8 @@ func decodeLabel(b []byte, start int, ls *labelStrings, same label) (label, erro
 	return l, nil
 }
 
-func decodeSample(b []byte, start int) (sampleV, error) {
+// decodeSample decodes the Sample in b[start:]: 1.0's, or 2.0's with its start timestamp when v2.
+func decodeSample(b []byte, start int, v2 bool) (sampleV, error) {
 	// The usual encoding: the value, then the timestamp unless it is 0, nothing else (see
 	// decodeLabel).
 	if i := start; i+9 <= len(b) && b[i] == fieldSampleValue<<3|wireFixed64 {
@@ -488,6 +492,21 @@ func decodeSample(b []byte, start int) (sampleV, error) {
 				return s, err
 			}
 			s.t = int64(v)
+		case fieldSampleStartTimestamp:
+			if !v2 {
+				if err := p.skip(wire); err != nil {
+					return s, err
+				}
+				continue
+			}
+			if wire != wireVarint {
+				return s, wrongWire(wire, "StartTimestamp")
+			}
+			v, err := p.varint()
+			if err != nil {
+				return s, err
+			}
+			s.st = int64(v)
 		default:
 			if err := p.skip(wire); err != nil {
 				return s, err

@@ -80,7 +80,7 @@ func (r *remoteWriteReceiver) Store(req *http.Request, msgType remoteapi.WriteMe
 		}
 		numSeries = len(conv.v1.series)
 	default:
-		if err := conv.v2.Unmarshal(body); err != nil {
+		if err := decodeV2(&conv.v2, body, &conv.v2buf); err != nil {
 			wr.SetStatusCode(http.StatusBadRequest)
 			return wr, fmt.Errorf("decode remote write 2.0 request (io.prometheus.write.v2.Request): %w", err)
 		}
