@@ -1,8 +1,8 @@
-// Package loadgen is a Prometheus remote write 1.0 load generator for loopback servers: N
-// node-exporter-like series (job="loadgen") × M samples 15 s apart in sample time, the last one
-// near now, sent as snappy-compressed protobuf requests of up to 2,000 samples by S concurrent
-// senders, each owning a contiguous shard of the series (so every series' samples arrive in
-// order). Round 0 sends the first sample of every series (the "new series" phase); rounds 1..M-1
+// Package loadgen is a Prometheus remote write load generator (1.0, or 2.0 with Config.V2) for
+// loopback servers: N node-exporter-like series (job="loadgen") × M samples 15 s apart in
+// sample time, the last one near now, sent as snappy-compressed protobuf requests of up to 2,000
+// samples by S concurrent senders, each owning a contiguous shard of the series (so every
+// series' samples arrive in order). Round 0 sends the first sample of every series (the "new series" phase); rounds 1..M-1
 // send the rest (the "steady" phase). Requests answered 5xx or 429 are retried with exponential
 // backoff; any other non-2xx answer fails the run at once, with the server's message.
 //
@@ -26,7 +26,10 @@ import (
 	"time"
 
 	"github.com/golang/snappy"
+	"github.com/prometheus/common/model"
+	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/prompb"
+	writev2 "github.com/prometheus/prometheus/prompb/io/prometheus/write/v2"
 )
 
 // Hard limits of a run.
@@ -56,6 +59,10 @@ type Config struct {
 	MaxRetries int
 	// RequestTimeout bounds each attempt of a request (default one minute).
 	RequestTimeout time.Duration
+	// V2 sends remote write 2.0 (io.prometheus.write.v2.Request, each request with its own
+	// symbol table and each series with its metric's type and help, as Prometheus does) instead
+	// of 1.0.
+	V2 bool
 	// OnAttempt, when set, is called after every attempt of every request (concurrently, from
 	// the senders): the HTTP status (0 when no answer came: connection refused, timeout,
 	// cancelled) and the error (nil on 2xx). Soaks classify failures with it.
@@ -189,7 +196,8 @@ func (s Stats) SamplesPerSecond() float64 {
 // Generator sends the rounds of one configuration. Create it with New.
 type Generator struct {
 	cfg      Config
-	labels   [][]prompb.Label // by series id
+	labels   [][]prompb.Label                 // by series id
+	meta     map[string]prompb.MetricMetadata // by metric name, for 2.0
 	client   *http.Client
 	endMs    int64
 	deadline time.Time
@@ -224,6 +232,10 @@ func New(cfg Config) (*Generator, error) {
 	for id := range g.labels {
 		g.labels[id] = Labels(id)
 	}
+	g.meta = map[string]prompb.MetricMetadata{}
+	for _, m := range Metadata() {
+		g.meta[m.MetricFamilyName] = m
+	}
 	return g, nil
 }
 
@@ -241,6 +253,9 @@ func (g *Generator) TotalSamples() int64 { return int64(g.cfg.Series) * int64(g.
 // SendMetadata sends one request with the metadata (type, help) of every metric family, as
 // Prometheus does with remote write 1.0.
 func (g *Generator) SendMetadata(ctx context.Context) error {
+	if g.cfg.V2 {
+		return nil // 2.0 carries it in every series
+	}
 	ctx, cancel := context.WithDeadline(ctx, g.deadline)
 	defer cancel()
 	req := prompb.WriteRequest{Metadata: Metadata()}
@@ -322,16 +337,23 @@ func (g *Generator) send(ctx context.Context, lo, hi, from, to int, stats *Stats
 	samples := make([]prompb.Sample, batch)
 	req := prompb.WriteRequest{Timeseries: make([]prompb.TimeSeries, 0, batch)}
 	var raw, compressed []byte
+	var v2 v2Batch
 	flush := func() error {
 		if len(req.Timeseries) == 0 {
 			return nil
 		}
-		size := req.Size()
-		if cap(raw) < size {
-			raw = make([]byte, size)
+		var err error
+		if g.cfg.V2 {
+			raw, err = v2.marshal(raw, req.Timeseries, g.meta)
+		} else {
+			size := req.Size()
+			if cap(raw) < size {
+				raw = make([]byte, size)
+			}
+			raw = raw[:size]
+			_, err = req.MarshalToSizedBuffer(raw)
 		}
-		raw = raw[:size]
-		if _, err := req.MarshalToSizedBuffer(raw); err != nil {
+		if err != nil {
 			return err
 		}
 		compressed = snappy.Encode(compressed[:cap(compressed)], raw)
@@ -397,9 +419,14 @@ func (g *Generator) postOnce(ctx context.Context, body []byte) error {
 	if err != nil {
 		return fmt.Errorf("%w: %v", ErrNotRetryable, err)
 	}
-	req.Header.Set("Content-Type", "application/x-protobuf")
+	if g.cfg.V2 {
+		req.Header.Set("Content-Type", "application/x-protobuf;proto=io.prometheus.write.v2.Request")
+		req.Header.Set("X-Prometheus-Remote-Write-Version", "2.0.0")
+	} else {
+		req.Header.Set("Content-Type", "application/x-protobuf")
+		req.Header.Set("X-Prometheus-Remote-Write-Version", "0.1.0")
+	}
 	req.Header.Set("Content-Encoding", "snappy")
-	req.Header.Set("X-Prometheus-Remote-Write-Version", "0.1.0")
 	req.Header.Set("User-Agent", "metricstor-loadgen")
 	resp, err := g.client.Do(req)
 	if err != nil {
@@ -423,4 +450,57 @@ func (g *Generator) postOnce(ctx context.Context, body []byte) error {
 		g.cfg.OnAttempt(resp.StatusCode, err)
 	}
 	return err
+}
+
+// v2Batch builds 2.0 requests from the 1.0 series of a batch, reusing its buffers.
+type v2Batch struct {
+	ready   bool // symbols is made
+	symbols writev2.SymbolsTable
+	req     writev2.Request
+	lb      labels.ScratchBuilder
+	refs    []uint32 // of every series of the request
+	scratch []uint32
+}
+
+// marshal appends the 2.0 encoding of series (labels sorted, one sample each) to raw[:0]: one
+// symbol table for the request, each series with the metadata of its metric name.
+func (b *v2Batch) marshal(raw []byte, series []prompb.TimeSeries, meta map[string]prompb.MetricMetadata) ([]byte, error) {
+	if !b.ready {
+		b.symbols, b.ready = writev2.NewSymbolTable(), true
+	}
+	b.symbols.Reset()
+	b.refs = b.refs[:0]
+	b.req.Timeseries = b.req.Timeseries[:0]
+	for _, ts := range series {
+		b.lb.Reset()
+		name := ""
+		for _, l := range ts.Labels {
+			b.lb.Add(l.Name, l.Value)
+			if l.Name == model.MetricNameLabel {
+				name = l.Value
+			}
+		}
+		b.lb.Sort()
+		b.scratch = b.symbols.SymbolizeLabels(b.lb.Labels(), b.scratch)
+		lo := len(b.refs)
+		b.refs = append(b.refs, b.scratch...)
+		var md writev2.Metadata
+		if m, ok := meta[name]; ok {
+			md.Type = writev2.Metadata_METRIC_TYPE_GAUGE
+			if m.Type == prompb.MetricMetadata_COUNTER {
+				md.Type = writev2.Metadata_METRIC_TYPE_COUNTER
+			}
+			md.HelpRef = b.symbols.Symbolize(m.Help)
+		}
+		b.req.Timeseries = append(b.req.Timeseries, writev2.TimeSeries{
+			LabelsRefs: b.refs[lo:len(b.refs):len(b.refs)],
+			Samples:    []writev2.Sample{{Value: ts.Samples[0].Value, Timestamp: ts.Samples[0].Timestamp}},
+			Metadata:   md,
+		})
+	}
+	b.req.Symbols = b.symbols.Symbols()
+	size := b.req.Size()
+	raw = slices.Grow(raw[:0], size)[:size]
+	_, err := b.req.MarshalToSizedBuffer(raw)
+	return raw, err
 }

@@ -2,9 +2,11 @@ package loadgen
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"reflect"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -12,7 +14,10 @@ import (
 	"time"
 
 	"github.com/golang/snappy"
+	"github.com/prometheus/common/model"
+	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/prompb"
+	writev2 "github.com/prometheus/prometheus/prompb/io/prometheus/write/v2"
 )
 
 func TestSeries(t *testing.T) {
@@ -205,5 +210,95 @@ func TestRunSender(t *testing.T) {
 	}
 	if _, err := g.RunSender(context.Background(), 4, 0, 1); err == nil {
 		t.Fatal("sender 4 of 4 accepted")
+	}
+}
+
+// TestRunV2 sends the same load as 1.0 and as 2.0 to a server that decodes each and checks
+// the 2.0 headers: the same samples under the same label sets arrive, and every 2.0 series
+// carries its metric's type and help (1.0 sends them in a request of their own).
+func TestRunV2(t *testing.T) {
+	received := func(v2 bool) (map[string][]prompb.Sample, map[string]string) {
+		t.Helper()
+		var mu sync.Mutex
+		got := map[string][]prompb.Sample{}
+		meta := map[string]string{}
+		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			body, _ := io.ReadAll(r.Body)
+			raw, err := snappy.Decode(nil, body)
+			if err != nil {
+				http.Error(w, err.Error(), http.StatusBadRequest)
+				return
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			ct, version := r.Header.Get("Content-Type"), r.Header.Get("X-Prometheus-Remote-Write-Version")
+			if !v2 {
+				var req prompb.WriteRequest
+				if err := req.Unmarshal(raw); err != nil || ct != "application/x-protobuf" || version != "0.1.0" {
+					http.Error(w, fmt.Sprintf("1.0: %v, %q, %q", err, ct, version), http.StatusBadRequest)
+					return
+				}
+				for _, m := range req.Metadata {
+					meta[m.MetricFamilyName] = m.Type.String() + " " + m.Help
+				}
+				for _, ts := range req.Timeseries {
+					key := fmt.Sprint(ts.Labels)
+					got[key] = append(got[key], ts.Samples...)
+				}
+				w.WriteHeader(http.StatusNoContent)
+				return
+			}
+			var req writev2.Request
+			if err := req.Unmarshal(raw); err != nil || ct != "application/x-protobuf;proto=io.prometheus.write.v2.Request" || version != "2.0.0" {
+				http.Error(w, fmt.Sprintf("2.0: %v, %q, %q", err, ct, version), http.StatusBadRequest)
+				return
+			}
+			var b labels.ScratchBuilder
+			for _, ts := range req.Timeseries {
+				ls, err := ts.ToLabels(&b, req.Symbols)
+				if err != nil {
+					http.Error(w, err.Error(), http.StatusBadRequest)
+					return
+				}
+				var pls []prompb.Label
+				ls.Range(func(l labels.Label) { pls = append(pls, prompb.Label{Name: l.Name, Value: l.Value}) })
+				key := fmt.Sprint(pls)
+				for _, s := range ts.Samples {
+					got[key] = append(got[key], prompb.Sample{Value: s.Value, Timestamp: s.Timestamp})
+				}
+				m, err := ts.ToMetadata(req.Symbols)
+				if err != nil {
+					http.Error(w, err.Error(), http.StatusBadRequest)
+					return
+				}
+				typ := map[model.MetricType]string{model.MetricTypeCounter: "COUNTER", model.MetricTypeGauge: "GAUGE"}[m.Type]
+				meta[ls.Get(model.MetricNameLabel)] = typ + " " + m.Help
+			}
+			w.WriteHeader(http.StatusNoContent)
+		}))
+		defer srv.Close()
+		g, err := New(Config{URL: srv.URL, Series: 250, Samples: 3, Senders: 2, BatchSize: 70, Timeout: time.Minute,
+			End: time.UnixMilli(1_800_000_000_000), V2: v2})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := g.SendMetadata(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := g.Run(context.Background(), 0, 3); err != nil {
+			t.Fatal(err)
+		}
+		return got, meta
+	}
+	v1, meta1 := received(false)
+	v2, meta2 := received(true)
+	if len(v1) != 250 || len(meta1) == 0 {
+		t.Fatalf("1.0: %d series, %d metadata", len(v1), len(meta1))
+	}
+	if !reflect.DeepEqual(v1, v2) {
+		t.Fatalf("2.0 sent other series or samples than 1.0: %d against %d series", len(v2), len(v1))
+	}
+	if !reflect.DeepEqual(meta1, meta2) {
+		t.Fatalf("2.0 metadata %v, 1.0 %v", meta2, meta1)
 	}
 }

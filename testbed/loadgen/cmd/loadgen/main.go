@@ -1,4 +1,4 @@
-// Command loadgen sends a remote write 1.0 load to a server on loopback: -series series ×
+// Command loadgen sends a remote write 1.0 load (2.0 with -v2) to a server on loopback: -series series ×
 // -samples samples, 15 s apart in sample time (the last one now), in requests of -batch samples
 // from -senders concurrent senders. Round 0 (new series) and the other rounds (steady) are timed
 // apart. It exits non-zero at the first request the server refuses (4xx) or that still fails
@@ -21,14 +21,15 @@ import (
 func main() {
 	d := loadgen.DefaultConfig()
 	cfg := loadgen.Config{}
-	flag.StringVar(&cfg.URL, "url", "http://127.0.0.1:9201/api/v1/write", "remote write 1.0 endpoint (loopback only)")
+	flag.StringVar(&cfg.URL, "url", "http://127.0.0.1:9201/api/v1/write", "remote write endpoint (loopback only)")
 	flag.IntVar(&cfg.Series, "series", d.Series, "number of series")
 	flag.IntVar(&cfg.Samples, "samples", d.Samples, "samples per series (rounds)")
 	flag.IntVar(&cfg.Senders, "senders", d.Senders, "concurrent senders, each owning a shard of the series")
 	flag.IntVar(&cfg.BatchSize, "batch", d.BatchSize, "samples per request")
 	flag.DurationVar(&cfg.Interval, "interval", d.Interval, "sample-time distance between rounds")
 	flag.DurationVar(&cfg.Timeout, "timeout", d.Timeout, "bound of the whole run")
-	metadata := flag.Bool("metadata", true, "send the metric metadata first, in a request of its own")
+	flag.BoolVar(&cfg.V2, "v2", false, "send remote write 2.0 (io.prometheus.write.v2.Request) instead of 1.0")
+	metadata := flag.Bool("metadata", true, "send the metric metadata first, in a request of its own (1.0; 2.0 sends it in every series)")
 	flag.Parse()
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
@@ -38,7 +39,11 @@ func main() {
 		log.Fatal(err)
 	}
 	c := g.Config()
-	fmt.Printf("%d series × %d samples, %d senders, batches of %d, to %s\n", c.Series, c.Samples, c.Senders, c.BatchSize, c.URL)
+	protocol := "1.0"
+	if c.V2 {
+		protocol = "2.0"
+	}
+	fmt.Printf("%d series × %d samples, %d senders, batches of %d, remote write %s to %s\n", c.Series, c.Samples, c.Senders, c.BatchSize, protocol, c.URL)
 	if *metadata {
 		if err := g.SendMetadata(ctx); err != nil {
 			log.Fatalf("metadata: %v", err)
