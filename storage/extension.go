@@ -42,12 +42,16 @@ type storageExtension struct {
 const headroomInterval = 30 * time.Second
 
 // releaseDelay is how long after the pipelines are ready the executable's startup pages are
-// dropped (exepages.go). Soon: clients start writing as soon as the collector is ready (the
-// query API's /-/ready says so), and the heap grows to its limit within a second of load, so a
-// release a second later left the peak RSS holding both (50 MB of startup pages). The collector
-// still logs and installs its signal handlers after Ready returns, so Ready does not wait for
-// the release; what they touch afterwards comes back a page at a time.
-const releaseDelay = 100 * time.Millisecond
+// dropped (exepages.go): none. Clients write and query as soon as the collector is ready (the
+// query API's /-/ready says so). The heap grows to its limit within a second of load, so a
+// release a second later left the peak RSS holding both (50 MB of startup pages); and a
+// release a moment later fell on the first requests' heels: after a restart the second run of
+// the server benchmark's first range query read the code pages it had just used from disk
+// again (87-133 ms against 52-78 for the runs around it). Released at once, the first requests
+// read the pages they need, which they would do anyway after a start. The collector still logs
+// and installs its signal handlers after Ready returns, so Ready does not wait for the
+// release; what they touch afterwards comes back a page at a time.
+const releaseDelay = 0
 
 var (
 	_ extension.Extension = (*storageExtension)(nil)
@@ -132,8 +136,8 @@ func (e *storageExtension) Shutdown(context.Context) error {
 }
 
 // Ready drops the executable's pages that only starting the collector used (exepages.go), once,
-// releaseAfter later: the pipelines are built and the receivers started, so what startup touched
-// is behind. Shutdown before then cancels it.
+// releaseAfter later (at once by default): the pipelines are built and the receivers started,
+// so what startup touched is behind. Shutdown before then cancels it.
 func (e *storageExtension) Ready() error {
 	e.released.Do(func() {
 		// Added under mu while the extension runs, so before Shutdown's Wait.
