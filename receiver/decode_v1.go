@@ -247,6 +247,25 @@ func (p *pbuf) skip(wire int) error {
 	}
 }
 
+// message reads a length-delimited field whose key, of wire type wire, was just read: its bounds,
+// or the generated code's error for another wire type (name is the field's).
+func (p *pbuf) message(wire int, name string) (lo, hi int, err error) {
+	if wire != wireBytes {
+		return 0, 0, wrongWire(wire, name)
+	}
+	return p.sub()
+}
+
+// appendDecoded appends a zero T to s and decodes b into it with T's generated Unmarshal: the
+// messages that are rare (histograms, exemplars, metadata) and not worth a decoder of our own.
+func appendDecoded[T any, PT interface {
+	*T
+	Unmarshal([]byte) error
+}](s []T, b []byte) ([]T, error) {
+	s = append(s, *new(T))
+	return s, PT(&s[len(s)-1]).Unmarshal(b)
+}
+
 func wrongWire(wire int, field string) error {
 	return fmt.Errorf("proto: wrong wireType = %d for field %s", wire, field)
 }
@@ -264,10 +283,7 @@ func decodeV1(r *v1Request, body []byte) error {
 		}
 		switch field {
 		case fieldWriteTimeseries:
-			if wire != wireBytes {
-				return wrongWire(wire, "Timeseries")
-			}
-			lo, hi, err := p.sub()
+			lo, hi, err := p.message(wire, "Timeseries")
 			if err != nil {
 				return err
 			}
@@ -275,15 +291,11 @@ func decodeV1(r *v1Request, body []byte) error {
 				return err
 			}
 		case fieldWriteMetadata:
-			if wire != wireBytes {
-				return wrongWire(wire, "Metadata")
-			}
-			lo, hi, err := p.sub()
+			lo, hi, err := p.message(wire, "Metadata")
 			if err != nil {
 				return err
 			}
-			r.metadata = append(r.metadata, prompb.MetricMetadata{})
-			if err := r.metadata[len(r.metadata)-1].Unmarshal(body[lo:hi]); err != nil {
+			if r.metadata, err = appendDecoded(r.metadata, body[lo:hi]); err != nil {
 				return err
 			}
 		default:
@@ -318,10 +330,7 @@ func (r *v1Request) decodeSeries(b []byte, start int) error {
 		}
 		switch field {
 		case fieldSeriesLabels:
-			if wire != wireBytes {
-				return wrongWire(wire, "Labels")
-			}
-			lo, hi, err := p.sub()
+			lo, hi, err := p.message(wire, "Labels")
 			if err != nil {
 				return err
 			}
@@ -336,10 +345,7 @@ func (r *v1Request) decodeSeries(b []byte, start int) error {
 			high |= highBits(b[lo:hi])
 			r.labels = append(r.labels, l)
 		case fieldSeriesSamples:
-			if wire != wireBytes {
-				return wrongWire(wire, "Samples")
-			}
-			lo, hi, err := p.sub()
+			lo, hi, err := p.message(wire, "Samples")
 			if err != nil {
 				return err
 			}
@@ -349,27 +355,19 @@ func (r *v1Request) decodeSeries(b []byte, start int) error {
 			}
 			r.samples = append(r.samples, smp)
 		case fieldSeriesExemplars:
-			if wire != wireBytes {
-				return wrongWire(wire, "Exemplars")
-			}
-			lo, hi, err := p.sub()
+			lo, hi, err := p.message(wire, "Exemplars")
 			if err != nil {
 				return err
 			}
-			r.exemplars = append(r.exemplars, prompb.Exemplar{})
-			if err := r.exemplars[len(r.exemplars)-1].Unmarshal(b[lo:hi]); err != nil {
+			if r.exemplars, err = appendDecoded(r.exemplars, b[lo:hi]); err != nil {
 				return err
 			}
 		case fieldSeriesHistograms:
-			if wire != wireBytes {
-				return wrongWire(wire, "Histograms")
-			}
-			lo, hi, err := p.sub()
+			lo, hi, err := p.message(wire, "Histograms")
 			if err != nil {
 				return err
 			}
-			r.histograms = append(r.histograms, prompb.Histogram{})
-			if err := r.histograms[len(r.histograms)-1].Unmarshal(b[lo:hi]); err != nil {
+			if r.histograms, err = appendDecoded(r.histograms, b[lo:hi]); err != nil {
 				return err
 			}
 		default:

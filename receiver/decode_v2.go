@@ -63,19 +63,13 @@ func decodeV2(req *writev2.Request, body []byte, d *v2Buffers) error {
 		}
 		switch field {
 		case fieldV2Symbols:
-			if wire != wireBytes {
-				return wrongWire(wire, "Symbols")
-			}
-			lo, hi, err := p.sub()
+			lo, hi, err := p.message(wire, "Symbols")
 			if err != nil {
 				return err
 			}
 			req.Symbols = append(req.Symbols, d.strs.make(body[lo:hi], ""))
 		case fieldV2Timeseries:
-			if wire != wireBytes {
-				return wrongWire(wire, "Timeseries")
-			}
-			lo, hi, err := p.sub()
+			lo, hi, err := p.message(wire, "Timeseries")
 			if err != nil {
 				return err
 			}
@@ -140,10 +134,7 @@ func (d *v2Buffers) decodeSeries(ts *writev2.TimeSeries, b []byte, start int) er
 				return wrongWire(wire, "LabelsRefs")
 			}
 		case fieldV2SeriesSamples:
-			if wire != wireBytes {
-				return wrongWire(wire, "Samples")
-			}
-			lo, hi, err := p.sub()
+			lo, hi, err := p.message(wire, "Samples")
 			if err != nil {
 				return err
 			}
@@ -153,34 +144,23 @@ func (d *v2Buffers) decodeSeries(ts *writev2.TimeSeries, b []byte, start int) er
 			}
 			d.samples = append(d.samples, writev2.Sample{Value: s.v, Timestamp: s.t, StartTimestamp: s.st})
 		case fieldV2SeriesHistograms:
-			if wire != wireBytes {
-				return wrongWire(wire, "Histograms")
-			}
-			lo, hi, err := p.sub()
+			lo, hi, err := p.message(wire, "Histograms")
 			if err != nil {
 				return err
 			}
-			ts.Histograms = append(ts.Histograms, writev2.Histogram{})
-			if err := ts.Histograms[len(ts.Histograms)-1].Unmarshal(b[lo:hi]); err != nil {
+			if ts.Histograms, err = appendDecoded(ts.Histograms, b[lo:hi]); err != nil {
 				return err
 			}
 		case fieldV2SeriesExemplars:
-			if wire != wireBytes {
-				return wrongWire(wire, "Exemplars")
-			}
-			lo, hi, err := p.sub()
+			lo, hi, err := p.message(wire, "Exemplars")
 			if err != nil {
 				return err
 			}
-			ts.Exemplars = append(ts.Exemplars, writev2.Exemplar{})
-			if err := ts.Exemplars[len(ts.Exemplars)-1].Unmarshal(b[lo:hi]); err != nil {
+			if ts.Exemplars, err = appendDecoded(ts.Exemplars, b[lo:hi]); err != nil {
 				return err
 			}
 		case fieldV2SeriesMetadata:
-			if wire != wireBytes {
-				return wrongWire(wire, "Metadata")
-			}
-			lo, hi, err := p.sub()
+			lo, hi, err := p.message(wire, "Metadata")
 			if err != nil {
 				return err
 			}
