@@ -157,20 +157,26 @@ func ingestBodyV2(b *testing.B) []byte {
 	return body
 }
 
-// samplesAhead counts the samples of the run of series with the given name from the series being
-// converted on, for 1.0 and 2.0 requests alike: the capacity newMetric gives a metric's points.
+// samplesAhead counts the samples of the run of series with the name, job and instance of the
+// metric being created, from the series being converted on, for 1.0 and 2.0 requests alike: the
+// capacity newMetric gives a metric's points. A run of one name across targets is one metric
+// each, each counting its own series only (summed, the capacities are the request's samples).
 func TestSamplesAhead(t *testing.T) {
 	type ts struct {
-		name    string
-		samples int
+		name, instance string
+		samples        int
 	}
-	in := []ts{{"a", 1}, {"a", 2}, {"b", 1}, {"a", 1}, {"", 3}, {"c", 0}, {"c", 4}}
+	in := []ts{{"a", "x", 1}, {"a", "x", 2}, {"b", "x", 1}, {"a", "x", 1}, {"", "x", 3}, {"c", "x", 0}, {"c", "x", 4},
+		{"up", "t0", 1}, {"up", "t1", 1}, {"up", "t2", 2}, {"up", "", 1}}
 	v1 := &prompb.WriteRequest{}
 	v2 := newV2Builder()
 	for i, s := range in {
-		ls := []string{"i", fmt.Sprint(i)}
+		ls := []string{"i", fmt.Sprint(i), "job", "j"}
 		if s.name != "" {
-			ls = append([]string{"__name__", s.name}, ls...)
+			ls = append(ls, "__name__", s.name)
+		}
+		if s.instance != "" {
+			ls = append(ls, "instance", s.instance)
 		}
 		var smp1 []prompb.Sample
 		var smp2 []writev2.Sample
@@ -188,24 +194,32 @@ func TestSamplesAhead(t *testing.T) {
 	require.NoError(t, decodeV1(&c.v1, body))
 	v2Req := v2.build()
 
+	key := func(name, instance string) metricKey {
+		return metricKey{res: resourceKey{job: "j", instance: instance}, name: name}
+	}
 	for _, tc := range []struct {
 		at   int
-		name string
+		key  metricKey
 		want int
 	}{
-		{0, "a", 3}, // the first two series; the third is b
-		{1, "a", 2},
-		{2, "b", 1},
-		{3, "a", 1}, // up to the unnamed series
-		{0, "b", 0}, // not the series at hand
-		{5, "c", 4}, // a series without samples counts none
-		{6, "c", 4},
+		{0, key("a", "x"), 3}, // the first two series; the third is b
+		{1, key("a", "x"), 2},
+		{2, key("b", "x"), 1},
+		{3, key("a", "x"), 1}, // up to the unnamed series
+		{0, key("b", "x"), 0}, // not the series at hand
+		{0, key("a", "y"), 0}, // another instance
+		{5, key("c", "x"), 4}, // a series without samples counts none
+		{6, key("c", "x"), 4},
+		{7, key("up", "t0"), 1}, // each target its own
+		{8, key("up", "t1"), 1},
+		{9, key("up", "t2"), 2},
+		{10, key("up", ""), 1}, // no instance label
 	} {
 		c.req1, c.req2, c.at = &c.v1, nil, tc.at
-		require.Equal(t, tc.want, c.samplesAhead(tc.name), "1.0: %q from series %d", tc.name, tc.at)
+		require.Equal(t, tc.want, c.samplesAhead(tc.key), "1.0: %v from series %d", tc.key, tc.at)
 		c.req1, c.req2 = nil, v2Req
-		require.Equal(t, tc.want, c.samplesAhead(tc.name), "2.0: %q from series %d", tc.name, tc.at)
+		require.Equal(t, tc.want, c.samplesAhead(tc.key), "2.0: %v from series %d", tc.key, tc.at)
 	}
 	c.req1, c.req2 = nil, nil
-	require.Zero(t, c.samplesAhead("a"), "no request")
+	require.Zero(t, c.samplesAhead(key("a", "x")), "no request")
 }

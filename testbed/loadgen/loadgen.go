@@ -337,7 +337,7 @@ func (g *Generator) send(ctx context.Context, lo, hi, from, to int, stats *Stats
 	samples := make([]prompb.Sample, batch)
 	req := prompb.WriteRequest{Timeseries: make([]prompb.TimeSeries, 0, batch)}
 	var raw, compressed []byte
-	var v2 v2Batch
+	v2 := v2Batch{symbols: writev2.NewSymbolTable()}
 	flush := func() error {
 		if len(req.Timeseries) == 0 {
 			return nil
@@ -454,7 +454,6 @@ func (g *Generator) postOnce(ctx context.Context, body []byte) error {
 
 // v2Batch builds 2.0 requests from the 1.0 series of a batch, reusing its buffers.
 type v2Batch struct {
-	ready   bool // symbols is made
 	symbols writev2.SymbolsTable
 	req     writev2.Request
 	lb      labels.ScratchBuilder
@@ -465,9 +464,6 @@ type v2Batch struct {
 // marshal appends the 2.0 encoding of series (labels sorted, one sample each) to raw[:0]: one
 // symbol table for the request, each series with the metadata of its metric name.
 func (b *v2Batch) marshal(raw []byte, series []prompb.TimeSeries, meta map[string]prompb.MetricMetadata) ([]byte, error) {
-	if !b.ready {
-		b.symbols, b.ready = writev2.NewSymbolTable(), true
-	}
 	b.symbols.Reset()
 	b.refs = b.refs[:0]
 	b.req.Timeseries = b.req.Timeseries[:0]
