@@ -341,15 +341,11 @@ func (a *Appender) Commit() error {
 	if len(ooo) > 0 {
 		err = db.writeOutOfOrder(ooo)
 	}
-	var cp *pendingCheckpoint
-	if err == nil && db.log.bytes >= db.checkpointAt {
-		cp, err = db.beginCheckpointLocked(headsQuick)
+	if err == nil && db.log.bytes >= db.checkpointAt && db.ckpt == nil {
+		// The checkpointer writes the heads in parts, with commits going on between them.
+		db.kickCheckpoint()
 	}
 	db.writeMu.Unlock()
-	if cp != nil {
-		// Outside writeMu: other commits go on while Pebble's WAL syncs the heads.
-		err = errors.Join(err, cp.finish(db))
-	}
 	if needSync {
 		// Wait for the fsync outside writeMu, so concurrent commits share one WAL sync.
 		if serr := b.SyncWait(); serr != nil {

@@ -87,17 +87,35 @@ func testCrashAfterCommit(t *testing.T, mode crashMode) {
 
 // Crash clones taken while a writer commits hold a prefix of the commits: at least those
 // acknowledged before the clone, exactly as committed, and the clone opens and takes appends.
-func TestCrashMidStream(t *testing.T) { forEachCrashMode(t, testCrashMidStream) }
+func TestCrashMidStream(t *testing.T) {
+	forEachCrashMode(t, func(t *testing.T, mode crashMode) {
+		testCrashMidStream(t, mode, Options{PartitionDuration: time.Hour, SyncCommits: mode.sync}, 0)
+	})
+}
 
-func testCrashMidStream(t *testing.T, mode crashMode) {
+// The same with checkpoints in parts running all along: 300 more heads a commit, 32 KiB parts
+// (256 KiB memtables), a checkpoint every 64 KiB of log.
+func TestCrashMidCheckpoints(t *testing.T) {
+	forEachCrashMode(t, func(t *testing.T, mode crashMode) {
+		testCrashMidStream(t, mode, Options{PartitionDuration: time.Hour, SyncCommits: mode.sync,
+			MemTableSize: 256 << 10, CheckpointBytes: 64 << 10, CheckpointInterval: time.Hour}, 300)
+	})
+}
+
+func testCrashMidStream(t *testing.T, mode crashMode, opts Options, wide int) {
 	fs := vfs.NewCrashableMem()
-	opts := Options{PartitionDuration: time.Hour, SyncCommits: mode.sync}
 	db := openOn(t, fs, opts)
 	const series = 5
 	// Commit i appends sample i to series "all" and to series "s<i%5>", with 30 other samples
-	// in a series of its own so that batches are not trivial.
+	// in a series of its own so that batches are not trivial, and sample i to each of wide
+	// series "w<j>".
 	commit := func(db *DB, i int) error {
 		app := db.AppenderV2(context.Background())
+		for j := range wide {
+			if err := appendSmp(app, lbls("__name__", "w", "j", fmt.Sprint(j)), smp{T: int64(i) * 1000, F: float64(i)}, storage.AppendV2Options{}); err != nil {
+				return err
+			}
+		}
 		if err := appendSmp(app, lbls("__name__", "all"), smp{T: int64(i) * 1000, F: float64(i)}, storage.AppendV2Options{}); err != nil {
 			return err
 		}
@@ -118,6 +136,9 @@ func testCrashMidStream(t *testing.T, mode crashMode) {
 			m.add(lbls("__name__", fmt.Sprint("s", i%series)), smp{T: int64(i) * 1000, F: float64(i)})
 			for j := range 30 {
 				m.add(lbls("__name__", "bulk", "c", fmt.Sprint(i%7)), smp{T: int64(i)*1000 + int64(j), F: float64(j)})
+			}
+			for j := range wide {
+				m.add(lbls("__name__", "w", "j", fmt.Sprint(j)), smp{T: int64(i) * 1000, F: float64(i)})
 			}
 		}
 		return m.query(-1<<62, 1<<62)
@@ -150,16 +171,29 @@ func testCrashMidStream(t *testing.T, mode crashMode) {
 	}
 	rng := rand.New(rand.NewPCG(21, 22))
 	var crashes []crash
+	midCheckpoint := 0
 	for len(crashes) < 12 {
-		time.Sleep(time.Duration(rng.IntN(3000)) * time.Microsecond)
+		// Longer apart with the wide series, so that checkpoints come between the crashes.
+		time.Sleep(time.Duration(rng.IntN(3000)*(1+wide/30)) * time.Microsecond)
 		before := acked.Load()
+		running := db.ckptAsked.Load()
 		clone := fs.CrashClone(mode.clone(rng))
+		if running && db.ckptAsked.Load() {
+			midCheckpoint++ // a checkpoint was asked for or ran before and after: likely during
+		}
 		crashes = append(crashes, crash{fs: clone, ackedBefore: before, startedAtLeast: acked.Load() + 1})
+	}
+	if wide > 0 {
+		require.Eventually(t, func() bool { return db.Stats().Checkpoints.Load() > 2 }, time.Minute, time.Millisecond)
 	}
 	close(stop)
 	wg.Wait()
 	require.NoError(t, writerErr)
 	require.Positive(t, acked.Load())
+	if wide > 0 {
+		require.Greater(t, db.Stats().Checkpoints.Load(), int64(2))
+		t.Logf("%d commits, %d checkpoints, %d of the crashes likely during one", acked.Load(), db.Stats().Checkpoints.Load(), midCheckpoint)
+	}
 
 	distinct := map[int]bool{}
 	for ci, c := range crashes {

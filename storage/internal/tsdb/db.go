@@ -198,7 +198,15 @@ type DB struct {
 	// to write the stores that version wrote.
 	encodeStored func(b []byte, c *chunkBuilder, sc *decimalScratch) []byte
 	unsynced     []*memSeries // heads with samples only the log has (memSeries.unsynced); also guarded by headMu for writing
-	legacyLog    bool
+	// ckpt is the checkpoint in parts that runs, if one does (checkpointRun); also guarded by
+	// headMu for writing. ckptAsked is set while one is asked for of the checkpointer or runs.
+	ckpt      *checkpointRun
+	ckptAsked atomic.Bool
+	ckptKick  chan struct{}
+	ckptDone  chan struct{}
+	// checkpointPartHook, when set (by tests), runs between the parts of a checkpoint.
+	checkpointPartHook func()
+	legacyLog          bool
 	// legacyIndexUpTo is the newest partition holding `i` index keys, written by versions
 	// before posting lists; noLegacyIndex when none does. Set by Open, then read only.
 	legacyIndexUpTo int64
@@ -273,6 +281,8 @@ func Open(dir string, o Options) (*DB, error) {
 		stop:         make(chan struct{}),
 		mergeKick:    make(chan struct{}, 1),
 		done:         make(chan struct{}),
+		ckptKick:     make(chan struct{}, 1),
+		ckptDone:     make(chan struct{}),
 	}
 	if db.partMs <= 0 {
 		return nil, fmt.Errorf("partition duration %v is below 1ms", opts.PartitionDuration)
@@ -348,6 +358,7 @@ func Open(dir string, o Options) (*DB, error) {
 	}
 	db.kickMerge() // windows the replay closed
 	go db.background()
+	go db.checkpointer()
 	db.logger.Info("Opened time-series database",
 		zap.String("directory", dir),
 		zap.Int("partitions", len(db.parts)),
@@ -499,6 +510,7 @@ func (db *DB) Close() error {
 	db.lifeMu.Unlock()
 	close(db.stop)
 	<-db.done
+	<-db.ckptDone
 	db.inflight.Wait()
 	if ok, _ := db.Writable(); ok {
 		db.mergeAtClose()

@@ -98,9 +98,10 @@ func (q *Querier) newStreamSet(ctx context.Context, refs []uint64, mint, maxt in
 	// writes, so a query does not wait for a write stuck on the disk.
 	db.headMu.RLock()
 	s.snap = db.pdb.NewSnapshot()
-	// Heads that are not dirty are stored as they are under their c key, in snap. Cut chunks
-	// wait in memory while their commit's batch is applied.
-	if len(db.unsynced) > 0 || len(db.cuts) > 0 {
+	// Heads that are not dirty are stored as they are under their c key, in snap; dirty ones
+	// are listed in db.unsynced or in the checkpoint that runs. Cut chunks wait in memory
+	// while their commit's batch is applied.
+	if len(db.unsynced) > 0 || db.ckpt != nil || len(db.cuts) > 0 {
 		for _, ref := range refs {
 			ms := db.series.getByRef(ref)
 			if ms == nil {

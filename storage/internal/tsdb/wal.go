@@ -155,9 +155,9 @@ const (
 	headsPacked = true
 )
 
-// checkpointLocked writes every head chunk that holds samples only the log has in one synced
+// checkpointLocked writes every head chunk that holds samples only the log has, then a synced
 // batch, which also makes every earlier unsynced batch durable (Pebble's WAL is written in
-// order), then removes the log. Caller holds writeMu.
+// order), and removes the log. Caller holds writeMu.
 func (db *DB) checkpointLocked(packed bool) error {
 	cp, err := db.beginCheckpointLocked(packed)
 	if err != nil {
@@ -166,28 +166,195 @@ func (db *DB) checkpointLocked(packed bool) error {
 	return cp.finish(db)
 }
 
-// pendingCheckpoint is a checkpoint whose batch is applied but maybe not yet synced.
+// pendingCheckpoint is a checkpoint whose heads are applied and whose final batch may not yet
+// be synced.
 type pendingCheckpoint struct {
 	b   *pebble.Batch // nil when there was nothing to write
 	old []string      // the log segments to remove once b is synced
 }
 
-// beginCheckpointLocked applies the checkpoint's batch and starts a new log segment; the
-// returned checkpoint's finish waits for the batch's sync and removes the older segments. Caller
-// holds writeMu; finish may run without it, so that commits go on while the WAL syncs. The batch is
-// applied under writeMu so that it is ordered before every later commit's batch (a later cut
-// of a head must not be overwritten by this older copy of it).
+// beginCheckpointLocked writes the heads and applies the checkpoint's final batch under writeMu,
+// all at once: it takes over the heads of a checkpoint in parts that has not finished (whose
+// segments it removes too: they are older than its own rotation). The returned checkpoint's
+// finish waits for the sync and removes the older segments; it may run without writeMu, so that
+// commits go on while the WAL syncs. Caller holds writeMu.
 func (db *DB) beginCheckpointLocked(packed bool) (*pendingCheckpoint, error) {
 	if err := db.brokenErr(); err != nil {
 		return nil, err
 	}
-	if len(db.unsynced) == 0 && db.log.bytes == 0 && !db.legacyLog {
+	run := db.ckpt
+	if run == nil && len(db.unsynced) == 0 && db.log.bytes == 0 && !db.legacyLog {
 		return &pendingCheckpoint{}, nil
 	}
-	b := db.pdb.NewBatch()
-	var buf, key []byte
+	// The heads stay listed (and the run set) until they are written: queries read the dirty
+	// heads of listed series from memory.
 	var written int64
-	for _, s := range db.unsynced {
+	if run != nil {
+		_, w, err := db.writeHeadsLocked(run.series[run.next:], packed, false)
+		written += run.written + w
+		if err != nil {
+			return nil, err
+		}
+	}
+	_, w, err := db.writeHeadsLocked(db.unsynced, packed, false)
+	written += w
+	if err != nil {
+		return nil, err
+	}
+	db.headMu.Lock()
+	db.ckpt = nil
+	clear(db.unsynced) // no pointers kept to series head collection may drop
+	db.unsynced = db.unsynced[:0]
+	db.headMu.Unlock()
+	b, err := db.applyCheckpointEnd()
+	if err != nil {
+		return nil, err
+	}
+	db.checkpointAt = checkpointLogBytes(db.opts.CheckpointBytes, written)
+	old, err := db.log.rotate()
+	if err != nil {
+		db.logger.Warn("Listing sample log segments failed; they are removed at the next checkpoint", zap.Error(err))
+	}
+	return &pendingCheckpoint{b: b, old: old}, nil
+}
+
+// A checkpoint in parts writes the heads a part (checkpointPartBytes) at a time under writeMu,
+// so that commits go on between parts: written all at once, 100k heads held every sender for
+// about 100 ms, and what a checkpoint writes grows with the series. It begins by starting a new
+// log segment and taking the list of heads that hold samples only the log has; every record of
+// the older segments is in one of those heads, or in a chunk cut from it since (the cut's
+// commit batch is applied before the checkpoint's final synced batch). A commit between parts
+// that appends to a head not yet written leaves it listed for this checkpoint (its unsynced
+// flag is still set), which writes it with the new samples; one that appends to a head
+// already written lists it anew for the next. Either way the sample is in the new segment too.
+// Only the checkpointer goroutine runs checkpoints in parts; a checkpoint under writeMu
+// (beginCheckpointLocked) takes over the rest of one that runs.
+type checkpointRun struct {
+	series  []*memSeries // the heads to write; those before next are written
+	next    int
+	old     []string // the log segments before the run's rotation
+	written int64    // bytes of heads written so far
+}
+
+// startCheckpointRunLocked begins a checkpoint in parts: a new log segment, and the list of
+// heads to write taken over from db.unsynced, which starts empty. Caller holds writeMu.
+func (db *DB) startCheckpointRunLocked() *checkpointRun {
+	old, err := db.log.rotate()
+	if err != nil {
+		db.logger.Warn("Listing sample log segments failed; they are removed at the next checkpoint", zap.Error(err))
+	}
+	run := &checkpointRun{old: old}
+	// Queries read the dirty heads of listed series from memory: the list moves to the run,
+	// which they see, in one step.
+	db.headMu.Lock()
+	run.series, db.unsynced = db.unsynced, nil
+	db.ckpt = run
+	db.headMu.Unlock()
+	return run
+}
+
+// kickCheckpoint asks the checkpointer for a checkpoint in parts, unless one is asked for or
+// running.
+func (db *DB) kickCheckpoint() {
+	if db.ckptAsked.CompareAndSwap(false, true) {
+		db.ckptKick <- struct{}{} // never blocks: only the winner of the swap sends, and the checkpointer empties it before clearing the flag
+	}
+}
+
+// checkpointer runs the checkpoints that commits and the checkpoint interval ask for, in parts.
+func (db *DB) checkpointer() {
+	defer close(db.ckptDone)
+	for {
+		select {
+		case <-db.stop:
+			return
+		case <-db.ckptKick:
+			if err := db.checkpointInParts(); err != nil {
+				db.logger.Warn("Checkpoint failed", zap.Error(err))
+			}
+			db.ckptAsked.Store(false)
+		}
+	}
+}
+
+// checkpointInParts runs one checkpoint in parts (checkpointRun). When the DB closes meanwhile it
+// stops between parts: Close's checkpoint takes over.
+func (db *DB) checkpointInParts() error {
+	if db.acquire() != nil {
+		return nil
+	}
+	defer db.release()
+	db.writeMu.Lock()
+	// A store that refuses writes writes no heads either (freeLogSpace checkpoints to free the
+	// log's space, with a reserve for them); the next commit asks again.
+	if ok, _ := db.Writable(); !ok || db.log.bytes == 0 || db.ckpt != nil {
+		db.writeMu.Unlock()
+		return nil
+	}
+	if db.legacyLog {
+		// The log records an older version kept in Pebble (replay removes them at Open, so
+		// this is defensive): the checkpoint under writeMu deletes them.
+		cp, err := db.beginCheckpointLocked(headsQuick)
+		db.writeMu.Unlock()
+		if err == nil {
+			err = cp.finish(db)
+		}
+		return err
+	}
+	run := db.startCheckpointRunLocked()
+	for {
+		n, w, err := db.writeHeadsLocked(run.series[run.next:], headsQuick, true)
+		clear(run.series[run.next : run.next+n]) // no pointers kept to series head collection may drop
+		run.next += n
+		run.written += w
+		if err != nil {
+			db.writeMu.Unlock()
+			return err
+		}
+		if run.next == len(run.series) {
+			break
+		}
+		db.writeMu.Unlock()
+		if db.checkpointPartHook != nil {
+			db.checkpointPartHook()
+		}
+		select {
+		case <-db.stop:
+			return nil
+		default:
+		}
+		db.writeMu.Lock()
+		if db.ckpt != run {
+			db.writeMu.Unlock()
+			return nil // a checkpoint under writeMu took over
+		}
+	}
+	db.headMu.Lock()
+	db.ckpt = nil
+	db.headMu.Unlock()
+	b, err := db.applyCheckpointEnd()
+	if err == nil {
+		db.checkpointAt = checkpointLogBytes(db.opts.CheckpointBytes, run.written)
+	}
+	db.writeMu.Unlock()
+	if err != nil {
+		return err
+	}
+	return (&pendingCheckpoint{b: b, old: run.old}).finish(db)
+}
+
+// writeHeadsLocked writes the open heads of the series in list that hold samples only the log
+// has, in batches applied without a sync once they hold checkpointPartBytes (one batch of every
+// head, tens of MB at 100k series, was a spike of that much memory), and marks them clean.
+// With onePart it returns after the first batch it applies. It returns how many of list it
+// took and the bytes it wrote. Caller holds writeMu.
+func (db *DB) writeHeadsLocked(list []*memSeries, packed, onePart bool) (n int, written int64, err error) {
+	var buf, key []byte
+	b := db.pdb.NewBatch()
+	done := 0 // list[:done] are applied and marked clean
+	for n < len(list) {
+		s := list[n]
+		n++
 		if !s.unsynced || !s.head.open() || !s.head.dirty {
 			continue
 		}
@@ -199,12 +366,52 @@ func (db *DB) beginCheckpointLocked(packed bool) (*pendingCheckpoint, error) {
 		key = chunkKey(key[:0], s.head.part, s.ref, s.head.mint) // the batch copies it
 		_ = b.Set(key, buf, nil)
 		written += int64(len(key) + len(buf))
-		// The synced batch at the end makes the parts applied before it durable.
-		var err error
-		if b, err = db.applyFullPart(b); err != nil {
-			return nil, db.setBroken(fmt.Errorf("checkpoint: %w", err))
+		if b.Len() < checkpointPartBytes(db.opts.MemTableSize) {
+			continue
+		}
+		if err := db.applyHeads(b, list[done:n], packed); err != nil {
+			return n, written, err
+		}
+		done = n
+		if onePart {
+			return n, written, nil
+		}
+		b = db.pdb.NewBatch()
+	}
+	return n, written, db.applyHeads(b, list[done:n], packed)
+}
+
+// applyHeads applies b, which holds the heads of the listed series that were dirty, without a
+// sync (the checkpoint's final batch syncs it), closes it, and marks those series clean. The
+// heads are clean once their copies are applied: a query that copies a head still marked dirty
+// meanwhile finds the same chunk in its snapshot, and the head replaces it.
+func (db *DB) applyHeads(b *pebble.Batch, listed []*memSeries, packed bool) error {
+	var err error
+	if !b.Empty() {
+		err = db.pdb.Apply(b, pebble.NoSync)
+	}
+	_ = b.Close()
+	if err != nil {
+		return db.setBroken(fmt.Errorf("checkpoint: %w", err))
+	}
+	db.headMu.Lock()
+	for _, s := range listed {
+		if s.unsynced {
+			if s.head.open() && s.head.dirty {
+				s.head.quickStored = !packed && isFloatChunk(s.head.chunk())
+			}
+			s.head.dirty = false
+			s.unsynced = false
 		}
 	}
+	db.headMu.Unlock()
+	return nil
+}
+
+// applyCheckpointEnd applies a checkpoint's final batch, whose sync makes every batch before it
+// durable, and deletes the log records an older version kept in Pebble. Caller holds writeMu.
+func (db *DB) applyCheckpointEnd() (*pebble.Batch, error) {
+	b := db.pdb.NewBatch()
 	if db.legacyLog {
 		_ = b.DeleteRange([]byte{famLog}, []byte{famLog + 1}, nil)
 	}
@@ -215,28 +422,8 @@ func (db *DB) beginCheckpointLocked(packed bool) (*pendingCheckpoint, error) {
 		_ = b.Close()
 		return nil, db.setBroken(fmt.Errorf("checkpoint: %w", err))
 	}
-	// The heads are clean once their copies are applied: a query that copies a head still
-	// marked dirty meanwhile finds the same chunk in its snapshot, and the head replaces it.
-	db.headMu.Lock()
-	for _, s := range db.unsynced {
-		if s.unsynced {
-			if s.head.open() && s.head.dirty {
-				s.head.quickStored = !packed && isFloatChunk(s.head.chunk())
-			}
-			s.head.dirty = false
-			s.unsynced = false
-		}
-	}
-	clear(db.unsynced) // no pointers kept to series head GC may drop
-	db.unsynced = db.unsynced[:0]
-	db.headMu.Unlock()
 	db.legacyLog = false
-	db.checkpointAt = checkpointLogBytes(db.opts.CheckpointBytes, written)
-	old, err := db.log.rotate()
-	if err != nil {
-		db.logger.Warn("Listing sample log segments failed; they are removed at the next checkpoint", zap.Error(err))
-	}
-	return &pendingCheckpoint{b: b, old: old}, nil
+	return b, nil
 }
 
 // checkpointLogBytes is the size of the sample log at which the next checkpoint runs, after one
@@ -321,8 +508,8 @@ func (cp *pendingCheckpoint) finish(db *DB) error {
 	return nil
 }
 
-// checkpointIfDue checkpoints when the log is older than the checkpoint interval, and
-// otherwise fsyncs it when its last sync is older than the sync interval.
+// checkpointIfDue asks for a checkpoint when the log is older than the checkpoint interval,
+// and otherwise fsyncs it when its last sync is older than the sync interval.
 func (db *DB) checkpointIfDue() {
 	if db.acquire() != nil {
 		return
@@ -333,20 +520,25 @@ func (db *DB) checkpointIfDue() {
 		db.writeMu.Unlock()
 		return
 	}
-	if time.Since(db.logStart) < db.opts.CheckpointInterval {
-		if time.Since(db.log.syncedAt) < db.opts.LogSyncInterval {
-			db.writeMu.Unlock()
-			return
+	if time.Since(db.logStart) >= db.opts.CheckpointInterval {
+		if db.ckpt == nil {
+			db.kickCheckpoint()
 		}
-		err := db.log.syncNow()
-		if err == nil {
-			db.writeMu.Unlock()
-			return
-		}
-		// The log's pages may be gone with the failed fsync: a checkpoint makes what it
-		// holds durable in Pebble instead, and starts a new segment.
-		db.logger.Warn("Syncing the sample log failed; checkpointing instead", zap.Error(err))
+		db.writeMu.Unlock()
+		return
 	}
+	if time.Since(db.log.syncedAt) < db.opts.LogSyncInterval {
+		db.writeMu.Unlock()
+		return
+	}
+	err := db.log.syncNow()
+	if err == nil {
+		db.writeMu.Unlock()
+		return
+	}
+	// The log's pages may be gone with the failed fsync: a checkpoint makes what it holds
+	// durable in Pebble instead, and starts a new segment.
+	db.logger.Warn("Syncing the sample log failed; checkpointing instead", zap.Error(err))
 	cp, err := db.beginCheckpointLocked(headsQuick)
 	db.writeMu.Unlock()
 	if err == nil {

@@ -103,6 +103,7 @@ func TestCheckpoint(t *testing.T) {
 	ls := lbls("__name__", "m")
 	for _, s := range floatRange(0, 19, 1) {
 		mustAppend(t, db, ls, s)
+		waitCheckpoint(t, db)
 	}
 	require.Positive(t, db.Stats().Checkpoints.Load(), "64 bytes of log trigger a checkpoint")
 	require.Less(t, logRecords(t, db), 20)
@@ -110,6 +111,128 @@ func TestCheckpoint(t *testing.T) {
 	db = reopen(t, db, fs)
 	require.Zero(t, logRecords(t, db))
 	requireSamples(t, floatRange(0, 19, 1), selectStrict(t, db, 0, 100, nil, eq("__name__", "m"))[ls.String()])
+}
+
+// waitCheckpoint waits until the checkpoint a commit asked for, if any, is done.
+func waitCheckpoint(t testing.TB, db *DB) {
+	t.Helper()
+	require.Eventually(t, func() bool { return !db.ckptAsked.Load() }, 10*time.Second, time.Millisecond)
+}
+
+// A checkpoint in parts lets commits in between its parts, and loses none of them: commits to
+// heads it has written and to heads it has yet to write, and to new series, are all visible to
+// queries meanwhile, and after it ends a crash (and a reopen) keeps every one though the log
+// segments before the checkpoint are gone.
+// checkpointInPartsWith runs a checkpoint in parts that calls f on the test's goroutine between
+// every two parts, with the checkpointer waiting; it returns the number of calls once the
+// checkpoint is done.
+func checkpointInPartsWith(t *testing.T, db *DB, f func(part int)) (parts int) {
+	between, resume := make(chan struct{}), make(chan struct{})
+	db.checkpointPartHook = func() {
+		select {
+		case between <- struct{}{}:
+			<-resume
+		case <-resume: // closed: the test is over
+		}
+	}
+	defer close(resume)
+	db.kickCheckpoint()
+	deadline := time.After(30 * time.Second)
+	for {
+		select {
+		case <-between:
+			parts++
+			f(parts)
+			resume <- struct{}{}
+		case <-time.After(time.Millisecond):
+			if !db.ckptAsked.Load() {
+				return parts
+			}
+		case <-deadline:
+			t.Fatal("the checkpoint did not end")
+		}
+	}
+}
+
+func TestCheckpointInParts(t *testing.T) {
+	forEachCrashMode(t, func(t *testing.T, mode crashMode) {
+		fs := vfs.NewCrashableMem()
+		// 256 KiB memtables: 32 KiB parts, a few hundred of the heads below each.
+		opts := Options{PartitionDuration: time.Hour, MemTableSize: 256 << 10, CheckpointInterval: time.Hour,
+			CheckpointBytes: 1 << 30, SyncCommits: mode.sync}
+		db := openOn(t, fs, opts)
+		names := make([]string, 2000)
+		for i := range names {
+			names[i] = fmt.Sprint("m", i)
+		}
+		m := newModel()
+		commit := func(tt int64, names ...string) {
+			require.NoError(t, commitFloats(context.Background(), db, tt, float64(tt), names...))
+			for _, n := range names {
+				m.add(lbls("__name__", n), smp{T: tt, F: float64(tt)})
+			}
+		}
+		for r := range 30 {
+			commit(int64(r)*1000, names...)
+		}
+		before := db.Stats().Checkpoints.Load()
+		parts := checkpointInPartsWith(t, db, func(part int) {
+			// Heads not written yet are dirty in memory only, listed by the run alone at first.
+			requireSameSeries(t, m.query(-1<<62, 1<<62), selectAll(t, db, -1<<62, 1<<62, nil, allSeries), "at part ", part)
+			tt := int64(30+part) * 1000
+			// The first and the last heads: the first written by now, the last not yet. And
+			// a series the checkpoint does not know.
+			commit(tt, names[0], names[len(names)-1], fmt.Sprint("new", part))
+			requireSameSeries(t, m.query(-1<<62, 1<<62), selectAll(t, db, -1<<62, 1<<62, nil, allSeries), "between parts ", part)
+		})
+		require.Equal(t, before+1, db.Stats().Checkpoints.Load())
+		require.Greater(t, parts, 2, "the checkpoint ran in parts")
+		t.Log(parts, "parts")
+		require.Nil(t, db.ckpt)
+		// Of the log, only what the commits between parts wrote is left.
+		require.Equal(t, parts, logRecords(t, db))
+
+		clone := fs.CrashClone(mode.clone(rand.New(rand.NewPCG(1, 2))))
+		cdb := openClone(t, clone, opts)
+		requireSameSeries(t, m.query(-1<<62, 1<<62), selectAll(t, cdb, -1<<62, 1<<62, nil, allSeries), "after a crash")
+		require.NoError(t, cdb.Close())
+		db = reopen(t, db, fs)
+		requireSameSeries(t, m.query(-1<<62, 1<<62), selectAll(t, db, -1<<62, 1<<62, nil, allSeries), "after a reopen")
+	})
+}
+
+// A checkpoint under writeMu (Close's, retention's, a snapshot's) that comes while one in parts
+// runs writes the heads that one has not written yet, and that one stops.
+func TestCheckpointTakesOverRun(t *testing.T) {
+	fs := vfs.NewCrashableMem()
+	opts := Options{PartitionDuration: time.Hour, MemTableSize: 256 << 10, CheckpointInterval: time.Hour, CheckpointBytes: 1 << 30}
+	db := openOn(t, fs, opts)
+	names := make([]string, 2000)
+	for i := range names {
+		names[i] = fmt.Sprint("m", i)
+	}
+	for r := range 30 {
+		require.NoError(t, commitFloats(context.Background(), db, int64(r)*1000, float64(r), names...))
+	}
+	before := db.Stats().Checkpoints.Load()
+	parts := checkpointInPartsWith(t, db, func(part int) {
+		require.NotNil(t, db.ckpt)
+		require.Positive(t, len(db.ckpt.series)-db.ckpt.next, "heads left to write")
+		require.NoError(t, commitFloats(context.Background(), db, 30_000, 30, names...))
+		checkpointNow(t, db)
+		require.Nil(t, db.ckpt)
+	})
+	require.Equal(t, 1, parts, "the run stopped after the checkpoint that took over")
+	require.Equal(t, before+1, db.Stats().Checkpoints.Load())
+	require.Zero(t, logRecords(t, db))
+
+	clone := fs.CrashClone(vfs.CrashCloneCfg{UnsyncedDataPercent: 0})
+	cdb := openClone(t, clone, opts)
+	got := selectAll(t, cdb, -1<<62, 1<<62, nil, allSeries)
+	require.Len(t, got, len(names))
+	for _, n := range names {
+		require.Len(t, got[lbls("__name__", n).String()], 31, n)
+	}
 }
 
 func TestCheckpointLogBytes(t *testing.T) {
@@ -135,6 +258,7 @@ func TestCheckpointLogGrowsWithHeads(t *testing.T) {
 		logged = append(logged, db.log.bytes)
 		before := db.Stats().Checkpoints.Load()
 		require.NoError(t, commitFloats(context.Background(), db, int64(r)*15_000, float64(r), names...))
+		waitCheckpoint(t, db)
 		if db.Stats().Checkpoints.Load() > before {
 			checkpointed = append(checkpointed, r)
 		}
