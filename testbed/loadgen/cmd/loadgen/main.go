@@ -50,8 +50,9 @@ func main() {
 		}
 	}
 	report := func(phase string, s loadgen.Stats) {
-		fmt.Printf("%-10s %10d samples %7d requests %5d retries %12d bytes %8.2fs %10.0f samples/s, latency p50 %s p99 %s\n",
-			phase, s.Samples, s.Requests, s.Retries, s.Bytes, s.Elapsed.Seconds(), s.SamplesPerSecond(), s.Latency(0.5), s.Latency(0.99))
+		fmt.Printf("%-10s %10d samples %7d requests %5d retries %12d bytes %8.2fs %10.0f samples/s, latency p50 %s p99 %s p99.9 %s max %s\n",
+			phase, s.Samples, s.Requests, s.Retries, s.Bytes, s.Elapsed.Seconds(), s.SamplesPerSecond(),
+			s.Latency(0.5), s.Latency(0.99), s.Latency(0.999), s.Latency(1))
 	}
 	s, err := g.Run(ctx, 0, 1)
 	if err != nil {
