@@ -39,7 +39,7 @@ type Config struct {
 	// memtables and block cache from it (memory.go), and the Go runtime's soft memory limit is
 	// set to it unless the GOMEMLIMIT environment variable is set (the user's setting wins).
 	// Start lowers it to 90 % of the cgroup's memory limit when it is above that. 0 sets no
-	// runtime limit and fixed store sizes (8 MiB memtables, 32 MiB cache). Default 144 (see the
+	// runtime limit and fixed store sizes (8 MiB memtables, 32 MiB cache). Default 140 (see the
 	// README: 100,000 active series fit in it).
 	MemoryLimitMiB int `mapstructure:"memory_limit_mib"`
 	// CacheSizeMiB is the size of Pebble's block cache. 0 (default): an eighth of

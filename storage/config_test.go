@@ -105,7 +105,7 @@ func TestDefaultConfig(t *testing.T) {
 	assert.Equal(t, 15*24*time.Hour, time.Duration(cfg.Retention))
 	assert.Equal(t, 24*time.Hour, time.Duration(cfg.PartitionDuration))
 	assert.Equal(t, 10*time.Minute, time.Duration(cfg.OutOfOrderWindow))
-	assert.Equal(t, 144, cfg.MemoryLimitMiB)
+	assert.Equal(t, 140, cfg.MemoryLimitMiB)
 	assert.Equal(t, 0, cfg.CacheSizeMiB, "an eighth of memory_limit_mib")
 	assert.Equal(t, "0", cfg.RetentionSize, "no size retention, as Prometheus")
 	assert.Equal(t, LimitsConfig{LabelsPerSeries: 64, LabelNameLength: 1024, LabelValueLength: 16384, ActiveSeries: 1_000_000}, cfg.Limits)

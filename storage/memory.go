@@ -23,8 +23,11 @@ const (
 	// strings, a third less garbage: 15 MB less peak RSS, CPU per sample the same in three
 	// alternated pairs; 144 since the executable's pages are read back a page at a time: the
 	// benchmark's peak RSS at 100k series 157-159 MB, the 160 MB goal, for about 60 % more
-	// collections than at 176; CPU per sample within the noise of alternated runs, BENCHMARKS.md).
-	defaultMemoryLimitMiB = 144
+	// collections than at 176; CPU per sample within the noise of alternated runs, BENCHMARKS.md;
+	// 140 since checkpoints write the heads beside the commits, which took 1-2 MB more: 146-148
+	// against 151-152 MiB of peak at 100k series, CPU per sample within the noise of three
+	// alternated pairs).
+	defaultMemoryLimitMiB = 140
 	// minMemoryLimitMiB is the smallest budget accepted: below it the runtime, the collector
 	// around the store and Pebble's smallest memtables leave nothing for the series.
 	minMemoryLimitMiB = 64
@@ -49,7 +52,7 @@ type memorySizes struct {
 // 64 MiB each) and an eighth for the block cache unless cache_size_mib says otherwise. The rest,
 // about 80 %, is for what grows with the series (heads, the series registry, the exporter's
 // cache of series references), request buffers and the garbage collector's headroom. At the
-// default 144 MiB: 4.5 MiB memtables and an 18 MiB cache.
+// default 140 MiB: 4.375 MiB memtables and a 17.5 MiB cache.
 func sizeMemory(budget int64, cacheMiB int) memorySizes {
 	if budget <= 0 {
 		s := memorySizes{memTable: unboundedMemTableSize, cache: unboundedCacheSize}

@@ -29,7 +29,7 @@ func TestSizeMemory(t *testing.T) {
 	}{
 		{name: "no budget", want: memorySizes{memTable: 8 * mib, cache: 32 * mib}},
 		{name: "no budget, cache set", cache: 100, want: memorySizes{memTable: 8 * mib, cache: 100 * mib}},
-		{name: "default", limitMiB: defaultMemoryLimitMiB, want: memorySizes{limit: 144 * mib, memTable: 9 * mib / 2, cache: 18 * mib}},
+		{name: "default", limitMiB: defaultMemoryLimitMiB, want: memorySizes{limit: 140 * mib, memTable: 35 * mib / 8, cache: 35 * mib / 2}},
 		{name: "small", limitMiB: 160, want: memorySizes{limit: 160 * mib, memTable: 5 * mib, cache: 20 * mib}},
 		{name: "smallest", limitMiB: 64, want: memorySizes{limit: 64 * mib, memTable: 2 * mib, cache: 8 * mib}},
 		{name: "large: memtables capped", limitMiB: 4096, want: memorySizes{limit: 4096 * mib, memTable: 64 * mib, cache: 512 * mib}},

@@ -565,6 +565,10 @@ func table(results []sysResult, bc benchConfig) string {
 				ing("%.1f", func(r *ingestResult) float64 { return ms(r.newStats.Latency(0.99)) }))},
 			{"request latency p50, steady, ms", ing("%.1f", func(r *ingestResult) float64 { return ms(r.steady.Latency(0.5)) })},
 			{"request latency p99, steady, ms", ing("%.1f", func(r *ingestResult) float64 { return ms(r.steady.Latency(0.99)) })},
+			// Stalls of every sender (a checkpoint, a compaction) hide under the p99 of thousands
+			// of requests.
+			{"request latency p99.9 / max, steady, ms", pair(ing("%.1f", func(r *ingestResult) float64 { return ms(r.steady.Latency(0.999)) }),
+				ing("%.1f", func(r *ingestResult) float64 { return ms(r.steady.Latency(1)) }))},
 			{"peak RSS (VmHWM), MB", ing("%.0f", func(r *ingestResult) float64 { return mb(r.peakRSS) })},
 			{"disk after a clean stop, MB", ing("%.1f", func(r *ingestResult) float64 { return mb(r.diskStop) })},
 			{"caches on disk (VictoriaMetrics' cache/, left out above), MB", onlyVM(ing("%.1f", func(r *ingestResult) float64 { return mb(r.cache) }))},
@@ -661,8 +665,9 @@ func details(results []sysResult, bc benchConfig) string {
 	var b strings.Builder
 	for _, r := range results {
 		for i, in := range r.ingest {
-			fmt.Fprintf(&b, "\n%s, ingestion run %d: steady %.2f CPU-µs/sample, p99 %.1f ms; new series %.2f CPU-µs/sample; peak RSS %.0f MB; data directory after the stop, bytes: %s",
+			fmt.Fprintf(&b, "\n%s, ingestion run %d: steady %.2f CPU-µs/sample, p99 %.1f ms, max %.1f ms; new series %.2f CPU-µs/sample; peak RSS %.0f MB; data directory after the stop, bytes: %s",
 				r.name, i+1, in.cpuPerSample(in.steadyCPU, in.steady), float64(in.steady.Latency(0.99).Microseconds())/1e3,
+				float64(in.steady.Latency(1).Microseconds())/1e3,
 				in.cpuPerSample(in.newCPU, in.newStats), mb(in.peakRSS), strings.Join(in.diskFiles, " "))
 		}
 		if r.day != nil {
