@@ -46,23 +46,12 @@ func (db *DB) Snapshot(dir string, withHead bool) error {
 	start := time.Now()
 	var locked time.Duration // how long the snapshot held writeMu, which commits wait for
 	if withHead {
-		// A checkpoint first as the background one runs it (the WAL sync and the removal of the
-		// log outside writeMu), so that the one under the lock below writes only the heads that
-		// gained samples since, and writes wait less.
+		// A checkpoint in parts first, with writes going on, so that the one under the lock
+		// below writes only the heads that gained samples since, and writes wait less.
+		db.waitCheckpointInParts()
 		db.writeMu.Lock()
 		lockedAt := time.Now()
 		cp, err := db.beginCheckpointLocked(headsQuick)
-		locked = time.Since(lockedAt)
-		db.writeMu.Unlock()
-		if err == nil {
-			err = cp.finish(db)
-		}
-		if err != nil {
-			return fmt.Errorf("snapshot to %q: %w", dir, err)
-		}
-		db.writeMu.Lock()
-		lockedAt = time.Now()
-		cp, err = db.beginCheckpointLocked(headsQuick)
 		if err == nil {
 			err = cp.finish(db)
 		}
@@ -72,7 +61,7 @@ func (db *DB) Snapshot(dir string, withHead bool) error {
 			// checkpoint ever stops syncing.
 			err = db.pdb.Checkpoint(dir, pebble.WithFlushedWAL())
 		}
-		locked += time.Since(lockedAt)
+		locked = time.Since(lockedAt)
 		db.writeMu.Unlock()
 		if err != nil {
 			return fmt.Errorf("snapshot to %q: %w", dir, err)

@@ -214,6 +214,39 @@ func TestSnapshotConcurrentWrites(t *testing.T) {
 	}
 }
 
+// A snapshot with the head first runs a checkpoint in parts, with commits going on between them;
+// the checkpoint under the lock then writes only what those commits added, and the snapshot holds
+// them too.
+func TestSnapshotCheckpointsInPartsFirst(t *testing.T) {
+	opts := Options{PartitionDuration: time.Hour, MemTableSize: 256 << 10, CheckpointInterval: time.Hour, CheckpointBytes: 1 << 30}
+	db, fs := openMem(t, opts)
+	names := make([]string, 2000)
+	for i := range names {
+		names[i] = fmt.Sprint("m", i)
+	}
+	for r := range 30 {
+		require.NoError(t, commitFloats(context.Background(), db, int64(r)*1000, float64(r), names...))
+	}
+	var parts atomic.Int64
+	db.checkpointPartHook = func() {
+		n := parts.Add(1)
+		// A commit between two parts: the checkpointer's goroutine holds no lock here.
+		if err := commitFloats(context.Background(), db, (30+n)*1000, 1, names[0]); err != nil {
+			t.Error(err)
+		}
+	}
+	before := db.Stats().Checkpoints.Load()
+	require.NoError(t, db.Snapshot("snap", true))
+	require.Greater(t, parts.Load(), int64(2), "the first checkpoint ran in parts")
+	require.Equal(t, before+2, db.Stats().Checkpoints.Load(), "the checkpoint in parts and the one under the lock")
+
+	snap := openSnapshot(t, fs, "snap", opts)
+	got := selectAll(t, snap, -1<<62, 1<<62, nil, allSeries)
+	require.Len(t, got, len(names))
+	require.Len(t, got[lbls("__name__", names[0]).String()], 30+int(parts.Load()), "the commits between parts")
+	require.Len(t, got[lbls("__name__", names[1]).String()], 30)
+}
+
 // TestSnapshotRefusedBelowReserve: a store that refuses writes for the free-space reserve refuses
 // snapshots too (they write to the same disk), leaves no directory behind, and takes them again
 // once there is room.

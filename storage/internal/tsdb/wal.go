@@ -261,6 +261,21 @@ func (db *DB) kickCheckpoint() {
 	}
 }
 
+// waitCheckpointInParts asks the checkpointer for a checkpoint in parts and waits until it is
+// done (the one that runs, when one does), or until the DB closes. Caller holds no lock.
+func (db *DB) waitCheckpointInParts() {
+	db.kickCheckpoint()
+	tick := time.NewTicker(time.Millisecond)
+	defer tick.Stop()
+	for db.ckptAsked.Load() {
+		select {
+		case <-db.stop:
+			return // the checkpointer stops, maybe before it takes the request
+		case <-tick.C:
+		}
+	}
+}
+
 // checkpointer runs the checkpoints that commits and the checkpoint interval ask for, in parts.
 func (db *DB) checkpointer() {
 	defer close(db.ckptDone)
