@@ -150,6 +150,19 @@ func (db *DB) CheckRetentionSize() error {
 	return err
 }
 
+// partitionsEndingBy returns the partitions whose every timestamp is below cutoff.
+func (db *DB) partitionsEndingBy(cutoff int64) []int64 {
+	db.partsMu.RLock()
+	defer db.partsMu.RUnlock()
+	var drop []int64
+	for _, p := range db.parts {
+		if (p+1)*db.partMs <= cutoff {
+			drop = append(drop, p)
+		}
+	}
+	return drop
+}
+
 // partitionsCovering returns the oldest partitions, never the newest, whose estimated disk
 // size adds up to at least excess bytes; at least one when there is more than one partition.
 func (db *DB) partitionsCovering(excess uint64) ([]int64, error) {
@@ -215,17 +228,15 @@ func (db *DB) sampleLogSize() uint64 {
 }
 
 func (db *DB) dropPartitionsLocked(cutoff int64) ([]int64, error) {
+	if len(db.partitionsEndingBy(cutoff)) > 0 {
+		// A checkpoint in parts first, with writes going on, so that the one under the lock
+		// below writes only the heads that gained samples since.
+		db.waitCheckpointInParts()
+	}
 	db.writeMu.Lock()
 	defer db.writeMu.Unlock()
 
-	db.partsMu.RLock()
-	var drop []int64
-	for _, p := range db.parts {
-		if (p+1)*db.partMs <= cutoff {
-			drop = append(drop, p)
-		}
-	}
-	db.partsMu.RUnlock()
+	drop := db.partitionsEndingBy(cutoff)
 	if len(drop) == 0 {
 		return nil, nil
 	}

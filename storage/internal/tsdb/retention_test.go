@@ -7,6 +7,7 @@ import (
 	"io/fs"
 	"math/rand/v2"
 	"path/filepath"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -85,6 +86,47 @@ func TestApplyRetention(t *testing.T) {
 	require.Equal(t, storage.SeriesRef(bRef.ref), ref)
 	require.NoError(t, app.Commit())
 	requireSamples(t, []smp{{T: 4 * hourMs, F: 9}}, seriesSamples(t, db, b))
+}
+
+// Retention that drops a partition first runs a checkpoint in parts, with commits going on
+// between the parts; a crash after it neither loses those commits nor brings the dropped
+// partition back.
+func TestRetentionCheckpointsInPartsFirst(t *testing.T) {
+	fs := vfs.NewCrashableMem()
+	opts := Options{PartitionDuration: time.Hour, Retention: time.Hour, MemTableSize: 256 << 10,
+		CheckpointInterval: time.Hour, CheckpointBytes: 1 << 30}
+	db := openOn(t, fs, opts)
+	names := make([]string, 2000)
+	for i := range names {
+		names[i] = fmt.Sprint("m", i)
+	}
+	// Partition 0, then 30 rounds in partition 3: partitions 0 to 1 end before the cutoff.
+	require.NoError(t, commitFloats(context.Background(), db, 0, 0, names...))
+	for r := range 30 {
+		require.NoError(t, commitFloats(context.Background(), db, 3*hourMs+int64(r)*1000, float64(r), names...))
+	}
+	var parts atomic.Int64
+	db.checkpointPartHook = func() {
+		n := parts.Add(1)
+		if err := commitFloats(context.Background(), db, 3*hourMs+(30+n)*1000, 1, names[0]); err != nil {
+			t.Error(err)
+		}
+	}
+	require.NoError(t, db.ApplyRetention(context.Background()))
+	require.Greater(t, parts.Load(), int64(2), "the checkpoint ran in parts")
+	require.EqualValues(t, 1, db.Stats().PartitionsDropped.Load())
+
+	check := func(db *DB) {
+		t.Helper()
+		got := selectAll(t, db, -1<<62, 1<<62, nil, allSeries)
+		require.Len(t, got, len(names))
+		require.Len(t, got[lbls("__name__", names[0]).String()], 30+int(parts.Load()), "the commits between parts")
+		require.Len(t, got[lbls("__name__", names[1]).String()], 30, "partition 0 stays dropped")
+	}
+	check(db)
+	clone := fs.CrashClone(vfs.CrashCloneCfg{UnsyncedDataPercent: 100, RNG: rand.New(rand.NewPCG(1, 2))})
+	cdb := openClone(t, clone, opts)
+	check(cdb)
 }
 
 // A head that points into a dropped partition is forgotten: the series goes on from what is
