@@ -235,6 +235,41 @@ func TestCheckpointTakesOverRun(t *testing.T) {
 	}
 }
 
+// Close while a checkpoint in parts runs: the checkpointer stops between parts and Close's own
+// checkpoint writes the rest, so the next open has no log to replay and every sample.
+func TestCloseDuringCheckpointInParts(t *testing.T) {
+	fs := vfs.NewCrashableMem()
+	opts := Options{PartitionDuration: time.Hour, MemTableSize: 256 << 10, CheckpointInterval: time.Hour, CheckpointBytes: 1 << 30}
+	db := openOn(t, fs, opts)
+	names := make([]string, 2000)
+	for i := range names {
+		names[i] = fmt.Sprint("m", i)
+	}
+	for r := range 30 {
+		require.NoError(t, commitFloats(context.Background(), db, int64(r)*1000, float64(r), names...))
+	}
+	closed := make(chan error, 1)
+	parts := 0
+	db.checkpointPartHook = func() { // on the checkpointer's goroutine, which Close waits for
+		parts++
+		if parts == 1 {
+			go func() { closed <- db.Close() }()
+			<-db.stop
+		}
+	}
+	db.kickCheckpoint()
+	require.NoError(t, <-closed)
+	require.Equal(t, 1, parts, "the checkpointer stopped after the part it was in")
+	require.Zero(t, logRecords(t, db), "Close's checkpoint wrote the heads and removed the log")
+
+	db = openOn(t, fs, opts)
+	got := selectAll(t, db, -1<<62, 1<<62, nil, allSeries)
+	require.Len(t, got, len(names))
+	for _, n := range names {
+		require.Len(t, got[lbls("__name__", n).String()], 30, n)
+	}
+}
+
 func TestCheckpointLogBytes(t *testing.T) {
 	assert.Equal(t, int64(64), checkpointLogBytes(64, 0))
 	assert.Equal(t, int64(800), checkpointLogBytes(64, 100))
