@@ -218,15 +218,9 @@ func TestSnapshotConcurrentWrites(t *testing.T) {
 // the checkpoint under the lock then writes only what those commits added, and the snapshot holds
 // them too.
 func TestSnapshotCheckpointsInPartsFirst(t *testing.T) {
-	opts := Options{PartitionDuration: time.Hour, MemTableSize: 256 << 10, CheckpointInterval: time.Hour, CheckpointBytes: 1 << 30}
+	opts := partsOptions
 	db, fs := openMem(t, opts)
-	names := make([]string, 2000)
-	for i := range names {
-		names[i] = fmt.Sprint("m", i)
-	}
-	for r := range 30 {
-		require.NoError(t, commitFloats(context.Background(), db, int64(r)*1000, float64(r), names...))
-	}
+	names := fillHeads(t, db)
 	var parts atomic.Int64
 	db.checkpointPartHook = func() {
 		n := parts.Add(1)

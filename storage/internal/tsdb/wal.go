@@ -211,11 +211,7 @@ func (db *DB) beginCheckpointLocked(packed bool) (*pendingCheckpoint, error) {
 		return nil, err
 	}
 	db.checkpointAt = checkpointLogBytes(db.opts.CheckpointBytes, written)
-	old, err := db.log.rotate()
-	if err != nil {
-		db.logger.Warn("Listing sample log segments failed; they are removed at the next checkpoint", zap.Error(err))
-	}
-	return &pendingCheckpoint{b: b, old: old}, nil
+	return &pendingCheckpoint{b: b, old: db.rotateLog()}, nil
 }
 
 // A checkpoint in parts writes the heads a part (checkpointPartBytes) at a time under writeMu,
@@ -239,11 +235,7 @@ type checkpointRun struct {
 // startCheckpointRunLocked begins a checkpoint in parts: a new log segment, and the list of
 // heads to write taken over from db.unsynced, which starts empty. Caller holds writeMu.
 func (db *DB) startCheckpointRunLocked() *checkpointRun {
-	old, err := db.log.rotate()
-	if err != nil {
-		db.logger.Warn("Listing sample log segments failed; they are removed at the next checkpoint", zap.Error(err))
-	}
-	run := &checkpointRun{old: old}
+	run := &checkpointRun{old: db.rotateLog()}
 	// Queries read the dirty heads of listed series from memory: the list moves to the run,
 	// which they see, in one step.
 	db.headMu.Lock()
@@ -251,6 +243,16 @@ func (db *DB) startCheckpointRunLocked() *checkpointRun {
 	db.ckpt = run
 	db.headMu.Unlock()
 	return run
+}
+
+// rotateLog starts a new log segment and returns the ones before it, which the checkpoint
+// removes once it is durable. Caller holds writeMu.
+func (db *DB) rotateLog() []string {
+	old, err := db.log.rotate()
+	if err != nil {
+		db.logger.Warn("Listing sample log segments failed; they are removed at the next checkpoint", zap.Error(err))
+	}
+	return old
 }
 
 // kickCheckpoint asks the checkpointer for a checkpoint in parts, unless one is asked for or

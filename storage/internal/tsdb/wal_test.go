@@ -123,6 +123,24 @@ func waitCheckpoint(t testing.TB, db *DB) {
 // heads it has written and to heads it has yet to write, and to new series, are all visible to
 // queries meanwhile, and after it ends a crash (and a reopen) keeps every one though the log
 // segments before the checkpoint are gone.
+// partsOptions make a checkpoint of fillHeads' heads run in parts: 256 KiB memtables take 32 KiB
+// parts, a few hundred of the heads each; checkpoints come only when asked for.
+var partsOptions = Options{PartitionDuration: time.Hour, MemTableSize: 256 << 10, CheckpointInterval: time.Hour, CheckpointBytes: 1 << 30}
+
+// fillHeads commits 30 rounds of one sample a second to 2,000 series m<i>, whose heads then hold
+// samples only the log has, and returns their names.
+func fillHeads(t *testing.T, db *DB) []string {
+	t.Helper()
+	names := make([]string, 2000)
+	for i := range names {
+		names[i] = fmt.Sprint("m", i)
+	}
+	for r := range 30 {
+		require.NoError(t, commitFloats(context.Background(), db, int64(r)*1000, float64(r), names...))
+	}
+	return names
+}
+
 // checkpointInPartsWith runs a checkpoint in parts that calls f on the test's goroutine between
 // every two parts, with the checkpointer waiting; it returns the number of calls once the
 // checkpoint is done.
@@ -205,15 +223,9 @@ func TestCheckpointInParts(t *testing.T) {
 // runs writes the heads that one has not written yet, and that one stops.
 func TestCheckpointTakesOverRun(t *testing.T) {
 	fs := vfs.NewCrashableMem()
-	opts := Options{PartitionDuration: time.Hour, MemTableSize: 256 << 10, CheckpointInterval: time.Hour, CheckpointBytes: 1 << 30}
+	opts := partsOptions
 	db := openOn(t, fs, opts)
-	names := make([]string, 2000)
-	for i := range names {
-		names[i] = fmt.Sprint("m", i)
-	}
-	for r := range 30 {
-		require.NoError(t, commitFloats(context.Background(), db, int64(r)*1000, float64(r), names...))
-	}
+	names := fillHeads(t, db)
 	before := db.Stats().Checkpoints.Load()
 	parts := checkpointInPartsWith(t, db, func(part int) {
 		require.NotNil(t, db.ckpt)
@@ -239,15 +251,9 @@ func TestCheckpointTakesOverRun(t *testing.T) {
 // checkpoint writes the rest, so the next open has no log to replay and every sample.
 func TestCloseDuringCheckpointInParts(t *testing.T) {
 	fs := vfs.NewCrashableMem()
-	opts := Options{PartitionDuration: time.Hour, MemTableSize: 256 << 10, CheckpointInterval: time.Hour, CheckpointBytes: 1 << 30}
+	opts := partsOptions
 	db := openOn(t, fs, opts)
-	names := make([]string, 2000)
-	for i := range names {
-		names[i] = fmt.Sprint("m", i)
-	}
-	for r := range 30 {
-		require.NoError(t, commitFloats(context.Background(), db, int64(r)*1000, float64(r), names...))
-	}
+	names := fillHeads(t, db)
 	closed := make(chan error, 1)
 	parts := 0
 	db.checkpointPartHook = func() { // on the checkpointer's goroutine, which Close waits for
