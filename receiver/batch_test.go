@@ -2,6 +2,7 @@ package receiver
 
 import (
 	"math"
+	"strings"
 	"testing"
 
 	"github.com/prometheus/common/model"
@@ -85,4 +86,73 @@ func TestSeriesBatchMatchesV2(t *testing.T) {
 	err = bad.Add(labels.FromStrings("job", "a"), "", metadata.Metadata{}, 0, ts, 1, nil, nil, nil)
 	require.EqualError(t, err, `series {job="a"}: missing metric name (label __name__)`)
 	assert.Equal(t, 0, bad.Points())
+}
+
+// TestASCIILabelsSkipOnlyValidUTF8: 2.0 requests and SeriesBatch skip the UTF-8 checks only when
+// every label byte is ASCII (the symbol table's, the series'); valid non-ASCII names and values
+// are kept, invalid ones refused, long ASCII values (past the eight-byte steps) accepted.
+func TestASCIILabelsSkipOnlyValidUTF8(t *testing.T) {
+	const ts = 1_700_000_000_000
+	long := strings.Repeat("abcdefg", 20)
+	sets := []struct {
+		ls labels.Labels
+		ok bool
+	}{
+		{labels.FromStrings("__name__", "ascii", "a", long), true},
+		{labels.FromStrings("__name__", "utf8", "a", "é"), true},
+		{labels.FromStrings("__name__", "bad", "a", long+"\xff"), false},
+		{labels.FromStrings("__name__", "badname", "\xc3", "v"), false},
+	}
+
+	t.Run("v2", func(t *testing.T) {
+		for _, asciiOnly := range []bool{true, false} {
+			b := newV2Builder()
+			want := 0
+			for _, s := range sets {
+				if asciiOnly && s.ls.Get("__name__") != "ascii" {
+					continue
+				}
+				b.series(s.ls, writev2.Metadata{}, []writev2.Sample{{Value: 1, Timestamp: ts}}, nil)
+				if s.ok {
+					want++
+				}
+			}
+			c := newConverter(newMetadataCache(10))
+			c.fromV2(b.build())
+			assert.Equal(t, want, c.samples)
+			if asciiOnly {
+				assert.Empty(t, c.errs)
+			} else {
+				require.Len(t, c.errs, 2)
+				assert.Contains(t, c.errs[0], "not UTF-8")
+				assert.Contains(t, c.errs[1], "not UTF-8")
+			}
+			c.release()
+		}
+	})
+
+	t.Run("batch", func(t *testing.T) {
+		batch := NewSeriesBatch()
+		defer batch.Discard()
+		for _, s := range sets {
+			err := batch.Add(s.ls, "", metadata.Metadata{}, 0, ts, 1, nil, nil, nil)
+			if s.ok {
+				assert.NoError(t, err, s.ls.String())
+			} else {
+				assert.ErrorContains(t, err, "not UTF-8", s.ls.String())
+			}
+		}
+		assert.Equal(t, 2, batch.Points())
+	})
+}
+
+func TestHighBits(t *testing.T) {
+	for _, s := range []string{"", "a", "abcdefgh", "abcdefghi", "\x7f\x7f\x7f\x7f\x7f\x7f\x7f\x7f\x7f", "é", "abcdefg\x80", "abcdefgh\x80", "\xffabcdefgh"} {
+		ascii := true
+		for i := range len(s) {
+			ascii = ascii && s[i] < 0x80
+		}
+		assert.Equal(t, ascii, highBitsString(s) == 0, "%q", s)
+		assert.Equal(t, ascii, highBits([]byte(s)) == 0, "%q", s)
+	}
 }

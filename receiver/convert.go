@@ -160,7 +160,8 @@ type series struct {
 	// strings belong to the request (its label buffer or 2.0 symbols).
 	lbls []label
 	// ascii: every byte of the label names and values is below 0x80, so they are valid UTF-8
-	// (the 1.0 decoder finds it out while it reads them; false when unknown).
+	// (the 1.0 decoder finds it out while it reads them, fromV2 from the symbol table, a
+	// SeriesBatch from the labels given; false when unknown).
 	ascii               bool
 	name, job, instance string // set by validate
 	meta                metadata.Metadata
@@ -282,12 +283,18 @@ func labelValue(ls []label, name string) string {
 
 func (c *converter) fromV2(req *writev2.Request) {
 	c.req2 = req
+	// Every label name and value is a symbol: when all symbols are ASCII, so is every series.
+	var high uint64
+	for _, sym := range req.Symbols {
+		high |= highBitsString(sym)
+	}
 	for i := range req.Timeseries {
 		c.at = i
 		ts := &req.Timeseries[i]
 		n := len(ts.Samples) + len(ts.Histograms) + len(ts.Exemplars)
 		s := &c.s
 		s.reset()
+		s.ascii = high == 0
 		if !symbolLabels(s, ts.LabelsRefs, req.Symbols) {
 			_, err := ts.ToLabels(&c.builder, req.Symbols)
 			if err == nil {

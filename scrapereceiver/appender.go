@@ -57,6 +57,9 @@ type appender struct {
 	batch *mreceiver.SeriesBatch
 	// refused counts the samples Append refused (invalid series), for obsreport.
 	refused int
+	// family is the copy of the latest family name: the series of a family come one after the
+	// other, and a copy per sample was an allocation per sample.
+	family string
 }
 
 // Append adds one sample. The scrape loop has applied relabeling and limits; what is left to
@@ -76,7 +79,10 @@ func (ap *appender) Append(ref storage.SeriesRef, ls labels.Labels, st, t int64,
 		// none is stored, and the query API answers as Prometheus does.
 		family, meta = report, metadata.Metadata{}
 	}
-	family = strings.Clone(family)
+	if family != ap.family {
+		ap.family = strings.Clone(family)
+	}
+	family = ap.family
 	var exs []exemplar.Exemplar
 	if len(opts.Exemplars) > 0 {
 		exs = append([]exemplar.Exemplar(nil), opts.Exemplars...)
