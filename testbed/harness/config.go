@@ -39,6 +39,10 @@ type Config struct {
 	// RulesYAML, when not empty, adds the rules extension with these settings (YAML at the
 	// extension's level, "rule_files: [...]") to the service.
 	RulesYAML string
+
+	// ScrapeYAML, when not empty, adds the prometheus (scraping) receiver to the pipeline with
+	// this Prometheus configuration ("scrape_configs: [...]") as its `config`.
+	ScrapeYAML string
 }
 
 // NewConfig returns the default test configuration with fresh ports and a t.TempDir() data
@@ -58,6 +62,11 @@ var configTemplate = template.Must(template.New("config").Funcs(template.FuncMap
 {{- if .RemoteWrite}}
   remote_write:
     endpoint: 127.0.0.1:{{.RemoteWrite}}
+{{- end}}
+{{- if .ScrapeYAML}}
+  prometheus:
+    config:
+{{indent .ScrapeYAML | indent}}
 {{- end}}
 
 exporters:
@@ -96,7 +105,7 @@ service:
   extensions: [metricstor, promql{{if .RulesYAML}}, rules{{end}}]
   pipelines:
     metrics:
-      receivers: [otlp{{if .RemoteWrite}}, remote_write{{end}}]
+      receivers: [otlp{{if .RemoteWrite}}, remote_write{{end}}{{if .ScrapeYAML}}, prometheus{{end}}]
       exporters: [metricstor]
   telemetry:
     logs:

@@ -88,11 +88,19 @@ func (s *Server) launch(t testing.TB) time.Duration {
 // StartMetricstor starts the otelcol-metricstor binary on the default settings.
 func StartMetricstor(t testing.TB, binary string) *Server {
 	t.Helper()
+	return startMetricstor(t, binary, "")
+}
+
+// startMetricstor starts Metricstor, scraping what scrape (a Prometheus configuration, "" for
+// nothing) names with its prometheus receiver.
+func startMetricstor(t testing.TB, binary, scrape string) *Server {
+	t.Helper()
 	// config.yaml's pipeline and settings (both receivers, exporter without queue, retention
 	// 15d, default partitioning) on free loopback ports and a temporary data directory.
 	cfg := harness.NewConfig(t)
 	cfg.RemoteWrite = harness.FreePorts(t, 1)[0]
 	cfg.Retention = "15d"
+	cfg.ScrapeYAML = scrape
 	config := cfg.Write(t)
 	query := cfg.Ports.PromQLURL()
 	return newServer(t, Metricstor, cfg.DataDir, cfg.RemoteWriteURL(), query, binary, []string{"--config", config},
@@ -103,16 +111,22 @@ func StartMetricstor(t testing.TB, binary string) *Server {
 // default TSDB settings (2 h blocks, 15 d retention) on a temporary directory.
 func StartPrometheus(t testing.TB, binary string) *Server {
 	t.Helper()
+	return startPrometheus(t, binary, "global: {}\n")
+}
+
+// startPrometheus starts Prometheus on the configuration file config (prometheus.yml's text).
+func startPrometheus(t testing.TB, binary, config string) *Server {
+	t.Helper()
 	port := harness.FreePorts(t, 1)[0]
 	dir := t.TempDir()
-	config := filepath.Join(dir, "prometheus.yml")
-	if err := os.WriteFile(config, []byte("global: {}\n"), 0o600); err != nil {
+	file := filepath.Join(dir, "prometheus.yml")
+	if err := os.WriteFile(file, []byte(config), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	data := filepath.Join(dir, "data")
 	base := "http://" + harness.Addr(port)
 	return newServer(t, Prometheus, data, base+"/api/v1/write", base, binary, []string{
-		"--config.file=" + config,
+		"--config.file=" + file,
 		"--storage.tsdb.path=" + data,
 		"--storage.tsdb.retention.time=15d",
 		"--web.listen-address=" + harness.Addr(port),
@@ -128,10 +142,26 @@ func StartPrometheus(t testing.TB, binary string) *Server {
 // default depends on the memory of the machine).
 func StartVictoriaMetrics(t testing.TB, binary string) *Server {
 	t.Helper()
+	return startVictoriaMetrics(t, binary, "")
+}
+
+// startVictoriaMetrics starts VictoriaMetrics, scraping what scrape (a Prometheus configuration,
+// "" for nothing) names (-promscrape.config).
+func startVictoriaMetrics(t testing.TB, binary, scrape string) *Server {
+	t.Helper()
 	port := harness.FreePorts(t, 1)[0]
-	data := filepath.Join(t.TempDir(), "data")
+	dir := t.TempDir()
+	data := filepath.Join(dir, "data")
 	base := "http://" + harness.Addr(port)
-	return newServer(t, VictoriaMetrics, data, base+"/api/v1/write", base, binary, []string{
+	var extra []string
+	if scrape != "" {
+		file := filepath.Join(dir, "scrape.yml")
+		if err := os.WriteFile(file, []byte(scrape), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		extra = append(extra, "-promscrape.config="+file)
+	}
+	return newServer(t, VictoriaMetrics, data, base+"/api/v1/write", base, binary, append([]string{
 		"-storageDataPath=" + data,
 		"-httpListenAddr=" + harness.Addr(port),
 		"-retentionPeriod=15d",
@@ -139,7 +169,7 @@ func StartVictoriaMetrics(t testing.TB, binary string) *Server {
 		"-search.disableCache",
 		"-search.maxUniqueTimeseries=10000000",
 		"-loggerLevel=WARN",
-	}, harness.HTTPProbe(base+"/health"))
+	}, extra...), harness.HTTPProbe(base+"/health"))
 }
 
 // VictoriaMetricsBinary returns $VICTORIAMETRICS_BINARY if set, else the binary

@@ -33,6 +33,8 @@ const (
 	systemsEnv    = "SERVERBENCH_SYSTEMS"        // default "prometheus,victoriametrics,metricstor"
 	outEnv        = "SERVERBENCH_OUT"            // file the table is written to; default <repo>/bin/serverbench.txt
 	timeoutEnv    = "SERVERBENCH_LOAD_TIMEOUT_S" // bound of each load, seconds; default 600
+	scrapeEnv     = "SERVERBENCH_SCRAPE_TARGETS" // scraping: targets, default 50; 0 skips the scraping part
+	scrapeSerEnv  = "SERVERBENCH_SCRAPE_SERIES"  // scraping: series per target, default 1,000
 	defaultSystem = Prometheus + "," + VictoriaMetrics + "," + Metricstor
 )
 
@@ -80,7 +82,16 @@ type queryResult struct {
 type sysResult struct {
 	name   string
 	ingest []*ingestResult // one per run; the table gives the median of each figure
+	scrape []*scrapeResult // likewise
 	day    *dayResult
+}
+
+// scrapeResult is what one system measured while scraping the targets.
+type scrapeResult struct {
+	cpu     time.Duration // server CPU over the measured window
+	samples int64         // the targets' samples scraped in that window: targets × series × scrapes
+	peakRSS int64
+	series  int64 // the targets' series counted back by PromQL
 }
 
 type benchConfig struct {
@@ -91,6 +102,8 @@ type benchConfig struct {
 	ingestRuns  int
 	skipIngest  bool
 	skipDay     bool
+	scrapeN     int // targets; 0 skips the scraping part
+	scrapeS     int // series per target
 	ticks       int64
 	dayEnd      time.Time
 	systemNames []string
@@ -131,6 +144,8 @@ func TestServerBench(t *testing.T) {
 	if bc.queryRuns < 1 || bc.dayHours < 1 || bc.ingestRuns < 1 {
 		t.Fatalf("%s, %s and %s must be at least 1", queryRunsEnv, dayHoursEnv, ingestRunsEnv)
 	}
+	bc.scrapeN = envInt(t, scrapeEnv, 50)
+	bc.scrapeS = envInt(t, scrapeSerEnv, 1000)
 	bc.systemNames = strings.Split(envString(systemsEnv, defaultSystem), ",")
 	bc.ticks = harness.ClockTicks()
 	loadBefore := loadavg()
@@ -164,6 +179,19 @@ func TestServerBench(t *testing.T) {
 			}
 		}
 	}
+	if bc.scrapeN > 0 {
+		targets := StartTargets(t, bc.scrapeN, bc.scrapeS)
+		for run := range bc.ingestRuns {
+			for i := range results {
+				r := &results[i]
+				if !t.Run(fmt.Sprintf("%s/scrape%d", r.name, run+1), func(t *testing.T) {
+					r.scrape = append(r.scrape, runScrape(t, r.name, targets, bc))
+				}) {
+					t.FailNow()
+				}
+			}
+		}
+	}
 	for i := range results {
 		r := &results[i]
 		if !bc.skipDay && !t.Run(r.name+"/day", func(t *testing.T) { r.day = runDay(t, start(t, r.name), bc) }) {
@@ -179,6 +207,10 @@ func TestServerBench(t *testing.T) {
 	if !bc.skipIngest {
 		fmt.Fprintf(&b, "ingestion: %d series × %d samples (remote write 1.0, batches of %d, %d senders, 15 s apart, the last now); %d runs a server, the servers taking turns, each figure the median of its runs\n",
 			bc.ingest.Series, bc.ingest.Samples, bc.ingest.BatchSize, bc.ingest.Senders, bc.ingestRuns)
+	}
+	if bc.scrapeN > 0 {
+		fmt.Fprintf(&b, "scraping: %d targets × %d series every %s (text format), CPU over %s after %s of warm-up; %d runs a server, taking turns, medians\n",
+			bc.scrapeN, bc.scrapeS, scrapeInterval, scrapeWindow, scrapeWarmUp, bc.ingestRuns)
 	}
 	if !bc.skipDay {
 		fmt.Fprintf(&b, "day: %d series × %d samples (%d h, 15 s apart, ending %s), loaded oldest first; %d range queries over it, step 60 s, %d runs each\n",
@@ -282,6 +314,52 @@ func runIngest(t *testing.T, srv *Server, bc benchConfig) *ingestResult {
 	}
 	t.Logf("%s: peak RSS %.1f MB, disk %d B live, %d B after stop; counts checked in %s",
 		srv.Name, mb(r.peakRSS), r.diskLive, r.diskStop, r.queryTime.Round(time.Millisecond))
+	return r
+}
+
+// The scraping part: every server scrapes the same targets at this interval; CPU is read over
+// the window after the warm-up (the series created, the first compactions done).
+const (
+	scrapeInterval = time.Second
+	scrapeWarmUp   = 15 * time.Second
+	scrapeWindow   = 30 * time.Second
+)
+
+// runScrape starts system name scraping targets, measures its CPU over scrapeWindow, counts the
+// targets' series back and stops it.
+func runScrape(t *testing.T, name string, targets *Targets, bc benchConfig) *scrapeResult {
+	config := targets.ScrapeConfig(scrapeInterval)
+	var srv *Server
+	switch name {
+	case Metricstor:
+		// The configuration holds no $, which the collector would read as an environment variable.
+		srv = startMetricstor(t, harness.Binary(t), config)
+	case Prometheus:
+		srv = startPrometheus(t, conformance.PrometheusBinary(t), config)
+	case VictoriaMetrics:
+		srv = startVictoriaMetrics(t, VictoriaMetricsBinary(t), config)
+	default:
+		t.Fatalf("unknown system %q", name)
+	}
+	cpu := cpuReader(t, srv, bc.ticks)
+	time.Sleep(scrapeWarmUp)
+	c0 := cpu()
+	time.Sleep(scrapeWindow)
+	r := &scrapeResult{cpu: cpu() - c0}
+	r.samples = int64(len(targets.Addrs)) * int64(targets.Series) * int64(scrapeWindow/scrapeInterval)
+	var err error
+	if r.peakRSS, err = harness.StatusKB(srv.Pid(), "VmHWM"); err != nil {
+		t.Fatal(err)
+	}
+	srv.Flush(t)
+	q := fmt.Sprintf(`count({job=%q, __name__=~"node_bench_.+"})`, ScrapeJob)
+	r.series = queryScalar(t, srv.QueryURL, q, time.Now().UnixMilli())
+	if want := int64(len(targets.Addrs) * targets.Series); r.series != want {
+		t.Errorf("%s: %d of the targets' series counted back, %d scraped", name, r.series, want)
+	}
+	t.Logf("%s scraping: server CPU %s over %s, %.2f CPU-µs per sample, peak RSS %.0f MB",
+		name, r.cpu, scrapeWindow, float64(r.cpu.Nanoseconds())/1e3/float64(r.samples), mb(r.peakRSS))
+	srv.Stop(t, 3*time.Minute)
 	return r
 }
 
@@ -586,6 +664,29 @@ func table(results []sysResult, bc benchConfig) string {
 				}
 				// Every run's counts are checked exact (runIngest).
 				return fmt.Sprintf("%d / %d", r.ingest[0].series, r.ingest[0].samples)
+			})},
+		} {
+			emit(rw)
+		}
+	}
+	if bc.scrapeN > 0 {
+		scr := func(format string, f func(r *scrapeResult) float64) func(r sysResult) (string, float64, bool) {
+			return num(format, func(r sysResult) (float64, bool) {
+				if len(r.scrape) == 0 {
+					return 0, false
+				}
+				return medianOf(r.scrape, f), true
+			})
+		}
+		section(fmt.Sprintf("scraping, %d targets × %d series every %s", bc.scrapeN, bc.scrapeS, scrapeInterval))
+		for _, rw := range []row{
+			{"server CPU-µs per sample, scraping", scr("%.2f", func(r *scrapeResult) float64 { return float64(r.cpu.Nanoseconds()) / 1e3 / float64(r.samples) })},
+			{"peak RSS (VmHWM), MB", scr("%.0f", func(r *scrapeResult) float64 { return mb(r.peakRSS) })},
+			{"series counted back (checked exact)", text(func(r sysResult) string {
+				if len(r.scrape) == 0 {
+					return "–"
+				}
+				return strconv.FormatInt(r.scrape[0].series, 10)
 			})},
 		} {
 			emit(rw)
