@@ -3,6 +3,7 @@ package receiver
 import (
 	"errors"
 
+	"github.com/prometheus/common/model"
 	"github.com/prometheus/prometheus/model/exemplar"
 	"github.com/prometheus/prometheus/model/histogram"
 	"github.com/prometheus/prometheus/model/labels"
@@ -46,9 +47,8 @@ func (b *SeriesBatch) Add(ls labels.Labels, family string, meta metadata.Metadat
 	s.ascii = high == 0 // validation then skips the UTF-8 checks: 7 % of a scrape's CPU
 	s.meta = meta
 	s.hasMeta = meta.Type != "" || meta.Unit != "" || meta.Help != ""
-	name := ls.Get("__name__")
 	if family == "" {
-		family = familyOf(name, meta.Type)
+		family = familyOf(ls.Get(model.MetricNameLabel), meta.Type)
 	}
 	s.family = family
 	n := 1 + len(exemplars)

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"math"
 	"testing"
+	"unsafe"
 
 	"github.com/prometheus/common/model"
 	"github.com/prometheus/prometheus/model/exemplar"
@@ -134,6 +135,34 @@ func TestAppenderRoundTrip(t *testing.T) {
 	gdp := g.Gauge().DataPoints().At(0)
 	assert.True(t, gdp.Flags().NoRecordedValue(), "a staleness marker is a data point without a recorded value")
 	assert.True(t, value.IsStaleNaN(gdp.DoubleValue()))
+}
+
+// TestAppenderFamilyOutlivesScrapeBuffer: the scrape loop passes family names that point into a
+// buffer it writes again after Append returns; the appender keeps its own copy of each family's
+// name (one per run of samples of the family), so the pipeline data never sees the rewrite.
+func TestAppenderFamilyOutlivesScrapeBuffer(t *testing.T) {
+	sink := new(consumertest.MetricsSink)
+	app := newTestAppendable(t, sink).AppenderV2(context.Background())
+	const ts = 1_700_000_000_000
+	buf := []byte("fam_aa")
+	family := unsafe.String(&buf[0], len(buf)) // as the scrape loop's: its bytes change later
+	meta := metadata.Metadata{Type: model.MetricTypeCounter, Help: "A counter."}
+	for i, fam := range []string{"fam_aa", "fam_aa", "fam_bb"} {
+		copy(buf, fam)
+		ls := labels.FromStrings("__name__", fam+"_total", "job", "j", "i", string(rune('0'+i)))
+		_, err := app.Append(0, ls, 0, ts, 1, nil, nil, storage.AOptions{MetricFamilyName: family, Metadata: meta})
+		require.NoError(t, err)
+		copy(buf, "xxxxxx") // the loop reuses its buffer
+	}
+	require.NoError(t, app.Commit())
+	md := sink.AllMetrics()[0]
+	for _, fam := range []string{"fam_aa", "fam_bb"} {
+		m := findMetric(t, md, "j", "", fam+"_total")
+		got, ok := m.Metadata().Get(passthrough.KeyFamily)
+		require.True(t, ok, "the family differs from the series' name")
+		assert.Equal(t, fam, got.Str())
+	}
+	assert.Equal(t, 3, md.DataPointCount())
 }
 
 // TestAppenderRefusesInvalid: an invalid native histogram is refused by Append, as Prometheus's
