@@ -85,14 +85,8 @@ func (s *Server) launch(t testing.TB) time.Duration {
 	return time.Since(started)
 }
 
-// StartMetricstor starts the otelcol-metricstor binary on the default settings.
-func StartMetricstor(t testing.TB, binary string) *Server {
-	t.Helper()
-	return startMetricstor(t, binary, "")
-}
-
-// startMetricstor starts Metricstor, scraping what scrape (a Prometheus configuration, "" for
-// nothing) names with its prometheus receiver.
+// startMetricstor starts the otelcol-metricstor binary on the default settings, scraping what
+// scrape (a Prometheus configuration, "" for nothing) names with its prometheus receiver.
 func startMetricstor(t testing.TB, binary, scrape string) *Server {
 	t.Helper()
 	// config.yaml's pipeline and settings (both receivers, exporter without queue, retention
@@ -107,14 +101,9 @@ func startMetricstor(t testing.TB, binary, scrape string) *Server {
 		harness.HTTPProbe(query+"/-/ready"), harness.TCPProbe(cfg.RemoteWrite))
 }
 
-// StartPrometheus starts Prometheus with its remote write receiver, nothing to scrape, and its
-// default TSDB settings (2 h blocks, 15 d retention) on a temporary directory.
-func StartPrometheus(t testing.TB, binary string) *Server {
-	t.Helper()
-	return startPrometheus(t, binary, "global: {}\n")
-}
-
-// startPrometheus starts Prometheus on the configuration file config (prometheus.yml's text).
+// startPrometheus starts Prometheus with its remote write receiver and its default TSDB settings
+// (2 h blocks, 15 d retention) on a temporary directory, on the configuration config
+// (prometheus.yml's text: "global: {}" scrapes nothing).
 func startPrometheus(t testing.TB, binary, config string) *Server {
 	t.Helper()
 	port := harness.FreePorts(t, 1)[0]

@@ -94,6 +94,10 @@ type scrapeResult struct {
 	series  int64 // the targets' series counted back by PromQL
 }
 
+func (r *scrapeResult) cpuPerSample() float64 {
+	return float64(r.cpu.Nanoseconds()) / 1e3 / float64(r.samples)
+}
+
 type benchConfig struct {
 	ingest      loadgen.Config
 	day         loadgen.Config
@@ -151,18 +155,7 @@ func TestServerBench(t *testing.T) {
 	loadBefore := loadavg()
 	started := time.Now()
 
-	start := func(t *testing.T, name string) *Server {
-		switch name {
-		case Metricstor:
-			return StartMetricstor(t, harness.Binary(t))
-		case Prometheus:
-			return StartPrometheus(t, conformance.PrometheusBinary(t))
-		case VictoriaMetrics:
-			return StartVictoriaMetrics(t, VictoriaMetricsBinary(t))
-		}
-		t.Fatalf("unknown system %q in %s (known: %s)", name, systemsEnv, defaultSystem)
-		return nil
-	}
+	start := func(t *testing.T, name string) *Server { return startSystem(t, name, "") }
 	results := make([]sysResult, len(bc.systemNames))
 	for i, name := range bc.systemNames {
 		results[i].name = name
@@ -325,22 +318,30 @@ const (
 	scrapeWindow   = 30 * time.Second
 )
 
+// startSystem starts system name, scraping what scrape (a Prometheus configuration, "" for
+// nothing) names.
+func startSystem(t *testing.T, name, scrape string) *Server {
+	switch name {
+	case Metricstor:
+		// A scrape configuration holds no $, which the collector would read as an environment
+		// variable.
+		return startMetricstor(t, harness.Binary(t), scrape)
+	case Prometheus:
+		if scrape == "" {
+			scrape = "global: {}\n"
+		}
+		return startPrometheus(t, conformance.PrometheusBinary(t), scrape)
+	case VictoriaMetrics:
+		return startVictoriaMetrics(t, VictoriaMetricsBinary(t), scrape)
+	}
+	t.Fatalf("unknown system %q in %s (known: %s)", name, systemsEnv, defaultSystem)
+	return nil
+}
+
 // runScrape starts system name scraping targets, measures its CPU over scrapeWindow, counts the
 // targets' series back and stops it.
 func runScrape(t *testing.T, name string, targets *Targets, bc benchConfig) *scrapeResult {
-	config := targets.ScrapeConfig(scrapeInterval)
-	var srv *Server
-	switch name {
-	case Metricstor:
-		// The configuration holds no $, which the collector would read as an environment variable.
-		srv = startMetricstor(t, harness.Binary(t), config)
-	case Prometheus:
-		srv = startPrometheus(t, conformance.PrometheusBinary(t), config)
-	case VictoriaMetrics:
-		srv = startVictoriaMetrics(t, VictoriaMetricsBinary(t), config)
-	default:
-		t.Fatalf("unknown system %q", name)
-	}
+	srv := startSystem(t, name, targets.ScrapeConfig(scrapeInterval))
 	cpu := cpuReader(t, srv, bc.ticks)
 	time.Sleep(scrapeWarmUp)
 	c0 := cpu()
@@ -358,7 +359,7 @@ func runScrape(t *testing.T, name string, targets *Targets, bc benchConfig) *scr
 		t.Errorf("%s: %d of the targets' series counted back, %d scraped", name, r.series, want)
 	}
 	t.Logf("%s scraping: server CPU %s over %s, %.2f CPU-µs per sample, peak RSS %.0f MB",
-		name, r.cpu, scrapeWindow, float64(r.cpu.Nanoseconds())/1e3/float64(r.samples), mb(r.peakRSS))
+		name, r.cpu, scrapeWindow, r.cpuPerSample(), mb(r.peakRSS))
 	srv.Stop(t, 3*time.Minute)
 	return r
 }
@@ -680,7 +681,7 @@ func table(results []sysResult, bc benchConfig) string {
 		}
 		section(fmt.Sprintf("scraping, %d targets × %d series every %s", bc.scrapeN, bc.scrapeS, scrapeInterval))
 		for _, rw := range []row{
-			{"server CPU-µs per sample, scraping", scr("%.2f", func(r *scrapeResult) float64 { return float64(r.cpu.Nanoseconds()) / 1e3 / float64(r.samples) })},
+			{"server CPU-µs per sample, scraping", scr("%.2f", (*scrapeResult).cpuPerSample)},
 			{"peak RSS (VmHWM), MB", scr("%.0f", func(r *scrapeResult) float64 { return mb(r.peakRSS) })},
 			{"series counted back (checked exact)", text(func(r sysResult) string {
 				if len(r.scrape) == 0 {

@@ -93,15 +93,11 @@ func TestApplyRetention(t *testing.T) {
 // partition back.
 func TestRetentionCheckpointsInPartsFirst(t *testing.T) {
 	fs := vfs.NewCrashableMem()
-	opts := Options{PartitionDuration: time.Hour, Retention: time.Hour, MemTableSize: 256 << 10,
-		CheckpointInterval: time.Hour, CheckpointBytes: 1 << 30}
+	opts := partsOptions
+	opts.Retention = time.Hour
 	db := openOn(t, fs, opts)
-	names := make([]string, 2000)
-	for i := range names {
-		names[i] = fmt.Sprint("m", i)
-	}
-	// Partition 0, then 30 rounds in partition 3: partitions 0 to 1 end before the cutoff.
-	require.NoError(t, commitFloats(context.Background(), db, 0, 0, names...))
+	// 30 rounds in partition 0, then 30 in partition 3: partitions 0 to 1 end before the cutoff.
+	names := fillHeads(t, db)
 	for r := range 30 {
 		require.NoError(t, commitFloats(context.Background(), db, 3*hourMs+int64(r)*1000, float64(r), names...))
 	}

@@ -119,10 +119,6 @@ func waitCheckpoint(t testing.TB, db *DB) {
 	require.Eventually(t, func() bool { return !db.ckptAsked.Load() }, 10*time.Second, time.Millisecond)
 }
 
-// A checkpoint in parts lets commits in between its parts, and loses none of them: commits to
-// heads it has written and to heads it has yet to write, and to new series, are all visible to
-// queries meanwhile, and after it ends a crash (and a reopen) keeps every one though the log
-// segments before the checkpoint are gone.
 // partsOptions make a checkpoint of fillHeads' heads run in parts: 256 KiB memtables take 32 KiB
 // parts, a few hundred of the heads each; checkpoints come only when asked for.
 var partsOptions = Options{PartitionDuration: time.Hour, MemTableSize: 256 << 10, CheckpointInterval: time.Hour, CheckpointBytes: 1 << 30}
@@ -172,6 +168,10 @@ func checkpointInPartsWith(t *testing.T, db *DB, f func(part int)) (parts int) {
 	}
 }
 
+// A checkpoint in parts lets commits in between its parts, and loses none of them: commits to
+// heads it has written and to heads it has yet to write, and to new series, are all visible to
+// queries meanwhile, and after it ends a crash (and a reopen) keeps every one though the log
+// segments before the checkpoint are gone.
 func TestCheckpointInParts(t *testing.T) {
 	forEachCrashMode(t, func(t *testing.T, mode crashMode) {
 		fs := vfs.NewCrashableMem()
