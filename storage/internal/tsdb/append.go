@@ -566,32 +566,43 @@ func (db *DB) publishCommit(a *Appender, b *pebble.Batch) {
 		s.cmt = 0
 	}
 	db.touchHeads(a.samples)
+	// The heads first, then what appenders read under each series' lock, in a loop of its own:
+	// a lock is a full barrier, and taken after each append it waited for that append's stores
+	// (the chunk's bytes, missing the cache at 100k series) to complete, 5 % of the steady CPU.
+	// Appenders never read the heads, so publishing s.last after all of them changes nothing
+	// they can see: until the second loop reaches a series, its last is the one before the
+	// commit, as it was while the first loop ran before.
 	for i := range a.samples {
 		ps := &a.samples[i]
-		s := ps.s
 		if !ps.inOrder {
-			s.clearPending(a)
 			continue
 		}
+		s := ps.s
 		part := db.partition(ps.smp.t)
 		if err := s.head.append(ps.smp, part, func(c *chunkBuilder) { emitCut(c, s, ps.smp.t, part) }); err != nil {
 			db.stats.RejectedInvalid.Add(1)
 			db.logger.Debug("Dropped a sample the chunk encoder refused", zap.Uint64("series_ref", s.ref), zap.Error(err))
-			s.clearPending(a)
+			ps.inOrder = false // not in the head: its series' last stays as it was
 			continue
 		}
-		s.mu.Lock()
-		s.last = ps.smp
-		if s.pendingBy == a { // see prepareCommit
-			s.pendingBy, s.pendingAt = nil, 0
-		}
-		s.mu.Unlock()
 		if !s.inDirty {
 			s.inDirty = true
 			dirty = append(dirty, s)
 		}
 		maxT = max(maxT, ps.smp.t)
 		added++
+	}
+	for i := range a.samples {
+		ps := &a.samples[i]
+		s := ps.s
+		s.mu.Lock()
+		if ps.inOrder {
+			s.last = ps.smp
+		}
+		if s.pendingBy == a { // see prepareCommit
+			s.pendingBy, s.pendingAt = nil, 0
+		}
+		s.mu.Unlock()
 	}
 	// Float heads are left to the log and the next checkpoint; histogram heads are written now.
 	for _, s := range dirty {
