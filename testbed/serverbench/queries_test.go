@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/prometheus/common/model"
+
+	"github.com/metricstor/metricstor/testbed/loadgen"
 )
 
 func TestDiffAnswers(t *testing.T) {
@@ -91,5 +93,27 @@ func TestDirBreakdown(t *testing.T) {
 	want := []string{"*.sst=50", "blocks/other=50", "data/small/other=40", "other=60", "wal/other=10"}
 	if !slices.Equal(got, want) {
 		t.Errorf("got %v, want %v", got, want)
+	}
+}
+
+func TestTurnRatios(t *testing.T) {
+	// One sample, so CPU-µs per sample is the CPU in µs; one latency, so p99 is it.
+	run := func(cpuUs int, p99 time.Duration) *ingestResult {
+		return &ingestResult{steadyCPU: time.Duration(cpuUs) * time.Microsecond,
+			steady: loadgen.Stats{Samples: 1, Latencies: []time.Duration{p99}}}
+	}
+	results := []sysResult{
+		{name: VictoriaMetrics, ingest: []*ingestResult{run(10, 30), run(20, 40), run(10, 20)}},
+		{name: Metricstor, ingest: []*ingestResult{run(9, 15), run(10, 40), run(12, 30)}},
+		{name: Prometheus}, // no ingestion runs: left out
+	}
+	got := turnRatios(results)
+	want := "\nmetricstor / victoriametrics, steady CPU-µs/sample, run by run: 0.90 0.50 1.20 (median 0.90)" +
+		"\nmetricstor / victoriametrics, steady p99, run by run: 0.50 1.00 1.50 (median 1.00)"
+	if got != want {
+		t.Errorf("turnRatios =%s\nwant%s", got, want)
+	}
+	if got := turnRatios(results[:1]); got != "" {
+		t.Errorf("without Metricstor: %q, want nothing", got)
 	}
 }

@@ -780,6 +780,7 @@ func details(results []sysResult, bc benchConfig) string {
 			}
 		}
 	}
+	b.WriteString(turnRatios(results))
 	if !bc.skipDay {
 		b.WriteString("\n\nanswers (series / samples of the first run; the first difference from Prometheus's):")
 		for i, q := range DayQueries {
@@ -896,4 +897,52 @@ func envInt(t *testing.T, name string, def int) int {
 		t.Fatalf("%s=%q: %v", name, v, err)
 	}
 	return n
+}
+
+// turnRatios gives Metricstor's steady CPU and p99 over each peer's, run by run: runs of the same
+// number are minutes apart (the servers take turns), so the machine's slow drifts cancel in
+// their ratio, while the table's ratio of medians may pair runs far apart. The spread of these
+// ratios is how far one benchmark's figure can be trusted.
+func turnRatios(results []sysResult) string {
+	var ms *sysResult
+	for i := range results {
+		if results[i].name == Metricstor {
+			ms = &results[i]
+		}
+	}
+	if ms == nil || len(ms.ingest) == 0 {
+		return ""
+	}
+	var b strings.Builder
+	for i := range results {
+		peer := &results[i]
+		n := min(len(ms.ingest), len(peer.ingest))
+		if peer == ms || n == 0 {
+			continue
+		}
+		for _, f := range []struct {
+			name string
+			of   func(r *ingestResult) float64
+		}{
+			{"steady CPU-µs/sample", func(r *ingestResult) float64 { return r.cpuPerSample(r.steadyCPU, r.steady) }},
+			{"steady p99", func(r *ingestResult) float64 { return float64(r.steady.Latency(0.99)) }},
+		} {
+			ratios := make([]float64, 0, n)
+			for run := range n {
+				if d := f.of(peer.ingest[run]); d > 0 {
+					ratios = append(ratios, f.of(ms.ingest[run])/d)
+				}
+			}
+			if len(ratios) == 0 {
+				continue
+			}
+			text := make([]string, len(ratios))
+			for j, r := range ratios {
+				text[j] = fmt.Sprintf("%.2f", r)
+			}
+			fmt.Fprintf(&b, "\n%s / %s, %s, run by run: %s (median %.2f)", Metricstor, peer.name, f.name,
+				strings.Join(text, " "), medianOf(ratios, func(v float64) float64 { return v }))
+		}
+	}
+	return b.String()
 }
