@@ -9,6 +9,7 @@ import (
 
 	"github.com/prometheus/prometheus/config"
 	"github.com/prometheus/prometheus/model/labels"
+	promstorage "github.com/prometheus/prometheus/storage"
 	prw "github.com/prometheus/prometheus/storage/remote/otlptranslator/prometheusremotewrite"
 	"github.com/prometheus/prometheus/util/annotations"
 	"go.opentelemetry.io/collector/component"
@@ -32,12 +33,15 @@ const seriesCacheSize = 1 << 17
 // metricstorExporter converts and writes one batch per push, synchronously.
 type metricstorExporter struct {
 	cfg    *Config
+	id     component.ID // of the exporter in the configuration; its SeriesWriter is registered by it
 	logger *zap.Logger
 	// settings are built once from cfg at creation and never change.
 	settings prw.Settings
 
 	// store is set by start, before any push, and never changes afterwards.
 	store storage.Store
+	// registry holds the exporter's SeriesWriter from start to shutdown; nil when it does not.
+	registry passthrough.Registry
 
 	// pool holds pushStates (a converter and its counting appender) between pushes.
 	pool sync.Pool
@@ -57,7 +61,8 @@ type pushState struct {
 	builder labels.ScratchBuilder // labels of passthrough data points
 	key     []byte                // series identity of a passthrough data point, see rwMetric
 	batch   lookupScratch
-	metric  rwMetric // the metric being written, see writeRemoteWrite
+	metric  rwMetric     // the metric being written, see writeRemoteWrite
+	direct  directSeries // the series being written, see writeSeries
 }
 
 // lookupScratch is the buffers of rwMetric.lookupBatch, reused from push to push.
@@ -145,12 +150,28 @@ func (e *metricstorExporter) start(_ context.Context, host component.Host) error
 	}
 	e.store = store
 	e.logger.Info("Writing metrics to the metricstor store", zap.String("storage", e.cfg.Storage.String()))
+	// A remote_write receiver whose pipeline ends here with nothing in between may hand its
+	// series to WriteSeries instead of the pipeline (passthrough.Routes decides from the
+	// configuration). Only a synchronous exporter offers it: with a sending queue or retries the
+	// pipeline answers at another moment than WriteSeries would.
+	if reg, ok := ext.(passthrough.Registry); ok && e.synchronous() {
+		reg.RegisterSeriesWriter(e.id, e)
+		e.registry = reg
+	}
 	return nil
 }
 
-func (*metricstorExporter) shutdown(context.Context) error {
-	// Nothing to release: the store belongs to its extension, and every push commits or rolls back
-	// its appender before returning.
+// synchronous tells whether a push writes and commits before it returns, and only once.
+func (e *metricstorExporter) synchronous() bool {
+	return !e.cfg.QueueConfig.HasValue() && !e.cfg.RetryConfig.Enabled
+}
+
+func (e *metricstorExporter) shutdown(context.Context) error {
+	// Nothing else to release: the store belongs to its extension, and every push commits or
+	// rolls back its appender before returning.
+	if e.registry != nil {
+		e.registry.RegisterSeriesWriter(e.id, nil)
+	}
 	return nil
 }
 
@@ -199,9 +220,16 @@ func (e *metricstorExporter) pushMetrics(ctx context.Context, md pmetric.Metrics
 			zap.Int("warnings", len(annots)), zap.Strings("first_warnings", ws))
 	}
 
-	fatal := st.app.fatal
-	if fatal == nil {
-		fatal = rwFatal
+	return e.finish(ctx, app, &st.app, rwFatal, convErr)
+}
+
+// finish commits what a push appended through ca (app being the store's appender under it) and
+// returns the push's outcome, as pushMetrics describes: fatal (an error that stopped writing,
+// or nil) or a fatal error of ca rolls everything back; convErr names data that could not be
+// written, which makes the committed push a partial failure.
+func (e *metricstorExporter) finish(ctx context.Context, app promstorage.AppenderV2, ca *countingAppender, fatal, convErr error) error {
+	if ca.fatal != nil {
+		fatal = ca.fatal
 	}
 	if fatal == nil && (errors.Is(convErr, context.Canceled) || errors.Is(convErr, context.DeadlineExceeded)) {
 		fatal = convErr
@@ -213,7 +241,7 @@ func (e *metricstorExporter) pushMetrics(ctx context.Context, md pmetric.Metrics
 		return unavailableError(fmt.Errorf("metricstor exporter: write to storage %q: %w", e.cfg.Storage.String(), fatal))
 	}
 	if err := app.Commit(); err != nil {
-		err = fmt.Errorf("metricstor exporter: commit %d samples to storage %q: %w", st.app.accepted, e.cfg.Storage.String(), err)
+		err = fmt.Errorf("metricstor exporter: commit %d samples to storage %q: %w", ca.accepted, e.cfg.Storage.String(), err)
 		// The store's contract refuses limits and invalid samples per series from Append; should a
 		// commit be refused for such a reason, nothing is stored and a retry would be refused again.
 		if errors.Is(err, storage.ErrLimitExceeded) || errors.Is(err, storage.ErrInvalidSample) {
@@ -222,11 +250,11 @@ func (e *metricstorExporter) pushMetrics(ctx context.Context, md pmetric.Metrics
 		return unavailableError(err)
 	}
 
-	if st.app.accepted > 0 {
-		e.accepted.Add(ctx, int64(st.app.accepted))
+	if ca.accepted > 0 {
+		e.accepted.Add(ctx, int64(ca.accepted))
 	}
-	rejected := st.app.totalRejected()
-	for r, n := range st.app.rejected {
+	rejected := ca.totalRejected()
+	for r, n := range ca.rejected {
 		if n > 0 {
 			e.rejected.Add(ctx, int64(n), e.rejectedOpts[r])
 		}
@@ -234,7 +262,7 @@ func (e *metricstorExporter) pushMetrics(ctx context.Context, md pmetric.Metrics
 	if rejected == 0 && convErr == nil {
 		return nil
 	}
-	return e.partialFailure(&st.app, rejected, convErr)
+	return e.partialFailure(ca, rejected, convErr)
 }
 
 // partialFailure logs once and builds the permanent error of a push whose good part was committed.

@@ -63,6 +63,7 @@ func createMetrics(ctx context.Context, set exporter.Settings, cfg component.Con
 	if err != nil {
 		return nil, err
 	}
+	exp.id = set.ID
 	return exporterhelper.NewMetrics(ctx, set, cfg, exp.pushMetrics,
 		exporterhelper.WithStart(exp.start),
 		exporterhelper.WithShutdown(exp.shutdown),

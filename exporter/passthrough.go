@@ -258,20 +258,30 @@ func appendAttrKey(key []byte, attrs pcommon.Map) []byte {
 }
 
 // append appends one sample of the data point whose attributes are w.attrs and whose identity's
-// fingerprint is fp: by the ref the cache gave when cached, else by its labels; and keeps the
-// store's ref for it.
+// fingerprint is fp, ref and cached being what the cache knows of it (appendCached).
 func (w *rwMetric) append(fp fingerprint, ref promstorage.SeriesRef, cached bool, st, t int64, v float64, hist *histogram.Histogram, fh *histogram.FloatHistogram, opts promstorage.AOptions) error {
+	l := cacheLookup{fp: fp, ref: ref, found: cached}
+	return appendCached(w.app, w.cache, w, &l, st, t, v, hist, fh, opts)
+}
+
+// appendCached appends one sample of the series of lookup l: by the ref the cache gave when
+// found, else by the labels src builds; and keeps the store's ref for it, in the cache (when
+// not nil) and in l, for the series' next sample.
+func appendCached(app *countingAppender, cache *seriesCache, src labelSource, l *cacheLookup, st, t int64, v float64, hist *histogram.Histogram, fh *histogram.FloatHistogram, opts promstorage.AOptions) error {
 	var got promstorage.SeriesRef
 	var err error
-	if cached {
-		got, err = w.app.appendRef(ref, w, st, t, v, hist, fh, opts)
+	if l.found {
+		got, err = app.appendRef(l.ref, src, st, t, v, hist, fh, opts)
 	} else {
-		got, err = w.app.Append(0, w.seriesLabels(), st, t, v, hist, fh, opts)
+		got, err = app.Append(0, src.seriesLabels(), st, t, v, hist, fh, opts)
 	}
-	if err != nil || got == 0 || (cached && got == ref) || w.cache == nil {
+	if err != nil || got == 0 || (l.found && got == l.ref) {
 		return err
 	}
-	w.cache.put(fp, got)
+	l.ref, l.found = got, true
+	if cache != nil {
+		cache.put(l.fp, got)
+	}
 	return nil
 }
 

@@ -49,10 +49,12 @@ func (a flakyAppender) Append(ref promstorage.SeriesRef, ls labels.Labels, st, t
 // TestStoreUnavailableIsRetryable: while the store is unavailable the sender gets 503 and
 // nothing is stored; the sender's retry of the same request then succeeds and the data is stored
 // once. The exporter's defaults (no retry_on_failure) give the 503 at once.
-func TestStoreUnavailableIsRetryable(t *testing.T) {
+func TestStoreUnavailableIsRetryable(t *testing.T) { bothWays(t, testStoreUnavailableIsRetryable) }
+
+func testStoreUnavailableIsRetryable(t *testing.T, direct bool) {
 	var down atomic.Bool
 	down.Store(true)
-	url, store := startPipelineWith(t,
+	url, store := startPipelineWith(t, direct,
 		func(s storage.Store) storage.Store { return flakyStore{Store: s, down: &down} },
 		func(component.Config) {})
 	req := validV1()
@@ -74,10 +76,12 @@ func TestStoreUnavailableIsRetryable(t *testing.T) {
 // TestStoreUnavailableExporterRetry: with the exporter's retry_on_failure enabled (off by
 // default) the request is held while the store is briefly unavailable and answered 204 once the
 // store is back: nothing lost.
-func TestStoreUnavailableExporterRetry(t *testing.T) {
+func TestStoreUnavailableExporterRetry(t *testing.T) { bothWays(t, testStoreUnavailableExporterRetry) }
+
+func testStoreUnavailableExporterRetry(t *testing.T, direct bool) {
 	var down atomic.Bool
 	down.Store(true)
-	url, store := startPipelineWith(t,
+	url, store := startPipelineWith(t, direct,
 		func(s storage.Store) storage.Store { return flakyStore{Store: s, down: &down} },
 		func(cfg component.Config) {
 			rc := configretry.NewDefaultBackOffConfig()
@@ -92,12 +96,14 @@ func TestStoreUnavailableExporterRetry(t *testing.T) {
 
 // TestMemoryLimiterRefuses puts the real memory_limiter processor, with a limit below what the
 // test process uses, before the exporter: the sender gets 503 (retryable) and nothing is stored.
-func TestMemoryLimiterRefuses(t *testing.T) {
+func TestMemoryLimiterRefuses(t *testing.T) { bothWays(t, testMemoryLimiterRefuses) }
+
+func testMemoryLimiterRefuses(t *testing.T, direct bool) {
 	f := memorylimiterprocessor.NewFactory()
 	cfg := f.CreateDefaultConfig()
 	require.NoError(t, unmarshalInto(cfg, map[string]any{"check_interval": "10ms", "limit_mib": 2, "spike_limit_mib": 1}))
 	var proc processor.Metrics
-	url, store := startPipelineWith(t, nil, nil, func(next consumer.Metrics) consumer.Metrics {
+	url, store := startPipelineWith(t, direct, nil, nil, func(next consumer.Metrics) consumer.Metrics {
 		var err error
 		proc, err = f.CreateMetrics(context.Background(), processortest.NewNopSettings(f.Type()), cfg, next)
 		require.NoError(t, err)
@@ -121,8 +127,10 @@ func TestMemoryLimiterRefuses(t *testing.T) {
 
 // TestPermanentStoreRefusalIs400: data the store can never take (here a duplicate timestamp with
 // a different value) gets 400, so senders drop it instead of retrying forever.
-func TestPermanentStoreRefusalIs400(t *testing.T) {
-	url, store := startPipeline(t)
+func TestPermanentStoreRefusalIs400(t *testing.T) { bothWays(t, testPermanentStoreRefusalIs400) }
+
+func testPermanentStoreRefusalIs400(t *testing.T, direct bool) {
+	url, store := startPipeline(t, direct)
 	require.Equal(t, http.StatusNoContent, pushV1(t, url, validV1()).code)
 	req := validV1()
 	req.Timeseries[0].Samples = []prompb.Sample{{Timestamp: 2000, Value: 42}, {Timestamp: 3000, Value: 1}}

@@ -28,6 +28,15 @@ type Config struct {
 	// series of one sample each, 24 bytes per series with 2.0's interned labels).
 	MaxSeriesPerRequest int `mapstructure:"max_series_per_request"`
 
+	// DirectWrite lets the receiver hand its series straight to the metricstor exporter, without
+	// building pipeline data, when the configuration shows that nothing else could see that data:
+	// the receiver is in one metrics pipeline, which has no processor and one exporter, a
+	// metricstor exporter without sending queue or retries (key `direct_write`, default true; the
+	// default config.yaml is such a pipeline). The same series are written either way; a
+	// sample costs about a quarter less CPU. With a processor in the pipeline the data goes
+	// through it as always. false always builds pipeline data.
+	DirectWrite bool `mapstructure:"direct_write"`
+
 	// prevent unkeyed literal initialization
 	_ struct{}
 }

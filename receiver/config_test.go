@@ -27,6 +27,7 @@ func TestLoadConfig(t *testing.T) {
 	custom.CompressionAlgorithms = []string{"snappy"}
 	custom.MetadataCacheSize = 10
 	custom.MaxSeriesPerRequest = 5000
+	custom.DirectWrite = false
 
 	tests := []struct {
 		id       component.ID
@@ -66,6 +67,7 @@ func TestDefaultConfig(t *testing.T) {
 	assert.Equal(t, []string{"", "snappy"}, cfg.CompressionAlgorithms)
 	assert.Equal(t, 100_000, cfg.MetadataCacheSize)
 	assert.Equal(t, 1_000_000, cfg.MaxSeriesPerRequest)
+	assert.True(t, cfg.DirectWrite)
 	assert.Equal(t, int64(20<<20), cfg.MaxRequestBodySize)
 	require.NoError(t, cfg.Validate())
 }

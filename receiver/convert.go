@@ -92,6 +92,11 @@ type converter struct {
 	// v2samples holds the samples of the 2.0 series being converted.
 	v2samples []sampleV
 
+	// direct: the valid series are kept for a passthrough.SeriesWriter (directSeries) instead of
+	// becoming pipeline data in md. Set before a request is converted.
+	direct bool
+	dir    directBuffers
+
 	samples, histograms, exemplars int      // what goes into the pipeline
 	rejectedSamples                int      // samples, histograms and exemplars of rejected series
 	errs                           []string // one line per rejected series
@@ -133,6 +138,8 @@ func (c *converter) release() {
 	c.req1, c.req2, c.at = nil, nil, 0
 	c.v1.reset()
 	c.resetV2()
+	c.direct = false
+	c.dir.reset()
 	c.s.reset()
 	c.meta, c.md = nil, pmetric.Metrics{}
 	c.samples, c.histograms, c.exemplars, c.rejectedSamples = 0, 0, 0, 0
@@ -460,6 +467,23 @@ func (c *converter) addSeries(s *series, n int) {
 		c.reject(n, err.Error())
 		return
 	}
+	if c.direct {
+		c.addDirect(s)
+	} else {
+		c.addPipelineData(s)
+	}
+	c.samples += len(s.samples)
+	c.histograms += len(s.histograms)
+	c.exemplars += len(s.exemplars)
+	if len(s.samples) == 0 && len(s.histograms) == 0 && len(s.exemplars) > 0 {
+		// 1.0 allows exemplars without samples; they have nothing to ride on through the pipeline.
+		c.exemplars -= len(s.exemplars)
+		c.reject(len(s.exemplars), fmt.Sprintf("series %s: exemplars without a sample in the same series are not supported", s.labels(&c.builder).String()))
+	}
+}
+
+// addPipelineData adds the valid series s to the pipeline data.
+func (c *converter) addPipelineData(s *series) {
 	rk := resourceKey{job: s.job, instance: s.instance}
 
 	if len(s.samples) > 0 {
@@ -489,7 +513,6 @@ func (c *converter) addSeries(s *series, n int) {
 				putExemplars(dp.Exemplars(), s.exemplars)
 			}
 		}
-		c.samples += len(s.samples)
 	}
 	for i, h := range s.histograms {
 		custom := (h.h != nil && histogram.IsCustomBucketsSchema(h.h.Schema)) || (h.fh != nil && histogram.IsCustomBucketsSchema(h.fh.Schema))
@@ -503,13 +526,6 @@ func (c *converter) addSeries(s *series, n int) {
 			ex = nil // exemplars go with the last sample of the series
 		}
 		c.addHistogram(m, kind, s.lbls, h, ex)
-	}
-	c.histograms += len(s.histograms)
-	c.exemplars += len(s.exemplars)
-	if len(s.samples) == 0 && len(s.histograms) == 0 && len(s.exemplars) > 0 {
-		// 1.0 allows exemplars without samples; they have nothing to ride on through the pipeline.
-		c.exemplars -= len(s.exemplars)
-		c.reject(len(s.exemplars), fmt.Sprintf("series %s: exemplars without a sample in the same series are not supported", s.labels(&c.builder).String()))
 	}
 }
 

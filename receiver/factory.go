@@ -36,6 +36,7 @@ func createDefaultConfig() component.Config {
 		ServerConfig:        srv,
 		MetadataCacheSize:   defaultMetadataCacheSize,
 		MaxSeriesPerRequest: defaultMaxSeriesPerRequest,
+		DirectWrite:         true,
 	}
 }
 

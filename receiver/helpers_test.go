@@ -3,6 +3,7 @@ package receiver
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"io"
 	"net/http"
 	"testing"
@@ -16,13 +17,16 @@ import (
 	"github.com/stretchr/testify/require"
 	"go.opentelemetry.io/collector/component"
 	"go.opentelemetry.io/collector/component/componenttest"
+	"go.opentelemetry.io/collector/confmap"
 	"go.opentelemetry.io/collector/consumer"
 	"go.opentelemetry.io/collector/exporter"
 	"go.opentelemetry.io/collector/extension"
+	"go.opentelemetry.io/collector/extension/extensioncapabilities"
 	"go.opentelemetry.io/collector/receiver"
 	"go.uber.org/zap/zaptest"
 
 	mexporter "github.com/metricstor/metricstor/exporter"
+	"github.com/metricstor/metricstor/internal/passthrough"
 	"github.com/metricstor/metricstor/receiver/internal/metadata"
 	"github.com/metricstor/metricstor/storage"
 )
@@ -40,6 +44,13 @@ func (h testHost) GetExtensions() map[component.ID]component.Component { return 
 // its write path. mutate may change the config first.
 func startReceiver(t testing.TB, next consumer.Metrics, tel *componenttest.Telemetry, mutate func(*Config)) string {
 	t.Helper()
+	rcv := startReceiverOn(t, testHost{}, next, tel, mutate)
+	return "http://" + rcv.listener.Addr().String() + WritePath
+}
+
+// startReceiverOn is startReceiver with the host it starts on, returning the receiver.
+func startReceiverOn(t testing.TB, host testHost, next consumer.Metrics, tel *componenttest.Telemetry, mutate func(*Config)) *remoteWriteReceiver {
+	t.Helper()
 	cfg := createDefaultConfig().(*Config)
 	cfg.NetAddr.Endpoint = "127.0.0.1:0"
 	if mutate != nil {
@@ -53,21 +64,32 @@ func startReceiver(t testing.TB, next consumer.Metrics, tel *componenttest.Telem
 	set.Logger = zaptest.NewLogger(t)
 	rcv, err := NewFactory().CreateMetrics(context.Background(), set, cfg, next)
 	require.NoError(t, err)
-	require.NoError(t, rcv.Start(context.Background(), testHost{}))
+	require.NoError(t, rcv.Start(context.Background(), host))
 	t.Cleanup(func() { require.NoError(t, rcv.Shutdown(context.Background())) })
-	return "http://" + rcv.(*remoteWriteReceiver).listener.Addr().String() + WritePath
+	return rcv.(*remoteWriteReceiver)
+}
+
+// bothWays runs f with the receiver's direct_write off (pipeline data) and on (the series
+// straight to the exporter, where the test pipeline allows it: see startPipelineWith).
+func bothWays(t *testing.T, f func(t *testing.T, direct bool)) {
+	t.Run("pipeline", func(t *testing.T) { f(t, false) })
+	t.Run("direct", func(t *testing.T) { f(t, true) })
 }
 
 // startPipeline starts the real chain: receiver -> metricstor exporter (default config) ->
 // metricstor storage extension on a temporary directory. It returns the write URL and the store.
-func startPipeline(t testing.TB) (string, storage.Store) {
+// With direct the receiver has direct_write on and writes its series straight to the exporter.
+func startPipeline(t testing.TB, direct bool) (string, storage.Store) {
 	t.Helper()
-	return startPipelineWith(t, nil, nil)
+	return startPipelineWith(t, direct, nil, nil)
 }
 
 // startPipelineWith is startPipeline with a hook that may wrap the store the exporter sees and a
-// hook that may change the exporter's config and put a processor before it.
-func startPipelineWith(t testing.TB, wrapStore func(storage.Store) storage.Store, mutate func(cfg component.Config), before ...func(next consumer.Metrics) consumer.Metrics) (string, storage.Store) {
+// hook that may change the exporter's config and put processors before it. The store is told
+// the configuration of that pipeline, as the collector tells it (a processor per hook), and the
+// receiver must then write directly exactly when direct is set and the pipeline allows it: no
+// processor, an exporter without queue and retries.
+func startPipelineWith(t testing.TB, direct bool, wrapStore func(storage.Store) storage.Store, mutate func(cfg component.Config), before ...func(next consumer.Metrics) consumer.Metrics) (string, storage.Store) {
 	t.Helper()
 	ctx := context.Background()
 	sf := storage.NewFactory()
@@ -79,10 +101,20 @@ func startPipelineWith(t testing.TB, wrapStore func(storage.Store) storage.Store
 	require.NoError(t, ext.Start(ctx, testHost{sid: ext}))
 	t.Cleanup(func() { require.NoError(t, ext.Shutdown(ctx)) })
 	store := ext.(storage.Store)
+	var processors []any
+	for i := range before {
+		processors = append(processors, fmt.Sprintf("test/%d", i))
+	}
+	snapshot := extensioncapabilities.NewConfigSnapshot(confmap.NewFromStringMap(map[string]any{
+		"service": map[string]any{"pipelines": map[string]any{"metrics": map[string]any{
+			"receivers": []any{"remote_write"}, "processors": processors, "exporters": []any{"metricstor"},
+		}}},
+	}), nil)
 	host := testHost{sid: ext}
 	if wrapStore != nil {
-		host = testHost{sid: storeComponent{Store: wrapStore(store)}}
+		host = testHost{sid: storeComponent{Store: wrapStore(store), Routes: &passthrough.Routes{}}}
 	}
+	require.NoError(t, host[sid].(extensioncapabilities.ConfigSnapshotWatcher).NotifyConfigSnapshot(ctx, snapshot))
 
 	ef := mexporter.NewFactory()
 	ecfg := ef.CreateDefaultConfig()
@@ -100,14 +132,28 @@ func startPipelineWith(t testing.TB, wrapStore func(storage.Store) storage.Store
 	for _, wrap := range before {
 		next = wrap(next)
 	}
-	return startReceiver(t, next, nil, nil), store
+	rcv := startReceiverOn(t, host, next, nil, func(cfg *Config) { cfg.DirectWrite = direct })
+	c := ecfg.(*mexporter.Config)
+	wantDirect := direct && len(before) == 0 && !c.QueueConfig.HasValue() && !c.RetryConfig.Enabled
+	require.Equal(t, wantDirect, rcv.writer != nil, "the receiver writes directly")
+	return "http://" + rcv.listener.Addr().String() + WritePath, store
 }
 
-// storeComponent makes a wrapped store a component, as the storage extension is.
+// storeComponent makes a wrapped store a component, as the storage extension is, with the
+// extension's routing of direct writes.
 type storeComponent struct {
 	storage.Store
+	*passthrough.Routes
 	component.StartFunc
 	component.ShutdownFunc
+}
+
+func (c storeComponent) NotifyConfigSnapshot(_ context.Context, s extensioncapabilities.ConfigSnapshot) error {
+	return c.SetConfig(s.Effective())
+}
+
+func (c storeComponent) RegisterSeriesWriter(exporter component.ID, w passthrough.SeriesWriter) {
+	c.Register(exporter, w)
 }
 
 type response struct {

@@ -37,8 +37,10 @@ func addOTLP(next consumer.Metrics) consumer.Metrics {
 // TestMixedBatch: a batch with remote write data and OTLP data of an application. The remote
 // write series are stored as sent; the OTLP metric is translated with the default strategy
 // (unit suffix, job/instance from the resource, target_info).
-func TestMixedBatch(t *testing.T) {
-	url, store := startPipelineWith(t, nil, nil, addOTLP)
+func TestMixedBatch(t *testing.T) { bothWays(t, testMixedBatch) }
+
+func testMixedBatch(t *testing.T, direct bool) {
+	url, store := startPipelineWith(t, direct, nil, nil, addOTLP)
 	r := pushV1(t, url, &prompb.WriteRequest{Timeseries: []prompb.TimeSeries{
 		{Labels: v1Labels("__name__", "queue.latency", "job", "rw"), Samples: []prompb.Sample{{Timestamp: 1_700_000_000_000, Value: 2}}},
 	}})
@@ -72,8 +74,10 @@ func dropHistogramEncoding(next consumer.Metrics) consumer.Metrics {
 
 // TestHistogramWithoutEncoding: the exporter does not guess a native histogram whose exact
 // encoding is gone; it rejects it permanently (400) and stores the rest.
-func TestHistogramWithoutEncoding(t *testing.T) {
-	url, store := startPipelineWith(t, nil, nil, dropHistogramEncoding)
+func TestHistogramWithoutEncoding(t *testing.T) { bothWays(t, testHistogramWithoutEncoding) }
+
+func testHistogramWithoutEncoding(t *testing.T, direct bool) {
+	url, store := startPipelineWith(t, direct, nil, nil, dropHistogramEncoding)
 	r := pushV1(t, url, &prompb.WriteRequest{Timeseries: []prompb.TimeSeries{
 		{Labels: v1Labels("__name__", "h", "job", "a"), Histograms: []prompb.Histogram{prompb.FromIntHistogram(1000, intHistogram(1000))}},
 		{Labels: v1Labels("__name__", "f", "job", "a"), Samples: []prompb.Sample{{Timestamp: 1000, Value: 1}}},
@@ -85,8 +89,10 @@ func TestHistogramWithoutEncoding(t *testing.T) {
 
 // TestExemplarsWithoutSamples: 1.0 allows a series with exemplars only; they cannot travel
 // through the pipeline and are reported rejected.
-func TestExemplarsWithoutSamples(t *testing.T) {
-	url, store := startPipeline(t)
+func TestExemplarsWithoutSamples(t *testing.T) { bothWays(t, testExemplarsWithoutSamples) }
+
+func testExemplarsWithoutSamples(t *testing.T, direct bool) {
+	url, store := startPipeline(t, direct)
 	r := pushV1(t, url, &prompb.WriteRequest{Timeseries: []prompb.TimeSeries{
 		{Labels: v1Labels("__name__", "e"), Exemplars: []prompb.Exemplar{{Labels: v1Labels("trace_id", "x"), Value: 1, Timestamp: 5}}},
 		{Labels: v1Labels("__name__", "f"), Samples: []prompb.Sample{{Timestamp: 1000, Value: 1}}},

@@ -20,6 +20,8 @@ import (
 	"go.opentelemetry.io/collector/receiver"
 	"go.opentelemetry.io/collector/receiver/receiverhelper"
 	"go.uber.org/zap"
+
+	"github.com/metricstor/metricstor/internal/passthrough"
 )
 
 // WritePath is the path remote write senders post to.
@@ -32,6 +34,10 @@ type remoteWriteReceiver struct {
 	next     consumer.Metrics
 	obsrecv  *receiverhelper.ObsReport
 	meta     *metadataCache
+
+	// writer takes the series instead of next when the configuration allows it (direct_write,
+	// passthrough.Routes); nil: pipeline data to next. Set by Start before serving.
+	writer passthrough.SeriesWriter
 
 	// Set by Start, read by Shutdown; the collector never calls them concurrently.
 	server   *http.Server
@@ -237,12 +243,39 @@ func (r *remoteWriteReceiver) Start(ctx context.Context, host component.Host) er
 		return fmt.Errorf("remote_write receiver: create server: %w", err)
 	}
 	r.server, r.listener = srv, ln
+	r.writer = r.seriesWriter(host)
 	r.settings.Logger.Info("Accepting Prometheus remote write", zap.String("endpoint", ln.Addr().String()), zap.String("path", WritePath))
 	r.wg.Go(func() {
 		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			componentstatus.ReportStatus(host, componentstatus.NewFatalErrorEvent(err))
 		}
 	})
+	return nil
+}
+
+// seriesWriter finds the exporter that takes the receiver's series directly, if the
+// configuration allows one (see passthrough.Routes), and says which way the data goes.
+func (r *remoteWriteReceiver) seriesWriter(host component.Host) passthrough.SeriesWriter {
+	if !r.cfg.DirectWrite {
+		return nil
+	}
+	var why string
+	for id, ext := range host.GetExtensions() {
+		router, ok := ext.(passthrough.Router)
+		if !ok {
+			continue
+		}
+		w, reason := router.SeriesWriter(r.settings.ID)
+		if w != nil {
+			r.settings.Logger.Info("Remote write goes straight to the metricstor exporter of its pipeline, without pipeline data: the pipeline has no processor and no other exporter",
+				zap.String("storage", id.String()))
+			return w
+		}
+		why = reason
+	}
+	if why != "" {
+		r.settings.Logger.Info("Remote write goes through its pipeline as pipeline data", zap.String("reason", why))
+	}
 	return nil
 }
 

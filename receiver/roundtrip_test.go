@@ -23,6 +23,7 @@ import (
 
 // point is one stored sample, compared bit for bit (floats) or structurally (histograms).
 type point struct {
+	st   int64 // the start timestamp, 0 when unknown
 	t    int64
 	bits uint64
 	h    *histogram.Histogram
@@ -46,13 +47,13 @@ func readAll(t *testing.T, s storage.Store) map[string][]point {
 			switch vt {
 			case chunkenc.ValFloat:
 				ts, v := it.At()
-				pts = append(pts, point{t: ts, bits: math.Float64bits(v)})
+				pts = append(pts, point{st: it.AtST(), t: ts, bits: math.Float64bits(v)})
 			case chunkenc.ValHistogram:
 				ts, h := it.AtHistogram(nil)
-				pts = append(pts, point{t: ts, h: h})
+				pts = append(pts, point{st: it.AtST(), t: ts, h: h})
 			case chunkenc.ValFloatHistogram:
 				ts, fh := it.AtFloatHistogram(nil)
-				pts = append(pts, point{t: ts, fh: fh})
+				pts = append(pts, point{st: it.AtST(), t: ts, fh: fh})
 			}
 		}
 		require.NoError(t, it.Err())
@@ -90,6 +91,7 @@ func assertSeries(t *testing.T, want, got map[string][]point) {
 		require.Len(t, g, len(w), k)
 		for i := range w {
 			assert.Equal(t, w[i].t, g[i].t, "%s point %d timestamp", k, i)
+			assert.Equal(t, w[i].st, g[i].st, "%s point %d start timestamp", k, i)
 			switch {
 			case w[i].h != nil:
 				require.NotNil(t, g[i].h, "%s point %d: want an integer histogram", k, i)
@@ -106,13 +108,23 @@ func assertSeries(t *testing.T, want, got map[string][]point) {
 
 var staleNaN = math.Float64frombits(value.StaleNaN)
 
+// withST sets the start timestamp of every point of pts.
+func withST(st int64, pts []point) []point {
+	for i := range pts {
+		pts[i].st = st
+	}
+	return pts
+}
+
 // TestRoundTripV1 pushes remote write 1.0 through receiver -> metricstor exporter (default
 // config) -> store and reads back the exact series: names with dots and UTF-8, labels starting
 // with __, job and instance unchanged, no suffixes, no target_info, stale markers bit for bit, a
 // NaN that is not a stale marker, classic histogram series, native histograms of every kind,
 // metadata (sent in a request of its own, as Prometheus does) and exemplars.
-func TestRoundTripV1(t *testing.T) {
-	url, store := startPipeline(t)
+func TestRoundTripV1(t *testing.T) { bothWays(t, testRoundTripV1) }
+
+func testRoundTripV1(t *testing.T, direct bool) {
+	url, store := startPipeline(t, direct)
 
 	meta := &prompb.WriteRequest{Metadata: []prompb.MetricMetadata{
 		{Type: prompb.MetricMetadata_COUNTER, MetricFamilyName: "http_requests_total", Help: "Requests served.", Unit: ""},
@@ -194,8 +206,10 @@ func TestRoundTripV1(t *testing.T) {
 
 // TestRoundTripV2 pushes remote write 2.0 with per-series metadata, start timestamps, native
 // histograms and exemplars, and reads back the same series, metadata and exemplars.
-func TestRoundTripV2(t *testing.T) {
-	url, store := startPipeline(t)
+func TestRoundTripV2(t *testing.T) { bothWays(t, testRoundTripV2) }
+
+func testRoundTripV2(t *testing.T, direct bool) {
+	url, store := startPipeline(t, direct)
 	ts := []int64{1_700_000_000_000, 1_700_000_010_000}
 	st := int64(1_699_999_000_000)
 	b := newV2Builder()
@@ -216,7 +230,8 @@ func TestRoundTripV2(t *testing.T) {
 	b.series(labels.FromStrings("__name__", "req_nhcb_seconds", "job", "worker"),
 		b.meta(writev2.Metadata_METRIC_TYPE_GAUGEHISTOGRAM, "NHCB gauge histogram.", "seconds"), nil,
 		[]writev2.Histogram{writev2.FromIntHistogram(0, ts[0], customHistogram())})
-	b.series(labels.FromStrings("__name__", "no_metadata"), writev2.Metadata{}, []writev2.Sample{{Timestamp: ts[0], Value: 1}}, nil)
+	// A label with an empty value is no label.
+	b.series(labels.FromStrings("__name__", "no_metadata", "empty", ""), writev2.Metadata{}, []writev2.Sample{{Timestamp: ts[0], Value: 1}}, nil)
 
 	r := pushV2(t, url, b.build())
 	require.Equal(t, http.StatusNoContent, r.code, r.body)
@@ -225,10 +240,10 @@ func TestRoundTripV2(t *testing.T) {
 	gh := customHistogram()
 	gh.CounterResetHint = histogram.GaugeType
 	want := map[string][]point{
-		`{__name__="jobs_done_total", instance="w1", job="worker", queue="q"}`: floats(ts, 4, 6),
+		`{__name__="jobs_done_total", instance="w1", job="worker", queue="q"}`: withST(st, floats(ts, 4, 6)),
 		`{__name__="queue_bytes", job="worker"}`:                               floats(ts, 1024, staleNaN),
 		`{__name__="req_seconds_bucket", job="worker", le="1"}`:                floats(ts[:1], 7),
-		`{__name__="req_native_seconds", job="worker"}`:                        {{t: ts[0], h: intHistogram(ts[0])}, {t: ts[1], fh: floatHistogram()}},
+		`{__name__="req_native_seconds", job="worker"}`:                        {{st: st, t: ts[0], h: intHistogram(ts[0])}, {st: st, t: ts[1], fh: floatHistogram()}},
 		`{__name__="req_nhcb_seconds", job="worker"}`:                          {{t: ts[0], h: gh}},
 		`{__name__="no_metadata"}`:                                             floats(ts[:1], 1),
 	}
@@ -263,7 +278,11 @@ func TestRoundTripV2(t *testing.T) {
 // TestRoundTripPartialStoreRejection: a sample the store refuses (out of order) gives 400 with
 // the store's reason; the rest of the request is stored.
 func TestRoundTripPartialStoreRejection(t *testing.T) {
-	url, store := startPipeline(t)
+	bothWays(t, testRoundTripPartialStoreRejection)
+}
+
+func testRoundTripPartialStoreRejection(t *testing.T, direct bool) {
+	url, store := startPipeline(t, direct)
 	r := pushV1(t, url, &prompb.WriteRequest{Timeseries: []prompb.TimeSeries{
 		{Labels: v1Labels("__name__", "m", "job", "a"), Samples: []prompb.Sample{{Timestamp: 10_000_000, Value: 1}}},
 	}})

@@ -134,7 +134,9 @@ func noRetry(t *testing.T) func(component.Config) {
 
 // TestStoreRefusalsV2 sends remote write 2.0 through the real exporter and store, which refuse
 // in each way: the status, the body, the Written headers (what was stored), and what is stored.
-func TestStoreRefusalsV2(t *testing.T) {
+func TestStoreRefusalsV2(t *testing.T) { bothWays(t, testStoreRefusalsV2) }
+
+func testStoreRefusalsV2(t *testing.T, direct bool) {
 	// Series a (2 samples, one a duplicate of the other at the same timestamp when dup is set), b
 	// (1 sample and a native histogram, 1 exemplar).
 	request := func(dup bool) *writev2.Request {
@@ -199,7 +201,7 @@ func TestStoreRefusalsV2(t *testing.T) {
 		},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			url, store := startPipelineWith(t, func(s storage.Store) storage.Store {
+			url, store := startPipelineWith(t, direct, func(s storage.Store) storage.Store {
 				return refusingStore{Store: s, job: tc.refuse, err: tc.err}
 			}, noRetry(t))
 			r := pushV2(t, url, request(tc.dup))
@@ -217,8 +219,10 @@ func TestStoreRefusalsV2(t *testing.T) {
 // out_of_order_window (10m by default; the store calls it too old): 400 with the store's reason.
 // Unlike Prometheus's 1.0 handler (which rolls the whole request back) the rest is stored, as
 // Prometheus's 2.0 handler does.
-func TestOutOfOrderV1(t *testing.T) {
-	url, store := startPipeline(t)
+func TestOutOfOrderV1(t *testing.T) { bothWays(t, testOutOfOrderV1) }
+
+func testOutOfOrderV1(t *testing.T, direct bool) {
+	url, store := startPipeline(t, direct)
 	r := pushV1(t, url, &prompb.WriteRequest{Timeseries: []prompb.TimeSeries{
 		{Labels: v1Labels("__name__", "m", "job", "a"), Samples: []prompb.Sample{{Timestamp: 10_000_000, Value: 1}}},
 	}})
@@ -238,8 +242,10 @@ func TestOutOfOrderV1(t *testing.T) {
 
 // TestInvalidSeriesAndStoreRefusal: one request with an invalid series and a sample the store
 // refuses gets one 400 naming both; the rest is stored.
-func TestInvalidSeriesAndStoreRefusal(t *testing.T) {
-	url, store := startPipeline(t)
+func TestInvalidSeriesAndStoreRefusal(t *testing.T) { bothWays(t, testInvalidSeriesAndStoreRefusal) }
+
+func testInvalidSeriesAndStoreRefusal(t *testing.T, direct bool) {
+	url, store := startPipeline(t, direct)
 	r := pushV1(t, url, &prompb.WriteRequest{Timeseries: []prompb.TimeSeries{
 		{Labels: v1Labels("__name__", "m", "job", "a"), Samples: []prompb.Sample{{Timestamp: 1000, Value: 1}, {Timestamp: 1000, Value: 2}}},
 		{Labels: v1Labels("job", "nameless"), Samples: []prompb.Sample{{Timestamp: 1000, Value: 1}}},

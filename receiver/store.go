@@ -30,7 +30,8 @@ func putBodyBuffer(b *bytes.Buffer) {
 const maxReportedErrors = 10
 
 // Store decodes one remote write request (confighttp has checked its encoding; the body decodes
-// as it is read, see snappyBody), sends the valid series into the pipeline and tells Prometheus's
+// as it is read, see snappyBody), sends the valid series into the pipeline (or, with direct
+// writing, to the exporter: the same outcomes and errors) and tells Prometheus's
 // handler what to answer (405 and 415 are the handler's own, before the body is read):
 //   - 204 when everything was stored;
 //   - 400 when the body is not snappy or not a valid message, when it carries more than
@@ -70,6 +71,7 @@ func (r *remoteWriteReceiver) Store(req *http.Request, msgType remoteapi.WriteMe
 
 	conv := newConverter(r.meta)
 	defer conv.release()
+	conv.direct = r.writer != nil
 	var numSeries int
 	switch msgType {
 	case remoteapi.WriteV1MessageType:
@@ -107,7 +109,12 @@ func (r *remoteWriteReceiver) Store(req *http.Request, msgType remoteapi.WriteMe
 	var pipelineErr error
 	if points := conv.samples + conv.histograms; points > 0 {
 		octx := r.obsrecv.StartMetricsOp(ctx)
-		err := r.next.ConsumeMetrics(octx, conv.md)
+		var err error
+		if conv.direct {
+			err = r.writer.WriteSeries(octx, conv.directSeries())
+		} else {
+			err = r.next.ConsumeMetrics(octx, conv.md)
+		}
 		pw, partial := errors.AsType[*passthrough.PartialWriteError](err)
 		partial = partial && pipelineStatus(err) == http.StatusBadRequest
 		if partial {

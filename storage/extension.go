@@ -19,6 +19,7 @@ import (
 	"go.opentelemetry.io/otel/metric"
 	"go.uber.org/zap"
 
+	"github.com/metricstor/metricstor/internal/passthrough"
 	compmetadata "github.com/metricstor/metricstor/storage/internal/metadata"
 	"github.com/metricstor/metricstor/storage/internal/tsdb"
 )
@@ -36,6 +37,9 @@ type storageExtension struct {
 	released     sync.Once     // the executable's startup pages, dropped after the first Ready
 	releaseAfter time.Duration // how long after Ready (releaseDelay; tests shorten it)
 	releasing    sync.WaitGroup
+
+	// routes tells the remote_write receiver which exporter takes its series directly (direct.go).
+	routes passthrough.Routes
 }
 
 // headroomInterval is how often the live heap is compared with the memory limit.

@@ -13,6 +13,10 @@
 //
 // The keys live in Metric.Metadata(), not in attributes, so that no other exporter turns them into
 // labels. A processor may change anything; the exporter writes what it finds.
+//
+// Where the configuration shows that no processor or other exporter could see the pipeline data,
+// the receiver skips it and hands its series to the exporter (direct.go: Series, SeriesWriter,
+// Routes); the series written are the same.
 package passthrough // import "github.com/metricstor/metricstor/internal/passthrough"
 
 // ScopeName is the instrumentation scope of the metrics the remote_write receiver produces (and of
