@@ -53,6 +53,7 @@ type phase struct {
 // instance is one system under test and the protocol the reference sends it.
 type instance struct {
 	message string // MessageV1 or MessageV2
+	way     string // how the series reach the store, when the system has more than one
 	sys     System
 	api     v1.API
 	wire    *WireRecorder // the proxy the reference writes through
@@ -60,7 +61,15 @@ type instance struct {
 
 func (in *instance) protocol() string { return "remote write " + ProtocolName(in.message) }
 
-func (in *instance) String() string { return in.sys.Name() + " (" + in.protocol() + ")" }
+// label names the instance in the report: its protocol, and its way when it has one.
+func (in *instance) label() string {
+	if in.way != "" {
+		return in.protocol() + ", " + in.way
+	}
+	return in.protocol()
+}
+
+func (in *instance) String() string { return in.sys.Name() + " (" + in.label() + ")" }
 
 func TestConformance(t *testing.T) {
 	if os.Getenv("METRICSTOR_CONFORMANCE") == "" {
@@ -88,29 +97,43 @@ func TestConformance(t *testing.T) {
 	}
 
 	// One system under test per protocol, each a process of its own (own ports, own data), fed
-	// by the same reference: both comparisons run on the same data in the same run.
+	// by the same reference: every comparison runs on the same data in the same run. Metricstor
+	// runs each protocol both ways its remote_write receiver writes: its series straight to the
+	// exporter (direct_write, the default) and as pipeline data (what a pipeline with processors
+	// does).
 	promBinary := PrometheusBinary(t)
 	kind := envOr("CONFORMANCE_SUT", "metricstor")
-	var start func() System
+	type variant struct {
+		message, way string
+		start        func() System
+	}
+	var variants []variant
 	switch kind {
 	case "metricstor":
 		binary := harness.Binary(t)
-		start = func() System { return StartMetricstor(t, binary) }
+		for _, message := range []string{MessageV1, MessageV2} {
+			variants = append(variants,
+				variant{message, "direct", func() System { return StartMetricstor(t, binary, false) }},
+				variant{message, "pipeline data", func() System { return StartMetricstor(t, binary, true) }})
+		}
 	case "prometheus":
-		start = func() System { return StartPrometheusSUT(t, promBinary) }
+		for _, message := range []string{MessageV1, MessageV2} {
+			variants = append(variants, variant{message, "", func() System { return StartPrometheusSUT(t, promBinary) }})
+		}
 	default:
 		t.Fatalf("CONFORMANCE_SUT: want metricstor or prometheus, got %q", kind)
 	}
 	var instances []*instance
 	var writes []RemoteWrite
-	for _, message := range []string{MessageV1, MessageV2} {
-		in := &instance{message: message, sys: start()}
+	for i, v := range variants {
+		message := v.message
+		in := &instance{message: message, way: v.way, sys: v.start()}
 		if in.api, err = NewAPI(in.sys.QueryURL()); err != nil {
 			t.Fatal(err)
 		}
 		in.wire = NewWireRecorder(t, in.sys.WriteURL())
 		instances = append(instances, in)
-		writes = append(writes, RemoteWrite{Name: "rw" + ProtocolName(message), URL: in.wire.URL, Message: message})
+		writes = append(writes, RemoteWrite{Name: fmt.Sprintf("rw%s-%d", ProtocolName(message), i), URL: in.wire.URL, Message: message})
 	}
 	targets := startDemoTargets(t, seed, demoTargetsNumber)
 	scrapeConfig := ScrapeConfig(interval, targets, writes...)
@@ -306,9 +329,9 @@ func formatReport(sutName string, instances []*instance, phases []*phase, wire [
 	var sb strings.Builder
 	protocols := make([]string, len(instances))
 	for i, in := range instances {
-		protocols[i] = in.protocol()
+		protocols[i] = in.label()
 	}
-	fmt.Fprintf(&sb, "PromQL conformance of %s against Prometheus %s, %d cases, one instance per protocol: %s\n",
+	fmt.Fprintf(&sb, "PromQL conformance of %s against Prometheus %s, %d cases, one instance per protocol and way: %s\n",
 		sutName, PrometheusVersion, n, strings.Join(protocols, ", "))
 	perInstance := make([][]Result, len(instances))
 	for i := range instances {
@@ -317,13 +340,13 @@ func formatReport(sutName string, instances []*instance, phases []*phase, wire [
 	for _, p := range phases {
 		scores := make([]string, len(instances))
 		for i, in := range instances {
-			scores[i] = in.protocol() + ": " + score(p.results[i])
+			scores[i] = in.label() + ": " + score(p.results[i])
 		}
 		fmt.Fprintf(&sb, "\n== %s: range %s .. %s: %s\n", p.name, p.start.UTC().Format(time.RFC3339), p.end.UTC().Format(time.RFC3339), strings.Join(scores, "; "))
 		for i, in := range instances {
 			for j, r := range p.results[i] {
 				if !r.Passed() {
-					fmt.Fprintf(&sb, "FAIL [%s] %s\n     %s\n", in.protocol(), r.Query, r.Diff)
+					fmt.Fprintf(&sb, "FAIL [%s] %s\n     %s\n", in.label(), r.Query, r.Diff)
 				}
 				if perInstance[i][j].Passed() {
 					perInstance[i][j] = r
@@ -334,7 +357,7 @@ func formatReport(sutName string, instances []*instance, phases []*phase, wire [
 	final := slices.Clone(perInstance[0])
 	sb.WriteString("\n")
 	for i, in := range instances {
-		fmt.Fprintf(&sb, "%s: %s (a case passes when it passes in every phase)\n", in.protocol(), score(perInstance[i]))
+		fmt.Fprintf(&sb, "%s: %s (a case passes when it passes in every phase)\n", in.label(), score(perInstance[i]))
 		for j, r := range perInstance[i] {
 			if final[j].Passed() {
 				final[j] = r
@@ -346,9 +369,9 @@ func formatReport(sutName string, instances []*instance, phases []*phase, wire [
 		if wire[i] != nil {
 			status = "FAIL: " + wire[i].Error()
 		}
-		fmt.Fprintf(&sb, "wire check %s: %s (%s)\n", in.protocol(), status, in.wire.Summary())
+		fmt.Fprintf(&sb, "wire check %s: %s (%s)\n", in.label(), status, in.wire.Summary())
 	}
-	fmt.Fprintf(&sb, "a case passes when it passes in every phase for every protocol\n%s\n", score(final))
+	fmt.Fprintf(&sb, "a case passes when it passes in every phase for every instance\n%s\n", score(final))
 	return sb.String(), final
 }
 

@@ -35,22 +35,32 @@ type Metricstor struct {
 	// PartitionDuration and Retention are the storage settings, as Prometheus durations.
 	PartitionDuration, Retention string
 	DataDir                      string
-	config                       string
-	proc                         *harness.Process
+	// PipelineData turns the remote_write receiver's direct_write off: the series travel as
+	// pipeline data to the exporter, as they do when the pipeline has processors.
+	PipelineData bool
+	config       string
+	proc         *harness.Process
 }
 
 // StartMetricstor writes the configuration and starts the binary, waiting until it is ready.
-func StartMetricstor(t testing.TB, binary string) *Metricstor {
+// With pipelineData the remote_write receiver sends pipeline data to the exporter rather than
+// its series directly (see Metricstor.PipelineData).
+func StartMetricstor(t testing.TB, binary string, pipelineData bool) *Metricstor {
 	t.Helper()
 	m := &Metricstor{
 		Binary: binary, Ports: harness.NewPorts(t), Write: harness.FreePorts(t, 1)[0],
 		PartitionDuration: "1m", Retention: "1h",
-		DataDir: filepath.Join(t.TempDir(), "data"),
+		DataDir:      filepath.Join(t.TempDir(), "data"),
+		PipelineData: pipelineData,
 	}
-	m.config = harness.Config{
+	cfg := harness.Config{
 		Ports: m.Ports, DataDir: m.DataDir, RemoteWrite: m.Write,
 		PartitionDuration: m.PartitionDuration, Retention: m.Retention, LogLevel: "warn",
-	}.Write(t)
+	}
+	if pipelineData {
+		cfg.RemoteWriteYAML = "direct_write: false"
+	}
+	m.config = cfg.Write(t)
 	m.start(t)
 	return m
 }

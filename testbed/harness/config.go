@@ -18,6 +18,9 @@ type Config struct {
 
 	// RemoteWrite is the port of the remote_write receiver; 0 leaves the receiver out.
 	RemoteWrite int
+	// RemoteWriteYAML is more settings of the remote_write receiver, as YAML at the receiver's
+	// level ("direct_write: false"); empty adds nothing.
+	RemoteWriteYAML string
 	// PartitionDuration and Retention are the storage extension's settings, as Prometheus
 	// durations; empty keeps its defaults.
 	PartitionDuration, Retention string
@@ -62,6 +65,9 @@ var configTemplate = template.Must(template.New("config").Funcs(template.FuncMap
 {{- if .RemoteWrite}}
   remote_write:
     endpoint: 127.0.0.1:{{.RemoteWrite}}
+{{- if .RemoteWriteYAML}}
+{{indent .RemoteWriteYAML}}
+{{- end}}
 {{- end}}
 {{- if .ScrapeYAML}}
   prometheus:
