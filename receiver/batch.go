@@ -1,6 +1,7 @@
 package receiver
 
 import (
+	"context"
 	"errors"
 
 	"github.com/prometheus/common/model"
@@ -9,6 +10,8 @@ import (
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/model/metadata"
 	"go.opentelemetry.io/collector/pdata/pmetric"
+
+	"github.com/metricstor/metricstor/internal/passthrough"
 )
 
 // SeriesBatch converts Prometheus samples given one at a time (as a storage.AppenderV2 receives
@@ -23,9 +26,18 @@ type SeriesBatch struct {
 	points int
 }
 
-// NewSeriesBatch returns an empty batch.
+// NewSeriesBatch returns an empty batch of pipeline data (Finish).
 func NewSeriesBatch() *SeriesBatch {
 	return &SeriesBatch{c: newConverter(nil)}
+}
+
+// NewDirectSeriesBatch returns an empty batch whose series are written by a
+// passthrough.SeriesWriter (Write) without becoming pipeline data, as the remote_write
+// receiver's direct_write does.
+func NewDirectSeriesBatch() *SeriesBatch {
+	b := NewSeriesBatch()
+	b.c.direct = true
+	return b
 }
 
 // Add converts one sample of the series ls: a float (h and fh nil), an integer histogram (h) or
@@ -80,6 +92,15 @@ func (b *SeriesBatch) Finish() pmetric.Metrics {
 	b.c.release()
 	b.c = nil
 	return md
+}
+
+// Write writes everything added to a batch of NewDirectSeriesBatch with w, ends the batch and
+// returns w's error.
+func (b *SeriesBatch) Write(ctx context.Context, w passthrough.SeriesWriter) error {
+	err := w.WriteSeries(ctx, b.c.directSeries())
+	b.c.release()
+	b.c = nil
+	return err
 }
 
 // Discard ends the batch without using its data.

@@ -259,19 +259,11 @@ func (r *remoteWriteReceiver) seriesWriter(host component.Host) passthrough.Seri
 	if !r.cfg.DirectWrite {
 		return nil
 	}
-	var why string
-	for id, ext := range host.GetExtensions() {
-		router, ok := ext.(passthrough.Router)
-		if !ok {
-			continue
-		}
-		w, reason := router.SeriesWriter(r.settings.ID)
-		if w != nil {
-			r.settings.Logger.Info("Remote write goes straight to the metricstor exporter of its pipeline, without pipeline data: the pipeline has no processor and no other exporter",
-				zap.String("storage", id.String()))
-			return w
-		}
-		why = reason
+	w, id, why := passthrough.FindSeriesWriter(host, r.settings.ID)
+	if w != nil {
+		r.settings.Logger.Info("Remote write goes straight to the metricstor exporter of its pipeline, without pipeline data: the pipeline has no processor and no other exporter",
+			zap.String("storage", id.String()))
+		return w
 	}
 	if why != "" {
 		r.settings.Logger.Info("Remote write goes through its pipeline as pipeline data", zap.String("reason", why))

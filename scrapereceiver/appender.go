@@ -15,6 +15,7 @@ import (
 	"go.opentelemetry.io/collector/receiver/receiverhelper"
 	"go.uber.org/zap"
 
+	"github.com/metricstor/metricstor/internal/passthrough"
 	mreceiver "github.com/metricstor/metricstor/receiver"
 )
 
@@ -28,7 +29,11 @@ var errStopped = errors.New("prometheus receiver is shut down")
 // synthetic series and staleness markers included) appends through one appender, whose Commit
 // hands everything to the next consumer at once.
 type appendable struct {
-	next    consumer.Metrics
+	next consumer.Metrics
+	// writer takes each scrape's series instead of next when the configuration allows it
+	// (direct_write, passthrough.Routes); nil: pipeline data to next. Set by Start before the
+	// first scrape.
+	writer  passthrough.SeriesWriter
 	obsrecv *receiverhelper.ObsReport
 	logger  *zap.Logger
 
@@ -67,7 +72,11 @@ type appender struct {
 // timestamp): the error is returned so that the scrape fails as it does in Prometheus.
 func (ap *appender) Append(ref storage.SeriesRef, ls labels.Labels, st, t int64, v float64, h *histogram.Histogram, fh *histogram.FloatHistogram, opts storage.AppendV2Options) (storage.SeriesRef, error) {
 	if ap.batch == nil {
-		ap.batch = mreceiver.NewSeriesBatch()
+		if ap.a.writer != nil {
+			ap.batch = mreceiver.NewDirectSeriesBatch()
+		} else {
+			ap.batch = mreceiver.NewSeriesBatch()
+		}
 	}
 	// The scrape loop reuses the bytes of the family name and of the exemplar slice after
 	// Append returns (storage.AppendV2Options); histograms may be reused by the parser.
@@ -110,20 +119,26 @@ func (ap *appender) Commit() error {
 		ap.reportRefused()
 		return nil
 	}
-	points := ap.batch.Points()
-	md := ap.batch.Finish()
+	batch, points := ap.batch, ap.batch.Points()
 	ap.batch = nil
 	ap.reportRefused()
 	if points == 0 {
+		batch.Discard()
 		return nil
 	}
 	ap.a.mu.RLock()
 	defer ap.a.mu.RUnlock()
 	if ap.a.closed {
+		batch.Discard()
 		return errStopped
 	}
 	ctx := ap.a.obsrecv.StartMetricsOp(ap.ctx)
-	err := ap.a.next.ConsumeMetrics(ctx, md)
+	var err error
+	if ap.a.writer != nil {
+		err = batch.Write(ctx, ap.a.writer)
+	} else {
+		err = ap.a.next.ConsumeMetrics(ctx, batch.Finish())
+	}
 	ap.a.obsrecv.EndMetricsOp(ctx, format, points, err)
 	return err
 }

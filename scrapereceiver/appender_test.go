@@ -197,3 +197,68 @@ func TestAppenderCommitError(t *testing.T) {
 	require.NoError(t, err)
 	assert.ErrorIs(t, app.Commit(), errStopped)
 }
+
+// recordingWriter keeps copies of the series written to it and returns err.
+type recordingWriter struct {
+	series []passthrough.Series
+	err    error
+}
+
+func (w *recordingWriter) WriteSeries(_ context.Context, series []passthrough.Series) error {
+	for _, s := range series {
+		s.Labels = append([]passthrough.Label(nil), s.Labels...)
+		s.Samples = append([]passthrough.Sample(nil), s.Samples...)
+		s.Histograms = append([]passthrough.Histogram(nil), s.Histograms...)
+		w.series = append(w.series, s)
+	}
+	return w.err
+}
+
+// TestAppenderDirect: with a SeriesWriter (direct_write, and a pipeline that allows it) a scrape
+// goes to the writer at Commit, as checked series, and nothing to the pipeline; an invalid series
+// is refused at Append as without; the writer's error is Commit's.
+func TestAppenderDirect(t *testing.T) {
+	sink := new(consumertest.MetricsSink)
+	a := newTestAppendable(t, sink)
+	w := &recordingWriter{}
+	a.writer = w
+	app := a.AppenderV2(context.Background())
+	ts := int64(1_700_000_000_000)
+	target := func(kv ...string) labels.Labels {
+		return labels.FromStrings(append([]string{"job", "node", "instance", "h:9100"}, kv...)...)
+	}
+	_, err := app.Append(0, target("__name__", "http_requests_total", "code", "200"), 0, ts, 42, nil, nil, storage.AOptions{
+		MetricFamilyName: "http_requests_total",
+		Metadata:         metadata.Metadata{Type: model.MetricTypeCounter, Help: "Requests."},
+		Exemplars:        []exemplar.Exemplar{{Labels: labels.FromStrings("trace_id", "abc"), Value: 1, Ts: ts, HasTs: true}},
+	})
+	require.NoError(t, err)
+	_, err = app.Append(0, target("__name__", "up"), 0, ts, 1, nil, nil, storage.AOptions{MetricFamilyName: "up\xff"})
+	require.NoError(t, err)
+	_, err = app.Append(0, target("__name__", "bad"), 0, ts, 0, &histogram.Histogram{Count: 1, PositiveBuckets: []int64{1}}, nil, storage.AOptions{})
+	require.Error(t, err, "an invalid histogram is refused at Append")
+	require.NoError(t, app.Commit())
+
+	assert.Empty(t, sink.AllMetrics(), "no pipeline data")
+	require.Len(t, w.series, 2)
+	req := w.series[0]
+	assert.Equal(t, []passthrough.Label{{Name: "__name__", Value: "http_requests_total"}, {Name: "code", Value: "200"}, {Name: "instance", Value: "h:9100"}, {Name: "job", Value: "node"}}, req.Labels)
+	assert.Equal(t, "http_requests_total", req.Name)
+	assert.Equal(t, "node", req.Job)
+	assert.Equal(t, "h:9100", req.Instance)
+	assert.True(t, req.HasMetadata)
+	assert.Equal(t, metadata.Metadata{Type: model.MetricTypeCounter, Help: "Requests."}, req.Metadata)
+	assert.Equal(t, "http_requests_total", req.Family)
+	assert.Equal(t, []passthrough.Sample{{T: ts, V: 42}}, req.Samples)
+	require.Len(t, req.Exemplars, 1)
+	up := w.series[1]
+	assert.Equal(t, "up", up.Name)
+	assert.False(t, up.HasMetadata, "synthetic series carry no metadata")
+	assert.Equal(t, []passthrough.Sample{{T: ts, V: 1}}, up.Samples)
+
+	w.err = errors.New("store refuses")
+	app = a.AppenderV2(context.Background())
+	_, err = app.Append(0, target("__name__", "x"), 0, ts+1000, 1, nil, nil, storage.AOptions{})
+	require.NoError(t, err)
+	assert.EqualError(t, app.Commit(), "store refuses")
+}

@@ -19,8 +19,11 @@ import (
 	_ "github.com/prometheus/prometheus/discovery/http"
 )
 
-// configKey is the receiver's one setting: a Prometheus configuration.
+// configKey is the receiver's main setting: a Prometheus configuration.
 const configKey = "config"
+
+// directWriteKey is the receiver's other setting, as the remote_write receiver's direct_write.
+const directWriteKey = "direct_write"
 
 // sdNotLinked matches Prometheus's error for a *_sd_configs key of a mechanism that is not
 // linked into the binary.
@@ -34,6 +37,11 @@ type Config struct {
 	// config types have some that only hold after Prometheus's own defaulting (an empty
 	// fallback scrape protocol is invalid for them, yet means "none" in a loaded config).
 	prometheusConfig *promconfig.Config
+
+	// DirectWrite (key `direct_write`, default true): when the configuration shows that nothing
+	// but the metricstor exporter sees the receiver's data, each scrape's series go to it
+	// without pipeline data, as the remote_write receiver's setting of that name does.
+	DirectWrite bool
 }
 
 // PrometheusConfig returns the parsed Prometheus configuration, nil when `config:` is missing.
@@ -45,9 +53,16 @@ func (c *Config) PrometheusConfig() *promconfig.Config { return c.prometheusConf
 func (c *Config) Unmarshal(conf *confmap.Conf) error {
 	raw := conf.ToStringMap()
 	for k := range raw {
-		if k != configKey {
-			return fmt.Errorf("unknown setting %q: the prometheus receiver's only setting is %q, a Prometheus configuration (global, scrape_configs)", k, configKey)
+		if k != configKey && k != directWriteKey {
+			return fmt.Errorf("unknown setting %q: the prometheus receiver's settings are %q, a Prometheus configuration (global, scrape_configs), and %q", k, configKey, directWriteKey)
 		}
+	}
+	if v, ok := raw[directWriteKey]; ok {
+		b, ok := v.(bool)
+		if !ok {
+			return fmt.Errorf("%s: want true or false, got %v", directWriteKey, v)
+		}
+		c.DirectWrite = b
 	}
 	v, ok := raw[configKey]
 	if !ok || v == nil {

@@ -46,11 +46,20 @@ func TestLoadConfig(t *testing.T) {
 		assert.Len(t, scs[1].ServiceDiscoveryConfigs, 1, "file_sd_configs")
 		assert.Equal(t, "file", scs[1].ServiceDiscoveryConfigs[0].Name())
 		assert.Equal(t, "http", scs[2].ServiceDiscoveryConfigs[0].Name())
+		assert.True(t, cfg.DirectWrite, "direct_write defaults to true")
+	})
+
+	t.Run("pipeline_data", func(t *testing.T) {
+		cfg, err := load(t, "pipeline_data")
+		require.NoError(t, err)
+		require.NoError(t, cfg.Validate())
+		assert.False(t, cfg.DirectWrite)
 	})
 
 	unmarshalErrs := map[string]string{
-		"unknown_key":  `unknown setting "target_allocator"`,
-		"bad_interval": `scrape timeout greater than scrape interval for scrape config with job name "a"`,
+		"unknown_key":      `unknown setting "target_allocator"`,
+		"bad_direct_write": "direct_write: want true or false, got sometimes",
+		"bad_interval":     `scrape timeout greater than scrape interval for scrape config with job name "a"`,
 		// Only static, file and http service discovery are linked into the distribution.
 		"kubernetes": "field kubernetes_sd_configs not found in type config.ScrapeConfig",
 	}

@@ -20,7 +20,7 @@ func NewFactory() receiver.Factory {
 }
 
 // createDefaultConfig has no Prometheus configuration: `config:` is required (Validate).
-func createDefaultConfig() component.Config { return &Config{} }
+func createDefaultConfig() component.Config { return &Config{DirectWrite: true} }
 
 func createMetrics(_ context.Context, set receiver.Settings, cfg component.Config, next consumer.Metrics) (receiver.Metrics, error) {
 	return newScrapeReceiver(cfg.(*Config), set, next)

@@ -17,6 +17,8 @@ import (
 	"go.uber.org/zap"
 
 	"go.uber.org/zap/exp/zapslog"
+
+	"github.com/metricstor/metricstor/internal/passthrough"
 )
 
 // scrapeReceiver runs Prometheus's discovery and scrape managers; every scrape is appended
@@ -53,7 +55,18 @@ func newScrapeReceiver(cfg *Config, set receiver.Settings, next consumer.Metrics
 // own metrics (prometheus_sd_*, prometheus_target_*) go to a registry of the receiver's that
 // nothing exports: the collector's telemetry is the receiver's obsreport (accepted and refused
 // points, per scrape).
-func (r *scrapeReceiver) Start(_ context.Context, _ component.Host) error {
+func (r *scrapeReceiver) Start(_ context.Context, host component.Host) error {
+	if r.cfg.DirectWrite {
+		w, id, why := passthrough.FindSeriesWriter(host, r.settings.ID)
+		switch {
+		case w != nil:
+			r.settings.Logger.Info("Scraped series go straight to the metricstor exporter of the pipeline, without pipeline data: the pipeline has no processor and no other exporter",
+				zap.String("storage", id.String()))
+			r.app.writer = w
+		case why != "":
+			r.settings.Logger.Info("Scraped series go through the pipeline as pipeline data", zap.String("reason", why))
+		}
+	}
 	pc := r.cfg.PrometheusConfig()
 	if pc == nil {
 		return errors.New("prometheus receiver: no Prometheus configuration")

@@ -176,3 +176,27 @@ func (r *Routes) SeriesWriter(receiver component.ID) (SeriesWriter, string) {
 type Registry interface {
 	RegisterSeriesWriter(exporter component.ID, w SeriesWriter)
 }
+
+// FindSeriesWriter asks the Routers among the host's extensions for the writer of a receiver:
+// the writer and the extension that routes to it, or nil and why the receiver must use its
+// pipeline ("" when no extension routes at all, as outside a Metricstor configuration).
+func FindSeriesWriter(host component.Host, receiver component.ID) (w SeriesWriter, router component.ID, why string) {
+	ids := make([]component.ID, 0, len(host.GetExtensions()))
+	for id, ext := range host.GetExtensions() {
+		if _, ok := ext.(Router); ok {
+			ids = append(ids, id)
+		}
+	}
+	// In a stable order, so that the reason given does not change from start to start.
+	slices.SortFunc(ids, func(a, b component.ID) int { return strings.Compare(a.String(), b.String()) })
+	for _, id := range ids {
+		w, reason := host.GetExtensions()[id].(Router).SeriesWriter(receiver)
+		if w != nil {
+			return w, id, ""
+		}
+		if why == "" {
+			why = reason
+		}
+	}
+	return nil, component.ID{}, why
+}

@@ -55,9 +55,12 @@ func TestExampleConfig(t *testing.T) {
 		`up{job="metricstor"}`:   1,
 		`up{job="node"}`:         1,
 		`node_load1{job="node"}`: 0.42,
-		// The collector's own telemetry, scraped: the exporter's counter of stored points, under
-		// the name its exposition gives it (no _total there), as Prometheus stores it.
-		`count(otelcol_exporter_sent_metric_points{job="metricstor", instance=~"127.0.0.1:.*"}) > 0`: 1,
+		// The collector's own telemetry, scraped: the exporter's counter of stored samples, under
+		// the name its exposition gives it (no _total there), as Prometheus stores it. (Not
+		// exporterhelper's otelcol_exporter_sent_metric_points: the example's pipeline has no
+		// processor, so the scrapes reach the exporter without pipeline data, which is what that
+		// counter counts.)
+		`count(metricstor_exporter_samples_accepted{job="metricstor", instance=~"127.0.0.1:.*"} > 0)`: 1,
 		// The prometheus receiver's own telemetry: the points of its scrapes, accepted.
 		`count(otelcol_receiver_accepted_metric_points{job="metricstor", receiver="prometheus", transport="http"} > 0)`: 1,
 	}

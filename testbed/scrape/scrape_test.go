@@ -60,9 +60,14 @@ func promDuration(d time.Duration) string { return fmt.Sprintf("%dms", d.Millise
 // metricstorConfig runs the prometheus receiver (scrapereceiver) on scrape into the metricstor
 // exporter, both on their defaults: the receiver's passthrough encoding is stored exactly
 // whatever the exporter's translation settings. The otlp receiver is there only for the
-// harness's readiness probes.
-func metricstorConfig(ports harness.Ports, dataDir, scrape string) string {
+// harness's readiness probes. With pipelineData the receiver's direct_write is off: the
+// scrapes travel to the exporter as pipeline data.
+func metricstorConfig(ports harness.Ports, dataDir, scrape string, pipelineData bool) string {
 	indented := "        " + strings.ReplaceAll(strings.TrimRight(scrape, "\n"), "\n", "\n        ")
+	direct := ""
+	if pipelineData {
+		direct = "\n    direct_write: false"
+	}
 	return fmt.Sprintf(`receivers:
   otlp:
     protocols:
@@ -70,7 +75,7 @@ func metricstorConfig(ports harness.Ports, dataDir, scrape string) string {
         endpoint: 127.0.0.1:%d
       http:
         endpoint: 127.0.0.1:%d
-  prometheus:
+  prometheus:%s
     config:
 %s
 
@@ -104,7 +109,7 @@ service:
               prometheus:
                 host: 127.0.0.1
                 port: %d
-`, ports.OTLPGRPC, ports.OTLPHTTP, indented, dataDir, ports.PromQL, ports.Telemetry)
+`, ports.OTLPGRPC, ports.OTLPHTTP, direct, indented, dataDir, ports.PromQL, ports.Telemetry)
 }
 
 // knownDifference is a difference between Metricstor and Prometheus that is understood and
@@ -125,7 +130,8 @@ var knownDifferences = []knownDifference{
 	{kindMetadata, "app_dropped_total", "metricstor []", whyDropped},
 }
 
-// TestScrapeMatchesPrometheus: a reference Prometheus and Metricstor scrape the same six
+// TestScrapeMatchesPrometheus: a reference Prometheus and two Metricstors (one writing each
+// scrape's series directly, the receiver's default, one with them as pipeline data) scrape the same six
 // targets with the same configuration: an app in the text format, a node_exporter-style target,
 // an OpenMetrics target, a target exposing an OpenTelemetry SDK's target_info, a native
 // histogram in the protobuf format, and a target found by file_sd_configs. The servers' series,
@@ -159,12 +165,28 @@ func TestScrapeMatchesPrometheus(t *testing.T) {
 	prom.Start(t)
 	t.Cleanup(prom.Stop)
 
-	ports := harness.NewPorts(t)
-	cfgPath := harness.WriteFile(t, "config.yaml", metricstorConfig(ports, filepath.Join(t.TempDir(), "data"), scrape))
-	ms := harness.StartReady(t, "otelcol-metricstor", binary, cfgPath, ports)
-	// Stopped (SIGTERM, clean exit) at the end of the test; on an earlier failure the harness
-	// kills it.
-	servers := map[string]string{"prometheus": prom.URL(), "metricstor": ports.PromQLURL()}
+	// Two Metricstors: the receiver's default, each scrape's series straight to the exporter
+	// (direct_write), and the way a pipeline with processors takes, pipeline data.
+	type instance struct {
+		name    string
+		ports   harness.Ports
+		cfgPath string
+		proc    *harness.Process
+	}
+	servers := map[string]string{"prometheus": prom.URL()}
+	var instances []*instance
+	for _, pipelineData := range []bool{false, true} {
+		in := &instance{name: "metricstor", ports: harness.NewPorts(t)}
+		if pipelineData {
+			in.name = "metricstor (pipeline data)"
+		}
+		in.cfgPath = harness.WriteFile(t, "config.yaml", metricstorConfig(in.ports, filepath.Join(t.TempDir(), "data"), scrape, pipelineData))
+		// Stopped (SIGTERM, clean exit) at the end of the test; on an earlier failure the
+		// harness kills it.
+		in.proc = harness.StartReady(t, "otelcol-"+in.name, binary, in.cfgPath, in.ports)
+		servers[in.name] = in.ports.PromQLURL()
+		instances = append(instances, in)
+	}
 
 	seen := map[knownDifference]bool{}
 	check := func(phase string) {
@@ -175,24 +197,26 @@ func TestScrapeMatchesPrometheus(t *testing.T) {
 		if err != nil {
 			t.Fatalf("%s: prometheus: %v", phase, err)
 		}
-		got, err := takeSnapshot(ports.PromQLURL(), start)
-		if err != nil {
-			t.Fatalf("%s: metricstor: %v", phase, err)
-		}
 		if len(ref.values) == 0 {
 			t.Fatalf("%s: the reference scraped nothing", phase)
 		}
-		var unexpected []string
-		for _, d := range compare(ref, got) {
-			if k, ok := known(d); ok {
-				seen[k] = true
-				t.Logf("%s: known difference: %s (%s)", phase, d, k.why)
-				continue
+		for _, in := range instances {
+			got, err := takeSnapshot(in.ports.PromQLURL(), start)
+			if err != nil {
+				t.Fatalf("%s: %s: %v", phase, in.name, err)
 			}
-			unexpected = append(unexpected, d.String())
-		}
-		if len(unexpected) > 0 {
-			t.Errorf("%s: %d unexpected differences between Metricstor and Prometheus:\n%s", phase, len(unexpected), strings.Join(unexpected, "\n"))
+			var unexpected []string
+			for _, d := range compare(ref, got) {
+				if k, ok := known(d); ok {
+					seen[k] = true
+					t.Logf("%s: %s: known difference: %s (%s)", phase, in.name, d, k.why)
+					continue
+				}
+				unexpected = append(unexpected, d.String())
+			}
+			if len(unexpected) > 0 {
+				t.Errorf("%s: %d unexpected differences between %s and Prometheus:\n%s", phase, len(unexpected), in.name, strings.Join(unexpected, "\n"))
+			}
 		}
 		if len(ref.exemplars) == 0 {
 			t.Errorf("%s: the reference stored no exemplar", phase)
@@ -216,10 +240,14 @@ func TestScrapeMatchesPrometheus(t *testing.T) {
 
 	// kill -9 and restart on the same data directory: what was stored (staleness markers
 	// included) is still there, and scraping resumes.
-	ms.Kill()
-	ms = harness.StartReady(t, "otelcol-metricstor (restarted)", binary, cfgPath, ports)
+	for _, in := range instances {
+		in.proc.Kill()
+		in.proc = harness.StartReady(t, "otelcol-"+in.name+" (restarted)", binary, in.cfgPath, in.ports)
+	}
 	check("after kill -9 and restart")
-	ms.Stop(time.Minute)
+	for _, in := range instances {
+		in.proc.Stop(time.Minute)
+	}
 
 	for _, k := range knownDifferences {
 		if !seen[k] {
