@@ -19,8 +19,10 @@ import (
 	promtsdb "github.com/prometheus/prometheus/tsdb"
 	"go.opentelemetry.io/collector/component"
 	"go.opentelemetry.io/collector/component/componenttest"
+	"go.opentelemetry.io/collector/confmap"
 	"go.opentelemetry.io/collector/exporter"
 	"go.opentelemetry.io/collector/extension"
+	"go.opentelemetry.io/collector/extension/extensioncapabilities"
 	"go.opentelemetry.io/collector/receiver"
 
 	mexporter "github.com/metricstor/metricstor/exporter"
@@ -210,7 +212,14 @@ func (c *ingestClient) post(tb testing.TB, body []byte) {
 // startBenchPipeline is startPipeline without test loggers (a benchmark prints whatever is logged
 // to it): receiver on a loopback port -> metricstor exporter (default config, so synchronous: the
 // 204 means stored) -> metricstor storage extension on a temporary directory. It returns the URL.
-func startBenchPipeline(b *testing.B) string {
+// The receiver builds pipeline data (direct_write off).
+func startBenchPipeline(b *testing.B) string { return startBenchWay(b, false) }
+
+// startBenchDirect is startBenchPipeline with the receiver writing its series straight to the
+// exporter (direct_write, as the default config.yaml has it).
+func startBenchDirect(b *testing.B) string { return startBenchWay(b, true) }
+
+func startBenchWay(b *testing.B, direct bool) string {
 	ctx := context.Background()
 	tel := componenttest.NewNopTelemetrySettings()
 	sf := storage.NewFactory()
@@ -232,6 +241,15 @@ func startBenchPipeline(b *testing.B) string {
 		}
 	})
 
+	// What the collector tells the extension of the default config.yaml's pipeline.
+	snapshot := extensioncapabilities.NewConfigSnapshot(confmap.NewFromStringMap(map[string]any{
+		"service": map[string]any{"pipelines": map[string]any{"metrics": map[string]any{
+			"receivers": []any{"remote_write"}, "exporters": []any{"metricstor"},
+		}}},
+	}), nil)
+	if err := ext.(extensioncapabilities.ConfigSnapshotWatcher).NotifyConfigSnapshot(ctx, snapshot); err != nil {
+		b.Fatal(err)
+	}
 	ef := mexporter.NewFactory()
 	exp, err := ef.CreateMetrics(ctx, exporter.Settings{ID: sid, TelemetrySettings: tel, BuildInfo: component.NewDefaultBuildInfo()}, ef.CreateDefaultConfig())
 	if err != nil {
@@ -248,13 +266,17 @@ func startBenchPipeline(b *testing.B) string {
 
 	cfg := createDefaultConfig().(*Config)
 	cfg.NetAddr.Endpoint = "127.0.0.1:0"
+	cfg.DirectWrite = direct
 	set := receiver.Settings{ID: component.NewID(metadata.Type), TelemetrySettings: tel, BuildInfo: component.NewDefaultBuildInfo()}
 	rcv, err := NewFactory().CreateMetrics(ctx, set, cfg, exp)
 	if err != nil {
 		b.Fatal(err)
 	}
-	if err := rcv.Start(ctx, testHost{}); err != nil {
+	if err := rcv.Start(ctx, testHost{sid: ext}); err != nil {
 		b.Fatal(err)
+	}
+	if got := rcv.(*remoteWriteReceiver).writer != nil; got != direct {
+		b.Fatalf("the receiver writes directly: %v, want %v", got, direct)
 	}
 	b.Cleanup(func() {
 		if err := rcv.Shutdown(ctx); err != nil {
@@ -308,7 +330,9 @@ func benchCPU(b *testing.B) time.Duration {
 // BenchmarkRemoteWriteIngest posts remote write 1.0 requests of 2,000 samples, snappy-compressed
 // and encoded before the timer starts, over HTTP on 127.0.0.1 to the whole Metricstor write path
 // (the remote_write receiver's real server from Start, confighttp included -> metricstor exporter
-// -> storage extension on b.TempDir()) and, in the same run, to Prometheus's own remote write
+// -> storage extension on b.TempDir()), both ways the receiver writes (metricstor: its series
+// straight to the exporter, as in the default config.yaml; metricstor-pipeline-data: as pipeline
+// data, as with a processor in the pipeline), and, in the same run, to Prometheus's own remote write
 // handler in front of Prometheus's TSDB. b.N is the number of samples (ns/op is per sample); they
 // are sent in ceil(b.N/2000) requests, one after the other. cpu-ns/sample is the process's user +
 // system CPU per sample, the client's share included (see the transport case for that floor).
@@ -321,7 +345,8 @@ func BenchmarkRemoteWriteIngest(b *testing.B) {
 		name  string
 		start func(*testing.B) string
 	}{
-		{"metricstor", startBenchPipeline},
+		{"metricstor", startBenchDirect},
+		{"metricstor-pipeline-data", startBenchPipeline},
 		{"prometheus", startBenchPrometheus},
 		{"transport", startBenchTransport},
 	}
