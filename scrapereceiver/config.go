@@ -57,12 +57,17 @@ func (c *Config) Unmarshal(conf *confmap.Conf) error {
 			return fmt.Errorf("unknown setting %q: the prometheus receiver's settings are %q, a Prometheus configuration (global, scrape_configs), and %q", k, configKey, directWriteKey)
 		}
 	}
-	if v, ok := raw[directWriteKey]; ok {
-		b, ok := v.(bool)
-		if !ok {
-			return fmt.Errorf("%s: want true or false, got %v", directWriteKey, v)
+	if _, ok := raw[directWriteKey]; ok {
+		// Decoded by confmap, as every other component's settings are (a value from an
+		// environment variable included), into a struct of just that key.
+		var dw struct {
+			DirectWrite bool `mapstructure:"direct_write"`
 		}
-		c.DirectWrite = b
+		dw.DirectWrite = c.DirectWrite
+		if err := confmap.NewFromStringMap(map[string]any{directWriteKey: raw[directWriteKey]}).Unmarshal(&dw); err != nil {
+			return err
+		}
+		c.DirectWrite = dw.DirectWrite
 	}
 	v, ok := raw[configKey]
 	if !ok || v == nil {

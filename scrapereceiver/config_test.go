@@ -58,7 +58,7 @@ func TestLoadConfig(t *testing.T) {
 
 	unmarshalErrs := map[string]string{
 		"unknown_key":      `unknown setting "target_allocator"`,
-		"bad_direct_write": "direct_write: want true or false, got sometimes",
+		"bad_direct_write": `'direct_write' expected type 'bool', got unconvertible type 'string'`,
 		"bad_interval":     `scrape timeout greater than scrape interval for scrape config with job name "a"`,
 		// Only static, file and http service discovery are linked into the distribution.
 		"kubernetes": "field kubernetes_sd_configs not found in type config.ScrapeConfig",
